@@ -1,0 +1,205 @@
+// annex-swarm: command-line entry point. Reads argv, the environment and the config
+// file, and hands typed values to the libraries.
+#include <unistd.h>
+
+#include <cstdlib>
+#include <fstream>
+#include <iostream>
+#include <sstream>
+
+#include "discovery/commands.hpp"
+#include "node/config.hpp"
+#include "node/daemon.hpp"
+#include "node/state_files.hpp"
+#include "protocol/swarm_token.hpp"
+
+namespace fs = std::filesystem;
+using namespace annexswarm;
+
+namespace {
+
+constexpr int kUsageError = 2;
+
+fs::path default_state_dir() {
+  if (::geteuid() == 0) return "/var/lib/annex-swarm";
+  if (const char* xdg = std::getenv("XDG_STATE_HOME"); xdg && *xdg) return fs::path(xdg) / "annex-swarm";
+  if (const char* home = std::getenv("HOME"); home && *home)
+    return fs::path(home) / ".local" / "state" / "annex-swarm";
+  return fs::path("annex-swarm-state");
+}
+
+std::optional<fs::path> default_config_file() {
+  fs::path candidate;
+  if (::geteuid() == 0) {
+    candidate = "/etc/annex-swarm/annex-swarm.conf";
+  } else if (const char* xdg = std::getenv("XDG_CONFIG_HOME"); xdg && *xdg) {
+    candidate = fs::path(xdg) / "annex-swarm" / "annex-swarm.conf";
+  } else if (const char* home = std::getenv("HOME"); home && *home) {
+    candidate = fs::path(home) / ".config" / "annex-swarm" / "annex-swarm.conf";
+  }
+  std::error_code ec;
+  if (!candidate.empty() && fs::exists(candidate, ec)) return candidate;
+  return std::nullopt;
+}
+
+void print_usage(std::ostream& out) {
+  out << "annex-swarm " ANNEX_SWARM_VERSION " - git-annex remotes as a swarm\n\n"
+         "usage:\n"
+         "  annex-swarm daemon [--config FILE] [settings]   run a node\n"
+         "  annex-swarm swarm new                           print a new private swarm token\n"
+         "  annex-swarm swarm public                        print the public swarm's token\n"
+         "  annex-swarm whereis KEY [--json]                nodes and repositories announcing KEY\n"
+         "  annex-swarm discover UUID [--json] [--format F] nodes serving annex repository UUID\n"
+         "  annex-swarm status [--json]                     this node's state\n"
+         "  annex-swarm peers [--json]                      swarm members this node can see\n\n"
+         "Every command takes --state-dir DIR to pick the node (default: " << default_state_dir().string()
+      << ").\n"
+         "whereis/discover/peers exit 0 when found, 1 when not found, 2 on error.\n\n"
+         "daemon settings (also 'name = value' lines in the config file):\n";
+  for (const auto& s : daemon_settings())
+    out << "  --" << s.name << " " << s.value_hint << (s.repeatable ? " (repeatable)" : "") << "\n      "
+        << s.help << "; default: " << s.default_text << "\n";
+}
+
+// Splits "--name=value" / "--name value"; flags lists options that take no value.
+struct ParsedArgs {
+  std::vector<std::pair<std::string, std::string>> options;
+  std::vector<std::string> positional;
+  std::vector<std::string> errors;
+};
+
+ParsedArgs parse_args(int argc, char** argv, int first, const std::vector<std::string>& flags) {
+  ParsedArgs out;
+  for (int i = first; i < argc; ++i) {
+    std::string arg = argv[i];
+    if (arg.rfind("--", 0) != 0 || arg == "--") {
+      out.positional.push_back(arg);
+      continue;
+    }
+    std::string name = arg.substr(2), value;
+    auto eq = name.find('=');
+    bool is_flag = std::find(flags.begin(), flags.end(), name) != flags.end();
+    if (eq != std::string::npos) {
+      value = name.substr(eq + 1);
+      name = name.substr(0, eq);
+    } else if (!is_flag) {
+      if (i + 1 >= argc) {
+        out.errors.push_back("--" + name + " needs a value");
+        continue;
+      }
+      value = argv[++i];
+    }
+    out.options.emplace_back(name, value);
+  }
+  return out;
+}
+
+int run_daemon(int argc, char** argv) {
+  auto args = parse_args(argc, argv, 2, {"help"});
+  DaemonConfig config;
+  std::vector<std::string> errors = args.errors;
+  std::optional<fs::path> config_file = default_config_file();
+  for (const auto& [name, value] : args.options) {
+    if (name == "help") {
+      print_usage(std::cout);
+      return 0;
+    }
+    if (name == "config") config_file = fs::path(value);
+  }
+  for (const auto& p : args.positional) errors.push_back("unexpected argument '" + p + "'");
+  if (config_file) {
+    auto text = read_file(*config_file);
+    if (!text) errors.push_back(text.error());
+    else apply_config_text(config, *text, config_file->string(), errors);
+  }
+  bool bootstrap_on_cli = false;
+  for (const auto& [name, value] : args.options) {
+    if (name == "config") continue;
+    if (name == "bootstrap" && !bootstrap_on_cli) {
+      config.bootstrap.clear();  // the command line replaces the file's list
+      bootstrap_on_cli = true;
+    }
+    apply_setting(config, name, value, errors, "--" + name);
+  }
+  if (config.state_dir.empty()) config.state_dir = default_state_dir();
+  config.state_dir = fs::absolute(config.state_dir);
+  if (!errors.empty()) {
+    for (const auto& e : errors) std::cerr << "annex-swarm: " << e << "\n";
+    std::cerr << "annex-swarm: see 'annex-swarm daemon --help'\n";
+    return kUsageError;
+  }
+  log::set_level(config.log_level);
+  Daemon daemon(std::move(config));
+  return daemon.run();
+}
+
+int run_lookup(const std::string& command, int argc, char** argv) {
+  auto args = parse_args(argc, argv, 2, {"json", "help"});
+  cli::LookupOptions options;
+  options.state_dir = default_state_dir();
+  for (const auto& [name, value] : args.options) {
+    if (name == "state-dir") options.state_dir = value;
+    else if (name == "json") options.json = true;
+    else if (name == "format" && command == "discover") options.format = value;
+    else if (name == "help") {
+      print_usage(std::cout);
+      return 0;
+    } else {
+      std::cerr << "annex-swarm: unknown option --" << name << " for " << command << "\n";
+      return kUsageError;
+    }
+  }
+  for (const auto& e : args.errors) {
+    std::cerr << "annex-swarm: " << e << "\n";
+    return kUsageError;
+  }
+  std::size_t want = (command == "whereis" || command == "discover") ? 1 : 0;
+  if (args.positional.size() != want) {
+    std::cerr << "annex-swarm: " << command << " takes " << (want ? "one argument" : "no arguments")
+              << " (see 'annex-swarm help')\n";
+    return kUsageError;
+  }
+  if (command == "whereis") return cli::whereis(options, args.positional[0]);
+  if (command == "discover") return cli::discover(options, args.positional[0]);
+  if (command == "status") return cli::status(options);
+  return cli::peers(options);
+}
+
+int run_swarm(int argc, char** argv) {
+  std::string sub = argc > 2 ? argv[2] : "";
+  if (sub == "new") {
+    std::cout << SwarmToken::generate().str() << "\n";
+    return 0;
+  }
+  if (sub == "public") {
+    std::cout << SwarmToken::public_swarm().str() << "\n";
+    return 0;
+  }
+  std::cerr << "annex-swarm: usage: annex-swarm swarm new|public\n";
+  return kUsageError;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string command = argc > 1 ? argv[1] : "help";
+  try {
+    if (command == "daemon") return run_daemon(argc, argv);
+    if (command == "swarm") return run_swarm(argc, argv);
+    if (command == "whereis" || command == "discover" || command == "status" || command == "peers")
+      return run_lookup(command, argc, argv);
+    if (command == "help" || command == "--help" || command == "-h") {
+      print_usage(std::cout);
+      return 0;
+    }
+    if (command == "version" || command == "--version") {
+      std::cout << "annex-swarm " ANNEX_SWARM_VERSION "\n";
+      return 0;
+    }
+    std::cerr << "annex-swarm: unknown command '" << command << "' (see 'annex-swarm help')\n";
+    return kUsageError;
+  } catch (const std::exception& e) {
+    std::cerr << "annex-swarm: " << e.what() << "\n";
+    return kUsageError;
+  }
+}

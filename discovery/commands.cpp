@@ -1,0 +1,170 @@
+#include "discovery/commands.hpp"
+
+#include <cstdio>
+#include <iostream>
+
+#include "discovery/control_client.hpp"
+#include "protocol/annex_key.hpp"
+#include "protocol/records.hpp"
+
+namespace annexswarm::cli {
+using json = nlohmann::json;
+namespace {
+
+constexpr int kFound = 0;
+constexpr int kNotFound = 1;
+constexpr int kError = 2;
+
+// Sends one request; on any failure prints one line and returns nullopt.
+std::optional<json> ask(const LookupOptions& options, const json& request) {
+  auto client = ControlClient::connect(options.state_dir);
+  if (!client) {
+    std::cerr << "annex-swarm: " << client.error() << "\n";
+    return std::nullopt;
+  }
+  auto reply = client->request(request);
+  if (!reply) {
+    std::cerr << "annex-swarm: " << reply.error() << "\n";
+    return std::nullopt;
+  }
+  if (!reply->value("ok", false)) {
+    std::cerr << "annex-swarm: " << reply->value("error", std::string("request failed")) << "\n";
+    return std::nullopt;
+  }
+  return *reply;
+}
+
+std::string endpoint_text(const json& e) {
+  std::string host = e.value("host", "");
+  if (host.find(':') != std::string::npos) host = "[" + host + "]";
+  return host + ":" + std::to_string(e.value("port", 0));
+}
+
+std::string apply_format(const std::string& format, const json& node, const json& e) {
+  std::string out;
+  for (std::size_t i = 0; i < format.size(); ++i) {
+    if (format[i] == '\\' && i + 1 < format.size()) {
+      char c = format[++i];
+      out += c == 'n' ? '\n' : c == 't' ? '\t' : c;
+      continue;
+    }
+    if (format[i] != '{') {
+      out += format[i];
+      continue;
+    }
+    auto close = format.find('}', i);
+    if (close == std::string::npos) {
+      out += format.substr(i);
+      break;
+    }
+    std::string field = format.substr(i + 1, close - i - 1);
+    if (field == "host") out += e.value("host", "");
+    else if (field == "port") out += std::to_string(e.value("port", 0));
+    else if (field == "kind") out += e.value("kind", "");
+    else if (field == "node") out += node.value("node", "");
+    else if (field == "swarm") out += node.value("swarm", "");
+    else out += "{" + field + "}";
+    i = close;
+  }
+  return out;
+}
+
+}  // namespace
+
+int whereis(const LookupOptions& options, const std::string& key_text) {
+  auto key = AnnexKey::parse(key_text);
+  if (!key) {
+    std::cerr << "annex-swarm: " << key.error() << "\n";
+    return kError;
+  }
+  auto reply = ask(options, {{"op", "whereis"}, {"key", key->str()}});
+  if (!reply) return kError;
+  const auto& providers = (*reply)["providers"];
+  if (options.json) {
+    std::cout << reply->dump(2) << "\n";
+  } else {
+    for (const auto& p : providers)
+      std::cout << p.value("node", "") << " " << p.value("repo", "") << " swarm=" << p.value("swarm", "")
+                << (p.contains("size") ? " size=" + std::to_string(p["size"].get<std::uint64_t>()) : "")
+                << "\n";
+    if (providers.empty()) std::cerr << "annex-swarm: no node announces " << key->str() << "\n";
+  }
+  return providers.empty() ? kNotFound : kFound;
+}
+
+int discover(const LookupOptions& options, const std::string& uuid) {
+  if (!is_annex_uuid(uuid)) {
+    std::cerr << "annex-swarm: '" << uuid << "' is not a git-annex repository uuid\n";
+    return kError;
+  }
+  auto reply = ask(options, {{"op", "discover"}, {"uuid", uuid}});
+  if (!reply) return kError;
+  const auto& nodes = (*reply)["nodes"];
+  if (options.json) {
+    std::cout << reply->dump(2) << "\n";
+  } else if (!options.format.empty()) {
+    for (const auto& n : nodes)
+      for (const auto& e : n["endpoints"]) std::cout << apply_format(options.format, n, e) << "\n";
+  } else {
+    for (const auto& n : nodes) {
+      std::cout << n.value("node", "") << " swarm=" << n.value("swarm", "");
+      if (!n.value("contact", false)) std::cout << " (no contact record yet)";
+      for (const auto& e : n["endpoints"]) std::cout << " " << e.value("kind", "") << "=" << endpoint_text(e);
+      std::cout << "\n";
+    }
+    if (nodes.empty()) std::cerr << "annex-swarm: no node serves repository " << uuid << "\n";
+  }
+  return nodes.empty() ? kNotFound : kFound;
+}
+
+int status(const LookupOptions& options) {
+  auto reply = ask(options, {{"op", "status"}});
+  if (!reply) return kError;
+  if (options.json) {
+    std::cout << reply->dump(2) << "\n";
+    return kFound;
+  }
+  const auto& r = *reply;
+  const auto& d = r["dht"];
+  std::cout << "node      " << r.value("node", "") << "\n"
+            << "version   " << r.value("version", "") << "\n"
+            << "state dir " << r.value("state_dir", "") << "\n"
+            << "port      " << r.value("port", 0) << " (UDP)\n"
+            << "dht       " << d.value("status", "") << ", " << d.value("good_nodes", 0) << " good nodes, "
+            << d.value("dubious_nodes", 0) << " dubious\n";
+  for (const auto& s : r["swarms"])
+    std::cout << "swarm     " << s.value("id", "") << (s.value("public", false) ? " (public)" : "") << "\n";
+  for (const auto& repo : r["repos"]) {
+    std::cout << "repo      " << repo.value("path", "") << " uuid " << repo.value("uuid", "") << ", "
+              << repo.value("keys", 0) << " keys present\n";
+    for (const auto& s : repo["swarms"])
+      std::cout << "          swarm " << s.value("swarm", "") << ": " << s.value("announced", 0) << " of "
+                << s.value("keys", 0) << " announced\n";
+  }
+  const auto& a = r["announce"];
+  std::cout << "announce  " << a.value("puts_ok", 0) << " puts ok, " << a.value("puts_failed", 0)
+            << " failed, " << a.value("in_flight", 0) << " in flight\n";
+  const auto& ig = r["ignored_values"];
+  std::cout << "ignored   " << ig.value("unsigned", 0) << " unsigned, " << ig.value("undecryptable", 0)
+            << " undecryptable, " << ig.value("malformed", 0) << " malformed, " << ig.value("forged", 0)
+            << " forged DHT values\n";
+  return kFound;
+}
+
+int peers(const LookupOptions& options) {
+  auto reply = ask(options, {{"op", "peers"}});
+  if (!reply) return kError;
+  const auto& list = (*reply)["peers"];
+  if (options.json) {
+    std::cout << reply->dump(2) << "\n";
+  } else {
+    for (const auto& p : list) {
+      std::cout << p.value("node", "") << " swarm=" << p.value("swarm", "") << (p.value("self", false) ? " (this node)" : "");
+      for (const auto& e : p["endpoints"]) std::cout << " " << e.value("kind", "") << "=" << endpoint_text(e);
+      std::cout << "\n";
+    }
+  }
+  return list.empty() ? kNotFound : kFound;
+}
+
+}  // namespace annexswarm::cli

@@ -1,0 +1,20 @@
+#pragma once
+// CLI subcommands that ask a running node. Exit status: 0 found, 1 not found, 2 error.
+#include <filesystem>
+#include <string>
+#include <vector>
+
+namespace annexswarm::cli {
+
+struct LookupOptions {
+  std::filesystem::path state_dir;
+  bool json = false;
+  std::string format;  // discover only: a template such as '{host} {port}'
+};
+
+int whereis(const LookupOptions& options, const std::string& key);
+int discover(const LookupOptions& options, const std::string& uuid);
+int status(const LookupOptions& options);
+int peers(const LookupOptions& options);
+
+}  // namespace annexswarm::cli

@@ -1,0 +1,194 @@
+#include "node/config.hpp"
+
+#include <arpa/inet.h>
+
+#include <charconv>
+#include <fmt/format.h>
+
+namespace annexswarm {
+namespace {
+
+std::string_view trim(std::string_view s) {
+  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.front()))) s.remove_prefix(1);
+  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.back()))) s.remove_suffix(1);
+  return s;
+}
+
+template <class T>
+std::optional<T> parse_number(std::string_view s) {
+  T v{};
+  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+  if (ec != std::errc() || p != s.data() + s.size()) return std::nullopt;
+  return v;
+}
+
+std::optional<bool> parse_bool(std::string_view s) {
+  if (s == "on" || s == "true" || s == "yes" || s == "1") return true;
+  if (s == "off" || s == "false" || s == "no" || s == "0") return false;
+  return std::nullopt;
+}
+
+bool is_private_or_loopback(std::string_view hostport) {
+  auto colon = hostport.rfind(':');
+  std::string host(hostport.substr(0, colon));
+  if (!host.empty() && host.front() == '[') host = host.substr(1, host.size() - 2);
+  in_addr a4{};
+  if (inet_pton(AF_INET, host.c_str(), &a4) == 1) {
+    auto ip = ntohl(a4.s_addr);
+    return (ip >> 24) == 127 || (ip >> 24) == 10 || (ip >> 20) == 0xac1 ||
+           (ip >> 16) == 0xc0a8 || (ip >> 16) == 0xa9fe;
+  }
+  in6_addr a6{};
+  if (inet_pton(AF_INET6, host.c_str(), &a6) == 1)
+    return IN6_IS_ADDR_LOOPBACK(&a6) || IN6_IS_ADDR_LINKLOCAL(&a6) || (a6.s6_addr[0] & 0xfe) == 0xfc;
+  return host == "localhost";
+}
+
+}  // namespace
+
+Result<std::chrono::seconds> parse_duration(std::string_view text) {
+  text = trim(text);
+  if (text.empty()) return Error{"empty duration"};
+  std::int64_t scale = 1;
+  char unit = text.back();
+  if (unit == 's' || unit == 'm' || unit == 'h') {
+    scale = unit == 's' ? 1 : unit == 'm' ? 60 : 3600;
+    text.remove_suffix(1);
+  }
+  auto n = parse_number<std::int64_t>(text);
+  if (!n || *n <= 0) return Error{"not a positive duration (e.g. 30s, 8m, 1h)"};
+  return std::chrono::seconds(*n * scale);
+}
+
+const std::vector<SettingDoc>& daemon_settings() {
+  static const std::vector<SettingDoc> docs{
+      {"state-dir", "DIR", "$XDG_STATE_HOME/annex-swarm (root: /var/lib/annex-swarm)",
+       "identity, control socket and announce state live here", false},
+      {"port", "N", "4224", "UDP port of the DHT (TCP for peers later); 0 picks a free one", false},
+      {"listen", "ADDR", "all interfaces", "address to bind, e.g. 127.0.0.1", false},
+      {"bootstrap", "HOST:PORT", std::string_view(kPublicBootstrap),
+       "DHT node to join through; 'none' starts a first node", true},
+      {"swarm", "TOKEN", "none", "swarm to join ('annex-swarm swarm new' makes a token)", true},
+      {"repo", "PATH", "none", "git-annex repository to serve and announce", true},
+      {"lan-discovery", "on|off", "on", "find nodes on the local network by multicast", false},
+      {"announce-rate", "N", "400", "most DHT puts per second when announcing keys", false},
+      {"announce-window", "N", "256", "most DHT puts in flight at once", false},
+      {"announce-refresh", "DURATION", "auto (50m on a private DHT, 8m on the public one)",
+       "how often every record is put again before it expires", false},
+      {"poll-interval", "DURATION", "5s", "how often served repositories are checked for changes",
+       false},
+      {"lookup-timeout", "DURATION", "20s", "longest a DHT lookup may take", false},
+      {"log-level", "debug|info|warn|error", "info", "least important log lines shown", false},
+  };
+  return docs;
+}
+
+void apply_setting(DaemonConfig& c, std::string_view name, std::string_view raw,
+                   std::vector<std::string>& errors, std::string_view origin) {
+  std::string_view value = trim(raw);
+  auto bad = [&](std::string_view why) {
+    errors.push_back(fmt::format("{}: {} = '{}': {}", origin, name, value, why));
+  };
+  if (name == "state-dir") {
+    if (value.empty()) return bad("needs a directory");
+    c.state_dir = std::filesystem::path(std::string(value));
+  } else if (name == "port") {
+    auto p = parse_number<std::uint32_t>(value);
+    if (!p || *p > 65535) return bad("not a port number (0-65535)");
+    c.port = static_cast<std::uint16_t>(*p);
+  } else if (name == "listen") {
+    in6_addr scratch{};
+    std::string v(value);
+    if (inet_pton(AF_INET, v.c_str(), &scratch) != 1 && inet_pton(AF_INET6, v.c_str(), &scratch) != 1)
+      return bad("not an IP address");
+    c.listen = v;
+  } else if (name == "bootstrap") {
+    if (value == "none") {
+      c.bootstrap.clear();
+      return;
+    }
+    auto colon = value.rfind(':');
+    if (colon == std::string_view::npos || colon == 0 ||
+        !parse_number<std::uint16_t>(value.substr(colon + 1)))
+      return bad("expected HOST:PORT or 'none'");
+    c.bootstrap.emplace_back(value);
+  } else if (name == "swarm") {
+    auto token = SwarmToken::parse(value);
+    if (!token) return bad(token.error());
+    for (const auto& s : c.swarms)
+      if (s == *token) return;
+    c.swarms.push_back(*token);
+  } else if (name == "repo") {
+    if (value.empty()) return bad("needs a path");
+    c.repos.emplace_back(std::string(value));
+  } else if (name == "lan-discovery") {
+    auto b = parse_bool(value);
+    if (!b) return bad("expected on or off");
+    c.lan_discovery = *b;
+  } else if (name == "announce-rate") {
+    auto r = parse_number<std::uint32_t>(value);
+    if (!r || *r == 0) return bad("expected a positive number of puts per second");
+    c.announce_rate = *r;
+  } else if (name == "announce-window") {
+    auto r = parse_number<std::uint32_t>(value);
+    if (!r || *r == 0 || *r > 65536) return bad("expected 1-65536");
+    c.announce_window = *r;
+  } else if (name == "announce-refresh" || name == "poll-interval" || name == "lookup-timeout") {
+    if (name == "announce-refresh" && value == "auto") {
+      c.announce_refresh.reset();
+      return;
+    }
+    auto d = parse_duration(value);
+    if (!d) return bad(d.error());
+    if (name == "announce-refresh") {
+      if (*d < std::chrono::minutes(1) || *d > std::chrono::minutes(55))
+        return bad("must be between 1m and 55m (records live 60 minutes)");
+      c.announce_refresh = *d;
+    } else if (name == "poll-interval") {
+      c.poll_interval = *d;
+    } else {
+      c.lookup_timeout = *d;
+    }
+  } else if (name == "log-level") {
+    if (!log::parse_level(value, c.log_level)) return bad("expected debug, info, warn or error");
+  } else {
+    errors.push_back(fmt::format("{}: unknown setting '{}'", origin, name));
+  }
+}
+
+void apply_config_text(DaemonConfig& c, std::string_view text, std::string_view origin,
+                       std::vector<std::string>& errors) {
+  bool bootstrap_seen = false;
+  std::size_t line_no = 0;
+  while (!text.empty()) {
+    auto nl = text.find('\n');
+    std::string_view line = text.substr(0, nl);
+    text = nl == std::string_view::npos ? std::string_view{} : text.substr(nl + 1);
+    ++line_no;
+    auto hash = line.find('#');
+    line = trim(line.substr(0, hash));
+    if (line.empty()) continue;
+    auto where = fmt::format("{}:{}", origin, line_no);
+    auto eq = line.find('=');
+    if (eq == std::string_view::npos) {
+      errors.push_back(fmt::format("{}: expected 'name = value', got '{}'", where, line));
+      continue;
+    }
+    auto name = trim(line.substr(0, eq));
+    // A file's bootstrap list replaces the built-in default rather than adding to it.
+    if (name == "bootstrap" && !bootstrap_seen) {
+      c.bootstrap.clear();
+      bootstrap_seen = true;
+    }
+    apply_setting(c, name, line.substr(eq + 1), errors, where);
+  }
+}
+
+std::chrono::seconds effective_refresh(const DaemonConfig& c) {
+  if (c.announce_refresh) return *c.announce_refresh;
+  for (const auto& b : c.bootstrap)
+    if (!is_private_or_loopback(b)) return std::chrono::minutes(8);
+  return std::chrono::minutes(50);
+}
+
+}  // namespace annexswarm

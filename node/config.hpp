@@ -1,0 +1,60 @@
+#pragma once
+// The daemon's typed configuration. One setting table serves the config file and the
+// command line, so both accept the same names and document the same defaults.
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "node/log.hpp"
+#include "protocol/swarm_token.hpp"
+
+namespace annexswarm {
+
+inline constexpr std::uint16_t kDefaultPort = 4224;
+inline constexpr std::string_view kPublicBootstrap = "bootstrap.jami.net:4222";
+
+struct DaemonConfig {
+  std::filesystem::path state_dir;
+  std::uint16_t port = kDefaultPort;
+  std::string listen;  // bind address; empty = all interfaces
+  std::vector<std::string> bootstrap{std::string(kPublicBootstrap)};
+  std::vector<SwarmToken> swarms;
+  std::vector<std::filesystem::path> repos;
+  bool lan_discovery = true;
+  double announce_rate = 400;  // DHT puts per second
+  std::size_t announce_window = 256;  // puts in flight
+  std::optional<std::chrono::seconds> announce_refresh;  // unset: chosen from bootstrap
+  std::chrono::seconds poll_interval{5};
+  std::chrono::seconds lookup_timeout{20};
+  log::Level log_level = log::Level::Info;
+};
+
+struct SettingDoc {
+  std::string_view name;
+  std::string_view value_hint;
+  std::string_view default_text;
+  std::string_view help;
+  bool repeatable;
+};
+const std::vector<SettingDoc>& daemon_settings();
+
+// Applies one setting; appends a message to `errors` when the value is bad.
+void apply_setting(DaemonConfig& config, std::string_view name, std::string_view value,
+                   std::vector<std::string>& errors, std::string_view origin);
+
+// Parses a config file's text ("name = value" lines, '#' comments, list settings may
+// repeat). Every problem is reported, with its line number.
+void apply_config_text(DaemonConfig& config, std::string_view text, std::string_view origin,
+                       std::vector<std::string>& errors);
+
+// The refresh period used: records live 60 minutes on annex-swarm nodes but 10 minutes on
+// other OpenDHT nodes, so a node that may store on the public network refreshes sooner.
+std::chrono::seconds effective_refresh(const DaemonConfig& config);
+
+Result<std::chrono::seconds> parse_duration(std::string_view text);
+
+}  // namespace annexswarm

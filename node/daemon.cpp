@@ -1,0 +1,578 @@
+#include "node/daemon.hpp"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <ifaddrs.h>
+#include <net/if.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include <asio/post.hpp>
+#include <map>
+#include <set>
+
+#include "node/identity.hpp"
+#include "node/log.hpp"
+#include "node/state_files.hpp"
+#include "protocol/annex_key.hpp"
+
+namespace annexswarm {
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+using namespace std::chrono_literals;
+
+namespace {
+constexpr auto kFullRescanEvery = 1h;
+constexpr auto kSaveEvery = 60s;
+constexpr auto kBusyTick = 20ms;
+constexpr auto kIdleTick = 500ms;
+
+bool is_private_v4(std::uint32_t ip) {
+  return (ip >> 24) == 10 || (ip >> 20) == 0xac1 || (ip >> 16) == 0xc0a8 || (ip >> 22) == 0x191;
+}
+
+json endpoint_json(const Endpoint& e) {
+  return {{"kind", to_string(e.kind)}, {"host", e.host}, {"port", e.port}};
+}
+}  // namespace
+
+json IgnoredValues::to_json() const {
+  return {{"unsigned", unsigned_values},
+          {"undecryptable", undecryptable},
+          {"malformed", malformed},
+          {"forged", forged}};
+}
+
+Daemon::Daemon(DaemonConfig config) : config_(std::move(config)) {
+  refresh_ = effective_refresh(config_);
+}
+
+Daemon::~Daemon() {
+  scanner_.join();
+  if (dht_) dht_->stop();
+  if (lock_fd_ >= 0) ::close(lock_fd_);
+}
+
+int Daemon::run() {
+  auto started = start();
+  if (!started) {
+    log::error("{}", started.error());
+    return 2;
+  }
+  signals_.add(SIGINT);
+  signals_.add(SIGTERM);
+  signals_.async_wait([this](const std::error_code& ec, int signo) {
+    if (ec) return;
+    log::info("signal {} received, shutting down", signo);
+    stop();
+  });
+  io_.run();
+  return 0;
+}
+
+Result<bool> Daemon::start() {
+  started_ = std::chrono::steady_clock::now();
+  if (auto r = prepare_state_dir(config_.state_dir); !r) return Error{r.error()};
+  auto lock_path = config_.state_dir / "lock";
+  lock_fd_ = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (lock_fd_ < 0) return Error{"cannot open " + lock_path.string() + ": " + std::strerror(errno)};
+  if (::flock(lock_fd_, LOCK_EX | LOCK_NB) != 0)
+    return Error{"another annex-swarm daemon is running with state dir " + config_.state_dir.string()};
+
+  // Served repositories first: a typo in --repo should fail before anything is announced.
+  std::vector<std::string> problems;
+  for (const auto& path : config_.repos) {
+    auto repo = open_annex_repo(fs::absolute(path));
+    if (!repo) {
+      problems.push_back(repo.error());
+      continue;
+    }
+    ServedRepo served;
+    served.repo = std::move(*repo);
+    repos_.push_back(std::move(served));
+  }
+  if (!problems.empty()) {
+    std::string all;
+    for (const auto& p : problems) all += (all.empty() ? "" : "\n") + p;
+    return Error{all};
+  }
+
+  bool created = false;
+  auto identity = load_or_create_identity(config_.state_dir, created);
+  if (!identity) return Error{identity.error()};
+  identity_ = *identity;
+  node_id_ = node_id_of(identity_);
+  log::info("node id {} ({} identity)", node_id_.hex(), created ? "new" : "existing");
+
+  auto now = WallClock::now();
+  auto ttl = std::chrono::duration_cast<std::chrono::seconds>(kRecordLifetime + 5min);
+  for (const auto& token : config_.swarms) {
+    SwarmState swarm{token, {}, false};
+    for (const auto& served : repos_) {
+      auto path = table_path(swarm, served);
+      std::optional<AnnounceTable> table;
+      std::error_code ec;
+      if (fs::exists(path, ec)) {
+        auto text = read_file(path);
+        if (text) {
+          auto loaded = AnnounceTable::load(*text, refresh_, ttl, now);
+          if (loaded) table = std::move(*loaded);
+          else log::warn("{}: {}; announcing from scratch", path.string(), loaded.error());
+        }
+      }
+      swarm.tables.push_back(table ? std::move(*table) : AnnounceTable(refresh_, ttl));
+    }
+    swarms_.push_back(std::move(swarm));
+  }
+
+  dht_ = std::make_unique<DhtNode>(io_);
+  DhtNode::Options options;
+  options.port = config_.port;
+  options.listen = config_.listen;
+  options.identity = identity_;
+  options.lan_discovery = config_.lan_discovery;
+  if (auto r = dht_->start(options); !r) return Error{r.error()};
+  auto health = dht_->health();
+  log::info("DHT listening on UDP port {}", health.bound_port);
+
+  control_ = std::make_unique<ControlServer>(
+      io_, [this](const json& request, ControlResponder responder) { handle(request, responder); });
+  if (auto r = control_->listen(config_.state_dir / "control.sock"); !r) return Error{r.error()};
+
+  if (config_.bootstrap.empty()) {
+    log::info("no bootstrap node: this is the first node of a DHT");
+  } else {
+    dht_->bootstrap(config_.bootstrap, [](std::size_t) {});
+  }
+  if (config_.swarms.empty()) log::warn("no --swarm given: this node announces nothing");
+  for (const auto& s : swarms_) log::info("member of swarm {}{}", s.token.id(), s.token.is_public() ? " (public)" : "");
+  for (const auto& r : repos_) log::info("serving {} (annex uuid {})", r.repo.path.string(), r.repo.uuid);
+  log::info("control socket {}", (config_.state_dir / "control.sock").string());
+  log::info("announce refresh every {}s", refresh_.count());
+
+  publish_node_records();
+  tick_poll();
+  tick_announce();
+  save_timer_.expires_after(kSaveEvery);
+  save_timer_.async_wait([this](const std::error_code& ec) {
+    if (!ec) save_tables();
+  });
+  return true;
+}
+
+void Daemon::stop() {
+  if (stopping_) return;
+  stopping_ = true;
+  poll_timer_.cancel();
+  announce_timer_.cancel();
+  records_timer_.cancel();
+  save_timer_.cancel();
+  signals_.cancel();
+  if (control_) control_->close();
+  save_tables();
+  scanner_.join();
+  if (dht_) dht_->stop();
+  io_.stop();
+}
+
+std::filesystem::path Daemon::table_path(const SwarmState& swarm, const ServedRepo& repo) const {
+  return config_.state_dir / ("announce-" + swarm.token.id() + "-" + repo.repo.uuid + ".state");
+}
+
+void Daemon::save_tables() {
+  for (auto& swarm : swarms_) {
+    if (!swarm.tables_dirty) continue;
+    swarm.tables_dirty = false;
+    for (std::size_t i = 0; i < repos_.size(); ++i) {
+      auto r = write_file_atomic(table_path(swarm, repos_[i]), swarm.tables[i].save(), 0600);
+      if (!r) log::warn("cannot save announce state: {}", r.error());
+    }
+  }
+  if (stopping_) return;
+  save_timer_.expires_after(kSaveEvery);
+  save_timer_.async_wait([this](const std::error_code& ec) {
+    if (!ec) save_tables();
+  });
+}
+
+std::vector<Endpoint> Daemon::local_endpoints() const {
+  std::vector<Endpoint> out;
+  auto port = dht_->health().bound_port;
+  if (!config_.listen.empty()) {
+    in_addr a4{};
+    in6_addr a6{};
+    EndpointKind kind = EndpointKind::Public;
+    if (inet_pton(AF_INET, config_.listen.c_str(), &a4) == 1) {
+      auto ip = ntohl(a4.s_addr);
+      if ((ip >> 24) == 127) kind = EndpointKind::Loopback;
+      else if (is_private_v4(ip)) kind = EndpointKind::Lan;
+      else if (ip == 0) kind = EndpointKind::Lan;
+    } else if (inet_pton(AF_INET6, config_.listen.c_str(), &a6) == 1) {
+      if (IN6_IS_ADDR_LOOPBACK(&a6)) kind = EndpointKind::Loopback;
+      else if ((a6.s6_addr[0] & 0xfe) == 0xfc) kind = EndpointKind::Lan;
+    }
+    // A public address is advertised only once reachability is confirmed (NAT work).
+    if (kind != EndpointKind::Public) out.push_back({kind, config_.listen, port});
+    return out;
+  }
+  ifaddrs* ifs = nullptr;
+  if (getifaddrs(&ifs) != 0) return out;
+  for (auto* i = ifs; i && out.size() < kMaxEndpoints; i = i->ifa_next) {
+    if (!i->ifa_addr || !(i->ifa_flags & IFF_UP) || (i->ifa_flags & IFF_LOOPBACK)) continue;
+    char host[INET6_ADDRSTRLEN] = {};
+    if (i->ifa_addr->sa_family == AF_INET) {
+      auto* sin = reinterpret_cast<sockaddr_in*>(i->ifa_addr);
+      if (!is_private_v4(ntohl(sin->sin_addr.s_addr))) continue;
+      inet_ntop(AF_INET, &sin->sin_addr, host, sizeof host);
+    } else if (i->ifa_addr->sa_family == AF_INET6) {
+      auto* sin6 = reinterpret_cast<sockaddr_in6*>(i->ifa_addr);
+      if ((sin6->sin6_addr.s6_addr[0] & 0xfe) != 0xfc) continue;  // ULA only, until dial-back
+      inet_ntop(AF_INET6, &sin6->sin6_addr, host, sizeof host);
+    } else {
+      continue;
+    }
+    out.push_back({EndpointKind::Lan, host, port});
+  }
+  freeifaddrs(ifs);
+  return out;
+}
+
+void Daemon::publish_node_records() {
+  if (stopping_) return;
+  ContactRecord contact{node_id_, kProtocolVersion, 0, local_endpoints()};
+  auto contact_body = encode(contact);
+  for (auto& swarm : swarms_) {
+    const auto& token = swarm.token;
+    auto contact_id = token.value_id("contact/" + node_id_.hex());
+    for (const auto& loc : {token.node_location(node_id_), token.nodes_location()}) {
+      dht_->put(loc, contact_id, 0, seal_record(token, loc, contact_body), [](bool) {});
+    }
+    for (const auto& served : repos_) {
+      auto loc = token.repo_location(served.repo.uuid);
+      auto body = encode(RepoRecord{node_id_, served.repo.uuid});
+      dht_->put(loc, token.value_id("repo/" + node_id_.hex() + "/" + served.repo.uuid), 0,
+                seal_record(token, loc, body), [](bool) {});
+    }
+  }
+  // Until the DHT has peers a put reaches nobody: retry soon, then settle to the refresh.
+  auto next = dht_->health().good_nodes > 0 ? std::chrono::duration_cast<std::chrono::seconds>(refresh_)
+                                            : std::chrono::seconds(10);
+  records_timer_.expires_after(next);
+  records_timer_.async_wait([this](const std::error_code& ec) {
+    if (!ec) publish_node_records();
+  });
+}
+
+void Daemon::tick_poll() {
+  if (stopping_) return;
+  auto now = std::chrono::steady_clock::now();
+  for (std::size_t i = 0; i < repos_.size(); ++i) {
+    auto& served = repos_[i];
+    if (served.scanning) continue;
+    auto stamp = change_stamp(served.repo);
+    if (served.stamp && *served.stamp == stamp && now - served.last_full_scan < kFullRescanEvery)
+      continue;
+    served.stamp = stamp;
+    start_scan(i);
+  }
+  // Reconnected after an outage: failed puts go out again now, not after their backoff.
+  bool connected = dht_->health().good_nodes > 0;
+  if (connected && !was_connected_) {
+    for (auto& swarm : swarms_)
+      for (auto& table : swarm.tables) table.retry_failed(WallClock::now());
+    if (!config_.bootstrap.empty()) log::info("DHT connected");
+  }
+  if (!connected && was_connected_ && !config_.bootstrap.empty()) {
+    log::warn("DHT lost all peers; bootstrapping again");
+  }
+  if (!connected && !config_.bootstrap.empty() &&
+      std::chrono::duration_cast<std::chrono::seconds>(now - started_).count() % 30 < config_.poll_interval.count() &&
+      now - started_ > 10s) {
+    dht_->bootstrap(config_.bootstrap, [](std::size_t) {});
+  }
+  was_connected_ = connected;
+  poll_timer_.expires_after(config_.poll_interval);
+  poll_timer_.async_wait([this](const std::error_code& ec) {
+    if (!ec) tick_poll();
+  });
+}
+
+void Daemon::start_scan(std::size_t index) {
+  auto& served = repos_[index];
+  served.scanning = true;
+  asio::post(scanner_, [this, index, repo = served.repo] {
+    auto t0 = std::chrono::steady_clock::now();
+    auto scan = scan_present_keys(repo);
+    double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    asio::post(io_, [this, index, scan = std::move(scan), seconds]() mutable {
+      on_scan(index, std::move(scan), seconds);
+    });
+  });
+}
+
+void Daemon::on_scan(std::size_t index, KeyScan scan, double seconds) {
+  auto& served = repos_[index];
+  served.scanning = false;
+  served.scanned = true;
+  served.keys = scan.keys.size();
+  served.invalid_names = scan.invalid_names;
+  served.last_scan_seconds = seconds;
+  served.last_full_scan = std::chrono::steady_clock::now();
+  auto now = WallClock::now();
+  for (auto& swarm : swarms_) {
+    auto delta = swarm.tables[index].apply_scan(scan.keys, now);
+    if (delta.added || delta.removed) {
+      swarm.tables_dirty = true;
+      log::info("{}: {} keys ({} new, {} gone) for swarm {}, scanned in {:.2f}s",
+                served.repo.path.string(), scan.keys.size(), delta.added, delta.removed,
+                swarm.token.id(), seconds);
+    }
+  }
+  if (scan.invalid_names)
+    log::warn("{}: {} object directories are not valid annex keys; ignored",
+              served.repo.path.string(), scan.invalid_names);
+}
+
+void Daemon::tick_announce() {
+  if (stopping_) return;
+  auto steady_now = std::chrono::steady_clock::now();
+  double elapsed = std::chrono::duration<double>(steady_now - tokens_at_).count();
+  tokens_at_ = steady_now;
+  tokens_ = std::min(config_.announce_rate, tokens_ + elapsed * config_.announce_rate);
+  std::size_t issued = 0;
+  auto now = WallClock::now();
+  std::size_t tables = swarms_.size() * repos_.size();
+  // Round-robin over (swarm, repo) tables, each only once its repo has been scanned.
+  for (std::size_t visited = 0; visited < tables && tokens_ >= 1 &&
+                                puts_in_flight_ < config_.announce_window;
+       ++visited) {
+    std::size_t t = (next_table_ + visited) % tables;
+    std::size_t si = t / repos_.size(), ri = t % repos_.size();
+    if (!repos_[ri].scanned) continue;
+    auto budget = std::min<std::size_t>(static_cast<std::size_t>(tokens_),
+                                        config_.announce_window - puts_in_flight_);
+    auto jobs = swarms_[si].tables[ri].take_due(now, budget);
+    for (auto& job : jobs) {
+      auto& swarm = swarms_[si];
+      const auto& repo = repos_[ri].repo;
+      // Table keys come from scans and validated state files, so they always parse.
+      auto key = AnnexKey::parse(job.key).value();
+      ProviderRecord record{node_id_, repo.uuid, job.key, key.size(), job.present};
+      auto loc = swarm.token.key_location(key);
+      tokens_ -= 1;
+      ++puts_in_flight_;
+      ++issued;
+      dht_->put(loc, swarm.token.value_id("provider/" + node_id_.hex() + "/" + repo.uuid), job.seq,
+                seal_record(swarm.token, loc, encode(record)),
+                [this, si, ri, job](bool ok) {
+                  --puts_in_flight_;
+                  ok ? ++puts_ok_ : ++puts_failed_;
+                  if (stopping_) return;
+                  swarms_[si].tables[ri].on_result(job, ok, WallClock::now());
+                  swarms_[si].tables_dirty = true;
+                });
+    }
+  }
+  if (tables) next_table_ = (next_table_ + 1) % tables;
+  auto next = (issued || puts_in_flight_) ? std::chrono::milliseconds(kBusyTick) : std::chrono::milliseconds(kIdleTick);
+  announce_timer_.expires_after(next);
+  announce_timer_.async_wait([this](const std::error_code& ec) {
+    if (!ec) tick_announce();
+  });
+}
+
+template <class Record, class Decode>
+std::vector<Record> Daemon::open_values(SwarmState& swarm, const DhtLocation& location,
+                                        const std::vector<DhtValue>& values, Decode decode) {
+  // The newest sequence number per (signer, value id) wins: storage nodes may lag.
+  std::map<std::pair<NodeId, std::uint64_t>, std::pair<std::uint16_t, Record>> latest;
+  for (const auto& v : values) {
+    if (!v.is_signed) {
+      ++ignored_.unsigned_values;
+      continue;
+    }
+    auto body = open_record(swarm.token, location, v.data);
+    if (!body) {
+      ++ignored_.undecryptable;
+      continue;
+    }
+    auto record = decode(ByteView(*body));
+    if (!record) {
+      ++ignored_.malformed;
+      continue;
+    }
+    if (record->node != v.owner) {
+      ++ignored_.forged;
+      continue;
+    }
+    auto slot = std::make_pair(v.owner, v.id);
+    auto it = latest.find(slot);
+    if (it == latest.end() || static_cast<std::int16_t>(v.seq - it->second.first) > 0)
+      latest.insert_or_assign(slot, std::make_pair(v.seq, std::move(*record)));
+  }
+  std::vector<Record> out;
+  for (auto& [slot, entry] : latest) out.push_back(std::move(entry.second));
+  return out;
+}
+
+void Daemon::handle(const json& request, ControlResponder responder) {
+  const std::string op = request["op"];
+  if (op == "status") return responder.reply(status_json());
+  if (op == "whereis") return handle_whereis(request, responder);
+  if (op == "discover") return handle_discover(request, responder);
+  if (op == "peers") return handle_peers(request, responder);
+  responder.fail("unknown-op", "unknown request '" + op + "'");
+}
+
+void Daemon::handle_whereis(const json& request, ControlResponder responder) {
+  if (!request.contains("key") || !request["key"].is_string())
+    return responder.fail("bad-request", "whereis needs a \"key\"");
+  auto key = AnnexKey::parse(request["key"].get<std::string>());
+  if (!key) return responder.fail("bad-key", key.error());
+  if (swarms_.empty()) return responder.fail("no-swarm", "this node is in no swarm (start it with --swarm TOKEN)");
+  struct Gather {
+    std::size_t pending;
+    json providers = json::array();
+  };
+  auto gather = std::make_shared<Gather>(Gather{swarms_.size()});
+  for (std::size_t si = 0; si < swarms_.size(); ++si) {
+    auto loc = swarms_[si].token.key_location(*key);
+    dht_->get(loc, config_.lookup_timeout, [this, si, loc, key = *key, gather, responder](std::vector<DhtValue> values) {
+      auto& swarm = swarms_[si];
+      for (auto& rec : open_values<ProviderRecord>(swarm, loc, values, decode_provider)) {
+        if (rec.key != key.str()) {
+          ++ignored_.forged;
+          continue;
+        }
+        if (!rec.present) continue;
+        json p = {{"node", rec.node.hex()}, {"repo", rec.repo_uuid}, {"swarm", swarm.token.id()}};
+        if (rec.size) p["size"] = *rec.size;
+        gather->providers.push_back(std::move(p));
+      }
+      if (--gather->pending == 0)
+        responder.reply({{"key", key.str()}, {"providers", std::move(gather->providers)}});
+    });
+  }
+}
+
+void Daemon::find_contacts(std::vector<std::pair<std::size_t, NodeId>> nodes,
+                           std::function<void(std::vector<std::pair<std::size_t, ContactRecord>>)> done) {
+  struct Gather {
+    std::size_t pending;
+    std::vector<std::pair<std::size_t, ContactRecord>> found;
+    std::function<void(std::vector<std::pair<std::size_t, ContactRecord>>)> done;
+  };
+  if (nodes.empty()) return done({});
+  auto gather = std::make_shared<Gather>(Gather{nodes.size(), {}, std::move(done)});
+  for (const auto& [si, node] : nodes) {
+    auto loc = swarms_[si].token.node_location(node);
+    dht_->get(loc, config_.lookup_timeout, [this, si = si, node = node, loc, gather](std::vector<DhtValue> values) {
+      for (auto& rec : open_values<ContactRecord>(swarms_[si], loc, values, decode_contact))
+        if (rec.node == node) gather->found.emplace_back(si, std::move(rec));
+      if (--gather->pending == 0) gather->done(std::move(gather->found));
+    });
+  }
+}
+
+void Daemon::handle_discover(const json& request, ControlResponder responder) {
+  if (!request.contains("uuid") || !request["uuid"].is_string())
+    return responder.fail("bad-request", "discover needs a \"uuid\"");
+  std::string uuid = request["uuid"];
+  if (!is_annex_uuid(uuid))
+    return responder.fail("bad-uuid", "'" + uuid + "' is not a git-annex repository uuid");
+  if (swarms_.empty()) return responder.fail("no-swarm", "this node is in no swarm (start it with --swarm TOKEN)");
+  struct Gather {
+    std::size_t pending;
+    std::vector<std::pair<std::size_t, NodeId>> nodes;
+  };
+  auto gather = std::make_shared<Gather>(Gather{swarms_.size(), {}});
+  for (std::size_t si = 0; si < swarms_.size(); ++si) {
+    auto loc = swarms_[si].token.repo_location(uuid);
+    dht_->get(loc, config_.lookup_timeout, [this, si, loc, uuid, gather, responder](std::vector<DhtValue> values) {
+      for (auto& rec : open_values<RepoRecord>(swarms_[si], loc, values, decode_repo))
+        if (rec.uuid == uuid) gather->nodes.emplace_back(si, rec.node);
+      if (--gather->pending != 0) return;
+      auto nodes = gather->nodes;
+      find_contacts(nodes, [this, uuid, nodes, responder](std::vector<std::pair<std::size_t, ContactRecord>> contacts) {
+        json out = json::array();
+        for (const auto& [si, node] : nodes) {
+          json eps = json::array();
+          bool have_contact = false;
+          for (const auto& [csi, c] : contacts) {
+            if (csi != si || c.node != node) continue;
+            have_contact = true;
+            for (const auto& e : c.endpoints) eps.push_back(endpoint_json(e));
+          }
+          out.push_back({{"node", node.hex()}, {"swarm", swarms_[si].token.id()},
+                         {"contact", have_contact}, {"endpoints", std::move(eps)}});
+        }
+        responder.reply({{"uuid", uuid}, {"nodes", std::move(out)}});
+      });
+    });
+  }
+}
+
+void Daemon::handle_peers(const json&, ControlResponder responder) {
+  if (swarms_.empty()) return responder.reply({{"peers", json::array()}});
+  struct Gather {
+    std::size_t pending;
+    json peers = json::array();
+  };
+  auto gather = std::make_shared<Gather>(Gather{swarms_.size()});
+  for (std::size_t si = 0; si < swarms_.size(); ++si) {
+    auto loc = swarms_[si].token.nodes_location();
+    dht_->get(loc, config_.lookup_timeout, [this, si, loc, gather, responder](std::vector<DhtValue> values) {
+      for (auto& rec : open_values<ContactRecord>(swarms_[si], loc, values, decode_contact)) {
+        json eps = json::array();
+        for (const auto& e : rec.endpoints) eps.push_back(endpoint_json(e));
+        gather->peers.push_back({{"node", rec.node.hex()}, {"swarm", swarms_[si].token.id()},
+                                 {"self", rec.node == node_id_}, {"endpoints", std::move(eps)}});
+      }
+      if (--gather->pending == 0) responder.reply({{"peers", std::move(gather->peers)}});
+    });
+  }
+}
+
+json Daemon::status_json() const {
+  auto health = dht_->health();
+  json swarms = json::array();
+  for (const auto& s : swarms_) swarms.push_back({{"id", s.token.id()}, {"public", s.token.is_public()}});
+  json repos = json::array();
+  for (std::size_t i = 0; i < repos_.size(); ++i) {
+    const auto& r = repos_[i];
+    json per_swarm = json::array();
+    for (const auto& s : swarms_)
+      per_swarm.push_back({{"swarm", s.token.id()},
+                           {"announced", s.tables[i].confirmed_count()},
+                           {"keys", s.tables[i].present_count()}});
+    repos.push_back({{"path", r.repo.path.string()}, {"uuid", r.repo.uuid}, {"scanned", r.scanned},
+                     {"keys", r.keys}, {"invalid_names", r.invalid_names},
+                     {"last_scan_seconds", r.last_scan_seconds}, {"swarms", std::move(per_swarm)}});
+  }
+  return {{"node", node_id_.hex()},
+          {"version", ANNEX_SWARM_VERSION},
+          {"state_dir", config_.state_dir.string()},
+          {"port", health.bound_port},
+          {"swarms", std::move(swarms)},
+          {"dht", {{"status", health.status},
+                   {"good_nodes", health.good_nodes},
+                   {"dubious_nodes", health.dubious_nodes},
+                   {"searches", health.searches},
+                   {"public_addresses", health.public_addresses},
+                   {"stored_values", health.stored_values},
+                   {"stored_bytes", health.stored_bytes}}},
+          {"announce", {{"rate", config_.announce_rate},
+                        {"refresh_seconds", refresh_.count()},
+                        {"in_flight", puts_in_flight_},
+                        {"puts_ok", puts_ok_},
+                        {"puts_failed", puts_failed_}}},
+          {"repos", std::move(repos)},
+          {"ignored_values", ignored_.to_json()},
+          {"endpoints", [&] {
+             json eps = json::array();
+             for (const auto& e : local_endpoints()) eps.push_back(endpoint_json(e));
+             return eps;
+           }()}};
+}
+
+}  // namespace annexswarm

@@ -1,0 +1,113 @@
+#pragma once
+// The annex-swarm node: one io_context on one thread owns all state. OpenDHT, the
+// signer and the repository scanner run on their own threads and post results here.
+#include <asio/io_context.hpp>
+#include <asio/signal_set.hpp>
+#include <asio/steady_timer.hpp>
+#include <asio/thread_pool.hpp>
+#include <nlohmann/json.hpp>
+
+#include <memory>
+#include <optional>
+#include <vector>
+
+#include "node/annex_repo.hpp"
+#include "node/announce_table.hpp"
+#include "node/config.hpp"
+#include "node/control_server.hpp"
+#include "node/dht_node.hpp"
+#include "protocol/records.hpp"
+
+namespace annexswarm {
+
+// Values found on the DHT that we refused, by reason. Never trusted, only counted.
+struct IgnoredValues {
+  std::uint64_t unsigned_values = 0;
+  std::uint64_t undecryptable = 0;
+  std::uint64_t malformed = 0;
+  std::uint64_t forged = 0;  // record names another node than its signer, or another key
+  nlohmann::json to_json() const;
+};
+
+class Daemon {
+public:
+  explicit Daemon(DaemonConfig config);
+  ~Daemon();
+  // Runs until SIGINT/SIGTERM. Returns the process exit status; start-up problems are
+  // printed as one line each.
+  int run();
+
+private:
+  struct ServedRepo {
+    AnnexRepo repo;
+    std::optional<ChangeStamp> stamp;
+    bool scanning = false;
+    bool scanned = false;
+    std::size_t keys = 0;
+    std::size_t invalid_names = 0;
+    double last_scan_seconds = 0;
+    std::chrono::steady_clock::time_point last_full_scan{};
+  };
+  struct SwarmState {
+    SwarmToken token;
+    std::vector<AnnounceTable> tables;  // one per served repo, same order
+    bool tables_dirty = false;
+  };
+  struct Job {
+    std::size_t swarm;
+    std::size_t repo;
+    AnnounceJob job;
+  };
+
+  Result<bool> start();
+  void stop();
+  void tick_poll();
+  void start_scan(std::size_t repo_index);
+  void on_scan(std::size_t repo_index, KeyScan scan, double seconds);
+  void tick_announce();
+  void publish_node_records();
+  void save_tables();
+  std::filesystem::path table_path(const SwarmState& swarm, const ServedRepo& repo) const;
+  std::vector<Endpoint> local_endpoints() const;
+
+  void handle(const nlohmann::json& request, ControlResponder responder);
+  void handle_whereis(const nlohmann::json& request, ControlResponder responder);
+  void handle_discover(const nlohmann::json& request, ControlResponder responder);
+  void handle_peers(const nlohmann::json& request, ControlResponder responder);
+  nlohmann::json status_json() const;
+
+  template <class Record, class Decode>
+  std::vector<Record> open_values(SwarmState& swarm, const DhtLocation& location,
+                                  const std::vector<DhtValue>& values, Decode decode);
+  void find_contacts(std::vector<std::pair<std::size_t, NodeId>> nodes,
+                     std::function<void(std::vector<std::pair<std::size_t, ContactRecord>>)> done);
+
+  DaemonConfig config_;
+  asio::io_context io_;
+  asio::signal_set signals_{io_};
+  int lock_fd_ = -1;
+  dht::crypto::Identity identity_;
+  NodeId node_id_;
+  std::unique_ptr<DhtNode> dht_;
+  std::unique_ptr<ControlServer> control_;
+  std::vector<ServedRepo> repos_;
+  std::vector<SwarmState> swarms_;
+  asio::thread_pool scanner_{1};
+  asio::steady_timer poll_timer_{io_};
+  asio::steady_timer announce_timer_{io_};
+  asio::steady_timer records_timer_{io_};
+  asio::steady_timer save_timer_{io_};
+  std::chrono::seconds refresh_;
+  double tokens_ = 0;
+  std::chrono::steady_clock::time_point tokens_at_{};
+  std::size_t puts_in_flight_ = 0;
+  std::uint64_t puts_ok_ = 0;
+  std::uint64_t puts_failed_ = 0;
+  std::size_t next_table_ = 0;
+  bool was_connected_ = false;
+  bool stopping_ = false;
+  IgnoredValues ignored_;
+  std::chrono::steady_clock::time_point started_{};
+};
+
+}  // namespace annexswarm

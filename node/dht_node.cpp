@@ -1,0 +1,184 @@
+#include "node/dht_node.hpp"
+
+#include <netdb.h>
+#include <sys/socket.h>
+
+#include <asio/post.hpp>
+#include <asio/steady_timer.hpp>
+#include <mutex>
+
+#include "node/log.hpp"
+
+namespace annexswarm {
+namespace {
+
+dht::InfoHash to_infohash(const DhtLocation& loc) {
+  dht::InfoHash h;
+  std::copy(loc.bytes.begin(), loc.bytes.end(), h.begin());
+  return h;
+}
+
+std::vector<dht::SockAddr> resolve(const std::string& host_port) {
+  auto colon = host_port.rfind(':');
+  std::string host = host_port.substr(0, colon);
+  std::string port = host_port.substr(colon + 1);
+  if (host.size() > 2 && host.front() == '[') host = host.substr(1, host.size() - 2);
+  addrinfo hints{};
+  hints.ai_socktype = SOCK_DGRAM;
+  addrinfo* res = nullptr;
+  std::vector<dht::SockAddr> out;
+  if (getaddrinfo(host.c_str(), port.c_str(), &hints, &res) != 0) return out;
+  for (auto* ai = res; ai; ai = ai->ai_next) out.emplace_back(ai->ai_addr, ai->ai_addrlen);
+  freeaddrinfo(res);
+  return out;
+}
+
+// Storage nodes accept an annex-swarm value only when it is small; OpenDHT's secure
+// layer adds the signature and sequence checks around this policy.
+bool store_policy(dht::InfoHash, const std::shared_ptr<dht::Value>& v, const dht::InfoHash&,
+                  const dht::SockAddr&) {
+  return v && v->data.size() <= kMaxDhtValue;
+}
+
+}  // namespace
+
+DhtNode::DhtNode(asio::io_context& io) : io_(io) {}
+
+DhtNode::~DhtNode() { stop(); }
+
+Result<bool> DhtNode::start(const Options& options) {
+  identity_ = options.identity;
+  dht::DhtRunner::Config config;
+  config.dht_config.id = options.identity;
+  config.dht_config.node_config.maintain_storage = false;
+  config.threaded = true;
+  config.peer_discovery = options.lan_discovery;
+  config.peer_publish = options.lan_discovery;
+  try {
+    if (options.listen.empty()) {
+      config.bind4.setFamily(AF_INET);
+      config.bind4.setPort(options.port);
+      config.bind6.setFamily(AF_INET6);
+      config.bind6.setPort(options.port);
+    } else {
+      auto addrs = dht::SockAddr::resolve(options.listen, std::to_string(options.port));
+      if (addrs.empty()) return Error{"cannot use listen address " + options.listen};
+      (addrs.front().getFamily() == AF_INET6 ? config.bind6 : config.bind4) = addrs.front();
+    }
+    runner_.run(config, dht::DhtRunner::Context{});
+  } catch (const std::exception& e) {
+    return Error{"cannot open UDP port " + std::to_string(options.port) + " (" + e.what() +
+                 "); is another node running? pick another with --port"};
+  }
+  runner_.registerType(dht::ValueType(kRecordValueType, "annex-swarm record", kRecordLifetime,
+                                      store_policy));
+  running_ = true;
+  return true;
+}
+
+void DhtNode::stop() {
+  if (!running_) return;
+  running_ = false;
+  worker_.join();
+  runner_.join();  // after this no OpenDHT callback runs
+}
+
+void DhtNode::bootstrap(const std::vector<std::string>& hosts,
+                        std::function<void(std::size_t)> done) {
+  asio::post(worker_, [this, hosts, done = std::move(done)] {
+    std::vector<dht::SockAddr> addrs;
+    for (const auto& h : hosts) {
+      auto r = resolve(h);
+      if (r.empty()) log::warn("bootstrap node {} does not resolve (offline?); will retry", h);
+      addrs.insert(addrs.end(), r.begin(), r.end());
+    }
+    if (!addrs.empty()) runner_.bootstrap(addrs, {});
+    asio::post(io_, [done, n = addrs.size()] { done(n); });
+  });
+}
+
+void DhtNode::put(const DhtLocation& location, std::uint64_t value_id, std::uint16_t seq,
+                  Bytes data, PutDone done) {
+  ++*puts_in_flight_;
+  asio::post(worker_, [this, location, value_id, seq, data = std::move(data),
+                       done = std::move(done), counter = puts_in_flight_]() mutable {
+    auto value = std::make_shared<dht::Value>(kRecordValueType, std::move(data), value_id);
+    value->seq = seq;
+    value->sign(*identity_.first);
+    runner_.put(to_infohash(location), value,
+                [this, done = std::move(done), counter](bool ok) {
+                  --*counter;
+                  asio::post(io_, [done, ok] { done(ok); });
+                });
+  });
+}
+
+void DhtNode::get(const DhtLocation& location, std::chrono::milliseconds timeout, GetDone done) {
+  struct Lookup {
+    std::mutex mutex;
+    std::vector<DhtValue> values;
+    bool finished = false;
+    GetDone done;
+    std::unique_ptr<asio::steady_timer> timer;
+  };
+  auto lookup = std::make_shared<Lookup>();
+  lookup->done = std::move(done);
+  lookup->timer = std::make_unique<asio::steady_timer>(io_, timeout);
+  // Runs on the io thread, exactly once.
+  auto finish = [lookup] {
+    std::vector<DhtValue> values;
+    {
+      std::lock_guard lock(lookup->mutex);
+      if (lookup->finished) return;
+      lookup->finished = true;
+      values = std::move(lookup->values);
+    }
+    lookup->timer->cancel();
+    auto cb = std::move(lookup->done);
+    cb(std::move(values));
+  };
+  lookup->timer->async_wait([finish](const std::error_code& ec) {
+    if (!ec) finish();
+  });
+  runner_.get(
+      to_infohash(location),
+      [lookup](const std::vector<std::shared_ptr<dht::Value>>& values) {
+        std::lock_guard lock(lookup->mutex);
+        if (lookup->finished) return false;
+        for (const auto& v : values) {
+          if (!v || v->type != kRecordValueType) continue;
+          DhtValue out;
+          out.is_signed = v->isSigned();
+          if (out.is_signed) {
+            const auto& h = v->owner->getId();
+            std::copy_n(h.data(), out.owner.bytes.size(), out.owner.bytes.begin());
+          }
+          out.id = v->id;
+          out.seq = v->seq;
+          out.data.assign(v->data.begin(), v->data.end());
+          lookup->values.push_back(std::move(out));
+        }
+        return lookup->values.size() < 4096;  // a hostile flood stops the lookup
+      },
+      [this, finish](bool) { asio::post(io_, finish); });
+}
+
+DhtHealth DhtNode::health() const {
+  DhtHealth h;
+  auto& runner = const_cast<dht::DhtRunner&>(runner_);
+  auto s4 = runner.getNodesStats(AF_INET);
+  auto s6 = runner.getNodesStats(AF_INET6);
+  h.good_nodes = s4.good_nodes + s6.good_nodes;
+  h.dubious_nodes = s4.dubious_nodes + s6.dubious_nodes;
+  h.searches = s4.searches + s6.searches;
+  h.status = h.good_nodes > 0 ? "connected" : h.dubious_nodes > 0 ? "connecting" : "disconnected";
+  h.bound_port = runner.getBoundPort(AF_INET);
+  if (h.bound_port == 0) h.bound_port = runner.getBoundPort(AF_INET6);
+  for (const auto& a : runner.getPublicAddressStr()) h.public_addresses.push_back(a);
+  auto [values, bytes] = runner.getStoreSize();
+  h.stored_values = values;
+  h.stored_bytes = bytes;
+  return h;
+}
+
+}  // namespace annexswarm

@@ -1,0 +1,16 @@
+#pragma once
+#include <string>
+#include <vector>
+
+namespace annexswarm {
+
+struct ProcessOutput {
+  int exit_code = -1;  // -1: could not start
+  std::string out;
+  std::string err;
+};
+
+// Runs argv[0] from PATH without a shell and collects its output.
+ProcessOutput run_process(const std::vector<std::string>& argv);
+
+}  // namespace annexswarm

@@ -1,0 +1,65 @@
+#pragma once
+// git-annex keys: BACKEND[-sSIZE][-mMTIME][-SCHUNKSIZE-CCHUNKNUM]--NAME.
+// Keys arrive from the network, the DHT and git-annex, so parsing is strict: a key we
+// accept is always safe to use as one path component.
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "protocol/result.hpp"
+
+namespace annexswarm {
+
+enum class HashAlgorithm {
+  None,  // WORM, URL and other backends whose name carries no content hash
+  Md5,
+  Sha1,
+  Sha224,
+  Sha256,
+  Sha384,
+  Sha512,
+  Sha3_224,
+  Sha3_256,
+  Sha3_384,
+  Sha3_512,
+  Other,  // a hash backend (SKEIN, BLAKE2...) we recognise but cannot compute yet
+};
+
+class AnnexKey {
+public:
+  static constexpr std::size_t kMaxLength = 1024;
+
+  static Result<AnnexKey> parse(std::string_view text);
+
+  const std::string& str() const { return text_; }
+  std::string_view backend() const { return std::string_view(text_).substr(0, backend_len_); }
+  std::string_view name() const { return std::string_view(text_).substr(name_pos_); }
+  std::optional<std::uint64_t> size() const { return size_; }
+  std::optional<std::uint64_t> mtime() const { return mtime_; }
+  std::optional<std::uint64_t> chunk_size() const { return chunk_size_; }
+  std::optional<std::uint64_t> chunk_number() const { return chunk_number_; }
+  HashAlgorithm hash() const { return hash_; }
+  // The content digest the name carries, in lower-case hex; empty when unverifiable.
+  std::string_view digest_hex() const;
+  // True when the object's bytes can be checked against the key.
+  bool verifiable() const { return hash_ != HashAlgorithm::None && hash_ != HashAlgorithm::Other; }
+
+  // git-annex object directories (.git/annex/objects/<dir>/KEY/KEY): hashdirmixed is
+  // used by non-bare repositories, hashdirlower by bare ones and special remotes.
+  std::string hash_dir_mixed() const;
+  std::string hash_dir_lower() const;
+
+  friend bool operator==(const AnnexKey& a, const AnnexKey& b) { return a.text_ == b.text_; }
+  friend auto operator<=>(const AnnexKey& a, const AnnexKey& b) { return a.text_ <=> b.text_; }
+
+private:
+  std::string text_;
+  std::size_t backend_len_ = 0;
+  std::size_t name_pos_ = 0;
+  std::size_t digest_len_ = 0;
+  std::optional<std::uint64_t> size_, mtime_, chunk_size_, chunk_number_;
+  HashAlgorithm hash_ = HashAlgorithm::None;
+};
+
+}  // namespace annexswarm

@@ -1,0 +1,271 @@
+#include "protocol/records.hpp"
+
+#include <msgpack.hpp>
+
+#include <algorithm>
+#include <array>
+
+#include "protocol/annex_key.hpp"
+#include "protocol/crypto.hpp"
+
+namespace annexswarm {
+namespace {
+
+constexpr std::array<std::uint8_t, 3> kSealMagic{'A', 'S', 1};
+
+// Limits for the msgpack parser: no record needs more, so hostile input cannot make
+// the parser allocate much.
+const msgpack::unpack_limit kRecordLimits(/*array*/ 64, /*map*/ 0, /*str*/ 1100, /*bin*/ 64,
+                                          /*ext*/ 0, /*depth*/ 4);
+
+using Packer = msgpack::packer<msgpack::sbuffer>;
+
+Bytes finish(const msgpack::sbuffer& buf) {
+  return Bytes(reinterpret_cast<const std::uint8_t*>(buf.data()),
+               reinterpret_cast<const std::uint8_t*>(buf.data()) + buf.size());
+}
+
+void pack_header(Packer& pk, RecordKind kind, std::uint32_t fields) {
+  pk.pack_array(2 + fields);
+  pk.pack(kRecordVersion);
+  pk.pack(static_cast<std::uint32_t>(kind));
+}
+
+void pack_node(Packer& pk, const NodeId& node) {
+  pk.pack_bin(node.bytes.size());
+  pk.pack_bin_body(reinterpret_cast<const char*>(node.bytes.data()), node.bytes.size());
+}
+
+// Reads the fields of one record; every accessor reports a malformed value as an error.
+class FieldReader {
+public:
+  FieldReader(const msgpack::object& array, std::string_view what) : array_(array), what_(what) {}
+
+  std::optional<std::uint64_t> uint(std::size_t i) const {
+    const auto& o = array_.via.array.ptr[i];
+    if (o.type != msgpack::type::POSITIVE_INTEGER) return std::nullopt;
+    return o.via.u64;
+  }
+  std::optional<std::string> str(std::size_t i, std::size_t max) const {
+    const auto& o = array_.via.array.ptr[i];
+    if (o.type != msgpack::type::STR || o.via.str.size > max) return std::nullopt;
+    return std::string(o.via.str.ptr, o.via.str.size);
+  }
+  std::optional<NodeId> node(std::size_t i) const {
+    const auto& o = array_.via.array.ptr[i];
+    if (o.type != msgpack::type::BIN || o.via.bin.size != 20) return std::nullopt;
+    NodeId id;
+    std::copy_n(reinterpret_cast<const std::uint8_t*>(o.via.bin.ptr), 20, id.bytes.begin());
+    return id;
+  }
+  const msgpack::object& at(std::size_t i) const { return array_.via.array.ptr[i]; }
+  Error fail(std::string_view field) const {
+    return Error{std::string(what_) + " record has a malformed " + std::string(field)};
+  }
+
+private:
+  const msgpack::object& array_;
+  std::string_view what_;
+};
+
+// Parses the envelope [version, kind, ...] and hands the array to `fields`.
+template <class Record, class Fn>
+Result<Record> decode_with(ByteView body, RecordKind kind, std::size_t field_count,
+                           std::string_view what, Fn&& fields) {
+  if (body.size() > kMaxRecordBody) return Error{std::string(what) + " record is oversized"};
+  try {
+    std::size_t offset = 0;
+    auto handle = msgpack::unpack(reinterpret_cast<const char*>(body.data()), body.size(), offset,
+                                  nullptr, nullptr, kRecordLimits);
+    if (offset != body.size()) return Error{std::string(what) + " record has trailing bytes"};
+    const msgpack::object& obj = handle.get();
+    if (obj.type != msgpack::type::ARRAY || obj.via.array.size < 2)
+      return Error{std::string(what) + " record is not a record"};
+    FieldReader r(obj, what);
+    auto version = r.uint(0);
+    if (!version || *version != kRecordVersion)
+      return Error{std::string(what) + " record has an unsupported version"};
+    auto k = r.uint(1);
+    if (!k || *k != static_cast<std::uint32_t>(kind))
+      return Error{std::string(what) + " record has the wrong kind"};
+    if (obj.via.array.size != 2 + field_count)
+      return Error{std::string(what) + " record has the wrong number of fields"};
+    return fields(r);
+  } catch (const std::exception& e) {
+    return Error{std::string(what) + " record is not valid msgpack (" + e.what() + ")"};
+  }
+}
+
+}  // namespace
+
+bool is_annex_uuid(std::string_view text) {
+  if (text.size() != 36) return false;
+  for (std::size_t i = 0; i < text.size(); ++i) {
+    char c = text[i];
+    bool dash_pos = i == 8 || i == 13 || i == 18 || i == 23;
+    if (dash_pos ? c != '-' : !std::isxdigit(static_cast<unsigned char>(c))) return false;
+  }
+  return true;
+}
+
+std::string_view to_string(EndpointKind kind) {
+  switch (kind) {
+    case EndpointKind::Loopback: return "loopback";
+    case EndpointKind::Lan: return "lan";
+    case EndpointKind::Public: return "public";
+    case EndpointKind::Mapped: return "mapped";
+    case EndpointKind::Relay: return "relay";
+  }
+  return "unknown";
+}
+
+std::optional<EndpointKind> endpoint_kind_from_string(std::string_view text) {
+  for (auto k : {EndpointKind::Loopback, EndpointKind::Lan, EndpointKind::Public,
+                 EndpointKind::Mapped, EndpointKind::Relay})
+    if (to_string(k) == text) return k;
+  return std::nullopt;
+}
+
+Bytes encode(const ContactRecord& record) {
+  msgpack::sbuffer buf;
+  Packer pk(buf);
+  pack_header(pk, RecordKind::Contact, 4);
+  pack_node(pk, record.node);
+  pk.pack(record.protocol_version);
+  pk.pack(record.capabilities);
+  auto count = std::min(record.endpoints.size(), kMaxEndpoints);
+  pk.pack_array(static_cast<std::uint32_t>(count));
+  for (std::size_t i = 0; i < count; ++i) {
+    const auto& ep = record.endpoints[i];
+    pk.pack_array(3);
+    pk.pack(std::string(to_string(ep.kind)));
+    pk.pack(ep.host);
+    pk.pack(ep.port);
+  }
+  return finish(buf);
+}
+
+Bytes encode(const RepoRecord& record) {
+  msgpack::sbuffer buf;
+  Packer pk(buf);
+  pack_header(pk, RecordKind::Repo, 2);
+  pack_node(pk, record.node);
+  pk.pack(record.uuid);
+  return finish(buf);
+}
+
+Bytes encode(const ProviderRecord& record) {
+  msgpack::sbuffer buf;
+  Packer pk(buf);
+  pack_header(pk, RecordKind::Provider, 5);
+  pack_node(pk, record.node);
+  pk.pack(record.repo_uuid);
+  pk.pack(record.key);
+  if (record.size)
+    pk.pack(*record.size);
+  else
+    pk.pack_nil();
+  pk.pack(record.present);
+  return finish(buf);
+}
+
+Result<ContactRecord> decode_contact(ByteView body) {
+  return decode_with<ContactRecord>(body, RecordKind::Contact, 4, "contact",
+                                    [](const FieldReader& r) -> Result<ContactRecord> {
+    ContactRecord rec;
+    auto node = r.node(2);
+    if (!node) return r.fail("node id");
+    rec.node = *node;
+    auto proto = r.uint(3);
+    auto caps = r.uint(4);
+    if (!proto || *proto > UINT32_MAX) return r.fail("protocol version");
+    if (!caps || *caps > UINT32_MAX) return r.fail("capabilities");
+    rec.protocol_version = static_cast<std::uint32_t>(*proto);
+    rec.capabilities = static_cast<std::uint32_t>(*caps);
+    const auto& eps = r.at(5);
+    if (eps.type != msgpack::type::ARRAY || eps.via.array.size > kMaxEndpoints)
+      return r.fail("endpoint list");
+    for (std::uint32_t i = 0; i < eps.via.array.size; ++i) {
+      const auto& e = eps.via.array.ptr[i];
+      if (e.type != msgpack::type::ARRAY || e.via.array.size != 3) return r.fail("endpoint");
+      FieldReader er(e, "contact");
+      auto kind_text = er.str(0, 16);
+      auto host = er.str(1, 64);
+      auto port = er.uint(2);
+      if (!kind_text || !host || host->empty() || !port || *port == 0 || *port > 65535)
+        return r.fail("endpoint");
+      auto kind = endpoint_kind_from_string(*kind_text);
+      if (!kind) continue;  // a kind from a newer version: skip it, keep the rest
+      rec.endpoints.push_back({*kind, *host, static_cast<std::uint16_t>(*port)});
+    }
+    return rec;
+  });
+}
+
+Result<RepoRecord> decode_repo(ByteView body) {
+  return decode_with<RepoRecord>(body, RecordKind::Repo, 2, "repo",
+                                 [](const FieldReader& r) -> Result<RepoRecord> {
+    RepoRecord rec;
+    auto node = r.node(2);
+    auto uuid = r.str(3, 64);
+    if (!node) return r.fail("node id");
+    if (!uuid || !is_annex_uuid(*uuid)) return r.fail("repository uuid");
+    rec.node = *node;
+    rec.uuid = *uuid;
+    return rec;
+  });
+}
+
+Result<ProviderRecord> decode_provider(ByteView body) {
+  return decode_with<ProviderRecord>(body, RecordKind::Provider, 5, "provider",
+                                     [](const FieldReader& r) -> Result<ProviderRecord> {
+    ProviderRecord rec;
+    auto node = r.node(2);
+    auto uuid = r.str(3, 64);
+    auto key = r.str(4, AnnexKey::kMaxLength);
+    if (!node) return r.fail("node id");
+    if (!uuid || !is_annex_uuid(*uuid)) return r.fail("repository uuid");
+    if (!key || !AnnexKey::parse(*key)) return r.fail("annex key");
+    rec.node = *node;
+    rec.repo_uuid = *uuid;
+    rec.key = *key;
+    const auto& size = r.at(5);
+    if (size.type == msgpack::type::POSITIVE_INTEGER)
+      rec.size = size.via.u64;
+    else if (size.type != msgpack::type::NIL)
+      return r.fail("size");
+    const auto& present = r.at(6);
+    if (present.type != msgpack::type::BOOLEAN) return r.fail("presence flag");
+    rec.present = present.via.boolean;
+    return rec;
+  });
+}
+
+Bytes seal_record(const SwarmToken& swarm, const DhtLocation& location, ByteView body) {
+  Bytes nonce_input(location.bytes.begin(), location.bytes.end());
+  nonce_input.insert(nonce_input.end(), body.begin(), body.end());
+  auto mac = crypto::hmac_sha256(swarm.record_key(), nonce_input);
+  crypto::AeadNonce nonce;
+  std::copy_n(mac.begin(), nonce.size(), nonce.begin());
+
+  Bytes out(kSealMagic.begin(), kSealMagic.end());
+  out.insert(out.end(), nonce.begin(), nonce.end());
+  auto sealed = crypto::aead_seal(swarm.record_key(), nonce, location.bytes, body);
+  out.insert(out.end(), sealed.begin(), sealed.end());
+  return out;
+}
+
+Result<Bytes> open_record(const SwarmToken& swarm, const DhtLocation& location, ByteView sealed) {
+  constexpr std::size_t header = kSealMagic.size() + crypto::kAeadNonceSize;
+  if (sealed.size() > kMaxSealedRecord) return Error{"sealed record is oversized"};
+  if (sealed.size() < header + crypto::kAeadTagSize) return Error{"sealed record is truncated"};
+  if (!std::equal(kSealMagic.begin(), kSealMagic.end(), sealed.begin()))
+    return Error{"not an annex-swarm record"};
+  crypto::AeadNonce nonce;
+  std::copy_n(sealed.begin() + kSealMagic.size(), nonce.size(), nonce.begin());
+  auto body = crypto::aead_open(swarm.record_key(), nonce, location.bytes, sealed.subspan(header));
+  if (!body) return Error{"record does not open with this swarm's key"};
+  return std::move(*body);
+}
+
+}  // namespace annexswarm

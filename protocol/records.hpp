@@ -1,0 +1,79 @@
+#pragma once
+// Swarm records on the DHT. Each body is a msgpack array [version, kind, fields...],
+// size-capped, then sealed with AES-256-GCM under the swarm's record key, with the DHT
+// location as associated data (a record copied to another location does not open).
+// The nonce is synthetic (HMAC of location and body), so re-putting an unchanged record
+// yields the same bytes and refreshes it on the DHT instead of adding a copy.
+// OpenDHT signs the sealed bytes (putSigned semantics): the reader checks that the
+// record's node id is the signer's.
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "protocol/bytes.hpp"
+#include "protocol/result.hpp"
+#include "protocol/swarm_token.hpp"
+
+namespace annexswarm {
+
+inline constexpr std::uint32_t kRecordVersion = 1;
+inline constexpr std::uint32_t kProtocolVersion = 1;
+inline constexpr std::size_t kMaxRecordBody = 2048;
+inline constexpr std::size_t kMaxSealedRecord = kMaxRecordBody + 64;
+inline constexpr std::size_t kMaxEndpoints = 16;
+
+enum class RecordKind : std::uint32_t { Contact = 1, Repo = 2, Provider = 3 };
+
+bool is_annex_uuid(std::string_view text);
+
+enum class EndpointKind { Loopback, Lan, Public, Mapped, Relay };
+std::string_view to_string(EndpointKind kind);
+std::optional<EndpointKind> endpoint_kind_from_string(std::string_view text);
+
+struct Endpoint {
+  EndpointKind kind = EndpointKind::Lan;
+  std::string host;  // an IP literal (or, for Relay, the relay's node id)
+  std::uint16_t port = 0;
+  friend bool operator==(const Endpoint&, const Endpoint&) = default;
+};
+
+// At node/<id> (and at the swarm's "nodes" location): how to reach a node.
+struct ContactRecord {
+  NodeId node;
+  std::uint32_t protocol_version = kProtocolVersion;
+  std::uint32_t capabilities = 0;
+  std::vector<Endpoint> endpoints;
+  friend bool operator==(const ContactRecord&, const ContactRecord&) = default;
+};
+
+// At repo/<uuid>: which node serves that annex repository.
+struct RepoRecord {
+  NodeId node;
+  std::string uuid;
+  friend bool operator==(const RepoRecord&, const RepoRecord&) = default;
+};
+
+// At key/<annex-key>: a node's repository holds (or, present=false, no longer holds) the key.
+struct ProviderRecord {
+  NodeId node;
+  std::string repo_uuid;
+  std::string key;
+  std::optional<std::uint64_t> size;
+  bool present = true;
+  friend bool operator==(const ProviderRecord&, const ProviderRecord&) = default;
+};
+
+Bytes encode(const ContactRecord& record);
+Bytes encode(const RepoRecord& record);
+Bytes encode(const ProviderRecord& record);
+
+Result<ContactRecord> decode_contact(ByteView body);
+Result<RepoRecord> decode_repo(ByteView body);
+Result<ProviderRecord> decode_provider(ByteView body);
+
+Bytes seal_record(const SwarmToken& swarm, const DhtLocation& location, ByteView body);
+Result<Bytes> open_record(const SwarmToken& swarm, const DhtLocation& location, ByteView sealed);
+
+}  // namespace annexswarm

@@ -1,0 +1,70 @@
+#pragma once
+// A swarm is named by a token holding a 32-byte secret. Everything a swarm puts on the
+// DHT is derived from that secret, so outsiders can neither read its records nor tell
+// which annex keys or repositories it holds, nor link two of its records.
+#include <array>
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "protocol/bytes.hpp"
+#include "protocol/crypto.hpp"
+#include "protocol/result.hpp"
+
+namespace annexswarm {
+
+class AnnexKey;
+
+// A 20-byte DHT location (an OpenDHT InfoHash), always derived, never raw.
+struct DhtLocation {
+  std::array<std::uint8_t, 20> bytes{};
+  std::string hex() const { return to_hex(bytes); }
+  friend bool operator==(const DhtLocation&, const DhtLocation&) = default;
+};
+
+// A node's id: the id of its OpenDHT public key (= its TLS certificate's key).
+struct NodeId {
+  std::array<std::uint8_t, 20> bytes{};
+  std::string hex() const { return to_hex(bytes); }
+  static Result<NodeId> from_hex(std::string_view hex);
+  friend bool operator==(const NodeId&, const NodeId&) = default;
+  friend auto operator<=>(const NodeId&, const NodeId&) = default;
+};
+
+class SwarmToken {
+public:
+  static constexpr std::size_t kSecretSize = 32;
+  using Secret = std::array<std::uint8_t, kSecretSize>;
+
+  static SwarmToken generate();
+  // The well-known swarm for public data sets: anyone can read and join it.
+  static SwarmToken public_swarm();
+  static Result<SwarmToken> parse(std::string_view text);
+
+  // "swarm1-" + base32(secret + 4-byte checksum): a typo is caught, not joined.
+  std::string str() const;
+  bool is_public() const;
+  // A short name that is safe to print and log; it does not reveal the secret.
+  std::string id() const;
+
+  DhtLocation location(std::string_view label) const;
+  DhtLocation node_location(const NodeId& node) const;
+  DhtLocation repo_location(std::string_view annex_uuid) const;
+  DhtLocation key_location(const AnnexKey& key) const;
+  DhtLocation nodes_location() const;
+  DhtLocation relays_location() const;
+
+  // Key for sealing record bodies (AES-256-GCM).
+  const crypto::AeadKey& record_key() const { return record_key_; }
+  // A stable 64-bit DHT value id for one publisher's record at one location.
+  std::uint64_t value_id(std::string_view what) const;
+
+  friend bool operator==(const SwarmToken& a, const SwarmToken& b) { return a.secret_ == b.secret_; }
+
+private:
+  explicit SwarmToken(const Secret& secret);
+  Secret secret_{};
+  crypto::AeadKey record_key_{};
+};
+
+}  // namespace annexswarm
