@@ -10,6 +10,7 @@
 #include <asio/post.hpp>
 #include <map>
 #include <set>
+#include <sstream>
 
 #include "node/identity.hpp"
 #include "node/log.hpp"
@@ -237,15 +238,33 @@ std::vector<Endpoint> Daemon::local_endpoints() const {
   return out;
 }
 
+std::uint16_t Daemon::contact_sequence(const Bytes& body) {
+  // Storage nodes replace a signed value only by a higher sequence number, so a contact
+  // record whose endpoints changed (even across restarts) must carry the next one.
+  auto path = config_.state_dir / "contact.state";
+  std::uint16_t seq = 0;
+  std::string saved_hex;
+  if (auto text = read_file(path)) {
+    std::istringstream in(*text);
+    in >> seq >> saved_hex;
+  }
+  if (saved_hex == to_hex(body)) return seq;
+  if (!saved_hex.empty()) ++seq;
+  if (auto r = write_file_atomic(path, std::to_string(seq) + " " + to_hex(body) + "\n", 0600); !r)
+    log::warn("cannot save contact state: {}", r.error());
+  return seq;
+}
+
 void Daemon::publish_node_records() {
   if (stopping_) return;
   ContactRecord contact{node_id_, kProtocolVersion, 0, local_endpoints()};
   auto contact_body = encode(contact);
+  auto contact_seq = contact_sequence(contact_body);
   for (auto& swarm : swarms_) {
     const auto& token = swarm.token;
     auto contact_id = token.value_id("contact/" + node_id_.hex());
     for (const auto& loc : {token.node_location(node_id_), token.nodes_location()}) {
-      dht_->put(loc, contact_id, 0, seal_record(token, loc, contact_body), [](bool) {});
+      dht_->put(loc, contact_id, contact_seq, seal_record(token, loc, contact_body), [](bool) {});
     }
     for (const auto& served : repos_) {
       auto loc = token.repo_location(served.repo.uuid);

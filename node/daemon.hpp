@@ -66,6 +66,7 @@ private:
   void on_scan(std::size_t repo_index, KeyScan scan, double seconds);
   void tick_announce();
   void publish_node_records();
+  std::uint16_t contact_sequence(const Bytes& body);
   void save_tables();
   std::filesystem::path table_path(const SwarmState& swarm, const ServedRepo& repo) const;
   std::vector<Endpoint> local_endpoints() const;

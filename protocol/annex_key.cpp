@@ -133,8 +133,18 @@ Result<AnnexKey> AnnexKey::parse(std::string_view text) {
 
 std::string_view AnnexKey::digest_hex() const { return name().substr(0, digest_len_); }
 
+std::string AnnexKey::object_hash_input() const {
+  // git-annex hashes the canonical form of the key without its chunk fields.
+  std::string out(backend());
+  if (size_) out += "-s" + std::to_string(*size_);
+  if (mtime_) out += "-m" + std::to_string(*mtime_);
+  out += "--";
+  out += name();
+  return out;
+}
+
 std::string AnnexKey::hash_dir_mixed() const {
-  auto digest = crypto::md5(as_bytes(text_));
+  auto digest = crypto::md5(as_bytes(object_hash_input()));
   std::uint32_t first = static_cast<std::uint32_t>(digest[0]) |
                         static_cast<std::uint32_t>(digest[1]) << 8 |
                         static_cast<std::uint32_t>(digest[2]) << 16 |
@@ -144,7 +154,7 @@ std::string AnnexKey::hash_dir_mixed() const {
 }
 
 std::string AnnexKey::hash_dir_lower() const {
-  std::string hex = to_hex(crypto::md5(as_bytes(text_)));
+  std::string hex = to_hex(crypto::md5(as_bytes(object_hash_input())));
   return hex.substr(0, 3) + "/" + hex.substr(3, 3);
 }
 

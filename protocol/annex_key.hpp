@@ -54,6 +54,8 @@ public:
   friend auto operator<=>(const AnnexKey& a, const AnnexKey& b) { return a.text_ <=> b.text_; }
 
 private:
+  std::string object_hash_input() const;
+
   std::string text_;
   std::size_t backend_len_ = 0;
   std::size_t name_pos_ = 0;

@@ -1,0 +1,142 @@
+#include "tests/support/test_support.hpp"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <boost/test/unit_test.hpp>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+extern char** environ;
+
+namespace annexswarm::test {
+namespace fs = std::filesystem;
+
+TempDir::TempDir() {
+  std::string tmpl = (fs::temp_directory_path() / "annex-swarm-test-XXXXXX").string();
+  if (!mkdtemp(tmpl.data())) throw std::runtime_error("mkdtemp failed");
+  path_ = tmpl;
+}
+
+TempDir::~TempDir() {
+  std::error_code ec;
+  // git-annex makes object files read-only; make them removable first.
+  for (auto it = fs::recursive_directory_iterator(path_, ec); it != fs::recursive_directory_iterator(); it.increment(ec))
+    fs::permissions(it->path(), fs::perms::owner_all, fs::perm_options::add, ec);
+  fs::remove_all(path_, ec);
+}
+
+bool wait_until(const std::function<bool()>& condition, std::chrono::milliseconds deadline) {
+  auto end = std::chrono::steady_clock::now() + deadline;
+  while (true) {
+    if (condition()) return true;
+    if (std::chrono::steady_clock::now() > end) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+}
+
+std::string sh(const fs::path& dir, const std::string& command) {
+  auto out = run_process({"sh", "-c", "cd '" + dir.string() + "' && " + command});
+  BOOST_REQUIRE_MESSAGE(out.exit_code == 0, "command failed: " + command + "\n" + out.out + out.err);
+  return out.out;
+}
+
+std::string AnnexRepo::key_of(const std::string& file) const {
+  auto out = sh(path, "git annex lookupkey '" + file + "'");
+  return out.substr(0, out.find('\n'));
+}
+
+AnnexRepo make_annex_repo(const fs::path& path, const std::vector<std::pair<std::string, std::string>>& files) {
+  fs::create_directories(path);
+  sh(path, "git init -q . && git config user.email test@example.org && git config user.name test && "
+           "git annex init -q test");
+  for (const auto& [name, content] : files) {
+    std::ofstream(path / name) << content;
+    sh(path, "git annex add -q '" + name + "'");
+  }
+  sh(path, "git commit -qm files");
+  AnnexRepo repo{path, ""};
+  auto uuid = sh(path, "git config annex.uuid");
+  repo.uuid = uuid.substr(0, uuid.find('\n'));
+  return repo;
+}
+
+ProcessOutput annex_swarm(const std::vector<std::string>& args) {
+  std::vector<std::string> argv{ANNEX_SWARM_BIN};
+  argv.insert(argv.end(), args.begin(), args.end());
+  return run_process(argv);
+}
+
+DaemonProcess::DaemonProcess(fs::path state_dir, std::vector<std::string> args)
+    : state_dir_(std::move(state_dir)) {
+  fs::create_directories(state_dir_);
+  log_path_ = state_dir_ / "daemon.log";
+  std::vector<std::string> argv{ANNEX_SWARM_BIN, "daemon", "--state-dir", state_dir_.string(),
+                                "--lan-discovery", "off", "--log-level", "debug"};
+  argv.insert(argv.end(), args.begin(), args.end());
+  std::vector<char*> cargv;
+  for (auto& a : argv) cargv.push_back(a.data());
+  cargv.push_back(nullptr);
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_addopen(&actions, 1, log_path_.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+  posix_spawn_file_actions_adddup2(&actions, 1, 2);
+  posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
+  int rc = posix_spawn(&pid_, cargv[0], &actions, nullptr, cargv.data(), environ);
+  posix_spawn_file_actions_destroy(&actions);
+  if (rc != 0) throw std::runtime_error("cannot start " + argv[0]);
+}
+
+DaemonProcess::~DaemonProcess() {
+  stop();
+  wait_exit();
+}
+
+bool DaemonProcess::wait_ready() {
+  return wait_until([&] {
+    if (pid_ < 0) return true;
+    int status = 0;
+    if (waitpid(pid_, &status, WNOHANG) == pid_) {
+      exit_status_ = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+      pid_ = -1;
+      return true;
+    }
+    return annex_swarm({"status", "--state-dir", state_dir_.string()}).exit_code == 0;
+  }) && pid_ > 0;
+}
+
+nlohmann::json DaemonProcess::status() const {
+  auto out = annex_swarm({"status", "--json", "--state-dir", state_dir_.string()});
+  BOOST_REQUIRE_MESSAGE(out.exit_code == 0, "status failed: " + out.err);
+  return nlohmann::json::parse(out.out);
+}
+
+std::uint16_t DaemonProcess::port() const { return status()["port"].get<std::uint16_t>(); }
+std::string DaemonProcess::node_id() const { return status()["node"].get<std::string>(); }
+
+void DaemonProcess::stop() {
+  if (pid_ > 0) ::kill(pid_, SIGTERM);
+}
+
+int DaemonProcess::wait_exit() {
+  if (pid_ > 0) {
+    int status = 0;
+    waitpid(pid_, &status, 0);
+    exit_status_ = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    pid_ = -1;
+  }
+  return exit_status_;
+}
+
+std::string DaemonProcess::log() const {
+  std::ifstream in(log_path_);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+}  // namespace annexswarm::test

@@ -1,0 +1,81 @@
+#pragma once
+// Helpers for tests that drive real processes: temporary directories, git-annex
+// repositories made with Debian's git-annex, and annex-swarm daemons.
+#include <sys/types.h>
+
+#include <chrono>
+#include <filesystem>
+#include <functional>
+#include <ostream>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "node/subprocess.hpp"
+#include "protocol/result.hpp"
+
+namespace annexswarm {
+// Lets BOOST_TEST print a Result (found by ADL).
+template <class T>
+std::ostream& boost_test_print_type(std::ostream& os, const Result<T>& r) {
+  return os << (r ? std::string("ok") : "error: " + r.error());
+}
+}  // namespace annexswarm
+
+namespace annexswarm::test {
+
+class TempDir {
+public:
+  TempDir();
+  ~TempDir();
+  const std::filesystem::path& path() const { return path_; }
+
+private:
+  std::filesystem::path path_;
+};
+
+// Polls `condition` until it holds or the deadline passes; never a fixed sleep.
+bool wait_until(const std::function<bool()>& condition,
+                std::chrono::milliseconds deadline = std::chrono::seconds(60));
+
+// Runs a shell command line in `dir`; fails the test when it exits non-zero.
+std::string sh(const std::filesystem::path& dir, const std::string& command);
+
+// A git-annex repository with some annexed files.
+struct AnnexRepo {
+  std::filesystem::path path;
+  std::string uuid;
+  std::string key_of(const std::string& file) const;
+};
+AnnexRepo make_annex_repo(const std::filesystem::path& path,
+                          const std::vector<std::pair<std::string, std::string>>& files);
+
+ProcessOutput annex_swarm(const std::vector<std::string>& args);
+
+// An annex-swarm daemon process, stopped with SIGTERM when destroyed.
+class DaemonProcess {
+public:
+  DaemonProcess(std::filesystem::path state_dir, std::vector<std::string> args);
+  ~DaemonProcess();
+  DaemonProcess(const DaemonProcess&) = delete;
+  DaemonProcess& operator=(const DaemonProcess&) = delete;
+
+  // Waits until the control socket answers; returns false if the process died.
+  bool wait_ready();
+  nlohmann::json status() const;
+  std::uint16_t port() const;
+  std::string node_id() const;
+  void stop();
+  int wait_exit();  // exit status once stopped or dead
+  std::string log() const;
+  const std::filesystem::path& state_dir() const { return state_dir_; }
+
+private:
+  std::filesystem::path state_dir_;
+  std::filesystem::path log_path_;
+  pid_t pid_ = -1;
+  int exit_status_ = -1;
+};
+
+}  // namespace annexswarm::test

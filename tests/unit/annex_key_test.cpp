@@ -1,0 +1,72 @@
+#include <boost/test/unit_test.hpp>
+
+#include "tests/support/test_support.hpp"
+
+#include "protocol/annex_key.hpp"
+
+using annexswarm::AnnexKey;
+using annexswarm::HashAlgorithm;
+
+namespace {
+const std::string kSha = "5891b5b522d5df086d0ff0b110fbd9d21bb4fc7163af34d08286a2e846f6be03";
+}
+
+BOOST_AUTO_TEST_SUITE(annex_key)
+
+BOOST_AUTO_TEST_CASE(parses_fields_of_a_sha256e_key) {
+  auto key = AnnexKey::parse("SHA256E-s6-m1700000000--" + kSha + ".txt");
+  BOOST_REQUIRE_MESSAGE(key, key.error());
+  BOOST_TEST(key->backend() == "SHA256E");
+  BOOST_TEST(*key->size() == 6u);
+  BOOST_TEST(*key->mtime() == 1700000000u);
+  BOOST_TEST(key->digest_hex() == kSha);
+  BOOST_TEST(key->verifiable());
+  BOOST_TEST((key->hash() == HashAlgorithm::Sha256));
+}
+
+BOOST_AUTO_TEST_CASE(parses_chunk_fields) {
+  auto key = AnnexKey::parse("SHA256-s100-S10-C3--" + kSha);
+  BOOST_REQUIRE(key);
+  BOOST_TEST(*key->chunk_size() == 10u);
+  BOOST_TEST(*key->chunk_number() == 3u);
+}
+
+BOOST_AUTO_TEST_CASE(worm_and_url_keys_are_not_verifiable) {
+  auto worm = AnnexKey::parse("WORM-s5-m1--photo.jpg");
+  BOOST_REQUIRE(worm);
+  BOOST_TEST(!worm->verifiable());
+  auto url = AnnexKey::parse("URL--example.org&cfile");
+  BOOST_REQUIRE(url);
+  BOOST_TEST(!url->verifiable());
+}
+
+BOOST_AUTO_TEST_CASE(rejects_path_like_and_malformed_keys) {
+  for (std::string bad : {std::string(""), std::string("../x"), std::string("..--.."),
+                          std::string("SHA256E-s1--../../etc/passwd"), std::string("WORM--a/b"),
+                          std::string("nodashes"), std::string("-s1--x"), std::string("SHA256E-s1--"),
+                          std::string("SHA256E-sX--" + kSha), std::string("SHA256E-q1--" + kSha),
+                          std::string("SHA256E-s1-s2--" + kSha), std::string("SHA256--abc"),
+                          std::string("SHA256--" + kSha + ".txt"), std::string("WORM--a b"),
+                          std::string("WORM--a\nb"), std::string("WORM--.."),
+                          std::string("SHA256E-s1--" + std::string(64, 'G'))}) {
+    auto key = AnnexKey::parse(bad);
+    BOOST_TEST(!key, "accepted: " << bad);
+    if (!key) BOOST_TEST(!key.error().empty());
+  }
+}
+
+BOOST_AUTO_TEST_CASE(rejects_over_long_keys) {
+  BOOST_TEST(!AnnexKey::parse("WORM--" + std::string(AnnexKey::kMaxLength, 'a')));
+  BOOST_TEST(AnnexKey::parse("WORM--" + std::string(AnnexKey::kMaxLength - 6, 'a')));
+}
+
+BOOST_AUTO_TEST_CASE(hash_dirs_have_git_annex_shape) {
+  auto key = AnnexKey::parse("SHA256E-s6--" + kSha + ".txt");
+  BOOST_REQUIRE(key);
+  BOOST_TEST(key->hash_dir_mixed().size() == 5u);
+  BOOST_TEST(key->hash_dir_mixed()[2] == '/');
+  BOOST_TEST(key->hash_dir_lower().size() == 7u);
+  BOOST_TEST(key->hash_dir_lower()[3] == '/');
+}
+
+BOOST_AUTO_TEST_SUITE_END()

@@ -1,0 +1,89 @@
+#include <boost/test/unit_test.hpp>
+
+#include "tests/support/test_support.hpp"
+
+#include "node/config.hpp"
+
+using namespace annexswarm;
+
+BOOST_AUTO_TEST_SUITE(daemon_config)
+
+BOOST_AUTO_TEST_CASE(defaults_join_the_public_dht) {
+  DaemonConfig c;
+  BOOST_TEST(c.port == kDefaultPort);
+  BOOST_REQUIRE(c.bootstrap.size() == 1u);
+  BOOST_TEST(c.bootstrap[0] == std::string(kPublicBootstrap));
+  BOOST_TEST(effective_refresh(c).count() == 8 * 60);
+}
+
+BOOST_AUTO_TEST_CASE(config_file_sets_every_kind_of_value) {
+  DaemonConfig c;
+  std::vector<std::string> errors;
+  auto token = SwarmToken::generate();
+  apply_config_text(c,
+                    "# comment\n"
+                    "state-dir = /tmp/x\n"
+                    "port = 5000   # trailing comment\n"
+                    "listen = 127.0.0.1\n"
+                    "bootstrap = 127.0.0.1:4000\n"
+                    "bootstrap = 10.0.0.2:4000\n"
+                    "swarm = " + token.str() + "\n"
+                    "swarm = public\n"
+                    "repo = /srv/annex\n"
+                    "lan-discovery = off\n"
+                    "announce-rate = 50\n"
+                    "announce-refresh = 20m\n"
+                    "poll-interval = 2s\n"
+                    "log-level = debug\n",
+                    "test.conf", errors);
+  BOOST_TEST(errors.empty());
+  BOOST_TEST(c.state_dir == "/tmp/x");
+  BOOST_TEST(c.port == 5000);
+  BOOST_TEST(c.listen == "127.0.0.1");
+  BOOST_TEST(c.bootstrap.size() == 2u);  // the file replaces the default
+  BOOST_TEST(c.swarms.size() == 2u);
+  BOOST_TEST(c.repos.size() == 1u);
+  BOOST_TEST(!c.lan_discovery);
+  BOOST_TEST(c.announce_rate == 50);
+  BOOST_TEST(effective_refresh(c).count() == 20 * 60);
+  BOOST_TEST(c.poll_interval.count() == 2);
+  BOOST_TEST((c.log_level == log::Level::Debug));
+}
+
+BOOST_AUTO_TEST_CASE(every_problem_is_listed_with_its_line) {
+  DaemonConfig c;
+  std::vector<std::string> errors;
+  apply_config_text(c, "port = 70000\nnonsense line\nswarm = swarm1-zzz\ncolour = blue\nlisten = x\n",
+                    "bad.conf", errors);
+  BOOST_REQUIRE_EQUAL(errors.size(), 5u);
+  BOOST_TEST(errors[0].find("bad.conf:1") == 0u);
+  BOOST_TEST(errors[1].find("bad.conf:2") == 0u);
+  BOOST_TEST(errors[2].find("bad.conf:3") == 0u);
+  BOOST_TEST(errors[3].find("unknown setting 'colour'") != std::string::npos);
+  BOOST_TEST(errors[4].find("bad.conf:5") == 0u);
+}
+
+BOOST_AUTO_TEST_CASE(bootstrap_none_makes_a_first_node_with_long_refresh) {
+  DaemonConfig c;
+  std::vector<std::string> errors;
+  apply_setting(c, "bootstrap", "none", errors, "--bootstrap");
+  BOOST_TEST(errors.empty());
+  BOOST_TEST(c.bootstrap.empty());
+  BOOST_TEST(effective_refresh(c).count() == 50 * 60);
+  apply_setting(c, "bootstrap", "192.168.1.2:4224", errors, "--bootstrap");
+  BOOST_TEST(effective_refresh(c).count() == 50 * 60);
+}
+
+BOOST_AUTO_TEST_CASE(durations_need_a_positive_count) {
+  BOOST_TEST(parse_duration("90s").value().count() == 90);
+  BOOST_TEST(parse_duration("2h").value().count() == 7200);
+  BOOST_TEST(parse_duration("15").value().count() == 15);
+  BOOST_TEST(!parse_duration("-1m"));
+  BOOST_TEST(!parse_duration("m"));
+  DaemonConfig c;
+  std::vector<std::string> errors;
+  apply_setting(c, "announce-refresh", "2h", errors, "--announce-refresh");
+  BOOST_TEST(errors.size() == 1u);  // records live 60 minutes
+}
+
+BOOST_AUTO_TEST_SUITE_END()
