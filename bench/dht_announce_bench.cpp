@@ -4,7 +4,6 @@
 // and compare `whereis` latency with a plain OpenDHT get of the same location.
 //   dht_announce_bench [--nodes 50] [--keys 10000] [--rate 400] [--window 256] [--sample 1000]
 #include <signal.h>
-#include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -27,7 +26,6 @@
 #include "protocol/crypto.hpp"
 #include "protocol/swarm_token.hpp"
 
-extern char** environ;
 namespace fs = std::filesystem;
 using namespace annexswarm;
 using Clock = std::chrono::steady_clock;
@@ -43,16 +41,7 @@ int arg_int(int argc, char** argv, const char* name, int fallback) {
 pid_t spawn_daemon(const std::vector<std::string>& args, const fs::path& log) {
   std::vector<std::string> argv{ANNEX_SWARM_BIN, "daemon"};
   argv.insert(argv.end(), args.begin(), args.end());
-  std::vector<char*> c;
-  for (auto& a : argv) c.push_back(a.data());
-  c.push_back(nullptr);
-  posix_spawn_file_actions_t fa;
-  posix_spawn_file_actions_init(&fa);
-  posix_spawn_file_actions_addopen(&fa, 2, log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  pid_t pid = -1;
-  posix_spawn(&pid, c[0], &fa, nullptr, c.data(), environ);
-  posix_spawn_file_actions_destroy(&fa);
-  return pid;
+  return spawn_process(argv, log.string());
 }
 
 nlohmann::json ask(const fs::path& state, const nlohmann::json& req) {

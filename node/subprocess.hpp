@@ -13,4 +13,8 @@ struct ProcessOutput {
 // Runs argv[0] from PATH without a shell and collects its output.
 ProcessOutput run_process(const std::vector<std::string>& argv);
 
+// Starts argv[0] in the background, stdout and stderr appended to `log`, stdin from
+// /dev/null. Returns its pid, or -1 when it cannot start.
+int spawn_process(const std::vector<std::string>& argv, const std::string& log);
+
 }  // namespace annexswarm

@@ -2,7 +2,6 @@
 
 #include <fcntl.h>
 #include <signal.h>
-#include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -10,8 +9,6 @@
 #include <fstream>
 #include <sstream>
 #include <thread>
-
-extern char** environ;
 
 namespace annexswarm::test {
 namespace fs = std::filesystem;
@@ -78,17 +75,9 @@ DaemonProcess::DaemonProcess(fs::path state_dir, std::vector<std::string> args)
   std::vector<std::string> argv{ANNEX_SWARM_BIN, "daemon", "--state-dir", state_dir_.string(),
                                 "--lan-discovery", "off", "--log-level", "debug"};
   argv.insert(argv.end(), args.begin(), args.end());
-  std::vector<char*> cargv;
-  for (auto& a : argv) cargv.push_back(a.data());
-  cargv.push_back(nullptr);
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_addopen(&actions, 1, log_path_.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
-  posix_spawn_file_actions_adddup2(&actions, 1, 2);
-  posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
-  int rc = posix_spawn(&pid_, cargv[0], &actions, nullptr, cargv.data(), environ);
-  posix_spawn_file_actions_destroy(&actions);
-  if (rc != 0) throw std::runtime_error("cannot start " + argv[0]);
+  pid_t pid = spawn_process(argv, log_path_.string());
+  if (pid < 0) throw std::runtime_error("cannot start " + argv[0]);
+  pid_ = pid;
 }
 
 DaemonProcess::~DaemonProcess() {
