@@ -73,12 +73,18 @@ Result<bool> DhtNode::start(const Options& options) {
   runner_.registerType(dht::ValueType(kRecordValueType, "annex-swarm record", kRecordLifetime,
                                       store_policy));
   running_ = true;
+  health_.bound_port = runner_.getBoundPort(AF_INET);
+  if (health_.bound_port == 0) health_.bound_port = runner_.getBoundPort(AF_INET6);
+  health_.status = "disconnected";
+  health_timer_ = std::make_unique<asio::steady_timer>(io_);
+  refresh_health();
   return true;
 }
 
 void DhtNode::stop() {
   if (!running_) return;
   running_ = false;
+  if (health_timer_) health_timer_->cancel();
   worker_.join();
   runner_.join();  // after this no OpenDHT callback runs
 }
@@ -163,22 +169,32 @@ void DhtNode::get(const DhtLocation& location, std::chrono::milliseconds timeout
       [this, finish](bool) { asio::post(io_, finish); });
 }
 
-DhtHealth DhtNode::health() const {
-  DhtHealth h;
-  auto& runner = const_cast<dht::DhtRunner&>(runner_);
-  auto s4 = runner.getNodesStats(AF_INET);
-  auto s6 = runner.getNodesStats(AF_INET6);
-  h.good_nodes = s4.good_nodes + s6.good_nodes;
-  h.dubious_nodes = s4.dubious_nodes + s6.dubious_nodes;
-  h.searches = s4.searches + s6.searches;
-  h.status = h.good_nodes > 0 ? "connected" : h.dubious_nodes > 0 ? "connecting" : "disconnected";
-  h.bound_port = runner.getBoundPort(AF_INET);
-  if (h.bound_port == 0) h.bound_port = runner.getBoundPort(AF_INET6);
-  for (const auto& a : runner.getPublicAddressStr()) h.public_addresses.push_back(a);
-  auto [values, bytes] = runner.getStoreSize();
-  h.stored_values = values;
-  h.stored_bytes = bytes;
-  return h;
+void DhtNode::refresh_health() {
+  if (!running_) return;
+  runner_.getNodeInfo([this](std::shared_ptr<dht::NodeInfo> info) {
+    asio::post(io_, [this, info] {
+      if (!running_ || !info) return;
+      health_.good_nodes = info->ipv4.good_nodes + info->ipv6.good_nodes;
+      health_.dubious_nodes = info->ipv4.dubious_nodes + info->ipv6.dubious_nodes;
+      health_.searches = info->ipv4.searches + info->ipv6.searches;
+      health_.status = health_.good_nodes > 0     ? "connected"
+                       : health_.dubious_nodes > 0 ? "connecting"
+                                                   : "disconnected";
+      health_.stored_values = info->storage_values;
+      health_.stored_bytes = info->storage_size;
+    });
+  });
+  runner_.getPublicAddress([this](std::vector<dht::SockAddr>&& addrs) {
+    std::vector<std::string> text;
+    for (const auto& a : addrs) text.push_back(a.toString());
+    asio::post(io_, [this, text = std::move(text)] {
+      if (running_) health_.public_addresses = text;
+    });
+  });
+  health_timer_->expires_after(std::chrono::seconds(1));
+  health_timer_->async_wait([this](const std::error_code& ec) {
+    if (!ec) refresh_health();
+  });
 }
 
 }  // namespace annexswarm

@@ -3,6 +3,7 @@
 // narrow interface. Every callback is posted onto the owner's io_context, so the rest
 // of the node never sees OpenDHT's thread. Signing runs on a worker thread.
 #include <asio/io_context.hpp>
+#include <asio/steady_timer.hpp>
 #include <asio/thread_pool.hpp>
 #include <opendht/dhtrunner.h>
 
@@ -72,11 +73,17 @@ public:
   // Calls done exactly once: when the lookup ends or at the deadline, with what arrived.
   void get(const DhtLocation& location, std::chrono::milliseconds timeout, GetDone done);
 
-  DhtHealth health() const;
+  // The last health report. OpenDHT's own getters take the lock its thread holds while
+  // it works, so the report is refreshed asynchronously (every second) and cached here.
+  const DhtHealth& health() const { return health_; }
   std::size_t puts_in_flight() const { return *puts_in_flight_; }
 
 private:
+  void refresh_health();
+
   asio::io_context& io_;
+  DhtHealth health_;
+  std::unique_ptr<asio::steady_timer> health_timer_;
   dht::DhtRunner runner_;
   dht::crypto::Identity identity_;
   asio::thread_pool worker_{1};
