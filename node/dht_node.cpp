@@ -111,8 +111,14 @@ void DhtNode::put(const DhtLocation& location, std::uint64_t value_id, std::uint
     auto value = std::make_shared<dht::Value>(kRecordValueType, std::move(data), value_id);
     value->seq = seq;
     value->sign(*identity_.first);
-    runner_.put(to_infohash(location), value,
-                [this, done = std::move(done), counter](bool ok) {
+    // sign() gives each value its own copy of our public key; share one instead.
+    value->owner = identity_.first->getSharedPublicKey();
+    auto hash = to_infohash(location);
+    runner_.put(hash, value,
+                [this, hash, value_id, done = std::move(done), counter](bool ok) {
+                  // Refreshing is the announce table's job: OpenDHT need not keep the
+                  // value (and its search) alive until it expires.
+                  runner_.cancelPut(hash, value_id);
                   --*counter;
                   asio::post(io_, [done, ok] { done(ok); });
                 });
