@@ -13,6 +13,7 @@
 #include <fstream>
 #include <future>
 #include <random>
+#include <sstream>
 #include <thread>
 
 #include <opendht/dhtrunner.h>
@@ -57,6 +58,20 @@ long proc_kb(pid_t pid, const char* field) {
   while (std::getline(in, line))
     if (line.rfind(field, 0) == 0) return std::atol(line.c_str() + std::strlen(field));
   return -1;
+}
+
+// User+system CPU seconds of a process so far.
+double cpu_seconds(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+  std::string content((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  auto close = content.rfind(')');
+  if (close == std::string::npos) return -1;
+  std::istringstream fields(content.substr(close + 2));
+  std::string skip;
+  for (int i = 0; i < 11; ++i) fields >> skip;  // state .. cmajflt
+  double utime = 0, stime = 0;
+  fields >> utime >> stime;
+  return (utime + stime) / static_cast<double>(sysconf(_SC_CLK_TCK));
 }
 
 double percentile(std::vector<double> v, double p) {
@@ -184,6 +199,7 @@ int main(int argc, char** argv) {
     std::this_thread::sleep_for(std::chrono::milliseconds(200));
   }
   long rss_kb = proc_kb(server, "VmRSS:"), hwm_kb = proc_kb(server, "VmHWM:");
+  double daemon_cpu = cpu_seconds(server), network_cpu = cpu_seconds(getpid());
   print_health("after announce");
 
   // Retrievability and latency on a random sample, whereis vs plain get, interleaved.
@@ -196,7 +212,7 @@ int main(int argc, char** argv) {
   auto client = ControlClient::connect(ask_state);
   auto& plain = *nodes[nodes.size() / 2];
   for (const auto& key : picked) {
-    auto loc = token.key_location(AnnexKey::parse(key).value());
+    auto loc = token.bucket_location(token.key_index(AnnexKey::parse(key).value()).bucket);
     dht::InfoHash h;
     std::copy(loc.bytes.begin(), loc.bytes.end(), h.data());
     auto t0 = Clock::now();
@@ -228,6 +244,8 @@ int main(int argc, char** argv) {
   std::printf("plain OpenDHT get        p50 %.2f ms  p95 %.2f ms\n", percentile(get_ms, 0.5), percentile(get_ms, 0.95));
   std::printf("whereis/get p50 ratio    %.2f\n", percentile(whereis_ms, 0.5) / std::max(0.001, percentile(get_ms, 0.5)));
   std::printf("daemon RSS               %.1f MB now, %.1f MB peak\n", rss_kb / 1024.0, hwm_kb / 1024.0);
+  std::printf("CPU during announce      daemon %.1f s (%.2f ms/key), simulated network %.1f s\n", daemon_cpu,
+              1000.0 * daemon_cpu / key_count, network_cpu);
 
   kill(server, SIGTERM);
   kill(asker, SIGTERM);

@@ -15,7 +15,7 @@ void record_target(const std::uint8_t* data, std::size_t size) {
   ByteView input(data, size);
   (void)decode_contact(input);
   (void)decode_repo(input);
-  (void)decode_provider(input);
+  (void)decode_provider_bucket(input);
   (void)AnnexKey::parse(std::string_view(reinterpret_cast<const char*>(data), size));
   auto opened = open_record(fuzz_swarm(), fuzz_swarm().nodes_location(), input);
   if (opened) (void)decode_contact(*opened);
@@ -28,7 +28,7 @@ std::vector<std::vector<std::uint8_t>> record_seeds() {
   std::vector<Bytes> seeds{
       encode(ContactRecord{node, kProtocolVersion, 1, {{EndpointKind::Lan, "192.168.1.2", 4224}}}),
       encode(RepoRecord{node, uuid}),
-      encode(ProviderRecord{node, uuid, "SHA256E-s6--" + std::string(64, 'a') + ".txt", 6, true}),
+      encode(ProviderBucketRecord{node, uuid, 17, {1, 2, 0x0102030405060708ull}}),
   };
   seeds.push_back(seal_record(fuzz_swarm(), fuzz_swarm().nodes_location(), seeds[0]));
   return seeds;

@@ -2,68 +2,98 @@
 
 #include <algorithm>
 #include <charconv>
-#include <functional>
-#include <unordered_set>
 
 #include <fmt/format.h>
-
-#include "protocol/annex_key.hpp"
 
 namespace annexswarm {
 namespace {
 constexpr auto kFirstRetry = std::chrono::seconds(5);
 constexpr auto kMaxRetry = std::chrono::minutes(5);
+
+// FNV-1a over the tags: stable across builds, used only to notice a changed bucket
+// after a restart.
+std::uint64_t digest_of(const std::vector<std::uint64_t>& tags) {
+  std::uint64_t h = 1469598103934665603ull;
+  for (auto t : tags)
+    for (int b = 0; b < 8; ++b) {
+      h ^= (t >> (8 * b)) & 0xff;
+      h *= 1099511628211ull;
+    }
+  return h;
+}
 }  // namespace
 
 AnnounceTable::AnnounceTable(std::chrono::seconds refresh, std::chrono::seconds record_ttl)
     : refresh_(refresh), ttl_(record_ttl) {}
 
-std::chrono::seconds AnnounceTable::refresh_for(std::string_view key) const {
-  // Spread refreshes over the last 20% of the period, so keys announced together do
+std::chrono::seconds AnnounceTable::refresh_for(std::uint32_t bucket) const {
+  // Spread refreshes over the last 20% of the period, so buckets announced together do
   // not all come due together again.
   auto spread = refresh_.count() / 5;
   if (spread == 0) return refresh_;
-  auto h = std::hash<std::string_view>{}(key);
-  return refresh_ - std::chrono::seconds(static_cast<std::int64_t>(h % static_cast<std::size_t>(spread)));
+  return refresh_ - std::chrono::seconds((bucket * 2654435761u) % static_cast<std::uint64_t>(spread));
 }
 
-void AnnounceTable::schedule(const std::string& key, Entry& e, WallTime at) {
+void AnnounceTable::schedule(std::uint32_t bucket, Entry& e, WallTime at) {
   e.due = at;
-  queue_.push({at, key});
+  queue_.push({at, bucket});
 }
 
-void AnnounceTable::mark_changed(const std::string& key, Entry& e, bool present, WallTime now) {
-  if (e.present != present) {
-    present_ += present ? 1 : 0;
-    present_ -= present ? 0 : 1;
-  }
-  e.present = present;
-  e.confirmed = false;
-  e.failures = 0;
-  ++e.seq;
-  schedule(key, e, now);
+void AnnounceTable::set_confirmed(Entry& e, bool confirmed) {
+  if (e.confirmed) confirmed_keys_ -= e.tags.size();
+  e.confirmed = confirmed;
+  if (e.confirmed) confirmed_keys_ += e.tags.size();
 }
 
-AnnounceTable::Delta AnnounceTable::apply_scan(const std::vector<std::string>& keys, WallTime now) {
+void AnnounceTable::set_tags(Entry& e, std::vector<std::uint64_t> tags) {
+  set_confirmed(e, false);
+  keys_ -= e.tags.size();
+  e.tags = std::move(tags);
+  keys_ += e.tags.size();
+  e.digest = digest_of(e.tags);
+}
+
+AnnounceTable::Delta AnnounceTable::apply_scan(std::vector<KeyIndex> keys, WallTime now) {
+  std::sort(keys.begin(), keys.end());
+  keys.erase(std::unique(keys.begin(), keys.end()), keys.end());
   Delta delta;
-  for (const auto& key : keys) {
-    auto [it, inserted] = entries_.try_emplace(key);
-    if (inserted) {
-      it->second.present = true;
-      ++present_;
-      schedule(key, it->second, now);
-      ++delta.added;
-    } else if (!it->second.present) {
-      mark_changed(key, it->second, true, now);
-      ++delta.added;
+  auto update = [&](std::uint32_t bucket, std::vector<std::uint64_t> tags) {
+    auto [it, inserted] = buckets_.try_emplace(bucket);
+    Entry& e = it->second;
+    auto digest = digest_of(tags);
+    if (!inserted && e.digest == digest) {
+      // Unchanged (also after a restart, when only the digest was saved).
+      if (e.tags.empty() && !tags.empty()) {
+        bool confirmed = e.confirmed;
+        set_tags(e, std::move(tags));
+        set_confirmed(e, confirmed);
+      }
+      return;
     }
+    std::vector<std::uint64_t> gone, fresh;
+    std::set_difference(e.tags.begin(), e.tags.end(), tags.begin(), tags.end(), std::back_inserter(gone));
+    std::set_difference(tags.begin(), tags.end(), e.tags.begin(), e.tags.end(), std::back_inserter(fresh));
+    delta.removed += gone.size();
+    delta.added += fresh.size();
+    ++delta.buckets;
+    if (!inserted) ++e.seq;
+    e.failures = 0;
+    set_tags(e, std::move(tags));
+    schedule(bucket, e, now);
+  };
+  std::vector<bool> seen(kKeyBuckets, false);
+  for (std::size_t i = 0; i < keys.size();) {
+    std::size_t j = i;
+    std::vector<std::uint64_t> tags;
+    while (j < keys.size() && keys[j].bucket == keys[i].bucket) tags.push_back(keys[j++].tag);
+    seen[keys[i].bucket] = true;
+    update(keys[i].bucket, std::move(tags));
+    i = j;
   }
-  for (auto& [key, e] : entries_) {
-    if (!e.present) continue;
-    if (std::binary_search(keys.begin(), keys.end(), key)) continue;
-    mark_changed(key, e, false, now);
-    ++delta.removed;
-  }
+  std::vector<std::uint32_t> emptied;
+  for (const auto& [bucket, e] : buckets_)
+    if (!seen[bucket]) emptied.push_back(bucket);
+  for (auto bucket : emptied) update(bucket, {});
   return delta;
 }
 
@@ -72,25 +102,25 @@ std::vector<AnnounceJob> AnnounceTable::take_due(WallTime now, std::size_t max) 
   while (jobs.size() < max && !queue_.empty() && queue_.top().at <= now) {
     Due item = queue_.top();
     queue_.pop();
-    auto it = entries_.find(item.key);
-    if (it == entries_.end()) continue;
+    auto it = buckets_.find(item.bucket);
+    if (it == buckets_.end()) continue;
     Entry& e = it->second;
     if (e.in_flight || e.due != item.at) continue;  // stale queue entry
-    if (!e.present && e.confirmed) {
-      // The tombstone has outlived every record it could contradict.
-      entries_.erase(it);
+    if (e.tags.empty() && e.confirmed) {
+      // The empty record has outlived every record it could contradict.
+      buckets_.erase(it);
       continue;
     }
     e.in_flight = true;
     ++in_flight_;
-    jobs.push_back({item.key, e.present, e.seq});
+    jobs.push_back({item.bucket, e.seq, e.tags});
   }
   return jobs;
 }
 
 void AnnounceTable::on_result(const AnnounceJob& job, bool ok, WallTime now) {
-  auto it = entries_.find(job.key);
-  if (it == entries_.end()) return;
+  auto it = buckets_.find(job.bucket);
+  if (it == buckets_.end()) return;
   Entry& e = it->second;
   if (e.in_flight) {
     e.in_flight = false;
@@ -98,58 +128,52 @@ void AnnounceTable::on_result(const AnnounceJob& job, bool ok, WallTime now) {
   }
   if (job.seq != e.seq) {
     // Changed while in flight: the newer state is owed now.
-    schedule(job.key, e, now);
+    schedule(job.bucket, e, now);
     return;
   }
   if (ok) {
     e.failures = 0;
-    e.confirmed = true;
     e.last_ok = now;
-    schedule(job.key, e, now + (e.present ? refresh_for(job.key) : ttl_));
+    set_confirmed(e, true);
+    schedule(job.bucket, e, now + (e.tags.empty() ? ttl_ : refresh_for(job.bucket)));
   } else {
     auto backoff = kFirstRetry * (1 << std::min<std::uint32_t>(e.failures, 6));
     ++e.failures;
-    schedule(job.key, e, now + std::min<WallClock::duration>(backoff, kMaxRetry));
+    schedule(job.bucket, e, now + std::min<WallClock::duration>(backoff, kMaxRetry));
   }
 }
 
 std::optional<WallTime> AnnounceTable::next_due() {
   while (!queue_.empty()) {
     const Due& top = queue_.top();
-    auto it = entries_.find(top.key);
-    if (it != entries_.end() && !it->second.in_flight && it->second.due == top.at) return top.at;
+    auto it = buckets_.find(top.bucket);
+    if (it != buckets_.end() && !it->second.in_flight && it->second.due == top.at) return top.at;
     queue_.pop();
   }
   return std::nullopt;
 }
 
 void AnnounceTable::retry_failed(WallTime now) {
-  for (auto& [key, e] : entries_) {
+  for (auto& [bucket, e] : buckets_) {
     if (e.failures == 0 || e.in_flight) continue;
     e.failures = 0;
-    schedule(key, e, now);
+    schedule(bucket, e, now);
   }
 }
 
-std::size_t AnnounceTable::confirmed_count() const {
-  std::size_t n = 0;
-  for (const auto& [key, e] : entries_) n += e.present && e.confirmed;
-  return n;
-}
-
-bool AnnounceTable::has_present(std::string_view key) const {
-  auto it = entries_.find(std::string(key));
-  return it != entries_.end() && it->second.present;
+bool AnnounceTable::holds(const KeyIndex& key) const {
+  auto it = buckets_.find(key.bucket);
+  return it != buckets_.end() && std::binary_search(it->second.tags.begin(), it->second.tags.end(), key.tag);
 }
 
 std::string AnnounceTable::save() const {
   std::string out;
-  out.reserve(entries_.size() * 96);
-  for (const auto& [key, e] : entries_) {
+  out.reserve(buckets_.size() * 48);
+  for (const auto& [bucket, e] : buckets_) {
     auto ok_unix = e.confirmed
                        ? std::chrono::duration_cast<std::chrono::seconds>(e.last_ok.time_since_epoch()).count()
                        : 0;
-    out += fmt::format("{} {} {} {}\n", e.present ? 'P' : 'D', e.seq, ok_unix, key);
+    out += fmt::format("B {} {} {} {:016x}\n", bucket, e.seq, ok_unix, e.digest);
   }
   return out;
 }
@@ -165,28 +189,35 @@ Result<AnnounceTable> AnnounceTable::load(std::string_view text, std::chrono::se
     ++line_no;
     if (line.empty()) continue;
     auto bad = [&] { return Error{fmt::format("announce state line {} is malformed", line_no)}; };
-    if (line.size() < 7 || (line[0] != 'P' && line[0] != 'D') || line[1] != ' ') return bad();
-    std::uint16_t seq = 0;
-    std::int64_t ok_unix = 0;
+    if (line.size() < 2 || line[0] != 'B' || line[1] != ' ') return bad();
     const char* p = line.data() + 2;
     const char* end = line.data() + line.size();
-    auto r1 = std::from_chars(p, end, seq);
-    if (r1.ec != std::errc() || r1.ptr == end || *r1.ptr != ' ') return bad();
-    auto r2 = std::from_chars(r1.ptr + 1, end, ok_unix);
-    if (r2.ec != std::errc() || r2.ptr == end || *r2.ptr != ' ') return bad();
-    std::string key(r2.ptr + 1, end);
-    if (!AnnexKey::parse(key)) return bad();
-    Entry e;
-    e.seq = seq;
-    e.present = line[0] == 'P';
-    e.confirmed = ok_unix > 0;
-    e.last_ok = WallTime(std::chrono::seconds(ok_unix));
-    WallTime due = now;
-    if (e.confirmed) due = std::max(now, e.last_ok + (e.present ? table.refresh_for(key) : record_ttl));
-    auto [it, inserted] = table.entries_.try_emplace(key, e);
+    std::uint32_t bucket = 0;
+    std::uint16_t seq = 0;
+    std::int64_t ok_unix = 0;
+    std::uint64_t digest = 0;
+    auto field = [&](auto& out, int base) {
+      auto r = std::from_chars(p, end, out, base);
+      if (r.ec != std::errc()) return false;
+      p = r.ptr;
+      if (p != end) {
+        if (*p != ' ') return false;
+        ++p;
+      }
+      return true;
+    };
+    if (!field(bucket, 10) || !field(seq, 10) || !field(ok_unix, 10) || !field(digest, 16) || p != end)
+      return bad();
+    if (bucket >= kKeyBuckets || ok_unix < 0) return bad();
+    auto [it, inserted] = table.buckets_.try_emplace(bucket);
     if (!inserted) return bad();
-    table.present_ += e.present;
-    table.schedule(it->first, it->second, due);
+    Entry& e = it->second;
+    e.seq = seq;
+    e.digest = digest;
+    e.last_ok = WallTime(std::chrono::seconds(ok_unix));
+    // Tags are unknown until the first scan; confirmed is restored then, when they match.
+    e.confirmed = ok_unix > 0;
+    table.schedule(bucket, e, e.confirmed ? std::max(now, e.last_ok + table.refresh_for(bucket)) : now);
   }
   return table;
 }

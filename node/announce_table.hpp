@@ -1,14 +1,18 @@
 #pragma once
 // What one served repository has told one swarm, and what it still owes it.
-// A plain state machine, no I/O: scans and put results go in, due puts come out, so
-// tests drive it with their own clock.
-//  - a new key gets a provider record at once; an unchanged key is put again every
-//    refresh period (the same bytes, so the DHT only extends its life);
-//  - a dropped key gets a tombstone (present=false, next sequence number) that outlives
-//    the old record, then is forgotten;
+// Provider records are per key bucket (see KeyIndex): a plain state machine, no I/O:
+// scans and put results go in, due bucket records come out, so tests drive it with
+// their own clock.
+//  - a bucket whose set of keys changed is due at once, with the next sequence number
+//    (storage nodes replace a signed value only by a higher one);
+//  - an unchanged bucket is put again every refresh period (the same bytes, so the DHT
+//    only extends its life);
+//  - a bucket that lost all its keys is put once empty, then forgotten after the
+//    record lifetime;
 //  - a failed put is retried with exponential backoff.
 #include <chrono>
 #include <cstdint>
+#include <optional>
 #include <queue>
 #include <string>
 #include <string_view>
@@ -16,6 +20,7 @@
 #include <vector>
 
 #include "protocol/result.hpp"
+#include "protocol/swarm_token.hpp"
 
 namespace annexswarm {
 
@@ -23,9 +28,9 @@ using WallClock = std::chrono::system_clock;
 using WallTime = WallClock::time_point;
 
 struct AnnounceJob {
-  std::string key;
-  bool present = true;
+  std::uint32_t bucket = 0;
   std::uint16_t seq = 0;
+  std::vector<std::uint64_t> tags;  // sorted, unique
 };
 
 class AnnounceTable {
@@ -33,11 +38,12 @@ public:
   AnnounceTable(std::chrono::seconds refresh, std::chrono::seconds record_ttl);
 
   struct Delta {
-    std::size_t added = 0;
-    std::size_t removed = 0;
+    std::size_t added = 0;    // keys
+    std::size_t removed = 0;  // keys
+    std::size_t buckets = 0;  // bucket records that changed
   };
-  // `keys` is the full sorted list of keys present now.
-  Delta apply_scan(const std::vector<std::string>& keys, WallTime now);
+  // `keys` are all keys present now, in any order.
+  Delta apply_scan(std::vector<KeyIndex> keys, WallTime now);
 
   std::vector<AnnounceJob> take_due(WallTime now, std::size_t max);
   void on_result(const AnnounceJob& job, bool ok, WallTime now);
@@ -45,21 +51,23 @@ public:
   // After the DHT reconnects: retry failed puts now instead of after their backoff.
   void retry_failed(WallTime now);
 
-  std::size_t present_count() const { return present_; }
-  std::size_t confirmed_count() const;  // present keys whose current record is on the DHT
+  std::size_t key_count() const { return keys_; }
+  std::size_t confirmed_keys() const { return confirmed_keys_; }  // in records on the DHT
   std::size_t in_flight() const { return in_flight_; }
-  bool has_present(std::string_view key) const;
+  bool holds(const KeyIndex& key) const;
 
-  // One line per key: "P|D <seq> <last-ok-unix> <key>".
+  // One line per bucket: "B <bucket> <seq> <last-ok-unix> <digest>".
   std::string save() const;
-  // Restores a saved table; records confirmed before are refreshed on schedule, not at once.
+  // Restores a saved table; a bucket whose keys are unchanged at the next scan is
+  // refreshed on schedule, not put again at once.
   static Result<AnnounceTable> load(std::string_view text, std::chrono::seconds refresh,
                                     std::chrono::seconds record_ttl, WallTime now);
 
 private:
   struct Entry {
+    std::vector<std::uint64_t> tags;
+    std::uint64_t digest = 0;
     std::uint16_t seq = 0;
-    bool present = true;
     bool in_flight = false;
     bool confirmed = false;
     std::uint32_t failures = 0;
@@ -68,19 +76,21 @@ private:
   };
   struct Due {
     WallTime at;
-    std::string key;
+    std::uint32_t bucket;
     bool operator>(const Due& o) const { return at > o.at; }
   };
 
-  void schedule(const std::string& key, Entry& e, WallTime at);
-  void mark_changed(const std::string& key, Entry& e, bool present, WallTime now);
-  std::chrono::seconds refresh_for(std::string_view key) const;
+  void schedule(std::uint32_t bucket, Entry& e, WallTime at);
+  void set_tags(Entry& e, std::vector<std::uint64_t> tags);
+  void set_confirmed(Entry& e, bool confirmed);
+  std::chrono::seconds refresh_for(std::uint32_t bucket) const;
 
   std::chrono::seconds refresh_;
   std::chrono::seconds ttl_;
-  std::unordered_map<std::string, Entry> entries_;
+  std::unordered_map<std::uint32_t, Entry> buckets_;
   std::priority_queue<Due, std::vector<Due>, std::greater<>> queue_;
-  std::size_t present_ = 0;
+  std::size_t keys_ = 0;
+  std::size_t confirmed_keys_ = 0;
   std::size_t in_flight_ = 0;
 };
 

@@ -27,6 +27,8 @@ constexpr auto kFullRescanEvery = 1h;
 constexpr auto kSaveEvery = 60s;
 constexpr auto kBusyTick = 20ms;
 constexpr auto kIdleTick = 500ms;
+constexpr auto kFirstBootstrapRetry = std::chrono::seconds(15);
+constexpr auto kMaxBootstrapRetry = std::chrono::seconds(300);
 
 bool is_private_v4(std::uint32_t ip) {
   return (ip >> 24) == 10 || (ip >> 20) == 0xac1 || (ip >> 16) == 0xc0a8 || (ip >> 22) == 0x191;
@@ -144,6 +146,7 @@ Result<bool> Daemon::start() {
     log::info("no bootstrap node: this is the first node of a DHT");
   } else {
     dht_->bootstrap(config_.bootstrap, [](std::size_t) {});
+    next_bootstrap_ = std::chrono::steady_clock::now() + bootstrap_backoff_;
   }
   if (config_.swarms.empty()) log::warn("no --swarm given: this node announces nothing");
   for (const auto& s : swarms_) log::info("member of swarm {}{}", s.token.id(), s.token.is_public() ? " (public)" : "");
@@ -300,14 +303,15 @@ void Daemon::tick_poll() {
     for (auto& swarm : swarms_)
       for (auto& table : swarm.tables) table.retry_failed(WallClock::now());
     if (!config_.bootstrap.empty()) log::info("DHT connected");
+    bootstrap_backoff_ = kFirstBootstrapRetry;
   }
-  if (!connected && was_connected_ && !config_.bootstrap.empty()) {
+  if (!connected && was_connected_ && !config_.bootstrap.empty())
     log::warn("DHT lost all peers; bootstrapping again");
-  }
-  if (!connected && !config_.bootstrap.empty() &&
-      std::chrono::duration_cast<std::chrono::seconds>(now - started_).count() % 30 < config_.poll_interval.count() &&
-      now - started_ > 10s) {
+  // Offline (no internet, bootstrap node down): keep running and keep trying, less often.
+  if (!connected && !config_.bootstrap.empty() && now >= next_bootstrap_) {
     dht_->bootstrap(config_.bootstrap, [](std::size_t) {});
+    next_bootstrap_ = now + bootstrap_backoff_;
+    bootstrap_backoff_ = std::min<std::chrono::seconds>(bootstrap_backoff_ * 2, kMaxBootstrapRetry);
   }
   was_connected_ = connected;
   poll_timer_.expires_after(config_.poll_interval);
@@ -319,37 +323,48 @@ void Daemon::tick_poll() {
 void Daemon::start_scan(std::size_t index) {
   auto& served = repos_[index];
   served.scanning = true;
-  asio::post(scanner_, [this, index, repo = served.repo] {
+  std::vector<SwarmToken> tokens;
+  for (const auto& swarm : swarms_) tokens.push_back(swarm.token);
+  asio::post(scanner_, [this, index, repo = served.repo, tokens = std::move(tokens)] {
     auto t0 = std::chrono::steady_clock::now();
     auto scan = scan_present_keys(repo);
+    // Where each key's provider record lives, per swarm: HMACs, kept off the io thread.
+    std::vector<std::vector<KeyIndex>> indexes(tokens.size());
+    for (std::size_t si = 0; si < tokens.size(); ++si) {
+      indexes[si].reserve(scan.keys.size());
+      for (const auto& key : scan.keys) indexes[si].push_back(tokens[si].key_index(AnnexKey::parse(key).value()));
+    }
     double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    asio::post(io_, [this, index, scan = std::move(scan), seconds]() mutable {
-      on_scan(index, std::move(scan), seconds);
+    asio::post(io_, [this, index, count = scan.keys.size(), invalid = scan.invalid_names,
+                     indexes = std::move(indexes), seconds]() mutable {
+      on_scan(index, count, invalid, std::move(indexes), seconds);
     });
   });
 }
 
-void Daemon::on_scan(std::size_t index, KeyScan scan, double seconds) {
+void Daemon::on_scan(std::size_t index, std::size_t key_count, std::size_t invalid_names,
+                     std::vector<std::vector<KeyIndex>> indexes, double seconds) {
   auto& served = repos_[index];
   served.scanning = false;
   served.scanned = true;
-  served.keys = scan.keys.size();
-  served.invalid_names = scan.invalid_names;
+  served.keys = key_count;
+  served.invalid_names = invalid_names;
   served.last_scan_seconds = seconds;
   served.last_full_scan = std::chrono::steady_clock::now();
   auto now = WallClock::now();
-  for (auto& swarm : swarms_) {
-    auto delta = swarm.tables[index].apply_scan(scan.keys, now);
-    if (delta.added || delta.removed) {
+  for (std::size_t si = 0; si < swarms_.size(); ++si) {
+    auto& swarm = swarms_[si];
+    auto delta = swarm.tables[index].apply_scan(std::move(indexes[si]), now);
+    if (delta.buckets) {
       swarm.tables_dirty = true;
-      log::info("{}: {} keys ({} new, {} gone) for swarm {}, scanned in {:.2f}s",
-                served.repo.path.string(), scan.keys.size(), delta.added, delta.removed,
+      log::info("{}: {} keys ({} new, {} gone; {} bucket records to put) for swarm {}, scanned in {:.2f}s",
+                served.repo.path.string(), key_count, delta.added, delta.removed, delta.buckets,
                 swarm.token.id(), seconds);
     }
   }
-  if (scan.invalid_names)
-    log::warn("{}: {} object directories are not valid annex keys; ignored",
-              served.repo.path.string(), scan.invalid_names);
+  if (invalid_names)
+    log::warn("{}: {} object directories are not valid annex keys; ignored", served.repo.path.string(),
+              invalid_names);
 }
 
 void Daemon::tick_announce() {
@@ -374,16 +389,15 @@ void Daemon::tick_announce() {
     for (auto& job : jobs) {
       auto& swarm = swarms_[si];
       const auto& repo = repos_[ri].repo;
-      // Table keys come from scans and validated state files, so they always parse.
-      auto key = AnnexKey::parse(job.key).value();
-      ProviderRecord record{node_id_, repo.uuid, job.key, key.size(), job.present};
-      auto loc = swarm.token.key_location(key);
+      auto loc = swarm.token.bucket_location(job.bucket);
+      ProviderBucketRecord record{node_id_, repo.uuid, job.bucket, job.tags};
+      auto sealed = seal_record(swarm.token, loc, encode(record));
+      job.tags = {};  // the table only needs bucket and seq back
       tokens_ -= 1;
       ++puts_in_flight_;
       ++issued;
       dht_->put(loc, swarm.token.value_id("provider/" + node_id_.hex() + "/" + repo.uuid), job.seq,
-                seal_record(swarm.token, loc, encode(record)),
-                [this, si, ri, job](bool ok) {
+                std::move(sealed), [this, si, ri, job = std::move(job)](bool ok) {
                   --puts_in_flight_;
                   ok ? ++puts_ok_ : ++puts_failed_;
                   if (stopping_) return;
@@ -407,21 +421,22 @@ std::vector<Record> Daemon::open_values(SwarmState& swarm, const DhtLocation& lo
   std::map<std::pair<NodeId, std::uint64_t>, std::pair<std::uint16_t, Record>> latest;
   for (const auto& v : values) {
     if (!v.is_signed) {
-      ++ignored_.unsigned_values;
+      refuse(ignored_.unsigned_values, location, "unsigned value");
       continue;
     }
     auto body = open_record(swarm.token, location, v.data);
     if (!body) {
-      ++ignored_.undecryptable;
+      refuse(ignored_.undecryptable, location, body.error());
       continue;
     }
     auto record = decode(ByteView(*body));
     if (!record) {
-      ++ignored_.malformed;
+      refuse(ignored_.malformed, location, record.error());
       continue;
     }
     if (record->node != v.owner) {
-      ++ignored_.forged;
+      refuse(ignored_.forged, location, "record names node " + record->node.hex() +
+                                            " but is signed by " + v.owner.hex());
       continue;
     }
     auto slot = std::make_pair(v.owner, v.id);
@@ -432,6 +447,13 @@ std::vector<Record> Daemon::open_values(SwarmState& swarm, const DhtLocation& lo
   std::vector<Record> out;
   for (auto& [slot, entry] : latest) out.push_back(std::move(entry.second));
   return out;
+}
+
+void Daemon::refuse(std::uint64_t& counter, const DhtLocation& location, const std::string& why) {
+  ++counter;
+  std::uint64_t suppressed = 0;
+  if (refused_log_.allow(std::chrono::steady_clock::now(), suppressed))
+    log::warn("ignored a DHT value at {}: {} ({} similar lines suppressed)", location.hex(), why, suppressed);
 }
 
 void Daemon::handle(const json& request, ControlResponder responder) {
@@ -455,17 +477,18 @@ void Daemon::handle_whereis(const json& request, ControlResponder responder) {
   };
   auto gather = std::make_shared<Gather>(Gather{swarms_.size()});
   for (std::size_t si = 0; si < swarms_.size(); ++si) {
-    auto loc = swarms_[si].token.key_location(*key);
-    dht_->get(loc, config_.lookup_timeout, [this, si, loc, key = *key, gather, responder](std::vector<DhtValue> values) {
+    auto index = swarms_[si].token.key_index(*key);
+    auto loc = swarms_[si].token.bucket_location(index.bucket);
+    dht_->get(loc, config_.lookup_timeout, [this, si, loc, index, key = *key, gather, responder](std::vector<DhtValue> values) {
       auto& swarm = swarms_[si];
-      for (auto& rec : open_values<ProviderRecord>(swarm, loc, values, decode_provider)) {
-        if (rec.key != key.str()) {
-          ++ignored_.forged;
+      for (auto& rec : open_values<ProviderBucketRecord>(swarm, loc, values, decode_provider_bucket)) {
+        if (rec.bucket != index.bucket) {
+          refuse(ignored_.forged, loc, "provider record for another bucket");
           continue;
         }
-        if (!rec.present) continue;
+        if (!rec.holds(index.tag)) continue;
         json p = {{"node", rec.node.hex()}, {"repo", rec.repo_uuid}, {"swarm", swarm.token.id()}};
-        if (rec.size) p["size"] = *rec.size;
+        if (key.size()) p["size"] = *key.size();
         gather->providers.push_back(std::move(p));
       }
       if (--gather->pending == 0)
@@ -562,8 +585,8 @@ json Daemon::status_json() const {
     json per_swarm = json::array();
     for (const auto& s : swarms_)
       per_swarm.push_back({{"swarm", s.token.id()},
-                           {"announced", s.tables[i].confirmed_count()},
-                           {"keys", s.tables[i].present_count()}});
+                           {"announced", s.tables[i].confirmed_keys()},
+                           {"keys", s.tables[i].key_count()}});
     repos.push_back({{"path", r.repo.path.string()}, {"uuid", r.repo.uuid}, {"scanned", r.scanned},
                      {"keys", r.keys}, {"invalid_names", r.invalid_names},
                      {"last_scan_seconds", r.last_scan_seconds}, {"swarms", std::move(per_swarm)}});

@@ -16,6 +16,7 @@
 #include "node/config.hpp"
 #include "node/control_server.hpp"
 #include "node/dht_node.hpp"
+#include "node/log.hpp"
 #include "protocol/records.hpp"
 
 namespace annexswarm {
@@ -63,7 +64,8 @@ private:
   void stop();
   void tick_poll();
   void start_scan(std::size_t repo_index);
-  void on_scan(std::size_t repo_index, KeyScan scan, double seconds);
+  void on_scan(std::size_t repo_index, std::size_t key_count, std::size_t invalid_names,
+               std::vector<std::vector<KeyIndex>> indexes, double seconds);
   void tick_announce();
   void publish_node_records();
   std::uint16_t contact_sequence(const Bytes& body);
@@ -77,6 +79,8 @@ private:
   void handle_peers(const nlohmann::json& request, ControlResponder responder);
   nlohmann::json status_json() const;
 
+  // Counts a DHT value we will not trust, and logs it (rate-limited).
+  void refuse(std::uint64_t& counter, const DhtLocation& location, const std::string& why);
   template <class Record, class Decode>
   std::vector<Record> open_values(SwarmState& swarm, const DhtLocation& location,
                                   const std::vector<DhtValue>& values, Decode decode);
@@ -106,6 +110,9 @@ private:
   std::uint64_t puts_failed_ = 0;
   std::size_t next_table_ = 0;
   bool was_connected_ = false;
+  std::chrono::steady_clock::time_point next_bootstrap_{};
+  std::chrono::seconds bootstrap_backoff_{15};
+  log::RateLimited refused_log_;
   bool stopping_ = false;
   IgnoredValues ignored_;
   std::chrono::steady_clock::time_point started_{};

@@ -5,7 +5,6 @@
 #include <algorithm>
 #include <array>
 
-#include "protocol/annex_key.hpp"
 #include "protocol/crypto.hpp"
 
 namespace annexswarm {
@@ -15,8 +14,8 @@ constexpr std::array<std::uint8_t, 3> kSealMagic{'A', 'S', 1};
 
 // Limits for the msgpack parser: no record needs more, so hostile input cannot make
 // the parser allocate much.
-const msgpack::unpack_limit kRecordLimits(/*array*/ 64, /*map*/ 0, /*str*/ 1100, /*bin*/ 64,
-                                          /*ext*/ 0, /*depth*/ 4);
+const msgpack::unpack_limit kRecordLimits(/*array*/ 64, /*map*/ 0, /*str*/ 1100,
+                                          /*bin*/ kMaxKeyTags * 8, /*ext*/ 0, /*depth*/ 4);
 
 using Packer = msgpack::packer<msgpack::sbuffer>;
 
@@ -154,18 +153,24 @@ Bytes encode(const RepoRecord& record) {
   return finish(buf);
 }
 
-Bytes encode(const ProviderRecord& record) {
+bool ProviderBucketRecord::holds(std::uint64_t tag) const {
+  return std::binary_search(tags.begin(), tags.end(), tag);
+}
+
+Bytes encode(const ProviderBucketRecord& record) {
   msgpack::sbuffer buf;
   Packer pk(buf);
-  pack_header(pk, RecordKind::Provider, 5);
+  pack_header(pk, RecordKind::ProviderBucket, 4);
   pack_node(pk, record.node);
   pk.pack(record.repo_uuid);
-  pk.pack(record.key);
-  if (record.size)
-    pk.pack(*record.size);
-  else
-    pk.pack_nil();
-  pk.pack(record.present);
+  pk.pack(record.bucket);
+  // Tags as one big-endian blob: compact, and parsed without per-element overhead.
+  auto count = std::min(record.tags.size(), kMaxKeyTags);
+  std::string blob(count * 8, '\0');
+  for (std::size_t i = 0; i < count; ++i)
+    for (int b = 0; b < 8; ++b) blob[i * 8 + b] = static_cast<char>(record.tags[i] >> (56 - 8 * b));
+  pk.pack_bin(static_cast<std::uint32_t>(blob.size()));
+  pk.pack_bin_body(blob.data(), blob.size());
   return finish(buf);
 }
 
@@ -216,27 +221,32 @@ Result<RepoRecord> decode_repo(ByteView body) {
   });
 }
 
-Result<ProviderRecord> decode_provider(ByteView body) {
-  return decode_with<ProviderRecord>(body, RecordKind::Provider, 5, "provider",
-                                     [](const FieldReader& r) -> Result<ProviderRecord> {
-    ProviderRecord rec;
+Result<ProviderBucketRecord> decode_provider_bucket(ByteView body) {
+  return decode_with<ProviderBucketRecord>(body, RecordKind::ProviderBucket, 4, "provider",
+                                           [](const FieldReader& r) -> Result<ProviderBucketRecord> {
+    ProviderBucketRecord rec;
     auto node = r.node(2);
     auto uuid = r.str(3, 64);
-    auto key = r.str(4, AnnexKey::kMaxLength);
+    auto bucket = r.uint(4);
     if (!node) return r.fail("node id");
     if (!uuid || !is_annex_uuid(*uuid)) return r.fail("repository uuid");
-    if (!key || !AnnexKey::parse(*key)) return r.fail("annex key");
+    if (!bucket || *bucket >= kKeyBuckets) return r.fail("bucket");
     rec.node = *node;
     rec.repo_uuid = *uuid;
-    rec.key = *key;
-    const auto& size = r.at(5);
-    if (size.type == msgpack::type::POSITIVE_INTEGER)
-      rec.size = size.via.u64;
-    else if (size.type != msgpack::type::NIL)
-      return r.fail("size");
-    const auto& present = r.at(6);
-    if (present.type != msgpack::type::BOOLEAN) return r.fail("presence flag");
-    rec.present = present.via.boolean;
+    rec.bucket = static_cast<std::uint32_t>(*bucket);
+    const auto& blob = r.at(5);
+    if (blob.type != msgpack::type::BIN || blob.via.bin.size % 8 != 0 ||
+        blob.via.bin.size / 8 > kMaxKeyTags)
+      return r.fail("key tag list");
+    const auto* p = reinterpret_cast<const std::uint8_t*>(blob.via.bin.ptr);
+    rec.tags.resize(blob.via.bin.size / 8);
+    for (std::size_t i = 0; i < rec.tags.size(); ++i) {
+      std::uint64_t t = 0;
+      for (int b = 0; b < 8; ++b) t = (t << 8) | p[i * 8 + b];
+      // Sorted and unique, so lookups can binary-search and hostile lists stay honest.
+      if (i > 0 && t <= rec.tags[i - 1]) return r.fail("key tag list (not sorted)");
+      rec.tags[i] = t;
+    }
     return rec;
   });
 }

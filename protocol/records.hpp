@@ -20,11 +20,12 @@ namespace annexswarm {
 
 inline constexpr std::uint32_t kRecordVersion = 1;
 inline constexpr std::uint32_t kProtocolVersion = 1;
-inline constexpr std::size_t kMaxRecordBody = 2048;
+inline constexpr std::size_t kMaxKeyTags = 4000;  // per bucket record: 16M keys per repository
+inline constexpr std::size_t kMaxRecordBody = kMaxKeyTags * 8 + 256;
 inline constexpr std::size_t kMaxSealedRecord = kMaxRecordBody + 64;
 inline constexpr std::size_t kMaxEndpoints = 16;
 
-enum class RecordKind : std::uint32_t { Contact = 1, Repo = 2, Provider = 3 };
+enum class RecordKind : std::uint32_t { Contact = 1, Repo = 2, ProviderBucket = 4 };
 
 bool is_annex_uuid(std::string_view text);
 
@@ -55,23 +56,26 @@ struct RepoRecord {
   friend bool operator==(const RepoRecord&, const RepoRecord&) = default;
 };
 
-// At key/<annex-key>: a node's repository holds (or, present=false, no longer holds) the key.
-struct ProviderRecord {
+// At keys/<bucket>: the keys of one bucket that a node's repository holds, as sorted
+// unique tags (see KeyIndex). One record per (node, repository, bucket) replaces the
+// per-key records of the first design: a node announces at most kKeyBuckets records
+// whatever its key count, and a dropped key is a new version of its bucket's record.
+struct ProviderBucketRecord {
   NodeId node;
   std::string repo_uuid;
-  std::string key;
-  std::optional<std::uint64_t> size;
-  bool present = true;
-  friend bool operator==(const ProviderRecord&, const ProviderRecord&) = default;
+  std::uint32_t bucket = 0;
+  std::vector<std::uint64_t> tags;
+  bool holds(std::uint64_t tag) const;
+  friend bool operator==(const ProviderBucketRecord&, const ProviderBucketRecord&) = default;
 };
 
 Bytes encode(const ContactRecord& record);
 Bytes encode(const RepoRecord& record);
-Bytes encode(const ProviderRecord& record);
+Bytes encode(const ProviderBucketRecord& record);
 
 Result<ContactRecord> decode_contact(ByteView body);
 Result<RepoRecord> decode_repo(ByteView body);
-Result<ProviderRecord> decode_provider(ByteView body);
+Result<ProviderBucketRecord> decode_provider_bucket(ByteView body);
 
 Bytes seal_record(const SwarmToken& swarm, const DhtLocation& location, ByteView body);
 Result<Bytes> open_record(const SwarmToken& swarm, const DhtLocation& location, ByteView sealed);

@@ -89,7 +89,19 @@ DhtLocation SwarmToken::node_location(const NodeId& node) const {
 DhtLocation SwarmToken::repo_location(std::string_view annex_uuid) const {
   return location("repo/" + std::string(annex_uuid));
 }
-DhtLocation SwarmToken::key_location(const AnnexKey& key) const { return location("key/" + key.str()); }
+KeyIndex SwarmToken::key_index(const AnnexKey& key) const {
+  auto digest = crypto::hmac_sha256(secret_, as_bytes("key/" + key.str()));
+  KeyIndex index;
+  std::memcpy(&index.tag, digest.data(), sizeof index.tag);
+  std::uint32_t b = 0;
+  std::memcpy(&b, digest.data() + 8, sizeof b);
+  index.bucket = b % kKeyBuckets;
+  return index;
+}
+
+DhtLocation SwarmToken::bucket_location(std::uint32_t bucket) const {
+  return location("keys/" + std::to_string(bucket));
+}
 DhtLocation SwarmToken::nodes_location() const { return location("nodes"); }
 DhtLocation SwarmToken::relays_location() const { return location("relays"); }
 

@@ -31,6 +31,17 @@ struct NodeId {
   friend auto operator<=>(const NodeId&, const NodeId&) = default;
 };
 
+// Where a key's provider records live: one of kKeyBuckets bucket locations, and an
+// 8-byte tag that names the key inside that bucket. Both come from one HMAC under the
+// swarm secret, so neither reveals the key to anyone outside the swarm.
+inline constexpr std::uint32_t kKeyBuckets = 4096;
+struct KeyIndex {
+  std::uint32_t bucket = 0;
+  std::uint64_t tag = 0;
+  friend bool operator==(const KeyIndex&, const KeyIndex&) = default;
+  friend auto operator<=>(const KeyIndex&, const KeyIndex&) = default;
+};
+
 class SwarmToken {
 public:
   static constexpr std::size_t kSecretSize = 32;
@@ -50,7 +61,8 @@ public:
   DhtLocation location(std::string_view label) const;
   DhtLocation node_location(const NodeId& node) const;
   DhtLocation repo_location(std::string_view annex_uuid) const;
-  DhtLocation key_location(const AnnexKey& key) const;
+  KeyIndex key_index(const AnnexKey& key) const;
+  DhtLocation bucket_location(std::uint32_t bucket) const;
   DhtLocation nodes_location() const;
   DhtLocation relays_location() const;
 

@@ -3,6 +3,11 @@
 // providers; a node of another swarm must find nothing.
 #include <boost/test/unit_test.hpp>
 
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cstring>
 #include <set>
 
 #include "protocol/swarm_token.hpp"
@@ -197,6 +202,46 @@ BOOST_AUTO_TEST_CASE(bad_input_gets_one_clear_line_and_a_nonzero_exit) {
   BOOST_TEST(out.exit_code == 2);
   BOOST_TEST(out.err.find("--port") != std::string::npos);
   BOOST_TEST(out.err.find("--swarm") != std::string::npos);  // every problem at once
+}
+
+BOOST_AUTO_TEST_CASE(the_control_socket_answers_garbage_with_errors_and_keeps_serving) {
+  auto& net = network();
+  auto socket_path = (net.asker->state_dir() / "control.sock").string();
+  auto exchange = [&](const std::string& bytes) {
+    int fd = ::socket(AF_UNIX, SOCK_STREAM, 0);
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    std::memcpy(addr.sun_path, socket_path.c_str(), socket_path.size() + 1);
+    BOOST_REQUIRE(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+    std::size_t sent = 0;
+    while (sent < bytes.size()) {
+      auto n = ::send(fd, bytes.data() + sent, bytes.size() - sent, MSG_NOSIGNAL);
+      if (n <= 0) break;  // the daemon may hang up on an oversized line
+      sent += static_cast<std::size_t>(n);
+    }
+    std::string reply;
+    char buf[4096];
+    while (reply.find('\n') == std::string::npos) {
+      auto n = ::read(fd, buf, sizeof buf);
+      if (n <= 0) break;
+      reply.append(buf, static_cast<std::size_t>(n));
+    }
+    ::close(fd);
+    return reply;
+  };
+  auto not_json = json::parse(exchange("this is not json\n"));
+  BOOST_TEST(not_json["ok"] == false);
+  BOOST_TEST(not_json["code"] == "bad-request");
+  auto unknown = json::parse(exchange("{\"op\":\"format-disk\"}\n"));
+  BOOST_TEST(unknown["code"] == "unknown-op");
+  auto bad_key = json::parse(exchange("{\"op\":\"whereis\",\"key\":\"../../etc/passwd\"}\n"));
+  BOOST_TEST(bad_key["code"] == "bad-key");
+  auto no_key = json::parse(exchange("{\"op\":\"whereis\",\"key\":7}\n"));
+  BOOST_TEST(no_key["code"] == "bad-request");
+  auto huge = exchange(std::string(1 << 20, 'x') + "\n");
+  BOOST_TEST(huge.find("too long") != std::string::npos);
+  // Still serving.
+  BOOST_TEST(annex_swarm({"status", "--state-dir", net.asker->state_dir().string()}).exit_code == 0);
 }
 
 BOOST_AUTO_TEST_CASE(no_value_from_the_dht_was_refused_in_a_clean_swarm) {

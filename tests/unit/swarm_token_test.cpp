@@ -1,5 +1,7 @@
 #include <boost/test/unit_test.hpp>
 
+#include <algorithm>
+
 #include "tests/support/test_support.hpp"
 
 #include "protocol/annex_key.hpp"
@@ -8,6 +10,7 @@
 using annexswarm::AnnexKey;
 using annexswarm::NodeId;
 using annexswarm::SwarmToken;
+using annexswarm::kKeyBuckets;
 
 BOOST_AUTO_TEST_SUITE(swarm_token)
 
@@ -43,13 +46,25 @@ BOOST_AUTO_TEST_CASE(locations_are_per_swarm_and_per_label) {
   auto a = SwarmToken::generate();
   auto b = SwarmToken::generate();
   auto key = AnnexKey::parse("WORM-s1-m1--x").value();
-  BOOST_TEST(!(a.key_location(key) == b.key_location(key)));
-  BOOST_TEST((a.key_location(key) == a.location("key/WORM-s1-m1--x")));
-  BOOST_TEST(!(a.key_location(key) == a.repo_location("WORM-s1-m1--x")));
+  BOOST_TEST(!(a.key_index(key) == b.key_index(key)));
+  BOOST_TEST(a.key_index(key).bucket < kKeyBuckets);
+  BOOST_TEST((a.bucket_location(3) == a.location("keys/3")));
+  BOOST_TEST(!(a.bucket_location(3) == b.bucket_location(3)));
+  BOOST_TEST(!(a.bucket_location(3) == a.repo_location("keys/3")));
   NodeId node;
   node.bytes.fill(7);
   BOOST_TEST((a.node_location(node) == a.location("node/" + node.hex())));
   BOOST_TEST(!(a.nodes_location() == a.relays_location()));
+}
+
+BOOST_AUTO_TEST_CASE(keys_spread_over_the_buckets) {
+  auto token = SwarmToken::generate();
+  std::vector<int> per_bucket(kKeyBuckets, 0);
+  for (int i = 0; i < 40960; ++i)
+    ++per_bucket[token.key_index(AnnexKey::parse("WORM-s1-m1--k" + std::to_string(i)).value()).bucket];
+  auto [lo, hi] = std::minmax_element(per_bucket.begin(), per_bucket.end());
+  BOOST_TEST(*lo >= 1);   // about 10 each: none empty,
+  BOOST_TEST(*hi <= 40);  // none crowded
 }
 
 BOOST_AUTO_TEST_CASE(locations_match_the_documented_derivation) {

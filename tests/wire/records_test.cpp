@@ -21,12 +21,11 @@ NodeId node(std::uint8_t fill) {
 
 BOOST_AUTO_TEST_SUITE(records)
 
-BOOST_AUTO_TEST_CASE(provider_record_has_golden_bytes) {
-  ProviderRecord rec{node(0x11), kUuid, "WORM-s1-m2--x", 1, true};
-  // [1, 3, bin20, uuid, key, 1, true]
-  BOOST_TEST(to_hex(encode(rec)) ==
-             "970103c414" + std::string(40, '1') + "d924" + to_hex(as_bytes(kUuid)) +
-                 "ad" + to_hex(as_bytes("WORM-s1-m2--x")) + "01c3");
+BOOST_AUTO_TEST_CASE(provider_bucket_record_has_golden_bytes) {
+  ProviderBucketRecord rec{node(0x11), kUuid, 300, {1, 0x0102030405060708ull}};
+  // [1, 4, bin20 node, uuid, bucket 300, bin16 big-endian tags]
+  BOOST_TEST(to_hex(encode(rec)) == "960104c414" + std::string(40, '1') + "d924" + to_hex(as_bytes(kUuid)) +
+                                        "cd012c" + "c410" + "0000000000000001" + "0102030405060708");
 }
 
 BOOST_AUTO_TEST_CASE(records_round_trip) {
@@ -35,13 +34,17 @@ BOOST_AUTO_TEST_CASE(records_round_trip) {
   BOOST_TEST((decode_contact(encode(contact)).value() == contact));
   RepoRecord repo{node(2), kUuid};
   BOOST_TEST((decode_repo(encode(repo)).value() == repo));
-  ProviderRecord provider{node(3), kUuid, kKey, std::nullopt, false};
-  BOOST_TEST((decode_provider(encode(provider)).value() == provider));
+  ProviderBucketRecord provider{node(3), kUuid, kKeyBuckets - 1, {5, 6, 7}};
+  BOOST_TEST((decode_provider_bucket(encode(provider)).value() == provider));
+  BOOST_TEST(provider.holds(6));
+  BOOST_TEST(!provider.holds(8));
+  ProviderBucketRecord empty{node(3), kUuid, 0, {}};
+  BOOST_TEST((decode_provider_bucket(encode(empty)).value() == empty));
 }
 
 BOOST_AUTO_TEST_CASE(a_record_of_another_kind_is_refused) {
   RepoRecord repo{node(2), kUuid};
-  auto r = decode_provider(encode(repo));
+  auto r = decode_provider_bucket(encode(repo));
   BOOST_TEST(!r);
   BOOST_TEST(r.error().find("wrong kind") != std::string::npos);
 }
@@ -55,23 +58,37 @@ BOOST_AUTO_TEST_CASE(malformed_bodies_are_errors_not_crashes) {
       {0xdd, 0xff, 0xff, 0xff, 0xff},           // array claiming 4G elements
       {0x97, 0x01, 0x03, 0xc0, 0xc0, 0xc0, 0xc0, 0xc0},  // nil everywhere
   };
-  auto good = encode(ProviderRecord{node(3), kUuid, kKey, 6, true});
+  auto good = encode(ProviderBucketRecord{node(3), kUuid, 1, {1, 2}});
   auto trailing = good;
   trailing.push_back(0);
   bad.push_back(trailing);
   bad.push_back(Bytes(kMaxRecordBody + 1, 0x90));
   for (const auto& b : bad) {
-    BOOST_TEST(!decode_provider(b));
+    BOOST_TEST(!decode_provider_bucket(b));
     BOOST_TEST(!decode_contact(b));
     BOOST_TEST(!decode_repo(b));
   }
 }
 
-BOOST_AUTO_TEST_CASE(provider_with_path_like_key_is_refused) {
-  auto body = encode(ProviderRecord{node(3), kUuid, "../../etc/passwd", 6, true});
-  BOOST_TEST(!decode_provider(body));
-  auto bad_uuid = encode(ProviderRecord{node(3), "not-a-uuid", kKey, 6, true});
-  BOOST_TEST(!decode_provider(bad_uuid));
+BOOST_AUTO_TEST_CASE(hostile_provider_records_are_refused) {
+  BOOST_TEST(!decode_provider_bucket(encode(ProviderBucketRecord{node(3), "not-a-uuid", 1, {1}})));
+  BOOST_TEST(!decode_provider_bucket(encode(ProviderBucketRecord{node(3), kUuid, kKeyBuckets, {1}})));
+  BOOST_TEST(!decode_provider_bucket(encode(ProviderBucketRecord{node(3), kUuid, 1, {2, 1}})));  // unsorted
+  BOOST_TEST(!decode_provider_bucket(encode(ProviderBucketRecord{node(3), kUuid, 1, {1, 1}})));  // repeated
+  // A tag list that is not a whole number of tags.
+  auto body = encode(ProviderBucketRecord{node(3), kUuid, 1, {1}});
+  body[body.size() - 9] = 7;  // bin length 8 -> 7
+  body.pop_back();
+  BOOST_TEST(!decode_provider_bucket(body));
+}
+
+BOOST_AUTO_TEST_CASE(a_full_bucket_is_capped_at_the_encoder) {
+  ProviderBucketRecord big{node(3), kUuid, 1, {}};
+  for (std::uint64_t t = 0; t < kMaxKeyTags + 10; ++t) big.tags.push_back(t);
+  auto decoded = decode_provider_bucket(encode(big));
+  BOOST_REQUIRE(decoded);
+  BOOST_TEST(decoded->tags.size() == kMaxKeyTags);
+  BOOST_TEST(encode(big).size() <= kMaxRecordBody);
 }
 
 BOOST_AUTO_TEST_CASE(contact_with_bad_endpoint_is_refused_unknown_kind_skipped) {
@@ -88,12 +105,13 @@ BOOST_AUTO_TEST_CASE(sealed_record_opens_only_with_its_swarm_and_location) {
   auto swarm = SwarmToken::generate();
   auto other = SwarmToken::generate();
   auto key = AnnexKey::parse(kKey).value();
-  auto loc = swarm.key_location(key);
-  auto body = encode(ProviderRecord{node(3), kUuid, kKey, 6, true});
+  auto loc = swarm.bucket_location(swarm.key_index(key).bucket);
+  auto body = encode(ProviderBucketRecord{node(3), kUuid, swarm.key_index(key).bucket, {swarm.key_index(key).tag}});
   auto sealed = seal_record(swarm, loc, body);
   BOOST_TEST(open_record(swarm, loc, sealed).value() == body);
   BOOST_TEST(!open_record(other, loc, sealed));
   BOOST_TEST(!open_record(swarm, swarm.nodes_location(), sealed));  // replayed elsewhere
+  BOOST_TEST(!open_record(swarm, swarm.bucket_location((swarm.key_index(key).bucket + 1) % kKeyBuckets), sealed));
   for (std::size_t i = 0; i < sealed.size(); i += 7) {
     auto tampered = sealed;
     tampered[i] ^= 0x40;
