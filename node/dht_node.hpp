@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "protocol/bytes.hpp"
+#include "protocol/records.hpp"
 #include "protocol/result.hpp"
 #include "protocol/swarm_token.hpp"
 
@@ -24,7 +25,8 @@ namespace annexswarm {
 // (other OpenDHT nodes keep unknown types 10 minutes).
 inline constexpr std::uint16_t kRecordValueType = 0x4153;
 inline constexpr auto kRecordLifetime = std::chrono::minutes(60);
-inline constexpr std::size_t kMaxDhtValue = 4096;
+// The largest record we put (a full provider bucket, sealed); OpenDHT allows 64 KiB.
+inline constexpr std::size_t kMaxDhtValue = kMaxSealedRecord;
 
 struct DhtValue {
   bool is_signed = false;

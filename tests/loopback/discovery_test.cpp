@@ -10,6 +10,13 @@
 #include <cstring>
 #include <set>
 
+#include <opendht/dhtrunner.h>
+
+#include <future>
+
+#include "node/dht_node.hpp"
+#include "protocol/annex_key.hpp"
+#include "protocol/records.hpp"
 #include "protocol/swarm_token.hpp"
 #include "tests/support/test_support.hpp"
 
@@ -249,6 +256,59 @@ BOOST_AUTO_TEST_CASE(no_value_from_the_dht_was_refused_in_a_clean_swarm) {
   auto ignored = net.asker->status()["ignored_values"];
   BOOST_TEST(ignored["undecryptable"].get<int>() == 0);
   BOOST_TEST(ignored["forged"].get<int>() == 0);
+}
+
+BOOST_AUTO_TEST_CASE(hostile_dht_values_are_counted_and_never_trusted) {
+  auto& net = network();
+  auto key_b = net.repo_b.key_of("only-b.txt");
+  auto b = net.server_b->node_id();
+  BOOST_REQUIRE(wait_until([&] { return net.providers(*net.asker, key_b).size() == 1; }));
+
+  // A plain OpenDHT node joins the same DHT and writes at the swarm's location for the
+  // key: garbage, a value sealed for another swarm, and a record sealed with the right
+  // swarm key (a member gone bad) that claims to come from node b but is signed by us.
+  dht::DhtRunner attacker;
+  dht::DhtRunner::Config cfg;
+  cfg.dht_config.id = dht::crypto::generateIdentity("attacker", {}, 2048);
+  cfg.threaded = true;
+  cfg.bind4 = dht::SockAddr::resolve("127.0.0.1", "0").front();
+  attacker.run(cfg, {});
+  attacker.bootstrap("127.0.0.1", std::to_string(net.first->port()));
+  auto token = SwarmToken::parse(net.swarm).value();
+  auto index = token.key_index(AnnexKey::parse(key_b).value());
+  auto loc = token.bucket_location(index.bucket);
+  dht::InfoHash hash;
+  std::copy(loc.bytes.begin(), loc.bytes.end(), hash.data());
+  auto put = [&](dht::Blob data, bool sign, std::uint64_t id) {
+    auto v = std::make_shared<dht::Value>(kRecordValueType, std::move(data), id);
+    std::promise<bool> done;
+    if (sign)
+      attacker.putSigned(hash, v, [&](bool ok) { done.set_value(ok); });
+    else
+      attacker.put(hash, v, [&](bool ok) { done.set_value(ok); });
+    return done.get_future().get();
+  };
+  NodeId claimed = NodeId::from_hex(b).value();
+  auto forged = encode(ProviderBucketRecord{claimed, net.repo_c.uuid, index.bucket, {index.tag}});
+  auto other = SwarmToken::generate();
+  BOOST_TEST(put(dht::Blob(300, 0x41), false, 11));
+  BOOST_TEST(put(dht::Blob(300, 0x42), true, 12));
+  auto sealed_other = seal_record(other, loc, forged);
+  BOOST_TEST(put(dht::Blob(sealed_other.begin(), sealed_other.end()), true, 13));
+  auto sealed_forged = seal_record(token, loc, forged);
+  BOOST_TEST(put(dht::Blob(sealed_forged.begin(), sealed_forged.end()), true, 14));
+
+  // Lookups still return exactly the honest provider, and each hostile value is counted.
+  std::set<std::pair<std::string, std::string>> honest{{b, net.repo_b.uuid}};
+  json ignored;
+  BOOST_TEST(wait_until([&] {
+    if (net.providers(*net.asker, key_b) != honest) return false;
+    ignored = net.asker->status()["ignored_values"];
+    return ignored["unsigned"].get<int>() > 0 && ignored["undecryptable"].get<int>() > 0 &&
+           ignored["forged"].get<int>() > 0;
+  }));
+  BOOST_TEST(net.providers(*net.asker, key_b) == honest);
+  attacker.join();
 }
 
 BOOST_AUTO_TEST_SUITE_END()

@@ -2,6 +2,7 @@
 
 #include "tests/support/test_support.hpp"
 
+#include "node/dht_node.hpp"
 #include "protocol/annex_key.hpp"
 #include "protocol/bytes.hpp"
 #include "protocol/records.hpp"
@@ -89,6 +90,9 @@ BOOST_AUTO_TEST_CASE(a_full_bucket_is_capped_at_the_encoder) {
   BOOST_REQUIRE(decoded);
   BOOST_TEST(decoded->tags.size() == kMaxKeyTags);
   BOOST_TEST(encode(big).size() <= kMaxRecordBody);
+  // Storage nodes running annex-swarm accept even a full bucket record.
+  auto swarm = SwarmToken::generate();
+  BOOST_TEST(seal_record(swarm, swarm.bucket_location(1), encode(big)).size() <= kMaxDhtValue);
 }
 
 BOOST_AUTO_TEST_CASE(contact_with_bad_endpoint_is_refused_unknown_kind_skipped) {
