@@ -1,16 +1,16 @@
-// Deterministic mutation run of the record parsers: byte flips, truncations,
+// Deterministic mutation run of the parsers of untrusted input: byte flips, truncations,
 // insertions and splices of valid seeds. A crash or sanitizer report fails the test.
 #include <cstdio>
 #include <cstdlib>
 #include <random>
 
-#include "fuzz/record_target.hpp"
+#include "fuzz/parser_target.hpp"
 
 int main(int argc, char** argv) {
   long iterations = argc > 1 ? std::atol(argv[1]) : 100000;
-  auto seeds = annexswarm::fuzz::record_seeds();
+  auto seeds = annexswarm::fuzz::parser_seeds();
   std::mt19937_64 rng(20261126);
-  for (const auto& s : seeds) annexswarm::fuzz::record_target(s.data(), s.size());
+  for (const auto& s : seeds) annexswarm::fuzz::parse_untrusted(s.data(), s.size());
   for (long i = 0; i < iterations; ++i) {
     auto input = seeds[rng() % seeds.size()];
     int edits = 1 + static_cast<int>(rng() % 4);
@@ -28,7 +28,7 @@ int main(int argc, char** argv) {
         }
       }
     }
-    annexswarm::fuzz::record_target(input.data(), input.size());
+    annexswarm::fuzz::parse_untrusted(input.data(), input.size());
   }
   std::printf("%ld mutated inputs parsed without a crash\n", iterations);
   return 0;

@@ -1,6 +1,6 @@
 #include "protocol/records.hpp"
 
-#include <msgpack.hpp>
+#include "protocol/msgpack_fields.hpp"
 
 #include <algorithm>
 #include <array>
@@ -17,12 +17,9 @@ constexpr std::array<std::uint8_t, 3> kSealMagic{'A', 'S', 1};
 const msgpack::unpack_limit kRecordLimits(/*array*/ 64, /*map*/ 0, /*str*/ 1100,
                                           /*bin*/ kMaxKeyTags * 8, /*ext*/ 0, /*depth*/ 4);
 
-using Packer = msgpack::packer<msgpack::sbuffer>;
-
-Bytes finish(const msgpack::sbuffer& buf) {
-  return Bytes(reinterpret_cast<const std::uint8_t*>(buf.data()),
-               reinterpret_cast<const std::uint8_t*>(buf.data()) + buf.size());
-}
+using detail::FieldReader;
+using detail::finish;
+using detail::Packer;
 
 void pack_header(Packer& pk, RecordKind kind, std::uint32_t fields) {
   pk.pack_array(2 + fields);
@@ -30,69 +27,31 @@ void pack_header(Packer& pk, RecordKind kind, std::uint32_t fields) {
   pk.pack(static_cast<std::uint32_t>(kind));
 }
 
-void pack_node(Packer& pk, const NodeId& node) {
-  pk.pack_bin(node.bytes.size());
-  pk.pack_bin_body(reinterpret_cast<const char*>(node.bytes.data()), node.bytes.size());
+void pack_node(Packer& pk, const NodeId& node) { detail::pack_bin(pk, node.bytes); }
+
+std::optional<NodeId> read_node(const FieldReader& r, std::size_t i) {
+  auto bin = r.bin(i, 20);
+  if (!bin || bin->size() != 20) return std::nullopt;
+  NodeId id;
+  std::copy(bin->begin(), bin->end(), id.bytes.begin());
+  return id;
 }
-
-// Reads the fields of one record; every accessor reports a malformed value as an error.
-class FieldReader {
-public:
-  FieldReader(const msgpack::object& array, std::string_view what) : array_(array), what_(what) {}
-
-  std::optional<std::uint64_t> uint(std::size_t i) const {
-    const auto& o = array_.via.array.ptr[i];
-    if (o.type != msgpack::type::POSITIVE_INTEGER) return std::nullopt;
-    return o.via.u64;
-  }
-  std::optional<std::string> str(std::size_t i, std::size_t max) const {
-    const auto& o = array_.via.array.ptr[i];
-    if (o.type != msgpack::type::STR || o.via.str.size > max) return std::nullopt;
-    return std::string(o.via.str.ptr, o.via.str.size);
-  }
-  std::optional<NodeId> node(std::size_t i) const {
-    const auto& o = array_.via.array.ptr[i];
-    if (o.type != msgpack::type::BIN || o.via.bin.size != 20) return std::nullopt;
-    NodeId id;
-    std::copy_n(reinterpret_cast<const std::uint8_t*>(o.via.bin.ptr), 20, id.bytes.begin());
-    return id;
-  }
-  const msgpack::object& at(std::size_t i) const { return array_.via.array.ptr[i]; }
-  Error fail(std::string_view field) const {
-    return Error{std::string(what_) + " record has a malformed " + std::string(field)};
-  }
-
-private:
-  const msgpack::object& array_;
-  std::string_view what_;
-};
 
 // Parses the envelope [version, kind, ...] and hands the array to `fields`.
 template <class Record, class Fn>
 Result<Record> decode_with(ByteView body, RecordKind kind, std::size_t field_count,
                            std::string_view what, Fn&& fields) {
-  if (body.size() > kMaxRecordBody) return Error{std::string(what) + " record is oversized"};
-  try {
-    std::size_t offset = 0;
-    auto handle = msgpack::unpack(reinterpret_cast<const char*>(body.data()), body.size(), offset,
-                                  nullptr, nullptr, kRecordLimits);
-    if (offset != body.size()) return Error{std::string(what) + " record has trailing bytes"};
-    const msgpack::object& obj = handle.get();
-    if (obj.type != msgpack::type::ARRAY || obj.via.array.size < 2)
-      return Error{std::string(what) + " record is not a record"};
-    FieldReader r(obj, what);
+  std::string label = std::string(what) + " record";
+  if (body.size() > kMaxRecordBody) return Error{label + " is oversized"};
+  return detail::unpack_array<Record>(body, kRecordLimits, label, [&](const FieldReader& r) -> Result<Record> {
     auto version = r.uint(0);
-    if (!version || *version != kRecordVersion)
-      return Error{std::string(what) + " record has an unsupported version"};
+    if (!version || *version != kRecordVersion) return Error{label + " has an unsupported version"};
+    if (r.size() < 2) return Error{label + " is not a record"};
     auto k = r.uint(1);
-    if (!k || *k != static_cast<std::uint32_t>(kind))
-      return Error{std::string(what) + " record has the wrong kind"};
-    if (obj.via.array.size != 2 + field_count)
-      return Error{std::string(what) + " record has the wrong number of fields"};
+    if (!k || *k != static_cast<std::uint32_t>(kind)) return Error{label + " has the wrong kind"};
+    if (r.size() != 2 + field_count) return Error{label + " has the wrong number of fields"};
     return fields(r);
-  } catch (const std::exception& e) {
-    return Error{std::string(what) + " record is not valid msgpack (" + e.what() + ")"};
-  }
+  });
 }
 
 }  // namespace
@@ -169,8 +128,7 @@ Bytes encode(const ProviderBucketRecord& record) {
   std::string blob(count * 8, '\0');
   for (std::size_t i = 0; i < count; ++i)
     for (int b = 0; b < 8; ++b) blob[i * 8 + b] = static_cast<char>(record.tags[i] >> (56 - 8 * b));
-  pk.pack_bin(static_cast<std::uint32_t>(blob.size()));
-  pk.pack_bin_body(blob.data(), blob.size());
+  detail::pack_bin(pk, as_bytes(blob));
   return finish(buf);
 }
 
@@ -178,7 +136,7 @@ Result<ContactRecord> decode_contact(ByteView body) {
   return decode_with<ContactRecord>(body, RecordKind::Contact, 4, "contact",
                                     [](const FieldReader& r) -> Result<ContactRecord> {
     ContactRecord rec;
-    auto node = r.node(2);
+    auto node = read_node(r, 2);
     if (!node) return r.fail("node id");
     rec.node = *node;
     auto proto = r.uint(3);
@@ -193,7 +151,7 @@ Result<ContactRecord> decode_contact(ByteView body) {
     for (std::uint32_t i = 0; i < eps.via.array.size; ++i) {
       const auto& e = eps.via.array.ptr[i];
       if (e.type != msgpack::type::ARRAY || e.via.array.size != 3) return r.fail("endpoint");
-      FieldReader er(e, "contact");
+      FieldReader er(e, "contact record");
       auto kind_text = er.str(0, 16);
       auto host = er.str(1, 64);
       auto port = er.uint(2);
@@ -211,7 +169,7 @@ Result<RepoRecord> decode_repo(ByteView body) {
   return decode_with<RepoRecord>(body, RecordKind::Repo, 2, "repo",
                                  [](const FieldReader& r) -> Result<RepoRecord> {
     RepoRecord rec;
-    auto node = r.node(2);
+    auto node = read_node(r, 2);
     auto uuid = r.str(3, 64);
     if (!node) return r.fail("node id");
     if (!uuid || !is_annex_uuid(*uuid)) return r.fail("repository uuid");
@@ -225,7 +183,7 @@ Result<ProviderBucketRecord> decode_provider_bucket(ByteView body) {
   return decode_with<ProviderBucketRecord>(body, RecordKind::ProviderBucket, 4, "provider",
                                            [](const FieldReader& r) -> Result<ProviderBucketRecord> {
     ProviderBucketRecord rec;
-    auto node = r.node(2);
+    auto node = read_node(r, 2);
     auto uuid = r.str(3, 64);
     auto bucket = r.uint(4);
     if (!node) return r.fail("node id");
@@ -234,12 +192,10 @@ Result<ProviderBucketRecord> decode_provider_bucket(ByteView body) {
     rec.node = *node;
     rec.repo_uuid = *uuid;
     rec.bucket = static_cast<std::uint32_t>(*bucket);
-    const auto& blob = r.at(5);
-    if (blob.type != msgpack::type::BIN || blob.via.bin.size % 8 != 0 ||
-        blob.via.bin.size / 8 > kMaxKeyTags)
-      return r.fail("key tag list");
-    const auto* p = reinterpret_cast<const std::uint8_t*>(blob.via.bin.ptr);
-    rec.tags.resize(blob.via.bin.size / 8);
+    auto blob = r.bin(5, kMaxKeyTags * 8);
+    if (!blob || blob->size() % 8 != 0) return r.fail("key tag list");
+    const auto* p = blob->data();
+    rec.tags.resize(blob->size() / 8);
     for (std::size_t i = 0; i < rec.tags.size(); ++i) {
       std::uint64_t t = 0;
       for (int b = 0; b < 8; ++b) t = (t << 8) | p[i * 8 + b];

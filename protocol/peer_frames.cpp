@@ -1,0 +1,256 @@
+#include "protocol/peer_frames.hpp"
+
+#include <algorithm>
+
+#include "protocol/annex_key.hpp"
+#include "protocol/msgpack_fields.hpp"
+
+namespace annexswarm::peer {
+namespace {
+using detail::FieldReader;
+using detail::Packer;
+
+enum class Type : std::uint32_t {
+  Hello = 1, Proof = 2, Have = 3, HaveReply = 4, Manifest = 5, ManifestReply = 6,
+  Get = 7, Data = 8, Cancel = 9, Ping = 10, Pong = 11, Error = 12,
+};
+
+const msgpack::unpack_limit kFrameLimits(/*array*/ kMaxHaveKeys + 8, /*map*/ 0,
+                                         /*str*/ AnnexKey::kMaxLength, /*bin*/ kMaxFrame,
+                                         /*ext*/ 0, /*depth*/ 3);
+
+void begin(Packer& pk, Type type, std::uint32_t fields) {
+  pk.pack_array(1 + fields);
+  pk.pack(static_cast<std::uint32_t>(type));
+}
+
+struct Encoder {
+  Packer& pk;
+  void operator()(const Hello& f) {
+    begin(pk, Type::Hello, 3);
+    pk.pack(f.version);
+    pk.pack(f.max_frame);
+    pk.pack(f.agent);
+  }
+  void operator()(const Proof& f) {
+    begin(pk, Type::Proof, 1);
+    detail::pack_bin(pk, f.mac);
+  }
+  void operator()(const Have& f) {
+    begin(pk, Type::Have, 2);
+    pk.pack(f.id);
+    pk.pack_array(static_cast<std::uint32_t>(f.keys.size()));
+    for (const auto& k : f.keys) pk.pack(k);
+  }
+  void operator()(const HaveReply& f) {
+    begin(pk, Type::HaveReply, 2);
+    pk.pack(f.id);
+    pk.pack_array(static_cast<std::uint32_t>(f.sizes.size()));
+    for (auto s : f.sizes) pk.pack(s);
+  }
+  void operator()(const Manifest& f) {
+    begin(pk, Type::Manifest, 2);
+    pk.pack(f.id);
+    pk.pack(f.key);
+  }
+  void operator()(const ManifestReply& f) {
+    begin(pk, Type::ManifestReply, 4);
+    pk.pack(f.id);
+    pk.pack(f.chunk_size);
+    pk.pack(f.object_size);
+    detail::pack_bin(pk, f.hashes);
+  }
+  void operator()(const Get& f) {
+    begin(pk, Type::Get, 4);
+    pk.pack(f.id);
+    pk.pack(f.key);
+    pk.pack(f.offset);
+    pk.pack(f.length);
+  }
+  void operator()(const Data& f) {
+    begin(pk, Type::Data, 4);
+    pk.pack(f.id);
+    pk.pack(f.offset);
+    pk.pack(f.fin);
+    detail::pack_bin(pk, f.bytes);
+  }
+  void operator()(const Cancel& f) {
+    begin(pk, Type::Cancel, 1);
+    pk.pack(f.id);
+  }
+  void operator()(const Ping& f) {
+    begin(pk, Type::Ping, 1);
+    pk.pack(f.nonce);
+  }
+  void operator()(const Pong& f) {
+    begin(pk, Type::Pong, 1);
+    pk.pack(f.nonce);
+  }
+  void operator()(const ErrorFrame& f) {
+    begin(pk, Type::Error, 3);
+    pk.pack(f.id);
+    pk.pack(static_cast<std::uint32_t>(f.code));
+    pk.pack(f.message);
+  }
+};
+
+std::optional<std::uint32_t> u32(const FieldReader& r, std::size_t i) {
+  auto v = r.uint(i);
+  if (!v || *v > UINT32_MAX) return std::nullopt;
+  return static_cast<std::uint32_t>(*v);
+}
+
+// Keys are validated here, so a frame that decodes never carries a path-like key.
+std::optional<std::string> key_field(const FieldReader& r, std::size_t i) {
+  auto k = r.str(i, AnnexKey::kMaxLength);
+  if (!k || !AnnexKey::parse(*k)) return std::nullopt;
+  return k;
+}
+
+Result<Frame> decode_fields(const FieldReader& r) {
+  auto type = r.uint(0);
+  if (!type) return r.fail("type");
+  auto want = [&](std::size_t fields) { return r.size() == 1 + fields; };
+  switch (static_cast<Type>(*type)) {
+    case Type::Hello: {
+      auto version = want(3) ? u32(r, 1) : std::nullopt;
+      auto max_frame = want(3) ? u32(r, 2) : std::nullopt;
+      auto agent = want(3) ? r.str(3, 128) : std::nullopt;
+      if (!version || !max_frame || !agent) return r.fail("HELLO");
+      return Frame{Hello{*version, *max_frame, *agent}};
+    }
+    case Type::Proof: {
+      auto mac = want(1) ? r.bin(1, 32) : std::nullopt;
+      if (!mac || mac->size() != 32) return r.fail("PROOF");
+      return Frame{Proof{Bytes(mac->begin(), mac->end())}};
+    }
+    case Type::Have: {
+      auto id = want(2) ? u32(r, 1) : std::nullopt;
+      if (!id || r.at(2).type != msgpack::type::ARRAY || r.at(2).via.array.size > kMaxHaveKeys)
+        return r.fail("HAVE");
+      FieldReader keys(r.at(2), "HAVE key list");
+      Have have{*id, {}};
+      for (std::size_t i = 0; i < keys.size(); ++i) {
+        auto k = key_field(keys, i);
+        if (!k) return r.fail("HAVE key");
+        have.keys.push_back(*k);
+      }
+      return Frame{std::move(have)};
+    }
+    case Type::HaveReply: {
+      auto id = want(2) ? u32(r, 1) : std::nullopt;
+      if (!id || r.at(2).type != msgpack::type::ARRAY || r.at(2).via.array.size > kMaxHaveKeys)
+        return r.fail("HAVE reply");
+      FieldReader sizes(r.at(2), "HAVE reply");
+      HaveReply reply{*id, {}};
+      for (std::size_t i = 0; i < sizes.size(); ++i) {
+        auto s = sizes.uint(i);
+        if (!s) return r.fail("HAVE reply size");
+        reply.sizes.push_back(*s);
+      }
+      return Frame{std::move(reply)};
+    }
+    case Type::Manifest: {
+      auto id = want(2) ? u32(r, 1) : std::nullopt;
+      auto key = want(2) ? key_field(r, 2) : std::nullopt;
+      if (!id || !key) return r.fail("MANIFEST");
+      return Frame{Manifest{*id, *key}};
+    }
+    case Type::ManifestReply: {
+      auto id = want(4) ? u32(r, 1) : std::nullopt;
+      auto chunk = want(4) ? u32(r, 2) : std::nullopt;
+      auto size = want(4) ? r.uint(3) : std::nullopt;
+      auto hashes = want(4) ? r.bin(4, kMaxManifestChunks * 32) : std::nullopt;
+      if (!id || !chunk || *chunk == 0 || !size || !hashes || hashes->size() % 32 != 0)
+        return r.fail("MANIFEST reply");
+      // The hash count must be exactly what size and chunk size imply.
+      auto chunks = (*size + *chunk - 1) / *chunk;
+      if (chunks != hashes->size() / 32) return r.fail("MANIFEST reply (chunk count)");
+      return Frame{ManifestReply{*id, *chunk, *size, Bytes(hashes->begin(), hashes->end())}};
+    }
+    case Type::Get: {
+      auto id = want(4) ? u32(r, 1) : std::nullopt;
+      auto key = want(4) ? key_field(r, 2) : std::nullopt;
+      auto offset = want(4) ? r.uint(3) : std::nullopt;
+      auto length = want(4) ? r.uint(4) : std::nullopt;
+      if (!id || !key || !offset || !length || *length == 0) return r.fail("GET");
+      if (*offset > UINT64_MAX - *length) return r.fail("GET range");
+      return Frame{Get{*id, *key, *offset, *length}};
+    }
+    case Type::Data: {
+      auto id = want(4) ? u32(r, 1) : std::nullopt;
+      auto offset = want(4) ? r.uint(2) : std::nullopt;
+      auto fin = want(4) ? r.boolean(3) : std::nullopt;
+      auto bytes = want(4) ? r.bin(4, kMaxDataBytes) : std::nullopt;
+      if (!id || !offset || !fin || !bytes) return r.fail("DATA");
+      return Frame{Data{*id, *offset, *fin, Bytes(bytes->begin(), bytes->end())}};
+    }
+    case Type::Cancel: {
+      auto id = want(1) ? u32(r, 1) : std::nullopt;
+      if (!id) return r.fail("CANCEL");
+      return Frame{Cancel{*id}};
+    }
+    case Type::Ping:
+    case Type::Pong: {
+      auto nonce = want(1) ? r.uint(1) : std::nullopt;
+      if (!nonce) return r.fail("PING");
+      if (static_cast<Type>(*type) == Type::Ping) return Frame{Ping{*nonce}};
+      return Frame{Pong{*nonce}};
+    }
+    case Type::Error: {
+      auto id = want(3) ? u32(r, 1) : std::nullopt;
+      auto code = want(3) ? u32(r, 2) : std::nullopt;
+      auto message = want(3) ? r.str(3, 512) : std::nullopt;
+      if (!id || !code || !message) return r.fail("ERROR");
+      return Frame{ErrorFrame{*id, static_cast<ErrorCode>(*code), *message}};
+    }
+  }
+  return Error{"unknown frame type " + std::to_string(*type)};
+}
+
+}  // namespace
+
+Bytes encode_frame(const Frame& frame) {
+  msgpack::sbuffer buf;
+  Packer pk(buf);
+  std::visit(Encoder{pk}, frame);
+  Bytes out(4 + buf.size());
+  auto n = static_cast<std::uint32_t>(buf.size());
+  for (int i = 0; i < 4; ++i) out[i] = static_cast<std::uint8_t>(n >> (24 - 8 * i));
+  std::copy_n(reinterpret_cast<const std::uint8_t*>(buf.data()), buf.size(), out.begin() + 4);
+  return out;
+}
+
+Result<Frame> decode_frame_body(ByteView body) {
+  if (body.size() > kMaxFrame) return Error{"frame is oversized"};
+  return detail::unpack_array<Frame>(body, kFrameLimits, "frame", decode_fields);
+}
+
+void FrameReader::feed(ByteView bytes) {
+  if (failed_) return;
+  // Drop what was consumed before growing, so the buffer stays about one frame long.
+  if (consumed_ > 0) {
+    buffer_.erase(buffer_.begin(), buffer_.begin() + static_cast<std::ptrdiff_t>(consumed_));
+    consumed_ = 0;
+  }
+  buffer_.insert(buffer_.end(), bytes.begin(), bytes.end());
+}
+
+std::optional<Result<Bytes>> FrameReader::next() {
+  if (failed_) return std::nullopt;
+  if (buffer_.size() - consumed_ < 4) return std::nullopt;
+  const auto* p = buffer_.data() + consumed_;
+  std::uint32_t n = static_cast<std::uint32_t>(p[0]) << 24 | static_cast<std::uint32_t>(p[1]) << 16 |
+                    static_cast<std::uint32_t>(p[2]) << 8 | p[3];
+  if (n > kMaxFrame || n == 0) {
+    failed_ = true;
+    return Result<Bytes>(Error{"frame length " + std::to_string(n) + " is outside 1.." +
+                               std::to_string(kMaxFrame)});
+  }
+  if (buffer_.size() - consumed_ - 4 < n) return std::nullopt;
+  Bytes body(p + 4, p + 4 + n);
+  consumed_ += 4 + n;
+  return Result<Bytes>(std::move(body));
+}
+
+}  // namespace annexswarm::peer

@@ -1,0 +1,129 @@
+#pragma once
+// The peer protocol's frames (see DESIGN.md, "Peer transport"). After the TLS handshake
+// both sides send HELLO, then PROOF (membership, bound to the TLS session); then the
+// dialer sends requests, each with an id, and the server answers with frames carrying
+// the same id:
+//   HAVE {id, keys}            -> HAVE_REPLY {id, sizes (0 = absent, else size + 1)}
+//   MANIFEST {id, key}         -> MANIFEST_REPLY {id, chunk_size, chunk hashes}
+//   GET {id, key, offset, len} -> DATA {id, offset, bytes}... (the last one has fin)
+//   CANCEL {id}                   stops a GET early
+//   PING {nonce}               -> PONG {nonce}
+//   any request                -> ERROR {id, code, message} when it cannot be served
+// On the wire a frame is a 4-byte big-endian length, then that many bytes of msgpack
+// [type, fields...]. A length over kMaxFrame is an error before anything is parsed.
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <variant>
+#include <vector>
+
+#include "protocol/bytes.hpp"
+#include "protocol/result.hpp"
+
+namespace annexswarm::peer {
+
+inline constexpr std::uint32_t kPeerProtocolVersion = 1;
+inline constexpr std::size_t kMaxDataBytes = 256 * 1024;  // payload of one DATA frame
+inline constexpr std::size_t kMaxFrame = kMaxDataBytes + 1024;
+inline constexpr std::size_t kMaxHaveKeys = 256;
+inline constexpr std::size_t kMaxManifestChunks = 65536;  // with 1 MiB chunks: 64 GiB objects
+
+enum class ErrorCode : std::uint32_t {
+  BadFrame = 1,      // malformed or oversized frame; the connection closes
+  NotMember = 2,     // no valid membership proof
+  BadKey = 3,        // not a valid annex key
+  NotPresent = 4,    // the key is not held here
+  BadRange = 5,      // offset/length outside the object
+  Busy = 6,          // too many peers or requests; retry later
+  Unsupported = 7,   // unknown request type or protocol version
+  Internal = 8,
+};
+
+struct Hello {
+  std::uint32_t version = kPeerProtocolVersion;
+  std::uint32_t max_frame = kMaxFrame;
+  std::string agent;
+  friend bool operator==(const Hello&, const Hello&) = default;
+};
+struct Proof {
+  Bytes mac;  // 32 bytes: HMAC over the TLS session's exporter value
+  friend bool operator==(const Proof&, const Proof&) = default;
+};
+struct Have {
+  std::uint32_t id = 0;
+  std::vector<std::string> keys;
+  friend bool operator==(const Have&, const Have&) = default;
+};
+struct HaveReply {
+  std::uint32_t id = 0;
+  std::vector<std::uint64_t> sizes;
+  friend bool operator==(const HaveReply&, const HaveReply&) = default;
+};
+struct Manifest {
+  std::uint32_t id = 0;
+  std::string key;
+  friend bool operator==(const Manifest&, const Manifest&) = default;
+};
+struct ManifestReply {
+  std::uint32_t id = 0;
+  std::uint32_t chunk_size = 0;
+  std::uint64_t object_size = 0;
+  Bytes hashes;  // 32 bytes (SHA-256) per chunk
+  friend bool operator==(const ManifestReply&, const ManifestReply&) = default;
+};
+struct Get {
+  std::uint32_t id = 0;
+  std::string key;
+  std::uint64_t offset = 0;
+  std::uint64_t length = 0;
+  friend bool operator==(const Get&, const Get&) = default;
+};
+struct Data {
+  std::uint32_t id = 0;
+  std::uint64_t offset = 0;
+  bool fin = false;
+  Bytes bytes;
+  friend bool operator==(const Data&, const Data&) = default;
+};
+struct Cancel {
+  std::uint32_t id = 0;
+  friend bool operator==(const Cancel&, const Cancel&) = default;
+};
+struct Ping {
+  std::uint64_t nonce = 0;
+  friend bool operator==(const Ping&, const Ping&) = default;
+};
+struct Pong {
+  std::uint64_t nonce = 0;
+  friend bool operator==(const Pong&, const Pong&) = default;
+};
+struct ErrorFrame {
+  std::uint32_t id = 0;
+  ErrorCode code = ErrorCode::Internal;
+  std::string message;
+  friend bool operator==(const ErrorFrame&, const ErrorFrame&) = default;
+};
+
+using Frame = std::variant<Hello, Proof, Have, HaveReply, Manifest, ManifestReply, Get, Data, Cancel,
+                           Ping, Pong, ErrorFrame>;
+
+// The whole frame: length prefix and body.
+Bytes encode_frame(const Frame& frame);
+// The body only (what follows the length prefix).
+Result<Frame> decode_frame_body(ByteView body);
+
+// Splits a byte stream into frame bodies. Feed it what the socket returns; take the
+// bodies out with next(). A length over the cap is an error, reported once.
+class FrameReader {
+public:
+  void feed(ByteView bytes);
+  // A complete body, nothing when more bytes are needed, or an error.
+  std::optional<Result<Bytes>> next();
+
+private:
+  Bytes buffer_;
+  std::size_t consumed_ = 0;
+  bool failed_ = false;
+};
+
+}  // namespace annexswarm::peer

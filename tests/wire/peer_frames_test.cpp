@@ -1,0 +1,124 @@
+#include <boost/test/unit_test.hpp>
+
+#include "tests/support/test_support.hpp"
+
+#include "protocol/peer_frames.hpp"
+
+using namespace annexswarm;
+using namespace annexswarm::peer;
+
+namespace {
+const std::string kKey = "SHA256E-s6--5891b5b522d5df086d0ff0b110fbd9d21bb4fc7163af34d08286a2e846f6be03.txt";
+
+ByteView body_of(const Bytes& frame) { return ByteView(frame).subspan(4); }
+
+Bytes raw_frame(std::initializer_list<std::uint8_t> body) {
+  Bytes out{0, 0, 0, static_cast<std::uint8_t>(body.size())};
+  out.insert(out.end(), body);
+  return out;
+}
+}  // namespace
+
+BOOST_AUTO_TEST_SUITE(peer_frames)
+
+BOOST_AUTO_TEST_CASE(get_frame_has_golden_bytes) {
+  auto frame = encode_frame(Get{7, "WORM-s1-m1--x", 0, 65536});
+  // length 23, then [7 (GET), 7, "WORM-s1-m1--x", 0, 65536]
+  BOOST_TEST(to_hex(frame) == "00000017" "950707" "ad" + to_hex(as_bytes("WORM-s1-m1--x")) + "00" "ce00010000");
+}
+
+BOOST_AUTO_TEST_CASE(every_frame_type_round_trips) {
+  std::vector<Frame> frames{Hello{1, 4096, "annex-swarm/0.1"},
+                            Proof{Bytes(32, 9)},
+                            Have{1, {kKey, "WORM-s1-m1--x"}},
+                            HaveReply{1, {0, 7}},
+                            Manifest{2, kKey},
+                            ManifestReply{2, 4, 6, Bytes(64, 1)},
+                            Get{3, kKey, 2, 4},
+                            Data{3, 2, true, Bytes{'l', 'l', 'o', '\n'}},
+                            Cancel{3},
+                            Ping{99},
+                            Pong{99},
+                            ErrorFrame{3, ErrorCode::NotPresent, "not held here"}};
+  for (const auto& f : frames) {
+    auto whole = encode_frame(f);
+    auto decoded = decode_frame_body(body_of(whole));
+    BOOST_REQUIRE_MESSAGE(decoded, decoded.error());
+    BOOST_TEST((*decoded == f));
+  }
+}
+
+BOOST_AUTO_TEST_CASE(requests_with_hostile_fields_are_refused) {
+  std::vector<Frame> bad{
+      Get{1, "../../etc/passwd", 0, 1},                 // path-like key (encoder does not check)
+      Get{1, kKey, 0, 0},                               // empty range
+      Get{1, kKey, UINT64_MAX, 2},                      // range wraps around
+      Manifest{1, ""},                                  // empty key
+      Have{1, {kKey, "a/b"}},                           // one bad key spoils the request
+      ManifestReply{1, 4, 6, Bytes(32, 1)},             // 6 bytes in 4-byte chunks need 2 hashes
+      ManifestReply{1, 0, 6, Bytes(64, 1)},             // zero chunk size
+      Proof{Bytes(31, 1)},                              // short MAC
+  };
+  for (const auto& f : bad) {
+    auto decoded = decode_frame_body(body_of(encode_frame(f)));
+    BOOST_TEST(!decoded);
+  }
+  Have many{1, {}};
+  for (std::size_t i = 0; i <= kMaxHaveKeys; ++i) many.keys.push_back(kKey);
+  BOOST_TEST(!decode_frame_body(body_of(encode_frame(many))));
+  Data huge{1, 0, false, Bytes(kMaxDataBytes + 1, 0)};
+  BOOST_TEST(!decode_frame_body(body_of(encode_frame(huge))));
+}
+
+BOOST_AUTO_TEST_CASE(garbage_bodies_are_errors) {
+  for (const Bytes& body : std::vector<Bytes>{{}, {0xc1}, {0x91, 0x63}, {0x92, 0x0a}, {0x93, 0x0a, 1, 2},
+                                              {0x90}, {0x91, 0xa1, 'x'}, {0xdd, 0xff, 0xff, 0xff, 0xff}}) {
+    auto decoded = decode_frame_body(body);
+    BOOST_TEST(!decoded);
+    if (!decoded) BOOST_TEST(!decoded.error().empty());
+  }
+}
+
+BOOST_AUTO_TEST_CASE(reader_reassembles_frames_split_anywhere) {
+  Bytes stream;
+  for (std::uint64_t i = 0; i < 5; ++i) {
+    auto f = encode_frame(Ping{i});
+    stream.insert(stream.end(), f.begin(), f.end());
+  }
+  for (std::size_t step : {1u, 3u, 7u, 1000u}) {
+    FrameReader reader;
+    std::vector<std::uint64_t> seen;
+    for (std::size_t pos = 0; pos < stream.size(); pos += step) {
+      reader.feed(ByteView(stream).subspan(pos, std::min(step, stream.size() - pos)));
+      while (auto body = reader.next()) {
+        BOOST_REQUIRE(*body);
+        auto frame = decode_frame_body(**body);
+        BOOST_REQUIRE(frame);
+        seen.push_back(std::get<Ping>(*frame).nonce);
+      }
+    }
+    BOOST_TEST((seen == std::vector<std::uint64_t>{0, 1, 2, 3, 4}));
+  }
+}
+
+BOOST_AUTO_TEST_CASE(reader_refuses_an_oversized_or_empty_length_once) {
+  for (std::uint32_t n : {static_cast<std::uint32_t>(kMaxFrame + 1), 0xffffffffu, 0u}) {
+    FrameReader reader;
+    Bytes header{static_cast<std::uint8_t>(n >> 24), static_cast<std::uint8_t>(n >> 16),
+                 static_cast<std::uint8_t>(n >> 8), static_cast<std::uint8_t>(n)};
+    reader.feed(header);
+    auto first = reader.next();
+    BOOST_REQUIRE(first.has_value());
+    BOOST_TEST(!*first);
+    reader.feed(encode_frame(Ping{1}));
+    BOOST_TEST(!reader.next().has_value());  // the stream is dead after a bad length
+  }
+  FrameReader partial;
+  partial.feed(raw_frame({0x92, 0x0a}));
+  auto body = partial.next();
+  BOOST_REQUIRE(body.has_value());
+  BOOST_REQUIRE(*body);
+  BOOST_TEST(!decode_frame_body(**body));  // a complete frame whose body is malformed
+}
+
+BOOST_AUTO_TEST_SUITE_END()
