@@ -2,6 +2,7 @@
 // file, and hands typed values to the libraries.
 #include <unistd.h>
 
+#include <csignal>
 #include <cstdlib>
 #include <fstream>
 #include <iostream>
@@ -182,6 +183,8 @@ int run_swarm(int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // A peer or client that hangs up must cost an error on that connection, not the node.
+  std::signal(SIGPIPE, SIG_IGN);
   std::string command = argc > 1 ? argv[1] : "help";
   try {
     if (command == "daemon") return run_daemon(argc, argv);

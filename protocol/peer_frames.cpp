@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "protocol/annex_key.hpp"
+#include "protocol/crypto.hpp"
 #include "protocol/msgpack_fields.hpp"
 
 namespace annexswarm::peer {
@@ -27,9 +28,10 @@ void begin(Packer& pk, Type type, std::uint32_t fields) {
 struct Encoder {
   Packer& pk;
   void operator()(const Hello& f) {
-    begin(pk, Type::Hello, 3);
+    begin(pk, Type::Hello, 4);
     pk.pack(f.version);
     pk.pack(f.max_frame);
+    pk.pack(f.swarm);
     pk.pack(f.agent);
   }
   void operator()(const Proof& f) {
@@ -113,11 +115,12 @@ Result<Frame> decode_fields(const FieldReader& r) {
   auto want = [&](std::size_t fields) { return r.size() == 1 + fields; };
   switch (static_cast<Type>(*type)) {
     case Type::Hello: {
-      auto version = want(3) ? u32(r, 1) : std::nullopt;
-      auto max_frame = want(3) ? u32(r, 2) : std::nullopt;
-      auto agent = want(3) ? r.str(3, 128) : std::nullopt;
-      if (!version || !max_frame || !agent) return r.fail("HELLO");
-      return Frame{Hello{*version, *max_frame, *agent}};
+      auto version = want(4) ? u32(r, 1) : std::nullopt;
+      auto max_frame = want(4) ? u32(r, 2) : std::nullopt;
+      auto swarm = want(4) ? r.str(3, 16) : std::nullopt;
+      auto agent = want(4) ? r.str(4, 128) : std::nullopt;
+      if (!version || !max_frame || !swarm || !agent) return r.fail("HELLO");
+      return Frame{Hello{*version, *max_frame, *swarm, *agent}};
     }
     case Type::Proof: {
       auto mac = want(1) ? r.bin(1, 32) : std::nullopt;
@@ -209,6 +212,13 @@ Result<Frame> decode_fields(const FieldReader& r) {
 }
 
 }  // namespace
+
+Bytes membership_mac(const SwarmToken& swarm, ByteView exporter, Role role) {
+  Bytes input{static_cast<std::uint8_t>(role)};
+  input.insert(input.end(), exporter.begin(), exporter.end());
+  auto mac = crypto::hmac_sha256(swarm.record_key(), input);
+  return Bytes(mac.begin(), mac.end());
+}
 
 Bytes encode_frame(const Frame& frame) {
   msgpack::sbuffer buf;

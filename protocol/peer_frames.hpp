@@ -19,6 +19,7 @@
 
 #include "protocol/bytes.hpp"
 #include "protocol/result.hpp"
+#include "protocol/swarm_token.hpp"
 
 namespace annexswarm::peer {
 
@@ -42,6 +43,7 @@ enum class ErrorCode : std::uint32_t {
 struct Hello {
   std::uint32_t version = kPeerProtocolVersion;
   std::uint32_t max_frame = kMaxFrame;
+  std::string swarm;  // SwarmToken::id(): which secret the PROOF that follows uses
   std::string agent;
   friend bool operator==(const Hello&, const Hello&) = default;
 };
@@ -106,6 +108,13 @@ struct ErrorFrame {
 
 using Frame = std::variant<Hello, Proof, Have, HaveReply, Manifest, ManifestReply, Get, Data, Cancel,
                            Ping, Pong, ErrorFrame>;
+
+// Proof of swarm membership bound to one TLS session: HMAC under the swarm secret of
+// the session's RFC 5705 exporter value. The role is mixed in so a peer cannot reflect
+// our own proof back at us.
+enum class Role : std::uint8_t { Dialer = 1, Listener = 2 };
+inline constexpr std::string_view kExporterLabel = "EXPORTER-annex-swarm-membership";
+Bytes membership_mac(const SwarmToken& swarm, ByteView exporter, Role role);
 
 // The whole frame: length prefix and body.
 Bytes encode_frame(const Frame& frame);

@@ -58,13 +58,15 @@ BOOST_AUTO_TEST_CASE(locations_are_per_swarm_and_per_label) {
 }
 
 BOOST_AUTO_TEST_CASE(keys_spread_over_the_buckets) {
-  auto token = SwarmToken::generate();
+  // A fixed secret, so the outcome is the same on every run.
+  auto token = SwarmToken::public_swarm();
   std::vector<int> per_bucket(kKeyBuckets, 0);
   for (int i = 0; i < 40960; ++i)
     ++per_bucket[token.key_index(AnnexKey::parse("WORM-s1-m1--k" + std::to_string(i)).value()).bucket];
-  auto [lo, hi] = std::minmax_element(per_bucket.begin(), per_bucket.end());
-  BOOST_TEST(*lo >= 1);   // about 10 each: none empty,
-  BOOST_TEST(*hi <= 40);  // none crowded
+  // About 10 keys each (Poisson): a handful of buckets may be empty, none crowded.
+  auto empty = std::count(per_bucket.begin(), per_bucket.end(), 0);
+  BOOST_TEST(empty <= 5);
+  BOOST_TEST(*std::max_element(per_bucket.begin(), per_bucket.end()) <= 30);
 }
 
 BOOST_AUTO_TEST_CASE(locations_match_the_documented_derivation) {

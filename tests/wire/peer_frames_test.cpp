@@ -28,7 +28,7 @@ BOOST_AUTO_TEST_CASE(get_frame_has_golden_bytes) {
 }
 
 BOOST_AUTO_TEST_CASE(every_frame_type_round_trips) {
-  std::vector<Frame> frames{Hello{1, 4096, "annex-swarm/0.1"},
+  std::vector<Frame> frames{Hello{1, 4096, "0a1b2c3d", "annex-swarm/0.1"},
                             Proof{Bytes(32, 9)},
                             Have{1, {kKey, "WORM-s1-m1--x"}},
                             HaveReply{1, {0, 7}},
@@ -119,6 +119,17 @@ BOOST_AUTO_TEST_CASE(reader_refuses_an_oversized_or_empty_length_once) {
   BOOST_REQUIRE(body.has_value());
   BOOST_REQUIRE(*body);
   BOOST_TEST(!decode_frame_body(**body));  // a complete frame whose body is malformed
+}
+
+BOOST_AUTO_TEST_CASE(membership_proof_depends_on_swarm_session_and_role) {
+  auto swarm = SwarmToken::generate();
+  Bytes exporter(32, 5), other_session(32, 6);
+  auto mac = membership_mac(swarm, exporter, Role::Dialer);
+  BOOST_TEST(mac.size() == 32u);
+  BOOST_TEST(mac == membership_mac(swarm, exporter, Role::Dialer));
+  BOOST_TEST(mac != membership_mac(swarm, exporter, Role::Listener));
+  BOOST_TEST(mac != membership_mac(swarm, other_session, Role::Dialer));
+  BOOST_TEST(mac != membership_mac(SwarmToken::generate(), exporter, Role::Dialer));
 }
 
 BOOST_AUTO_TEST_SUITE_END()

@@ -1,0 +1,46 @@
+#pragma once
+// An authenticated link to a swarm member: a TLS stream on which both sides have shown
+// their certificate (node id) and proved, bound to this TLS session, that they hold the
+// secret of a common swarm. Then it carries peer frames both ways.
+//   dialer:   HELLO{swarm id} PROOF{mac}  ->
+//   listener:                             <- HELLO PROOF{mac}   (or ERROR NotMember)
+#include <functional>
+#include <memory>
+#include <optional>
+#include <vector>
+
+#include "protocol/peer_frames.hpp"
+#include "transfer/tls_stream.hpp"
+
+namespace annexswarm {
+
+class PeerLink : public std::enable_shared_from_this<PeerLink> {
+public:
+  struct Established {
+    NodeId peer;
+    std::size_t swarm = 0;  // index into the swarms given
+  };
+
+  // Dialer: `swarms` holds the one swarm to use. Listener: every swarm it serves.
+  PeerLink(std::shared_ptr<TlsStream> stream, std::vector<SwarmToken> swarms, peer::Role role);
+
+  // Handshake, HELLO and PROOF. A dialer that knows whom it dials passes the node id.
+  void establish(std::optional<NodeId> expected_peer, std::function<void(Result<Established>)> done);
+  void send(const peer::Frame& frame, std::function<void(Result<bool>)> done = {});
+  // The next frame from the peer; an error when the link fails or the peer misbehaves.
+  void receive(std::function<void(Result<peer::Frame>)> done);
+  void close();
+
+private:
+  void fail(const std::function<void(Result<Established>)>& done, peer::ErrorCode code, std::string why);
+  void send_hello_and_proof(std::size_t swarm);
+  Result<Bytes> proof_for(std::size_t swarm, peer::Role role);
+
+  std::shared_ptr<TlsStream> stream_;
+  std::vector<SwarmToken> swarms_;
+  peer::Role role_;
+  peer::FrameReader reader_;
+  NodeId peer_;
+};
+
+}  // namespace annexswarm
