@@ -1,0 +1,202 @@
+// The object server against clients in the same process on 127.0.0.1: good requests are
+// answered from the file, bad ones get ERROR, and the server keeps serving others.
+#include <boost/test/unit_test.hpp>
+
+#include "tests/support/test_support.hpp"
+
+#include <asio/io_context.hpp>
+#include <asio/write.hpp>
+#include <fstream>
+
+#include "node/identity.hpp"
+#include "protocol/crypto.hpp"
+#include "transfer/peer_server.hpp"
+
+using namespace annexswarm;
+using namespace annexswarm::peer;
+using asio::ip::tcp;
+
+namespace {
+
+struct Identity {
+  dht::crypto::Identity identity = dht::crypto::generateIdentity("test", {}, 2048);
+  std::shared_ptr<TlsCredentials> credentials = TlsCredentials::from_identity(identity).value();
+};
+Identity& server_identity() {
+  static Identity i;
+  return i;
+}
+Identity& client_identity() {
+  static Identity i;
+  return i;
+}
+
+std::string object_key(const std::string& content) {
+  auto digest = crypto::sha256(as_bytes(content));
+  return "SHA256E-s" + std::to_string(content.size()) + "--" + to_hex(digest) + ".bin";
+}
+
+struct Fixture {
+  test::TempDir dir;
+  asio::io_context io;
+  std::string content;
+  std::string key;
+  SwarmToken swarm = SwarmToken::generate();
+  std::unique_ptr<PeerServer> server;
+  std::uint16_t port = 0;
+
+  Fixture() {
+    for (int i = 0; i < 700000; ++i) content.push_back(static_cast<char>('a' + i % 26));
+    key = object_key(content);
+    std::ofstream(dir.path() / "object", std::ios::binary) << content;
+    server = std::make_unique<PeerServer>(io, server_identity().credentials, std::vector<SwarmToken>{swarm},
+                                          [this](const AnnexKey& k) -> std::optional<std::filesystem::path> {
+                                            if (k.str() == key) return dir.path() / "object";
+                                            return std::nullopt;
+                                          });
+    port = server->listen(asio::ip::make_address("127.0.0.1"), 0).value();
+  }
+
+  void run_until(const std::function<bool()>& done) {
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+    while (!done() && std::chrono::steady_clock::now() < deadline) {
+      io.restart();
+      io.run_for(std::chrono::milliseconds(20));
+    }
+    BOOST_REQUIRE_MESSAGE(done(), "timed out");
+  }
+
+  tcp::socket connect() {
+    tcp::socket s(io);
+    s.connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), port));
+    return s;
+  }
+
+  std::shared_ptr<PeerLink> dial() {
+    auto stream = std::make_shared<TlsStream>(connect(), client_identity().credentials, TlsStream::Side::Client);
+    auto link = std::make_shared<PeerLink>(stream, std::vector<SwarmToken>{swarm}, Role::Dialer);
+    bool done = false;
+    link->establish(std::nullopt, [&](Result<PeerLink::Established> r) {
+      BOOST_REQUIRE_MESSAGE(r, r.error());
+      done = true;
+    });
+    run_until([&] { return done; });
+    return link;
+  }
+
+  // Sends one request and collects frames until a DATA with fin, a reply or an error.
+  std::vector<Frame> ask(PeerLink& link, const Frame& request) {
+    std::vector<Frame> frames;
+    bool finished = false;
+    std::function<void(Result<Frame>)> on_frame = [&](Result<Frame> f) {
+      if (!f) {
+        finished = true;
+        return;
+      }
+      frames.push_back(*f);
+      auto* data = std::get_if<Data>(&*f);
+      if (data && !data->fin) return link.receive(on_frame);
+      finished = true;
+    };
+    link.send(request);
+    link.receive(on_frame);
+    run_until([&] { return finished; });
+    return frames;
+  }
+};
+
+}  // namespace
+
+BOOST_AUTO_TEST_SUITE(peer_server)
+
+BOOST_AUTO_TEST_CASE(get_streams_the_requested_range_from_the_file) {
+  Fixture f;
+  auto link = f.dial();
+  auto frames = f.ask(*link, Get{1, f.key, 1000, 600000});
+  std::string got;
+  for (const auto& fr : frames) {
+    const auto& d = std::get<Data>(fr);
+    BOOST_TEST(d.id == 1u);
+    BOOST_TEST(d.offset == 1000u + got.size());
+    BOOST_TEST(d.bytes.size() <= kMaxDataBytes);
+    got.append(d.bytes.begin(), d.bytes.end());
+  }
+  BOOST_TEST(frames.size() == 3u);  // 600000 bytes in frames of at most 256 KiB
+  BOOST_TEST((got == f.content.substr(1000, 600000)));
+  BOOST_TEST(f.server->stats().bytes_served == 600000u);
+}
+
+BOOST_AUTO_TEST_CASE(have_and_manifest_describe_the_object) {
+  Fixture f;
+  auto link = f.dial();
+  auto have = f.ask(*link, Have{2, {f.key, object_key("other")}});
+  BOOST_REQUIRE_EQUAL(have.size(), 1u);
+  BOOST_TEST((std::get<HaveReply>(have[0]).sizes == std::vector<std::uint64_t>{f.content.size() + 1, 0}));
+  auto manifest = f.ask(*link, Manifest{3, f.key});
+  BOOST_REQUIRE_EQUAL(manifest.size(), 1u);
+  const auto& m = std::get<ManifestReply>(manifest[0]);
+  BOOST_TEST(m.object_size == f.content.size());
+  BOOST_TEST(m.chunk_size == kManifestChunk);
+  auto first = crypto::sha256(as_bytes(f.content));  // one chunk: 700000 < 1 MiB
+  BOOST_TEST((m.hashes == Bytes(first.begin(), first.end())));
+}
+
+BOOST_AUTO_TEST_CASE(bad_requests_get_errors_and_the_link_keeps_serving) {
+  Fixture f;
+  auto link = f.dial();
+  auto missing = f.ask(*link, Get{4, object_key("not here"), 0, 10});
+  BOOST_REQUIRE_EQUAL(missing.size(), 1u);
+  BOOST_TEST((std::get<ErrorFrame>(missing[0]).code == ErrorCode::NotPresent));
+  auto huge = f.ask(*link, Get{5, f.key, f.content.size(), 1});
+  BOOST_TEST((std::get<ErrorFrame>(huge[0]).code == ErrorCode::BadRange));
+  auto past_end = f.ask(*link, Get{6, f.key, 10, UINT64_MAX - 10});
+  BOOST_TEST((std::get<ErrorFrame>(past_end[0]).code == ErrorCode::BadRange));
+  auto reply_as_request = f.ask(*link, Pong{1});
+  BOOST_TEST((std::get<ErrorFrame>(reply_as_request[0]).code == ErrorCode::Unsupported));
+  auto still = f.ask(*link, Ping{77});
+  BOOST_TEST(std::get<Pong>(still[0]).nonce == 77u);
+}
+
+BOOST_AUTO_TEST_CASE(a_path_like_key_closes_that_link_only) {
+  Fixture f;
+  auto bad = f.dial();
+  // The encoder does not check keys; the server's decoder must.
+  auto frames = f.ask(*bad, Get{7, "../../etc/passwd", 0, 10});
+  BOOST_REQUIRE_EQUAL(frames.size(), 1u);
+  BOOST_TEST((std::get<ErrorFrame>(frames[0]).code == ErrorCode::BadFrame));
+  auto good = f.dial();
+  BOOST_TEST(std::get<Pong>(f.ask(*good, Ping{1})[0]).nonce == 1u);
+}
+
+BOOST_AUTO_TEST_CASE(garbage_an_oversized_frame_and_no_tls_are_refused) {
+  Fixture f;
+  {
+    // Plain TCP with HTTP: the TLS handshake fails.
+    auto raw = f.connect();
+    asio::write(raw, asio::buffer(std::string("GET / HTTP/1.0\r\n\r\n")));
+    f.run_until([&] { return f.server->stats().links_refused >= 1; });
+  }
+  {
+    // Inside TLS, a frame announcing 4 GiB.
+    auto link = f.dial();
+    auto stream = std::make_shared<TlsStream>(f.connect(), client_identity().credentials, TlsStream::Side::Client);
+    auto raw_link = std::make_shared<PeerLink>(stream, std::vector<SwarmToken>{f.swarm}, Role::Dialer);
+    bool ready = false;
+    raw_link->establish(std::nullopt, [&](Result<PeerLink::Established> r) { ready = r.ok(); });
+    f.run_until([&] { return ready; });
+    bool answered = false;
+    Result<Frame> answer = Error{"none"};
+    stream->write(Bytes{0xff, 0xff, 0xff, 0xff, 1, 2, 3}, [](Result<bool>) {});
+    raw_link->receive([&](Result<Frame> fr) {
+      answer = std::move(fr);
+      answered = true;
+    });
+    f.run_until([&] { return answered; });
+    BOOST_REQUIRE(answer);
+    BOOST_TEST((std::get<ErrorFrame>(*answer).code == ErrorCode::BadFrame));
+    // Others are still served.
+    BOOST_TEST(std::get<Pong>(f.ask(*link, Ping{5})[0]).nonce == 5u);
+  }
+}
+
+BOOST_AUTO_TEST_SUITE_END()
