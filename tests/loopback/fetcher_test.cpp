@@ -1,0 +1,175 @@
+// Multi-source downloads from object servers in the same process on 127.0.0.1.
+#include <boost/test/unit_test.hpp>
+
+#include "tests/support/test_support.hpp"
+
+#include <asio/io_context.hpp>
+#include <fstream>
+#include <random>
+#include <sstream>
+
+#include "node/identity.hpp"
+#include "protocol/crypto.hpp"
+#include "transfer/fetcher.hpp"
+#include "transfer/peer_server.hpp"
+
+using namespace annexswarm;
+using asio::ip::tcp;
+
+namespace {
+
+struct Seeder {
+  dht::crypto::Identity identity = dht::crypto::generateIdentity("seeder", {}, 2048);
+  NodeId id = node_id_of(identity);
+  std::unique_ptr<PeerServer> server;
+  std::uint16_t port = 0;
+};
+
+struct Swarm {
+  asio::io_context io;
+  test::TempDir dir;
+  SwarmToken token = SwarmToken::generate();
+  std::string content;
+  std::string key;
+  std::vector<std::unique_ptr<Seeder>> seeders;
+  dht::crypto::Identity client = dht::crypto::generateIdentity("client", {}, 2048);
+  std::shared_ptr<TlsCredentials> client_creds = TlsCredentials::from_identity(client).value();
+
+  explicit Swarm(std::size_t count, std::size_t size = 9 * 1024 * 1024 + 12345) {
+    std::mt19937 rng(1);
+    content.resize(size);
+    for (auto& c : content) c = static_cast<char>(rng());
+    key = "SHA256E-s" + std::to_string(size) + "--" + to_hex(crypto::sha256(as_bytes(content))) + ".dat";
+    std::ofstream(dir.path() / "object", std::ios::binary) << content;
+    for (std::size_t i = 0; i < count; ++i) {
+      auto s = std::make_unique<Seeder>();
+      auto creds = TlsCredentials::from_identity(s->identity).value();
+      s->server = std::make_unique<PeerServer>(io, creds, std::vector<SwarmToken>{token},
+                                               [this](const AnnexKey& k) -> std::optional<std::filesystem::path> {
+                                                 if (k.str() == key) return dir.path() / "object";
+                                                 return std::nullopt;
+                                               });
+      s->port = s->server->listen(asio::ip::make_address("127.0.0.1"), 0).value();
+      seeders.push_back(std::move(s));
+    }
+  }
+
+  std::vector<FetchSource> sources() const {
+    std::vector<FetchSource> out;
+    for (const auto& s : seeders)
+      out.push_back({s->id, 0, {tcp::endpoint(asio::ip::make_address("127.0.0.1"), s->port)}});
+    return out;
+  }
+
+  struct Outcome {
+    bool done = false;
+    std::optional<std::string> error;
+    FetchReport report;
+  };
+
+  Outcome fetch(const std::string& which_key, std::vector<FetchSource> from, bool allow_unverified = false) {
+    Outcome out;
+    FetchOptions options{dir.path() / "fetched", allow_unverified, 4};
+    auto fetcher = std::make_shared<Fetcher>(
+        io, client_creds, std::vector<SwarmToken>{token}, AnnexKey::parse(which_key).value(), std::move(from),
+        options, nullptr, [&](std::optional<std::string> error, FetchReport report) {
+          out = {true, std::move(error), std::move(report)};
+        });
+    fetcher->start();
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+    while (!out.done && std::chrono::steady_clock::now() < deadline) {
+      io.restart();
+      io.run_for(std::chrono::milliseconds(20));
+    }
+    BOOST_REQUIRE_MESSAGE(out.done, "fetch timed out");
+    return out;
+  }
+
+  std::string fetched() const {
+    std::ifstream in(dir.path() / "fetched", std::ios::binary);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    return ss.str();
+  }
+};
+
+}  // namespace
+
+BOOST_AUTO_TEST_SUITE(fetcher)
+
+BOOST_AUTO_TEST_CASE(an_object_held_by_four_peers_comes_from_all_four) {
+  Swarm swarm(4);
+  auto out = swarm.fetch(swarm.key, swarm.sources());
+  BOOST_REQUIRE_MESSAGE(!out.error, out.error.value_or(""));
+  BOOST_TEST((swarm.fetched() == swarm.content));
+  BOOST_TEST(out.report.bytes_from.size() == 4u);
+  for (const auto& s : swarm.seeders) {
+    BOOST_TEST(out.report.bytes_from[s->id.hex()] > 0u);
+    BOOST_TEST(s->server->stats().bytes_served > 0u);
+  }
+  BOOST_TEST(!std::filesystem::exists(swarm.dir.path() / "fetched.part"));
+}
+
+BOOST_AUTO_TEST_CASE(a_peer_sending_corrupt_chunks_is_dropped_and_the_result_is_right) {
+  Swarm swarm(4);
+  swarm.seeders[2]->server->corrupt_data_for_test(true);
+  auto out = swarm.fetch(swarm.key, swarm.sources());
+  BOOST_REQUIRE_MESSAGE(!out.error, out.error.value_or(""));
+  BOOST_TEST((swarm.fetched() == swarm.content));
+  auto bad = swarm.seeders[2]->id.hex();
+  BOOST_REQUIRE(out.report.dropped.count(bad));
+  BOOST_TEST(out.report.dropped[bad].find("fails verification") != std::string::npos);
+  BOOST_TEST(out.report.bytes_from.count(bad) == 0u);
+}
+
+BOOST_AUTO_TEST_CASE(a_partial_download_resumes_without_fetching_finished_chunks) {
+  Swarm swarm(2);
+  // A previous run wrote and listed the first five chunks.
+  auto part = swarm.dir.path() / "fetched.part";
+  {
+    std::ofstream out(part, std::ios::binary);
+    out << swarm.content.substr(0, 5 * kManifestChunk);
+    std::ofstream list(part.string() + ".chunks");
+    for (int i = 0; i < 5; ++i) list << i << "\n";
+    list << "7\n";  // listed but never written: must be fetched again, not trusted
+  }
+  auto out = swarm.fetch(swarm.key, swarm.sources());
+  BOOST_REQUIRE_MESSAGE(!out.error, out.error.value_or(""));
+  BOOST_TEST((swarm.fetched() == swarm.content));
+  BOOST_TEST(out.report.bytes_resumed == 5u * kManifestChunk);
+  BOOST_TEST(out.report.bytes_fetched == swarm.content.size() - 5u * kManifestChunk);
+}
+
+BOOST_AUTO_TEST_CASE(unreachable_or_impostor_peers_are_dropped_and_reported) {
+  Swarm swarm(2);
+  auto sources = swarm.sources();
+  sources[1].node = swarm.seeders[0]->id;  // claims to dial seeder 0 at seeder 1's address
+  FetchSource dead{swarm.seeders[1]->id, 0, {tcp::endpoint(asio::ip::make_address("127.0.0.1"), 1)}};
+  sources.push_back(dead);
+  auto out = swarm.fetch(swarm.key, sources);
+  BOOST_REQUIRE_MESSAGE(!out.error, out.error.value_or(""));
+  BOOST_TEST((swarm.fetched() == swarm.content));
+  // Each failed source is reported under the node id it was dialled as.
+  BOOST_TEST(out.report.dropped[swarm.seeders[0]->id.hex()].find("not the node dialled") != std::string::npos);
+  BOOST_TEST(out.report.dropped[swarm.seeders[1]->id.hex()].find("cannot connect") != std::string::npos);
+  BOOST_TEST(out.report.bytes_from.size() == 1u);
+  BOOST_TEST(out.report.bytes_from.count(swarm.seeders[0]->id.hex()) == 1u);
+}
+
+BOOST_AUTO_TEST_CASE(no_usable_provider_is_a_clear_failure) {
+  Swarm swarm(1);
+  auto missing = "SHA256E-s5--" + to_hex(crypto::sha256(as_bytes("nope"))) + ".dat";
+  auto out = swarm.fetch(missing, swarm.sources());
+  BOOST_REQUIRE(out.error);
+  BOOST_TEST(out.error->find("no provider could serve") != std::string::npos, *out.error);
+  BOOST_TEST(!std::filesystem::exists(swarm.dir.path() / "fetched"));
+}
+
+BOOST_AUTO_TEST_CASE(keys_without_a_hash_are_refused_unless_allowed) {
+  Swarm swarm(1);
+  auto out = swarm.fetch("WORM-s5-m1--photo.jpg", swarm.sources());
+  BOOST_REQUIRE(out.error);
+  BOOST_TEST(out.error->find("cannot be verified") != std::string::npos, *out.error);
+}
+
+BOOST_AUTO_TEST_SUITE_END()
