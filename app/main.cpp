@@ -52,10 +52,11 @@ void print_usage(std::ostream& out) {
          "  annex-swarm whereis KEY [--json]                nodes and repositories announcing KEY\n"
          "  annex-swarm discover UUID [--json] [--format F] nodes serving annex repository UUID\n"
          "  annex-swarm status [--json]                     this node's state\n"
-         "  annex-swarm peers [--json]                      swarm members this node can see\n\n"
+         "  annex-swarm peers [--json]                      swarm members this node can see\n"
+         "  annex-swarm get KEY --to PATH [--unverified]    download KEY from every peer that has it\n\n"
          "Every command takes --state-dir DIR to pick the node (default: " << default_state_dir().string()
       << ").\n"
-         "whereis/discover/peers exit 0 when found, 1 when not found, 2 on error.\n\n"
+         "whereis/discover/peers/get exit 0 when found, 1 when not found, 2 on error.\n\n"
          "daemon settings (also 'name = value' lines in the config file):\n";
   for (const auto& s : daemon_settings())
     out << "  --" << s.name << " " << s.value_hint << (s.repeatable ? " (repeatable)" : "") << "\n      "
@@ -135,13 +136,17 @@ int run_daemon(int argc, char** argv) {
 }
 
 int run_lookup(const std::string& command, int argc, char** argv) {
-  auto args = parse_args(argc, argv, 2, {"json", "help"});
+  auto args = parse_args(argc, argv, 2, {"json", "help", "unverified"});
   cli::LookupOptions options;
+  std::string to;
+  bool unverified = false;
   options.state_dir = default_state_dir();
   for (const auto& [name, value] : args.options) {
     if (name == "state-dir") options.state_dir = value;
     else if (name == "json") options.json = true;
     else if (name == "format" && command == "discover") options.format = value;
+    else if (name == "to" && command == "get") to = value;
+    else if (name == "unverified" && command == "get") unverified = true;
     else if (name == "help") {
       print_usage(std::cout);
       return 0;
@@ -154,11 +159,18 @@ int run_lookup(const std::string& command, int argc, char** argv) {
     std::cerr << "annex-swarm: " << e << "\n";
     return kUsageError;
   }
-  std::size_t want = (command == "whereis" || command == "discover") ? 1 : 0;
+  std::size_t want = (command == "whereis" || command == "discover" || command == "get") ? 1 : 0;
   if (args.positional.size() != want) {
     std::cerr << "annex-swarm: " << command << " takes " << (want ? "one argument" : "no arguments")
               << " (see 'annex-swarm help')\n";
     return kUsageError;
+  }
+  if (command == "get") {
+    if (to.empty()) {
+      std::cerr << "annex-swarm: get needs --to PATH\n";
+      return kUsageError;
+    }
+    return cli::get(options, args.positional[0], to, unverified);
   }
   if (command == "whereis") return cli::whereis(options, args.positional[0]);
   if (command == "discover") return cli::discover(options, args.positional[0]);
@@ -189,7 +201,8 @@ int main(int argc, char** argv) {
   try {
     if (command == "daemon") return run_daemon(argc, argv);
     if (command == "swarm") return run_swarm(argc, argv);
-    if (command == "whereis" || command == "discover" || command == "status" || command == "peers")
+    if (command == "whereis" || command == "discover" || command == "status" || command == "peers" ||
+        command == "get")
       return run_lookup(command, argc, argv);
     if (command == "help" || command == "--help" || command == "-h") {
       print_usage(std::cout);

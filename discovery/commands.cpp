@@ -1,6 +1,9 @@
 #include "discovery/commands.hpp"
 
+#include <unistd.h>
+
 #include <cstdio>
+#include <filesystem>
 #include <iostream>
 
 #include "discovery/control_client.hpp"
@@ -165,6 +168,54 @@ int peers(const LookupOptions& options) {
     }
   }
   return list.empty() ? kNotFound : kFound;
+}
+
+int get(const LookupOptions& options, const std::string& key_text, const std::string& to, bool unverified) {
+  auto key = AnnexKey::parse(key_text);
+  if (!key) {
+    std::cerr << "annex-swarm: " << key.error() << "\n";
+    return kError;
+  }
+  std::error_code ec;
+  auto destination = std::filesystem::absolute(to, ec);
+  auto client = ControlClient::connect(options.state_dir);
+  if (!client) {
+    std::cerr << "annex-swarm: " << client.error() << "\n";
+    return kError;
+  }
+  bool tty = ::isatty(2) && !options.json;
+  auto reply = client->request(
+      {{"op", "get"}, {"key", key->str()}, {"to", destination.string()}, {"unverified", unverified}},
+      [&](const json& event) {
+        if (options.json) return;
+        auto bytes = event.value("bytes", std::uint64_t{0}), total = event.value("total", std::uint64_t{0});
+        double pct = total ? 100.0 * static_cast<double>(bytes) / static_cast<double>(total) : 100.0;
+        char line[160];
+        std::snprintf(line, sizeof line, "%5.1f%%  %.1f / %.1f MiB  %d peer(s)", pct, bytes / 1048576.0,
+                      total / 1048576.0, event.value("peers", 0));
+        if (tty) std::cerr << "\r" << line << std::flush;
+        else std::cerr << line << "\n";
+      });
+  if (tty) std::cerr << "\n";
+  if (!reply) {
+    std::cerr << "annex-swarm: " << reply.error() << "\n";
+    return kError;
+  }
+  if (options.json) std::cout << reply->dump(2) << "\n";
+  const json dropped = reply->value("dropped", json::object());
+  for (const auto& [node, why] : dropped.items())
+    std::cerr << "annex-swarm: peer " << node << " dropped: " << why.get<std::string>() << "\n";
+  if (!reply->value("ok", false)) {
+    std::cerr << "annex-swarm: " << reply->value("error", std::string("download failed")) << "\n";
+    return reply->value("code", std::string()) == "not-found" ? kNotFound : kError;
+  }
+  if (!options.json) {
+    auto bytes = reply->value("bytes_fetched", std::uint64_t{0});
+    auto seconds = reply->value("seconds", 0.0);
+    std::cerr << "annex-swarm: got " << key->str() << " (" << bytes << " bytes in " << seconds << " s from "
+              << (*reply)["bytes_from"].size() << " peer(s))\n";
+  }
+  return kFound;
 }
 
 }  // namespace annexswarm::cli

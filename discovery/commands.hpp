@@ -17,4 +17,7 @@ int discover(const LookupOptions& options, const std::string& uuid);
 int status(const LookupOptions& options);
 int peers(const LookupOptions& options);
 
+// Downloads KEY into `to` through the daemon: 0 done, 1 no provider, 2 failed.
+int get(const LookupOptions& options, const std::string& key, const std::string& to, bool unverified);
+
 }  // namespace annexswarm::cli

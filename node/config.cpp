@@ -79,6 +79,7 @@ const std::vector<SettingDoc>& daemon_settings() {
        false},
       {"lookup-timeout", "DURATION", "20s", "longest a DHT lookup may take", false},
       {"log-level", "debug|info|warn|error", "info", "least important log lines shown", false},
+      {"test-fault", "corrupt-data", "none", "test only: make this node misbehave on purpose", false},
   };
   return docs;
 }
@@ -149,6 +150,9 @@ void apply_setting(DaemonConfig& c, std::string_view name, std::string_view raw,
     } else {
       c.lookup_timeout = *d;
     }
+  } else if (name == "test-fault") {
+    if (value != "corrupt-data" && value != "none") return bad("expected corrupt-data or none");
+    c.test_fault = value == "none" ? "" : std::string(value);
   } else if (name == "log-level") {
     if (!log::parse_level(value, c.log_level)) return bad("expected debug, info, warn or error");
   } else {

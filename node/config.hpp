@@ -31,6 +31,7 @@ struct DaemonConfig {
   std::chrono::seconds poll_interval{5};
   std::chrono::seconds lookup_timeout{20};
   log::Level log_level = log::Level::Info;
+  std::string test_fault;  // test only: "corrupt-data" corrupts every chunk served
 };
 
 struct SettingDoc {

@@ -138,6 +138,26 @@ Result<bool> Daemon::start() {
   auto health = dht_->health();
   log::info("DHT listening on UDP port {}", health.bound_port);
 
+  auto tls = TlsCredentials::from_identity(identity_);
+  if (!tls) return Error{tls.error()};
+  tls_ = *tls;
+  std::vector<SwarmToken> tokens;
+  for (const auto& sw : swarms_) tokens.push_back(sw.token);
+  peer_server_ = std::make_unique<PeerServer>(io_, tls_, std::move(tokens),
+                                              [this](const AnnexKey& key) { return locate_object(key); });
+  if (config_.test_fault == "corrupt-data") {
+    log::warn("test fault switch on: every chunk this node serves is corrupted");
+    peer_server_->corrupt_data_for_test(true);
+  }
+  {
+    std::error_code ec;
+    auto address = config_.listen.empty() ? asio::ip::address(asio::ip::address_v6::any())
+                                          : asio::ip::make_address(config_.listen, ec);
+    auto port = peer_server_->listen(address, health.bound_port);
+    if (!port) return Error{port.error() + "; the peer port follows the DHT port (--port)"};
+    log::info("peers served on TCP port {}", *port);
+  }
+
   control_ = std::make_unique<ControlServer>(
       io_, [this](const json& request, ControlResponder responder) { handle(request, responder); });
   if (auto r = control_->listen(config_.state_dir / "control.sock"); !r) return Error{r.error()};
@@ -173,10 +193,22 @@ void Daemon::stop() {
   save_timer_.cancel();
   signals_.cancel();
   if (control_) control_->close();
+  if (peer_server_) peer_server_->close();
+  fetches_.clear();
   save_tables();
   scanner_.join();
   if (dht_) dht_->stop();
   io_.stop();
+}
+
+std::optional<std::filesystem::path> Daemon::locate_object(const AnnexKey& key) const {
+  for (const auto& served : repos_) {
+    auto dir = served.repo.bare ? key.hash_dir_lower() : key.hash_dir_mixed();
+    auto path = served.repo.objects_dir / dir / key.str() / key.str();
+    std::error_code ec;
+    if (fs::is_regular_file(path, ec)) return path;
+  }
+  return std::nullopt;
 }
 
 std::filesystem::path Daemon::table_path(const SwarmState& swarm, const ServedRepo& repo) const {
@@ -460,9 +492,34 @@ void Daemon::handle(const json& request, ControlResponder responder) {
   const std::string op = request["op"];
   if (op == "status") return responder.reply(status_json());
   if (op == "whereis") return handle_whereis(request, responder);
+  if (op == "get") return handle_get(request, responder);
   if (op == "discover") return handle_discover(request, responder);
   if (op == "peers") return handle_peers(request, responder);
   responder.fail("unknown-op", "unknown request '" + op + "'");
+}
+
+void Daemon::find_providers(const AnnexKey& key, std::function<void(std::vector<Provider>)> done) {
+  struct Gather {
+    std::size_t pending;
+    std::vector<Provider> found;
+    std::function<void(std::vector<Provider>)> done;
+  };
+  if (swarms_.empty()) return done({});
+  auto gather = std::make_shared<Gather>(Gather{swarms_.size(), {}, std::move(done)});
+  for (std::size_t si = 0; si < swarms_.size(); ++si) {
+    auto index = swarms_[si].token.key_index(key);
+    auto loc = swarms_[si].token.bucket_location(index.bucket);
+    dht_->get(loc, config_.lookup_timeout, [this, si, loc, index, gather](std::vector<DhtValue> values) {
+      for (auto& rec : open_values<ProviderBucketRecord>(swarms_[si], loc, values, decode_provider_bucket)) {
+        if (rec.bucket != index.bucket) {
+          refuse(ignored_.forged, loc, "provider record for another bucket");
+          continue;
+        }
+        if (rec.holds(index.tag)) gather->found.push_back({si, rec.node, rec.repo_uuid});
+      }
+      if (--gather->pending == 0) gather->done(std::move(gather->found));
+    });
+  }
 }
 
 void Daemon::handle_whereis(const json& request, ControlResponder responder) {
@@ -471,30 +528,79 @@ void Daemon::handle_whereis(const json& request, ControlResponder responder) {
   auto key = AnnexKey::parse(request["key"].get<std::string>());
   if (!key) return responder.fail("bad-key", key.error());
   if (swarms_.empty()) return responder.fail("no-swarm", "this node is in no swarm (start it with --swarm TOKEN)");
-  struct Gather {
-    std::size_t pending;
+  find_providers(*key, [this, key = *key, responder](std::vector<Provider> found) {
     json providers = json::array();
-  };
-  auto gather = std::make_shared<Gather>(Gather{swarms_.size()});
-  for (std::size_t si = 0; si < swarms_.size(); ++si) {
-    auto index = swarms_[si].token.key_index(*key);
-    auto loc = swarms_[si].token.bucket_location(index.bucket);
-    dht_->get(loc, config_.lookup_timeout, [this, si, loc, index, key = *key, gather, responder](std::vector<DhtValue> values) {
-      auto& swarm = swarms_[si];
-      for (auto& rec : open_values<ProviderBucketRecord>(swarm, loc, values, decode_provider_bucket)) {
-        if (rec.bucket != index.bucket) {
-          refuse(ignored_.forged, loc, "provider record for another bucket");
-          continue;
+    for (const auto& p : found) {
+      json entry = {{"node", p.node.hex()}, {"repo", p.repo_uuid}, {"swarm", swarms_[p.swarm].token.id()}};
+      if (key.size()) entry["size"] = *key.size();
+      providers.push_back(std::move(entry));
+    }
+    responder.reply({{"key", key.str()}, {"providers", std::move(providers)}});
+  });
+}
+
+void Daemon::handle_get(const json& request, ControlResponder responder) {
+  if (!request.contains("key") || !request["key"].is_string() || !request.contains("to") || !request["to"].is_string())
+    return responder.fail("bad-request", "get needs a \"key\" and a \"to\" path");
+  auto key = AnnexKey::parse(request["key"].get<std::string>());
+  if (!key) return responder.fail("bad-key", key.error());
+  fs::path to = request["to"].get<std::string>();
+  if (to.is_relative()) return responder.fail("bad-request", "\"to\" must be an absolute path");
+  bool unverified = request.value("unverified", false);
+  if (!key->verifiable() && !unverified)
+    return responder.fail("unverifiable", "key " + key->str() + " carries no hash, so its content cannot be verified; "
+                                          "pass --unverified to fetch it anyway");
+  find_providers(*key, [this, key = *key, to, unverified, responder](std::vector<Provider> found) {
+    std::vector<std::pair<std::size_t, NodeId>> nodes;
+    for (const auto& p : found)
+      if (p.node != node_id_ && std::find(nodes.begin(), nodes.end(), std::make_pair(p.swarm, p.node)) == nodes.end())
+        nodes.emplace_back(p.swarm, p.node);
+    if (nodes.empty()) return responder.fail("not-found", "no node announces " + key.str());
+    find_contacts(nodes, [this, key, to, unverified, responder](std::vector<std::pair<std::size_t, ContactRecord>> contacts) {
+      std::vector<FetchSource> sources;
+      for (const auto& [si, contact] : contacts) {
+        FetchSource source{contact.node, si, {}};
+        for (const auto& e : contact.endpoints) {
+          std::error_code ec;
+          auto address = asio::ip::make_address(e.host, ec);
+          if (!ec) source.endpoints.emplace_back(address, e.port);
         }
-        if (!rec.holds(index.tag)) continue;
-        json p = {{"node", rec.node.hex()}, {"repo", rec.repo_uuid}, {"swarm", swarm.token.id()}};
-        if (key.size()) p["size"] = *key.size();
-        gather->providers.push_back(std::move(p));
+        if (!source.endpoints.empty()) sources.push_back(std::move(source));
       }
-      if (--gather->pending == 0)
-        responder.reply({{"key", key.str()}, {"providers", std::move(gather->providers)}});
+      log::info("get {}: {} provider node(s), {} with a usable contact record", key.str(), contacts.size(), sources.size());
+      if (sources.empty()) return responder.fail("not-found", "no provider of " + key.str() + " has a reachable endpoint");
+      std::vector<SwarmToken> tokens;
+      for (const auto& sw : swarms_) tokens.push_back(sw.token);
+      auto started = std::chrono::steady_clock::now();
+      auto fetch_id = ++fetch_seq_;
+      auto fetcher = std::make_shared<Fetcher>(
+          io_, tls_, std::move(tokens), key, std::move(sources), FetchOptions{to, unverified, 4},
+          [responder, last = std::make_shared<std::chrono::steady_clock::time_point>()](const FetchProgress& p) {
+            auto now = std::chrono::steady_clock::now();
+            if (now - *last < std::chrono::milliseconds(200) && p.bytes_done != p.bytes_total) return;
+            *last = now;
+            responder.event({{"event", "progress"}, {"bytes", p.bytes_done}, {"total", p.bytes_total}, {"peers", p.peers}});
+          },
+          [this, key, responder, started, fetch_id](std::optional<std::string> error, FetchReport report) {
+            json from = json::object(), dropped = json::object();
+            for (const auto& [node, bytes] : report.bytes_from) from[node] = bytes;
+            for (const auto& [node, why] : report.dropped) dropped[node] = why;
+            double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+            json out = {{"key", key.str()}, {"bytes_from", from}, {"dropped", dropped}, {"bytes_fetched", report.bytes_fetched},
+                        {"bytes_resumed", report.bytes_resumed}, {"seconds", seconds}};
+            if (error) {
+              out["ok"] = false;
+              out["code"] = "failed";
+              out["error"] = *error;
+            }
+            for (const auto& [node, why] : report.dropped) log::warn("get {}: dropped peer {}: {}", key.str(), node, why);
+            responder.reply(std::move(out));
+            fetches_.erase(fetch_id);
+          });
+      fetches_[fetch_id] = fetcher;
+      fetcher->start();
     });
-  }
+  });
 }
 
 void Daemon::find_contacts(std::vector<std::pair<std::size_t, NodeId>> nodes,
@@ -610,6 +716,11 @@ json Daemon::status_json() const {
                         {"puts_failed", puts_failed_}}},
           {"repos", std::move(repos)},
           {"ignored_values", ignored_.to_json()},
+          {"peers_served", peer_server_ ? json{{"links_accepted", peer_server_->stats().links_accepted},
+                                               {"links_refused", peer_server_->stats().links_refused},
+                                               {"links_open", peer_server_->stats().links_open},
+                                               {"bytes_served", peer_server_->stats().bytes_served}}
+                                        : json()},
           {"endpoints", [&] {
              json eps = json::array();
              for (const auto& e : local_endpoints()) eps.push_back(endpoint_json(e));

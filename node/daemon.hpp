@@ -7,6 +7,7 @@
 #include <asio/thread_pool.hpp>
 #include <nlohmann/json.hpp>
 
+#include <map>
 #include <memory>
 #include <optional>
 #include <vector>
@@ -17,7 +18,10 @@
 #include "node/control_server.hpp"
 #include "node/dht_node.hpp"
 #include "node/log.hpp"
+#include "protocol/annex_key.hpp"
 #include "protocol/records.hpp"
+#include "transfer/fetcher.hpp"
+#include "transfer/peer_server.hpp"
 
 namespace annexswarm {
 
@@ -74,7 +78,15 @@ private:
   std::vector<Endpoint> local_endpoints() const;
 
   void handle(const nlohmann::json& request, ControlResponder responder);
+  struct Provider {
+    std::size_t swarm;
+    NodeId node;
+    std::string repo_uuid;
+  };
+  void find_providers(const AnnexKey& key, std::function<void(std::vector<Provider>)> done);
+  std::optional<std::filesystem::path> locate_object(const AnnexKey& key) const;
   void handle_whereis(const nlohmann::json& request, ControlResponder responder);
+  void handle_get(const nlohmann::json& request, ControlResponder responder);
   void handle_discover(const nlohmann::json& request, ControlResponder responder);
   void handle_peers(const nlohmann::json& request, ControlResponder responder);
   nlohmann::json status_json() const;
@@ -95,6 +107,10 @@ private:
   NodeId node_id_;
   std::unique_ptr<DhtNode> dht_;
   std::unique_ptr<ControlServer> control_;
+  std::shared_ptr<TlsCredentials> tls_;
+  std::unique_ptr<PeerServer> peer_server_;
+  std::map<std::uint64_t, std::shared_ptr<Fetcher>> fetches_;  // downloads in progress
+  std::uint64_t fetch_seq_ = 0;
   std::vector<ServedRepo> repos_;
   std::vector<SwarmState> swarms_;
   asio::thread_pool scanner_{1};

@@ -1,18 +1,11 @@
 #include "transfer/tls_stream.hpp"
 
-#include <sys/socket.h>
-
 #include <asio/post.hpp>
-#include <cstdint>
+#include <cstring>
+#include <asio/write.hpp>
+#include <cerrno>
 
 namespace annexswarm {
-namespace {
-// GnuTLS's default push uses plain send(): a peer that hung up would kill the process
-// with SIGPIPE.
-ssize_t push_nosignal(gnutls_transport_ptr_t fd, const void* data, std::size_t size) {
-  return ::send(static_cast<int>(reinterpret_cast<std::intptr_t>(fd)), data, size, MSG_NOSIGNAL);
-}
-}  // namespace
 
 Result<std::shared_ptr<TlsCredentials>> TlsCredentials::from_identity(const dht::crypto::Identity& identity) {
   auto creds = std::shared_ptr<TlsCredentials>(new TlsCredentials());
@@ -41,59 +34,121 @@ TlsCredentials::~TlsCredentials() {
 }
 
 TlsStream::TlsStream(asio::ip::tcp::socket socket, std::shared_ptr<TlsCredentials> credentials, Side side)
-    : socket_(std::move(socket)), credentials_(std::move(credentials)) {
+    : socket_(std::move(socket)), credentials_(std::move(credentials)), read_buffer_(64 * 1024) {
   gnutls_init(&session_, (side == Side::Server ? GNUTLS_SERVER : GNUTLS_CLIENT) | GNUTLS_NONBLOCK);
   gnutls_priority_set_direct(session_, kTlsPriorities, nullptr);
   gnutls_credentials_set(session_, GNUTLS_CRD_CERTIFICATE, credentials_->get());
   if (side == Side::Server) gnutls_certificate_server_set_request(session_, GNUTLS_CERT_REQUIRE);
+  gnutls_transport_set_ptr(session_, this);
+  gnutls_transport_set_pull_function(session_, &TlsStream::pull);
+  gnutls_transport_set_push_function(session_, &TlsStream::push);
   std::error_code ec;
-  socket_.non_blocking(true, ec);
   socket_.set_option(asio::ip::tcp::no_delay(true), ec);
-  gnutls_transport_set_int(session_, socket_.native_handle());
-  gnutls_transport_set_push_function(session_, push_nosignal);
 }
 
 TlsStream::~TlsStream() { gnutls_deinit(session_); }
 
-// Runs `op` (a GnuTLS call) until it stops asking to be called again; waits for the
-// socket in the direction GnuTLS needs.
-template <class Op, class Done>
-void TlsStream::retry(Op op, Done done) {
-  int rc = op();
-  if (rc == GNUTLS_E_AGAIN || rc == GNUTLS_E_INTERRUPTED) {
-    // Records GnuTLS already pulled off the socket will never make it readable again.
-    if (!gnutls_record_get_direction(session_) && gnutls_record_check_pending(session_) > 0) {
-      asio::post(socket_.get_executor(), [self = shared_from_this(), op, done] { self->retry(op, done); });
-      return;
-    }
-    auto wait = gnutls_record_get_direction(session_) ? asio::socket_base::wait_write
-                                                      : asio::socket_base::wait_read;
-    socket_.async_wait(wait, [self = shared_from_this(), op, done](const std::error_code& ec) {
-      if (ec) return done(GNUTLS_E_PUSH_ERROR);
-      self->retry(op, done);
-    });
-    return;
+ssize_t TlsStream::pull(gnutls_transport_ptr_t p, void* data, std::size_t size) {
+  auto* self = static_cast<TlsStream*>(p);
+  std::size_t available = self->inbound_.size() - self->inbound_pos_;
+  if (available == 0) {
+    if (self->error_) return 0;  // the peer closed: end of stream
+    gnutls_transport_set_errno(self->session_, EAGAIN);
+    return -1;
   }
-  done(rc);
+  std::size_t n = std::min(size, available);
+  std::memcpy(data, self->inbound_.data() + self->inbound_pos_, n);
+  self->inbound_pos_ += n;
+  return static_cast<ssize_t>(n);
+}
+
+ssize_t TlsStream::push(gnutls_transport_ptr_t p, const void* data, std::size_t size) {
+  auto* self = static_cast<TlsStream*>(p);
+  const auto* bytes = static_cast<const std::uint8_t*>(data);
+  self->outbound_.insert(self->outbound_.end(), bytes, bytes + size);
+  self->pushed_ += size;
+  return static_cast<ssize_t>(size);
+}
+
+void TlsStream::fill() {
+  if (reading_ || error_ || closed_) return;
+  reading_ = true;
+  socket_.async_read_some(asio::buffer(read_buffer_),
+                          [self = shared_from_this()](const std::error_code& ec, std::size_t n) {
+                            self->reading_ = false;
+                            if (ec) {
+                              self->error_ = ec == asio::error::eof ? "connection closed by peer" : ec.message();
+                            } else {
+                              if (self->inbound_pos_ == self->inbound_.size()) {
+                                self->inbound_.clear();
+                                self->inbound_pos_ = 0;
+                              }
+                              self->inbound_.insert(self->inbound_.end(), self->read_buffer_.begin(),
+                                                    self->read_buffer_.begin() + static_cast<std::ptrdiff_t>(n));
+                            }
+                            self->progress();
+                          });
+}
+
+void TlsStream::flush() {
+  if (sending_now_ || outbound_.empty() || closed_) return;
+  sending_now_ = true;
+  sending_.swap(outbound_);
+  outbound_.clear();
+  asio::async_write(socket_, asio::buffer(sending_), [self = shared_from_this()](const std::error_code& ec, std::size_t n) {
+    self->sending_now_ = false;
+    if (ec) return self->fail_all("TLS write failed: " + ec.message());
+    self->written_ += n;
+    self->sending_.clear();
+    while (!self->write_waiters_.empty() && self->write_waiters_.front().first <= self->written_) {
+      auto cb = std::move(self->write_waiters_.front().second);
+      self->write_waiters_.pop_front();
+      if (cb) cb(true);
+    }
+    self->flush();
+  });
+}
+
+void TlsStream::progress() {
+  if (handshake_done_) drive_handshake();
+  if (read_done_) drive_read();
+}
+
+void TlsStream::fail_all(const std::string& why) {
+  if (!error_) error_ = why;
+  auto waiters = std::move(write_waiters_);
+  write_waiters_.clear();
+  for (auto& [mark, cb] : waiters)
+    if (cb) cb(Error{why});
+  progress();
 }
 
 void TlsStream::handshake(std::function<void(Result<NodeId>)> done) {
-  auto self = shared_from_this();
-  retry([self] { return gnutls_handshake(self->session_); },
-        [self, done](int rc) {
-          if (rc < 0) return done(Error{std::string("TLS handshake failed: ") + gnutls_strerror(rc)});
-          unsigned count = 0;
-          const gnutls_datum_t* certs = gnutls_certificate_get_peers(self->session_, &count);
-          if (!certs || count == 0) return done(Error{"peer presented no certificate"});
-          try {
-            dht::crypto::Certificate cert(certs[0].data, certs[0].size);
-            NodeId id;
-            std::copy_n(cert.getId().data(), id.bytes.size(), id.bytes.begin());
-            done(id);
-          } catch (const std::exception& e) {
-            done(Error{std::string("peer certificate is unreadable: ") + e.what()});
-          }
-        });
+  handshake_done_ = std::move(done);
+  drive_handshake();
+}
+
+void TlsStream::drive_handshake() {
+  int rc = gnutls_handshake(session_);
+  flush();
+  if (rc == GNUTLS_E_AGAIN || rc == GNUTLS_E_INTERRUPTED) {
+    if (error_) rc = GNUTLS_E_PULL_ERROR;
+    else return fill();
+  }
+  auto done = std::move(handshake_done_);
+  handshake_done_ = nullptr;
+  if (rc < 0) return done(Error{std::string("TLS handshake failed: ") + gnutls_strerror(rc)});
+  unsigned count = 0;
+  const gnutls_datum_t* certs = gnutls_certificate_get_peers(session_, &count);
+  if (!certs || count == 0) return done(Error{"peer presented no certificate"});
+  try {
+    dht::crypto::Certificate cert(certs[0].data, certs[0].size);
+    NodeId id;
+    std::copy_n(cert.getId().data(), id.bytes.size(), id.bytes.begin());
+    done(id);
+  } catch (const std::exception& e) {
+    done(Error{std::string("peer certificate is unreadable: ") + e.what()});
+  }
 }
 
 Result<Bytes> TlsStream::exporter(std::string_view label, std::size_t size) {
@@ -105,65 +160,57 @@ Result<Bytes> TlsStream::exporter(std::string_view label, std::size_t size) {
 }
 
 void TlsStream::write(Bytes data, std::function<void(Result<bool>)> done) {
-  if (closed_) {
-    asio::post(socket_.get_executor(), [done] { done(Error{"connection closed"}); });
+  if (closed_ || error_) {
+    asio::post(socket_.get_executor(), [done, why = error_.value_or("connection closed")] {
+      if (done) done(Error{why});
+    });
     return;
   }
-  outbox_.emplace_back(std::move(data), std::move(done));
-  if (!writing_) write_next();
-}
-
-void TlsStream::write_next() {
-  if (outbox_.empty() || closed_) {
-    writing_ = false;
-    return;
-  }
-  writing_ = true;
-  auto self = shared_from_this();
-  auto& front = outbox_.front().first;
-  retry(
-      [self, &front] {
-        return static_cast<int>(gnutls_record_send(self->session_, front.data() + self->written_,
-                                                   front.size() - self->written_));
-      },
-      [self](int rc) {
-        if (rc < 0) {
-          auto outbox = std::move(self->outbox_);
-          self->outbox_.clear();
-          self->writing_ = false;
-          for (auto& [bytes, cb] : outbox)
-            if (cb) cb(Error{std::string("TLS write failed: ") + gnutls_strerror(rc)});
-          return;
-        }
-        self->written_ += static_cast<std::size_t>(rc);
-        if (self->written_ < self->outbox_.front().first.size()) return self->write_next();
-        auto cb = std::move(self->outbox_.front().second);
-        self->outbox_.pop_front();
-        self->written_ = 0;
-        if (cb) cb(true);
-        self->write_next();
+  // The push function never blocks, so GnuTLS takes everything now.
+  std::size_t offset = 0;
+  while (offset < data.size()) {
+    auto rc = gnutls_record_send(session_, data.data() + offset, data.size() - offset);
+    if (rc == GNUTLS_E_AGAIN || rc == GNUTLS_E_INTERRUPTED) continue;
+    if (rc < 0) {
+      auto why = std::string("TLS write failed: ") + gnutls_strerror(static_cast<int>(rc));
+      asio::post(socket_.get_executor(), [done, why] {
+        if (done) done(Error{why});
       });
+      return;
+    }
+    offset += static_cast<std::size_t>(rc);
+  }
+  write_waiters_.emplace_back(pushed_, std::move(done));
+  flush();
 }
 
 void TlsStream::read(std::function<void(Result<Bytes>)> done) {
-  auto self = shared_from_this();
-  auto buffer = std::make_shared<Bytes>(64 * 1024);
-  retry([self, buffer] {
-          return static_cast<int>(gnutls_record_recv(self->session_, buffer->data(), buffer->size()));
-        },
-        [buffer, done](int rc) {
-          if (rc == 0) return done(Error{"connection closed by peer"});
-          if (rc < 0) return done(Error{std::string("TLS read failed: ") + gnutls_strerror(rc)});
-          buffer->resize(static_cast<std::size_t>(rc));
-          done(std::move(*buffer));
-        });
+  read_done_ = std::move(done);
+  drive_read();
+}
+
+void TlsStream::drive_read() {
+  Bytes buffer(64 * 1024);
+  auto rc = gnutls_record_recv(session_, buffer.data(), buffer.size());
+  flush();  // a post-handshake message may need an answer
+  if (rc == GNUTLS_E_AGAIN || rc == GNUTLS_E_INTERRUPTED) {
+    if (!error_) return fill();
+    rc = 0;
+  }
+  auto done = std::move(read_done_);
+  read_done_ = nullptr;
+  if (rc == 0) return done(Error{error_.value_or("connection closed by peer")});
+  if (rc < 0) return done(Error{std::string("TLS read failed: ") + gnutls_strerror(static_cast<int>(rc))});
+  buffer.resize(static_cast<std::size_t>(rc));
+  done(std::move(buffer));
 }
 
 void TlsStream::close() {
   if (closed_) return;
+  gnutls_bye(session_, GNUTLS_SHUT_WR);  // queues the close alert; best effort
   closed_ = true;
-  gnutls_bye(session_, GNUTLS_SHUT_WR);  // best effort; the socket is non-blocking
   std::error_code ec;
+  if (!outbound_.empty() && !sending_now_) asio::write(socket_, asio::buffer(outbound_), ec);
   socket_.shutdown(asio::ip::tcp::socket::shutdown_both, ec);
   socket_.close(ec);
 }

@@ -1,7 +1,8 @@
 #pragma once
-// A TLS 1.3 stream over a TCP socket, driven by Asio without blocking: GnuTLS works on
-// the non-blocking socket and, when it would block, we wait for readiness on the
-// io_context. Both sides present their OpenDHT certificate; the peer's node id is its
+// A TLS 1.3 stream over a TCP socket, driven by Asio without blocking. GnuTLS never
+// touches the socket: its transport reads from a buffer that async_read_some fills and
+// writes into a buffer that async_write drains, so readiness is Asio's business alone.
+// Both sides present a certificate for their OpenDHT key; the peer's node id is its
 // certificate's public key id.
 #include <gnutls/gnutls.h>
 #include <opendht/crypto.h>
@@ -10,6 +11,7 @@
 #include <deque>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string_view>
 
 #include "protocol/bytes.hpp"
@@ -46,25 +48,40 @@ public:
   void handshake(std::function<void(Result<NodeId>)> done);
   // RFC 5705 exporter value of this session (after the handshake).
   Result<Bytes> exporter(std::string_view label, std::size_t size);
-  // Sends all of `data` (queued behind earlier writes).
+  // Encrypts `data` now; `done` runs once its bytes have reached the socket.
   void write(Bytes data, std::function<void(Result<bool>)> done);
   // Reads what is available (at least one byte); an error on close or failure.
   void read(std::function<void(Result<Bytes>)> done);
   void close();
-  asio::ip::tcp::socket& socket() { return socket_; }
 
 private:
-  template <class Op, class Done>
-  void retry(Op op, Done done);
-  void write_next();
+  static ssize_t pull(gnutls_transport_ptr_t self, void* data, std::size_t size);
+  static ssize_t push(gnutls_transport_ptr_t self, const void* data, std::size_t size);
+  void fill();        // one async_read_some into inbound_, unless one is running
+  void flush();       // one async_write of outbound_, unless one is running
+  void progress();    // retry what waited for input
+  void drive_handshake();
+  void drive_read();
+  void fail_all(const std::string& why);
 
   asio::ip::tcp::socket socket_;
   std::shared_ptr<TlsCredentials> credentials_;
   gnutls_session_t session_ = nullptr;
-  // A deque: the front buffer must stay put while GnuTLS waits to finish sending it.
-  std::deque<std::pair<Bytes, std::function<void(Result<bool>)>>> outbox_;
-  std::size_t written_ = 0;
-  bool writing_ = false;
+
+  Bytes inbound_;
+  std::size_t inbound_pos_ = 0;
+  Bytes read_buffer_;
+  bool reading_ = false;
+  Bytes outbound_;
+  Bytes sending_;
+  bool sending_now_ = false;
+  std::uint64_t pushed_ = 0;   // ciphertext bytes produced
+  std::uint64_t written_ = 0;  // ciphertext bytes on the socket
+  std::deque<std::pair<std::uint64_t, std::function<void(Result<bool>)>>> write_waiters_;
+
+  std::function<void(Result<NodeId>)> handshake_done_;
+  std::function<void(Result<Bytes>)> read_done_;
+  std::optional<std::string> error_;
   bool closed_ = false;
 };
 

@@ -55,7 +55,7 @@ AnnexRepo make_annex_repo(const fs::path& path, const std::vector<std::pair<std:
     std::ofstream(path / name) << content;
     sh(path, "git annex add -q '" + name + "'");
   }
-  sh(path, "git commit -qm files");
+  sh(path, "git commit -q --allow-empty -m files");
   AnnexRepo repo{path, ""};
   auto uuid = sh(path, "git config annex.uuid");
   repo.uuid = uuid.substr(0, uuid.find('\n'));
