@@ -76,12 +76,7 @@ struct Swarm {
           out = {true, std::move(error), std::move(report)};
         });
     fetcher->start();
-    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
-    while (!out.done && std::chrono::steady_clock::now() < deadline) {
-      io.restart();
-      io.run_for(std::chrono::milliseconds(20));
-    }
-    BOOST_REQUIRE_MESSAGE(out.done, "fetch timed out");
+    test::run_io_until(io, [&] { return out.done; });
     return out;
   }
 

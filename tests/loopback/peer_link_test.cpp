@@ -67,14 +67,7 @@ struct Harness {
     return link;
   }
 
-  void run_until(const std::function<bool()>& done) {
-    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
-    while (!done() && std::chrono::steady_clock::now() < deadline) {
-      io.restart();  // run_for stops the context whenever it runs out of work
-      io.run_for(std::chrono::milliseconds(20));
-    }
-    BOOST_REQUIRE_MESSAGE(done(), "timed out (listener " << (listener.done ? "done: " + (listener.result ? std::string("ok") : listener.result.error()) : std::string("waiting")) << ")");
-  }
+  void run_until(const std::function<bool()>& done) { test::run_io_until(io, done, std::chrono::seconds(20)); }
 };
 
 }  // namespace

@@ -57,14 +57,7 @@ struct Fixture {
     port = server->listen(asio::ip::make_address("127.0.0.1"), 0).value();
   }
 
-  void run_until(const std::function<bool()>& done) {
-    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
-    while (!done() && std::chrono::steady_clock::now() < deadline) {
-      io.restart();
-      io.run_for(std::chrono::milliseconds(20));
-    }
-    BOOST_REQUIRE_MESSAGE(done(), "timed out");
-  }
+  void run_until(const std::function<bool()>& done) { test::run_io_until(io, done, std::chrono::seconds(20)); }
 
   tcp::socket connect() {
     tcp::socket s(io);

@@ -36,6 +36,15 @@ bool wait_until(const std::function<bool()>& condition, std::chrono::millisecond
   }
 }
 
+void run_io_until(asio::io_context& io, const std::function<bool()>& condition, std::chrono::seconds deadline) {
+  auto end = std::chrono::steady_clock::now() + deadline;
+  while (!condition() && std::chrono::steady_clock::now() < end) {
+    io.restart();  // run_for stops the context whenever it runs out of work
+    io.run_for(std::chrono::milliseconds(20));
+  }
+  BOOST_REQUIRE_MESSAGE(condition(), "timed out waiting on the io_context");
+}
+
 std::string sh(const fs::path& dir, const std::string& command) {
   auto out = run_process({"sh", "-c", "cd '" + dir.string() + "' && " + command});
   BOOST_REQUIRE_MESSAGE(out.exit_code == 0, "command failed: " + command + "\n" + out.out + out.err);

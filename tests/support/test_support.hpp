@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include <asio/io_context.hpp>
 #include <nlohmann/json.hpp>
 
 #include "node/subprocess.hpp"
@@ -38,6 +39,10 @@ private:
 // Polls `condition` until it holds or the deadline passes; never a fixed sleep.
 bool wait_until(const std::function<bool()>& condition,
                 std::chrono::milliseconds deadline = std::chrono::seconds(60));
+
+// Runs an in-process io_context until `condition` holds; fails the test after `deadline`.
+void run_io_until(asio::io_context& io, const std::function<bool()>& condition,
+                  std::chrono::seconds deadline = std::chrono::seconds(60));
 
 // Runs a shell command line in `dir`; fails the test when it exits non-zero.
 std::string sh(const std::filesystem::path& dir, const std::string& command);
