@@ -105,9 +105,7 @@ void DhtNode::bootstrap(const std::vector<std::string>& hosts,
 
 void DhtNode::put(const DhtLocation& location, std::uint64_t value_id, std::uint16_t seq,
                   Bytes data, PutDone done) {
-  ++*puts_in_flight_;
-  asio::post(worker_, [this, location, value_id, seq, data = std::move(data),
-                       done = std::move(done), counter = puts_in_flight_]() mutable {
+  asio::post(worker_, [this, location, value_id, seq, data = std::move(data), done = std::move(done)]() mutable {
     auto value = std::make_shared<dht::Value>(kRecordValueType, std::move(data), value_id);
     value->seq = seq;
     value->sign(*identity_.first);
@@ -115,11 +113,10 @@ void DhtNode::put(const DhtLocation& location, std::uint64_t value_id, std::uint
     value->owner = identity_.first->getSharedPublicKey();
     auto hash = to_infohash(location);
     runner_.put(hash, value,
-                [this, hash, value_id, done = std::move(done), counter](bool ok) {
+                [this, hash, value_id, done = std::move(done)](bool ok) {
                   // Refreshing is the announce table's job: OpenDHT need not keep the
                   // value (and its search) alive until it expires.
                   runner_.cancelPut(hash, value_id);
-                  --*counter;
                   asio::post(io_, [done, ok] { done(ok); });
                 });
   });

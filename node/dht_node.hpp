@@ -78,7 +78,6 @@ public:
   // The last health report. OpenDHT's own getters take the lock its thread holds while
   // it works, so the report is refreshed asynchronously (every second) and cached here.
   const DhtHealth& health() const { return health_; }
-  std::size_t puts_in_flight() const { return *puts_in_flight_; }
 
 private:
   void refresh_health();
@@ -89,8 +88,6 @@ private:
   dht::DhtRunner runner_;
   dht::crypto::Identity identity_;
   asio::thread_pool worker_{1};
-  std::shared_ptr<std::atomic<std::size_t>> puts_in_flight_ =
-      std::make_shared<std::atomic<std::size_t>>(0);
   bool running_ = false;
 };
 

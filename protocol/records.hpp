@@ -4,8 +4,8 @@
 // location as associated data (a record copied to another location does not open).
 // The nonce is synthetic (HMAC of location and body), so re-putting an unchanged record
 // yields the same bytes and refreshes it on the DHT instead of adding a copy.
-// OpenDHT signs the sealed bytes (putSigned semantics): the reader checks that the
-// record's node id is the signer's.
+// The node signs each value with its OpenDHT key (so only it can replace the value);
+// the reader checks that the record's node id is the signer's.
 #include <cstdint>
 #include <optional>
 #include <string>

@@ -49,10 +49,7 @@ struct Network {
   }
 
   std::unique_ptr<DaemonProcess> start(const std::string& name, std::vector<std::string> args) {
-    args.insert(args.end(), {"--port", "0", "--listen", "127.0.0.1", "--poll-interval", "1s"});
-    auto d = std::make_unique<DaemonProcess>(dir.path() / ("state-" + name), args);
-    BOOST_REQUIRE_MESSAGE(d->wait_ready(), "daemon " + name + " did not start:\n" + d->log());
-    return d;
+    return start_loopback_daemon(dir.path(), name, std::move(args));
   }
 
   json lookup(DaemonProcess& at, const std::string& verb, const std::string& what, int& rc) {

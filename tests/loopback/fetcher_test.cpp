@@ -18,9 +18,7 @@ using asio::ip::tcp;
 
 namespace {
 
-struct Seeder {
-  dht::crypto::Identity identity = dht::crypto::generateIdentity("seeder", {}, 2048);
-  NodeId id = node_id_of(identity);
+struct Seeder : test::TestIdentity {
   std::unique_ptr<PeerServer> server;
   std::uint16_t port = 0;
 };
@@ -32,8 +30,7 @@ struct Swarm {
   std::string content;
   std::string key;
   std::vector<std::unique_ptr<Seeder>> seeders;
-  dht::crypto::Identity client = dht::crypto::generateIdentity("client", {}, 2048);
-  std::shared_ptr<TlsCredentials> client_creds = TlsCredentials::from_identity(client).value();
+  test::TestIdentity client;
 
   explicit Swarm(std::size_t count, std::size_t size = 9 * 1024 * 1024 + 12345) {
     std::mt19937 rng(1);
@@ -43,8 +40,7 @@ struct Swarm {
     std::ofstream(dir.path() / "object", std::ios::binary) << content;
     for (std::size_t i = 0; i < count; ++i) {
       auto s = std::make_unique<Seeder>();
-      auto creds = TlsCredentials::from_identity(s->identity).value();
-      s->server = std::make_unique<PeerServer>(io, creds, std::vector<SwarmToken>{token},
+      s->server = std::make_unique<PeerServer>(io, s->credentials, std::vector<SwarmToken>{token},
                                                [this](const AnnexKey& k) -> std::optional<std::filesystem::path> {
                                                  if (k.str() == key) return dir.path() / "object";
                                                  return std::nullopt;
@@ -71,7 +67,7 @@ struct Swarm {
     Outcome out;
     FetchOptions options{dir.path() / "fetched", allow_unverified, 4};
     auto fetcher = std::make_shared<Fetcher>(
-        io, client_creds, std::vector<SwarmToken>{token}, AnnexKey::parse(which_key).value(), std::move(from),
+        io, client.credentials, std::vector<SwarmToken>{token}, AnnexKey::parse(which_key).value(), std::move(from),
         options, nullptr, [&](std::optional<std::string> error, FetchReport report) {
           out = {true, std::move(error), std::move(report)};
         });

@@ -16,11 +16,7 @@ using asio::ip::tcp;
 
 namespace {
 
-struct Node {
-  dht::crypto::Identity identity = dht::crypto::generateIdentity("test", {}, 2048);
-  std::shared_ptr<TlsCredentials> credentials = TlsCredentials::from_identity(identity).value();
-  NodeId id = node_id_of(identity);
-};
+using Node = test::TestIdentity;
 
 Node& alice() {
   static Node n;

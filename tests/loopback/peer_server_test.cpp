@@ -18,16 +18,12 @@ using asio::ip::tcp;
 
 namespace {
 
-struct Identity {
-  dht::crypto::Identity identity = dht::crypto::generateIdentity("test", {}, 2048);
-  std::shared_ptr<TlsCredentials> credentials = TlsCredentials::from_identity(identity).value();
-};
-Identity& server_identity() {
-  static Identity i;
+test::TestIdentity& server_identity() {
+  static test::TestIdentity i;
   return i;
 }
-Identity& client_identity() {
-  static Identity i;
+test::TestIdentity& client_identity() {
+  static test::TestIdentity i;
   return i;
 }
 

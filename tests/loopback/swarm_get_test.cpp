@@ -40,10 +40,7 @@ struct GetNetwork {
   }
 
   std::unique_ptr<DaemonProcess> start(const std::string& name, std::vector<std::string> args) {
-    args.insert(args.end(), {"--port", "0", "--listen", "127.0.0.1", "--poll-interval", "1s"});
-    auto d = std::make_unique<DaemonProcess>(dir.path() / ("state-" + name), args);
-    BOOST_REQUIRE_MESSAGE(d->wait_ready(), "daemon " + name + " did not start:\n" + d->log());
-    return d;
+    return start_loopback_daemon(dir.path(), name, std::move(args));
   }
 
   std::unique_ptr<DaemonProcess> start_seeder(const std::string& name, std::vector<std::string> extra) {

@@ -1,5 +1,7 @@
 #include "tests/support/test_support.hpp"
 
+#include "node/identity.hpp"
+
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/wait.h>
@@ -12,6 +14,11 @@
 
 namespace annexswarm::test {
 namespace fs = std::filesystem;
+
+TestIdentity::TestIdentity()
+    : identity(dht::crypto::generateIdentity("test", {}, kIdentityKeyBits)),
+      credentials(TlsCredentials::from_identity(identity).value()),
+      id(node_id_of(identity)) {}
 
 TempDir::TempDir() {
   std::string tmpl = (fs::temp_directory_path() / "annex-swarm-test-XXXXXX").string();
@@ -135,6 +142,14 @@ std::string DaemonProcess::log() const {
   std::stringstream ss;
   ss << in.rdbuf();
   return ss.str();
+}
+
+std::unique_ptr<DaemonProcess> start_loopback_daemon(const fs::path& dir, const std::string& name,
+                                                     std::vector<std::string> args) {
+  args.insert(args.end(), {"--port", "0", "--listen", "127.0.0.1", "--poll-interval", "1s"});
+  auto d = std::make_unique<DaemonProcess>(dir / ("state-" + name), args);
+  BOOST_REQUIRE_MESSAGE(d->wait_ready(), "daemon " + name + " did not start:\n" + d->log());
+  return d;
 }
 
 }  // namespace annexswarm::test

@@ -6,6 +6,7 @@
 #include <chrono>
 #include <filesystem>
 #include <functional>
+#include <memory>
 #include <ostream>
 #include <string>
 #include <vector>
@@ -14,6 +15,7 @@
 #include <nlohmann/json.hpp>
 
 #include "node/subprocess.hpp"
+#include "transfer/tls_stream.hpp"
 #include "protocol/result.hpp"
 
 namespace annexswarm {
@@ -25,6 +27,14 @@ std::ostream& boost_test_print_type(std::ostream& os, const Result<T>& r) {
 }  // namespace annexswarm
 
 namespace annexswarm::test {
+
+// A node identity for in-process TLS tests (RSA-2048, like the daemon's).
+struct TestIdentity {
+  TestIdentity();
+  dht::crypto::Identity identity;
+  std::shared_ptr<TlsCredentials> credentials;
+  NodeId id;
+};
 
 class TempDir {
 public:
@@ -82,5 +92,10 @@ private:
   pid_t pid_ = -1;
   int exit_status_ = -1;
 };
+
+// A daemon on 127.0.0.1 with a free port and a 1 s repository poll, in `dir`/state-NAME;
+// the test fails when it does not come up.
+std::unique_ptr<DaemonProcess> start_loopback_daemon(const std::filesystem::path& dir, const std::string& name,
+                                                     std::vector<std::string> args);
 
 }  // namespace annexswarm::test
