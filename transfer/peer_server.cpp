@@ -147,6 +147,11 @@ private:
     if (server_.corrupt_for_test_)
       for (auto& b : data.bytes) b ^= 0x5a;
     server_.stats_.bytes_served += n;
+    served_ += n;
+    if (server_.hang_up_after_for_test_ && served_ > server_.hang_up_after_for_test_) {
+      ::close(fd);
+      return link_->close();
+    }
     auto self = shared_from_this();
     link_->send(data, [self, fd, id, next = offset + n, end](Result<bool> ok) {
       if (!ok || next == end) {
@@ -160,6 +165,7 @@ private:
 
   PeerServer& server_;
   std::shared_ptr<PeerLink> link_;
+  std::uint64_t served_ = 0;
 };
 
 PeerServer::PeerServer(asio::io_context& io, std::shared_ptr<TlsCredentials> credentials,

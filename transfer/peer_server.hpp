@@ -43,8 +43,10 @@ public:
   void close();
   const PeerServerStats& stats() const { return stats_; }
 
-  // Test-only fault switch: corrupt every DATA frame this server sends.
+  // Test-only fault switches: corrupt every DATA frame this server sends; hang up every
+  // link once it has served `bytes` (a seeder that vanishes mid-transfer).
   void corrupt_data_for_test(bool on) { corrupt_for_test_ = on; }
+  void hang_up_after_for_test(std::uint64_t bytes) { hang_up_after_for_test_ = bytes; }
 
 private:
   class Session;
@@ -59,6 +61,7 @@ private:
   asio::thread_pool hasher_{1};
   PeerServerStats stats_;
   bool corrupt_for_test_ = false;
+  std::uint64_t hang_up_after_for_test_ = 0;
   bool closed_ = false;
 };
 

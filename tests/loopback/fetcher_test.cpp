@@ -113,6 +113,18 @@ BOOST_AUTO_TEST_CASE(a_peer_sending_corrupt_chunks_is_dropped_and_the_result_is_
   BOOST_TEST(out.report.bytes_from.count(bad) == 0u);
 }
 
+BOOST_AUTO_TEST_CASE(a_seeder_vanishing_mid_transfer_costs_only_its_chunks) {
+  Swarm swarm(3);
+  swarm.seeders[0]->server->hang_up_after_for_test(2 * kManifestChunk);
+  auto out = swarm.fetch(swarm.key, swarm.sources());
+  BOOST_REQUIRE_MESSAGE(!out.error, out.error.value_or(""));
+  BOOST_TEST((swarm.fetched() == swarm.content));
+  auto gone = swarm.seeders[0]->id.hex();
+  BOOST_REQUIRE(out.report.dropped.count(gone));
+  BOOST_TEST(out.report.bytes_from[gone] <= 2u * kManifestChunk);  // what it delivered before it went still counts
+  BOOST_TEST(out.report.bytes_fetched == swarm.content.size());     // nothing fetched twice into the file
+}
+
 BOOST_AUTO_TEST_CASE(a_partial_download_resumes_without_fetching_finished_chunks) {
   Swarm swarm(2);
   // A previous run wrote and listed the first five chunks.
