@@ -60,6 +60,22 @@ Result<std::chrono::seconds> parse_duration(std::string_view text) {
   return std::chrono::seconds(*n * scale);
 }
 
+Result<double> parse_rate(std::string_view text) {
+  text = trim(text);
+  if (text.empty()) return Error{"empty rate"};
+  double scale = 1;
+  switch (text.back()) {
+    case 'K': case 'k': scale = 1e3; break;
+    case 'M': case 'm': scale = 1e6; break;
+    case 'G': case 'g': scale = 1e9; break;
+    default: break;
+  }
+  if (scale != 1) text.remove_suffix(1);
+  auto n = parse_number<std::uint64_t>(text);
+  if (!n) return Error{"not a rate in bytes per second (e.g. 0, 500K, 25M)"};
+  return static_cast<double>(*n) * scale;
+}
+
 const std::vector<SettingDoc>& daemon_settings() {
   static const std::vector<SettingDoc> docs{
       {"state-dir", "DIR", "$XDG_STATE_HOME/annex-swarm (root: /var/lib/annex-swarm)",
@@ -78,6 +94,7 @@ const std::vector<SettingDoc>& daemon_settings() {
       {"poll-interval", "DURATION", "5s", "how often served repositories are checked for changes",
        false},
       {"lookup-timeout", "DURATION", "20s", "longest a DHT lookup may take", false},
+      {"upload-rate", "BYTES/S", "0 (unlimited)", "most bytes per second served to peers, e.g. 25M", false},
       {"log-level", "debug|info|warn|error", "info", "least important log lines shown", false},
       {"test-fault", "corrupt-data", "none", "test only: make this node misbehave on purpose", false},
   };
@@ -150,6 +167,10 @@ void apply_setting(DaemonConfig& c, std::string_view name, std::string_view raw,
     } else {
       c.lookup_timeout = *d;
     }
+  } else if (name == "upload-rate") {
+    auto r = parse_rate(value);
+    if (!r) return bad(r.error());
+    c.upload_rate = *r;
   } else if (name == "test-fault") {
     if (value != "corrupt-data" && value != "none") return bad("expected corrupt-data or none");
     c.test_fault = value == "none" ? "" : std::string(value);

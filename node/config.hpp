@@ -30,6 +30,7 @@ struct DaemonConfig {
   std::optional<std::chrono::seconds> announce_refresh;  // unset: chosen from bootstrap
   std::chrono::seconds poll_interval{5};
   std::chrono::seconds lookup_timeout{20};
+  double upload_rate = 0;  // bytes per second served to peers; 0 = unlimited
   log::Level log_level = log::Level::Info;
   std::string test_fault;  // test only: "corrupt-data" corrupts every chunk served
 };
@@ -57,5 +58,7 @@ void apply_config_text(DaemonConfig& config, std::string_view text, std::string_
 std::chrono::seconds effective_refresh(const DaemonConfig& config);
 
 Result<std::chrono::seconds> parse_duration(std::string_view text);
+// "0", "500K", "25M", "1G" (bytes; K = 1000).
+Result<double> parse_rate(std::string_view text);
 
 }  // namespace annexswarm

@@ -144,7 +144,8 @@ Result<bool> Daemon::start() {
   std::vector<SwarmToken> tokens;
   for (const auto& sw : swarms_) tokens.push_back(sw.token);
   peer_server_ = std::make_unique<PeerServer>(io_, tls_, std::move(tokens),
-                                              [this](const AnnexKey& key) { return locate_object(key); });
+                                              [this](const AnnexKey& key) { return locate_object(key); },
+                                              PeerServerLimits{64, config_.upload_rate});
   if (config_.test_fault == "corrupt-data") {
     log::warn("test fault switch on: every chunk this node serves is corrupted");
     peer_server_->corrupt_data_for_test(true);

@@ -6,6 +6,7 @@
 
 #include <asio/ip/v6_only.hpp>
 #include <asio/post.hpp>
+#include <asio/steady_timer.hpp>
 #include <cerrno>
 #include <cstring>
 
@@ -45,7 +46,8 @@ Result<Bytes> chunk_hashes(const std::filesystem::path& file, std::uint64_t& siz
 
 class PeerServer::Session : public std::enable_shared_from_this<Session> {
 public:
-  Session(PeerServer& server, std::shared_ptr<PeerLink> link) : server_(server), link_(std::move(link)) {}
+  Session(PeerServer& server, std::shared_ptr<PeerLink> link)
+      : server_(server), link_(std::move(link)), pacing_(server.io_) {}
   ~Session() { --server_.stats_.links_open; }
 
   void start() {
@@ -153,7 +155,21 @@ private:
       return link_->close();
     }
     auto self = shared_from_this();
-    link_->send(data, [self, fd, id, next = offset + n, end](Result<bool> ok) {
+    auto wait = server_.upload_.take(n, RateLimiter::Clock::now());
+    if (wait > RateLimiter::Clock::duration::zero()) {
+      // Over the upload rate: hold this frame back until its bytes are paid for.
+      pacing_.expires_after(wait);
+      pacing_.async_wait([self, fd, id, offset, n, end, data = std::move(data)](const std::error_code&) mutable {
+        self->transmit(fd, id, offset + n, end, std::move(data));
+      });
+      return;
+    }
+    transmit(fd, id, offset + n, end, std::move(data));
+  }
+
+  void transmit(int fd, std::uint32_t id, std::uint64_t next, std::uint64_t end, Data data) {
+    auto self = shared_from_this();
+    link_->send(data, [self, fd, id, next, end](Result<bool> ok) {
       if (!ok || next == end) {
         ::close(fd);
         if (ok) self->next_request();
@@ -166,6 +182,7 @@ private:
   PeerServer& server_;
   std::shared_ptr<PeerLink> link_;
   std::uint64_t served_ = 0;
+  asio::steady_timer pacing_;
 };
 
 PeerServer::PeerServer(asio::io_context& io, std::shared_ptr<TlsCredentials> credentials,
@@ -175,7 +192,8 @@ PeerServer::PeerServer(asio::io_context& io, std::shared_ptr<TlsCredentials> cre
       swarms_(std::move(swarms)),
       locate_(std::move(locate)),
       limits_(limits),
-      acceptor_(io) {}
+      acceptor_(io),
+      upload_(limits.upload_rate) {}
 
 PeerServer::~PeerServer() {
   close();

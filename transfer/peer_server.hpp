@@ -15,6 +15,7 @@
 
 #include "protocol/annex_key.hpp"
 #include "transfer/peer_link.hpp"
+#include "transfer/rate_limiter.hpp"
 
 namespace annexswarm {
 
@@ -22,6 +23,7 @@ inline constexpr std::uint32_t kManifestChunk = 1024 * 1024;
 
 struct PeerServerLimits {
   std::size_t max_peers = 64;
+  double upload_rate = 0;  // bytes per second over all links; 0 = unlimited
 };
 
 struct PeerServerStats {
@@ -60,6 +62,7 @@ private:
   asio::ip::tcp::acceptor acceptor_;
   asio::thread_pool hasher_{1};
   PeerServerStats stats_;
+  RateLimiter upload_;
   bool corrupt_for_test_ = false;
   std::uint64_t hang_up_after_for_test_ = 0;
   bool closed_ = false;

@@ -32,7 +32,7 @@ struct Swarm {
   std::vector<std::unique_ptr<Seeder>> seeders;
   test::TestIdentity client;
 
-  explicit Swarm(std::size_t count, std::size_t size = 9 * 1024 * 1024 + 12345) {
+  explicit Swarm(std::size_t count, std::size_t size = 9 * 1024 * 1024 + 12345, double slow_rate = 0) {
     std::mt19937 rng(1);
     content.resize(size);
     for (auto& c : content) c = static_cast<char>(rng());
@@ -40,11 +40,14 @@ struct Swarm {
     std::ofstream(dir.path() / "object", std::ios::binary) << content;
     for (std::size_t i = 0; i < count; ++i) {
       auto s = std::make_unique<Seeder>();
+      // With slow_rate, the first seeder's uploads are capped.
+      PeerServerLimits limits{64, i == 0 ? slow_rate : 0};
       s->server = std::make_unique<PeerServer>(io, s->credentials, std::vector<SwarmToken>{token},
                                                [this](const AnnexKey& k) -> std::optional<std::filesystem::path> {
                                                  if (k.str() == key) return dir.path() / "object";
                                                  return std::nullopt;
-                                               });
+                                               },
+                                               limits);
       s->port = s->server->listen(asio::ip::make_address("127.0.0.1"), 0).value();
       seeders.push_back(std::move(s));
     }
@@ -111,6 +114,16 @@ BOOST_AUTO_TEST_CASE(a_peer_sending_corrupt_chunks_is_dropped_and_the_result_is_
   BOOST_REQUIRE(out.report.dropped.count(bad));
   BOOST_TEST(out.report.dropped[bad].find("fails verification") != std::string::npos);
   BOOST_TEST(out.report.bytes_from.count(bad) == 0u);
+}
+
+BOOST_AUTO_TEST_CASE(a_rate_capped_seeder_gets_less_work_than_a_fast_one) {
+  Swarm swarm(2, 9 * 1024 * 1024 + 12345, 2e6);  // seeder 0 capped at 2 MB/s
+  auto out = swarm.fetch(swarm.key, swarm.sources());
+  BOOST_REQUIRE_MESSAGE(!out.error, out.error.value_or(""));
+  BOOST_TEST((swarm.fetched() == swarm.content));
+  auto slow = out.report.bytes_from[swarm.seeders[0]->id.hex()];
+  auto fast = out.report.bytes_from[swarm.seeders[1]->id.hex()];
+  BOOST_TEST(slow < fast, "slow " << slow << " fast " << fast);
 }
 
 BOOST_AUTO_TEST_CASE(a_seeder_vanishing_mid_transfer_costs_only_its_chunks) {

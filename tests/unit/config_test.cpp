@@ -74,6 +74,19 @@ BOOST_AUTO_TEST_CASE(bootstrap_none_makes_a_first_node_with_long_refresh) {
   BOOST_TEST(effective_refresh(c).count() == 50 * 60);
 }
 
+BOOST_AUTO_TEST_CASE(rates_take_decimal_suffixes) {
+  BOOST_TEST(parse_rate("0").value() == 0.0);
+  BOOST_TEST(parse_rate("25M").value() == 25e6);
+  BOOST_TEST(parse_rate("500k").value() == 5e5);
+  BOOST_TEST(!parse_rate("fast"));
+  BOOST_TEST(!parse_rate("-1M"));
+  DaemonConfig c;
+  std::vector<std::string> errors;
+  apply_setting(c, "upload-rate", "2G", errors, "--upload-rate");
+  BOOST_TEST(errors.empty());
+  BOOST_TEST(c.upload_rate == 2e9);
+}
+
 BOOST_AUTO_TEST_CASE(durations_need_a_positive_count) {
   BOOST_TEST(parse_duration("90s").value().count() == 90);
   BOOST_TEST(parse_duration("2h").value().count() == 7200);
