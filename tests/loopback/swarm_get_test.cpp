@@ -2,6 +2,8 @@
 // 64 MiB object pulled from every seeder at once over TLS, bad data caught.
 #include <boost/test/unit_test.hpp>
 
+#include <sys/wait.h>
+
 #include <cstring>
 #include <fstream>
 #include <random>
@@ -123,6 +125,60 @@ BOOST_AUTO_TEST_CASE(a_node_outside_the_swarm_can_neither_list_nor_fetch) {
   net.get(*net.outsider, "got-outsider", rc);
   BOOST_TEST(rc == 1);
   BOOST_TEST(!std::filesystem::exists(net.dir.path() / "got-outsider"));
+}
+
+BOOST_AUTO_TEST_CASE(a_downloader_killed_halfway_resumes_after_restart) {
+  auto& net = network();
+  // An object only one seeder holds, served at 6 MB/s so the download takes seconds.
+  std::string other(24u << 20, '\0');
+  std::mt19937_64 rng(5);
+  for (std::size_t i = 0; i < other.size(); i += 8) {
+    auto v = rng();
+    std::memcpy(&other[i], &v, 8);
+  }
+  auto repo_path = net.dir.path() / "repo-slow";
+  std::filesystem::create_directories(repo_path);
+  std::ofstream(repo_path / "other.bin", std::ios::binary) << other;
+  auto repo = make_annex_repo(repo_path, {});
+  sh(repo_path, "git annex add -q other.bin && git commit -qm other");
+  auto key = repo.key_of("other.bin");
+  auto slow = net.start("slow", {"--bootstrap", net.bootstrap, "--swarm", net.swarm, "--repo", repo_path.string(),
+                                 "--upload-rate", "6M"});
+  auto fetcher = net.start("fetcher", {"--bootstrap", net.bootstrap, "--swarm", net.swarm});
+  BOOST_REQUIRE(wait_until([&] {
+    auto out = annex_swarm({"whereis", key, "--state-dir", fetcher->state_dir().string()});
+    return out.exit_code == 0;
+  }));
+  auto to = net.dir.path() / "resumed.bin";
+  auto chunks_done = [&] {
+    std::ifstream list(to.string() + ".part.chunks");
+    std::size_t n = 0, index;
+    while (list >> index) ++n;
+    return n;
+  };
+  int cli = spawn_process({ANNEX_SWARM_BIN, "get", key, "--to", to.string(), "--state-dir",
+                           fetcher->state_dir().string()},
+                          (net.dir.path() / "cli.log").string());
+  BOOST_REQUIRE(cli > 0);
+  BOOST_REQUIRE(wait_until([&] { return chunks_done() >= 12; }));  // half of 24 chunks
+  fetcher->kill_hard();
+  ::waitpid(cli, nullptr, 0);
+  BOOST_TEST(!std::filesystem::exists(to));
+
+  fetcher = net.start("fetcher", {"--bootstrap", net.bootstrap, "--swarm", net.swarm});
+  BOOST_REQUIRE(wait_until([&] {
+    auto out = annex_swarm({"whereis", key, "--state-dir", fetcher->state_dir().string()});
+    return out.exit_code == 0;
+  }));
+  auto out = annex_swarm({"get", key, "--to", to.string(), "--json", "--state-dir", fetcher->state_dir().string()});
+  BOOST_REQUIRE_MESSAGE(out.exit_code == 0, out.err);
+  auto reply = json::parse(out.out);
+  BOOST_TEST(reply["bytes_resumed"].get<std::uint64_t>() >= 12u << 20);
+  BOOST_TEST(reply["bytes_fetched"].get<std::uint64_t>() < other.size());
+  std::ifstream in(to, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  BOOST_TEST((ss.str() == other));
 }
 
 BOOST_AUTO_TEST_CASE(get_refuses_unverifiable_and_malformed_keys) {

@@ -127,6 +127,11 @@ void DaemonProcess::stop() {
   if (pid_ > 0) ::kill(pid_, SIGTERM);
 }
 
+void DaemonProcess::kill_hard() {
+  if (pid_ > 0) ::kill(pid_, SIGKILL);
+  wait_exit();
+}
+
 int DaemonProcess::wait_exit() {
   if (pid_ > 0) {
     int status = 0;

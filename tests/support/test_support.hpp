@@ -82,7 +82,8 @@ public:
   std::uint16_t port() const;
   std::string node_id() const;
   void stop();
-  int wait_exit();  // exit status once stopped or dead
+  void kill_hard();  // SIGKILL: a crash, nothing saved on the way out
+  int wait_exit();   // exit status once stopped or dead
   std::string log() const;
   const std::filesystem::path& state_dir() const { return state_dir_; }
 
