@@ -163,16 +163,14 @@ void Fetcher::maybe_choose_manifest() {
   for (const auto& p : peers_)
     if (p.alive && p.manifest_key && (!key_.size() || p.manifest_key->size == *key_.size())) ++votes[*p.manifest_key];
   if (votes.empty()) {
-    std::string why;
-    for (const auto& [node, reason] : report_.dropped) why += (why.empty() ? "" : "; ") + node.substr(0, 8) + ": " + reason;
+    auto why = dropped_summary();
     return fail("no provider could serve " + key_.str() + (why.empty() ? "" : " (" + why + ")"));
   }
   auto best = std::max_element(votes.begin(), votes.end(),
                                [](const auto& a, const auto& b) { return a.second < b.second; });
   manifest_ = best->first;
   for (std::size_t i = 0; i < peers_.size(); ++i)
-    if (peers_[i].alive && !(peers_[i].manifest_key && !(*peers_[i].manifest_key < *manifest_) &&
-                             !(*manifest_ < *peers_[i].manifest_key)))
+    if (peers_[i].alive && !(peers_[i].manifest_key && *peers_[i].manifest_key == *manifest_))
       drop(i, "its manifest disagrees with the other peers'");
   if (auto r = open_partial(); !r) return fail(r.error());
   pump();
@@ -195,14 +193,12 @@ Result<bool> Fetcher::open_partial() {
     auto offset = static_cast<std::uint64_t>(index) * manifest_->chunk;
     auto len = static_cast<std::size_t>(std::min<std::uint64_t>(manifest_->chunk, size - offset));
     if (::pread(part_fd_, buf.data(), len, static_cast<off_t>(offset)) != static_cast<ssize_t>(len)) continue;
-    auto digest = crypto::sha256(ByteView(buf.data(), len));
-    if (std::equal(digest.begin(), digest.end(), manifest_->hashes.begin() + static_cast<std::ptrdiff_t>(index * 32))) {
+    if (chunk_matches(index, ByteView(buf.data(), len))) {
       done[index] = true;
       report_.bytes_resumed += len;
     }
   }
   scheduler_.emplace(chunks, done);
-  if (chunks == 0) return true;
   return true;
 }
 
@@ -225,21 +221,14 @@ void Fetcher::pump() {
       p.link->send(Get{id, key_.str(), offset, len});
     }
   }
-  if (!any_alive) {
-    std::string why;
-    for (const auto& [node, reason] : report_.dropped) why += (why.empty() ? "" : "; ") + node.substr(0, 8) + ": " + reason;
-    fail("every provider failed (" + why + ")");
-  }
+  if (!any_alive) fail("every provider failed (" + dropped_summary() + ")");
 }
 
 void Fetcher::finish_chunk(std::size_t peer, std::uint32_t id) {
   auto req = std::move(requests_[id]);
   requests_.erase(id);
   --peers_[peer].in_flight;
-  auto digest = crypto::sha256(req.buffer);
-  bool good = std::equal(digest.begin(), digest.end(),
-                         manifest_->hashes.begin() + static_cast<std::ptrdiff_t>(req.chunk * 32));
-  if (!good) return drop(peer, "sent a chunk that fails verification");
+  if (!chunk_matches(req.chunk, req.buffer)) return drop(peer, "sent a chunk that fails verification");
   if (scheduler_->on_done(req.chunk)) {
     auto offset = static_cast<off_t>(req.chunk) * manifest_->chunk;
     if (::pwrite(part_fd_, req.buffer.data(), req.buffer.size(), offset) != static_cast<ssize_t>(req.buffer.size()))
@@ -256,6 +245,17 @@ void Fetcher::finish_chunk(std::size_t peer, std::uint32_t id) {
   pump();
 }
 
+bool Fetcher::chunk_matches(std::size_t chunk, ByteView bytes) const {
+  auto digest = crypto::sha256(bytes);
+  return std::equal(digest.begin(), digest.end(), manifest_->hashes.begin() + static_cast<std::ptrdiff_t>(chunk * 32));
+}
+
+std::string Fetcher::dropped_summary() const {
+  std::string why;
+  for (const auto& [node, reason] : report_.dropped) why += (why.empty() ? "" : "; ") + node.substr(0, 8) + ": " + reason;
+  return why;
+}
+
 void Fetcher::drop(std::size_t peer, const std::string& why) {
   auto& p = peers_[peer];
   if (!p.alive) return;
@@ -264,7 +264,7 @@ void Fetcher::drop(std::size_t peer, const std::string& why) {
   p.link->close();
   for (auto it = requests_.begin(); it != requests_.end();) {
     if (it->second.peer == peer) {
-      scheduler_ ? scheduler_->on_failed(peer, it->second.chunk) : void();
+      if (scheduler_) scheduler_->on_failed(peer, it->second.chunk);
       it = requests_.erase(it);
     } else {
       ++it;

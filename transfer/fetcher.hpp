@@ -70,6 +70,7 @@ private:
     bool operator<(const ManifestKey& o) const {
       return std::tie(size, chunk, hashes) < std::tie(o.size, o.chunk, o.hashes);
     }
+    friend bool operator==(const ManifestKey&, const ManifestKey&) = default;
   };
   struct Peer {
     NodeId node;
@@ -94,6 +95,8 @@ private:
   void finish_chunk(std::size_t peer, std::uint32_t id);
   void complete();
   void fail(const std::string& why);
+  bool chunk_matches(std::size_t chunk, ByteView bytes) const;  // against the agreed manifest
+  std::string dropped_summary() const;
 
   asio::io_context& io_;
   std::shared_ptr<TlsCredentials> credentials_;
