@@ -15,7 +15,7 @@ struct BackendHash {
   std::size_t hex_digits;
 };
 
-constexpr std::array<BackendHash, 10> kComputable{{
+constexpr std::array<BackendHash, 21> kComputable{{
     {"MD5", HashAlgorithm::Md5, 32},
     {"SHA1", HashAlgorithm::Sha1, 40},
     {"SHA224", HashAlgorithm::Sha224, 56},
@@ -26,6 +26,17 @@ constexpr std::array<BackendHash, 10> kComputable{{
     {"SHA3_256", HashAlgorithm::Sha3_256, 64},
     {"SHA3_384", HashAlgorithm::Sha3_384, 96},
     {"SHA3_512", HashAlgorithm::Sha3_512, 128},
+    {"BLAKE2B160", HashAlgorithm::Blake2b160, 40},
+    {"BLAKE2B224", HashAlgorithm::Blake2b224, 56},
+    {"BLAKE2B256", HashAlgorithm::Blake2b256, 64},
+    {"BLAKE2B384", HashAlgorithm::Blake2b384, 96},
+    {"BLAKE2B512", HashAlgorithm::Blake2b512, 128},
+    {"BLAKE2BP512", HashAlgorithm::Blake2bp512, 128},
+    {"BLAKE2S160", HashAlgorithm::Blake2s160, 40},
+    {"BLAKE2S224", HashAlgorithm::Blake2s224, 56},
+    {"BLAKE2S256", HashAlgorithm::Blake2s256, 64},
+    {"BLAKE2SP224", HashAlgorithm::Blake2sp224, 56},
+    {"BLAKE2SP256", HashAlgorithm::Blake2sp256, 64},
 }};
 
 bool is_lower_hex(std::string_view s) {
@@ -127,7 +138,7 @@ Result<AnnexKey> AnnexKey::parse(std::string_view text) {
     key.digest_len_ = known.hex_digits;
     return key;
   }
-  if (base.starts_with("SKEIN") || base.starts_with("BLAKE2")) key.hash_ = HashAlgorithm::Other;
+  if (base.starts_with("SKEIN")) key.hash_ = HashAlgorithm::Other;
   return key;
 }
 

@@ -23,7 +23,18 @@ enum class HashAlgorithm {
   Sha3_256,
   Sha3_384,
   Sha3_512,
-  Other,  // a hash backend (SKEIN, BLAKE2...) we recognise but cannot compute yet
+  Blake2b160,
+  Blake2b224,
+  Blake2b256,
+  Blake2b384,
+  Blake2b512,
+  Blake2bp512,
+  Blake2s160,
+  Blake2s224,
+  Blake2s256,
+  Blake2sp224,
+  Blake2sp256,
+  Other,  // a hash backend (SKEIN) we recognise but cannot compute
 };
 
 class AnnexKey {
