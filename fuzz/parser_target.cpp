@@ -21,6 +21,7 @@ void parse_untrusted(const std::uint8_t* data, std::size_t size) {
   auto opened = open_record(fuzz_swarm(), fuzz_swarm().nodes_location(), input);
   if (opened) (void)decode_contact(*opened);
   (void)peer::decode_frame_body(input);
+  (void)peer::decode_frame_body_view(input);
   // The same bytes as a stream, fed in two pieces.
   peer::FrameReader reader;
   reader.feed(input.first(size / 2));

@@ -67,8 +67,12 @@ template <class T, class Fn>
 Result<T> unpack_array(ByteView data, const msgpack::unpack_limit& limits, std::string_view what, Fn&& fn) {
   try {
     std::size_t offset = 0;
+    // BIN objects point into `data` instead of being copied: decoders copy what they keep.
+    auto reference_bin = [](msgpack::type::object_type type, std::size_t, void*) {
+      return type == msgpack::type::BIN;
+    };
     auto handle = msgpack::unpack(reinterpret_cast<const char*>(data.data()), data.size(), offset,
-                                  nullptr, nullptr, limits);
+                                  reference_bin, nullptr, limits);
     if (offset != data.size()) return Error{std::string(what) + " has trailing bytes"};
     const msgpack::object& obj = handle.get();
     if (obj.type != msgpack::type::ARRAY || obj.via.array.size < 1)

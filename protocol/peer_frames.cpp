@@ -25,6 +25,18 @@ void begin(Packer& pk, Type type, std::uint32_t fields) {
   pk.pack(static_cast<std::uint32_t>(type));
 }
 
+void data_header(Packer& pk, std::uint32_t id, std::uint64_t offset, bool fin, std::size_t payload) {
+  begin(pk, Type::Data, 4);
+  pk.pack(id);
+  pk.pack(offset);
+  pk.pack(fin);
+  pk.pack_bin(static_cast<std::uint32_t>(payload));
+}
+
+void put_length(std::uint8_t* out, std::size_t n) {
+  for (int i = 0; i < 4; ++i) out[i] = static_cast<std::uint8_t>(n >> (24 - 8 * i));
+}
+
 struct Encoder {
   Packer& pk;
   void operator()(const Hello& f) {
@@ -70,11 +82,8 @@ struct Encoder {
     pk.pack(f.length);
   }
   void operator()(const Data& f) {
-    begin(pk, Type::Data, 4);
-    pk.pack(f.id);
-    pk.pack(f.offset);
-    pk.pack(f.fin);
-    detail::pack_bin(pk, f.bytes);
+    data_header(pk, f.id, f.offset, f.fin, f.bytes.size());
+    pk.pack_bin_body(reinterpret_cast<const char*>(f.bytes.data()), f.bytes.size());
   }
   void operator()(const Cancel& f) {
     begin(pk, Type::Cancel, 1);
@@ -107,6 +116,22 @@ std::optional<std::string> key_field(const FieldReader& r, std::size_t i) {
   auto k = r.str(i, AnnexKey::kMaxLength);
   if (!k || !AnnexKey::parse(*k)) return std::nullopt;
   return k;
+}
+
+std::optional<Type> frame_type(const FieldReader& r) {
+  auto type = u32(r, 0);
+  if (!type) return std::nullopt;
+  return static_cast<Type>(*type);
+}
+
+Result<DataView> data_fields(const FieldReader& r) {
+  bool sized = r.size() == 5;
+  auto id = sized ? u32(r, 1) : std::nullopt;
+  auto offset = sized ? r.uint(2) : std::nullopt;
+  auto fin = sized ? r.boolean(3) : std::nullopt;
+  auto bytes = sized ? r.bin(4, kMaxDataBytes) : std::nullopt;
+  if (!id || !offset || !fin || !bytes) return r.fail("DATA");
+  return DataView{*id, *offset, *fin, *bytes};
 }
 
 Result<Frame> decode_fields(const FieldReader& r) {
@@ -181,12 +206,9 @@ Result<Frame> decode_fields(const FieldReader& r) {
       return Frame{Get{*id, *key, *offset, *length}};
     }
     case Type::Data: {
-      auto id = want(4) ? u32(r, 1) : std::nullopt;
-      auto offset = want(4) ? r.uint(2) : std::nullopt;
-      auto fin = want(4) ? r.boolean(3) : std::nullopt;
-      auto bytes = want(4) ? r.bin(4, kMaxDataBytes) : std::nullopt;
-      if (!id || !offset || !fin || !bytes) return r.fail("DATA");
-      return Frame{Data{*id, *offset, *fin, Bytes(bytes->begin(), bytes->end())}};
+      auto d = data_fields(r);
+      if (!d) return Error{d.error()};
+      return Frame{Data{d->id, d->offset, d->fin, Bytes(d->bytes.begin(), d->bytes.end())}};
     }
     case Type::Cancel: {
       auto id = want(1) ? u32(r, 1) : std::nullopt;
@@ -225,8 +247,31 @@ Bytes encode_frame(const Frame& frame) {
   Packer pk(buf);
   std::visit(Encoder{pk}, frame);
   Bytes out(4 + buf.size());
-  auto n = static_cast<std::uint32_t>(buf.size());
-  for (int i = 0; i < 4; ++i) out[i] = static_cast<std::uint8_t>(n >> (24 - 8 * i));
+  put_length(out.data(), buf.size());
+  std::copy_n(reinterpret_cast<const std::uint8_t*>(buf.data()), buf.size(), out.begin() + 4);
+  return out;
+}
+
+Result<FrameView> decode_frame_body_view(ByteView body) {
+  if (body.size() > kMaxFrame) return Error{"frame is oversized"};
+  return detail::unpack_array<FrameView>(body, kFrameLimits, "frame", [](const FieldReader& r) -> Result<FrameView> {
+    if (frame_type(r) == Type::Data) {
+      auto d = data_fields(r);
+      if (!d) return Error{d.error()};
+      return FrameView{*d};
+    }
+    auto f = decode_fields(r);
+    if (!f) return Error{f.error()};
+    return FrameView{std::move(*f)};
+  });
+}
+
+Bytes encode_data_header(std::uint32_t id, std::uint64_t offset, bool fin, std::size_t payload) {
+  msgpack::sbuffer buf(kMaxDataHeader);
+  Packer pk(buf);
+  data_header(pk, id, offset, fin, payload);
+  Bytes out(4 + buf.size());
+  put_length(out.data(), buf.size() + payload);
   std::copy_n(reinterpret_cast<const std::uint8_t*>(buf.data()), buf.size(), out.begin() + 4);
   return out;
 }
@@ -246,7 +291,7 @@ void FrameReader::feed(ByteView bytes) {
   buffer_.insert(buffer_.end(), bytes.begin(), bytes.end());
 }
 
-std::optional<Result<Bytes>> FrameReader::next() {
+std::optional<Result<ByteView>> FrameReader::next() {
   if (failed_) return std::nullopt;
   if (buffer_.size() - consumed_ < 4) return std::nullopt;
   const auto* p = buffer_.data() + consumed_;
@@ -254,13 +299,12 @@ std::optional<Result<Bytes>> FrameReader::next() {
                     static_cast<std::uint32_t>(p[2]) << 8 | p[3];
   if (n > kMaxFrame || n == 0) {
     failed_ = true;
-    return Result<Bytes>(Error{"frame length " + std::to_string(n) + " is outside 1.." +
+    return Result<ByteView>(Error{"frame length " + std::to_string(n) + " is outside 1.." +
                                std::to_string(kMaxFrame)});
   }
   if (buffer_.size() - consumed_ - 4 < n) return std::nullopt;
-  Bytes body(p + 4, p + 4 + n);
   consumed_ += 4 + n;
-  return Result<Bytes>(std::move(body));
+  return Result<ByteView>(ByteView(p + 4, n));
 }
 
 }  // namespace annexswarm::peer

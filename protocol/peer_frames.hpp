@@ -118,16 +118,31 @@ Bytes membership_mac(const SwarmToken& swarm, ByteView exporter, Role role);
 
 // The whole frame: length prefix and body.
 Bytes encode_frame(const Frame& frame);
+// Everything of a DATA frame up to its payload (length prefix included): a sender
+// writes this, then the payload bytes straight from where they are, without copying
+// them into a frame. At most kMaxDataHeader bytes.
+inline constexpr std::size_t kMaxDataHeader = 32;
+Bytes encode_data_header(std::uint32_t id, std::uint64_t offset, bool fin, std::size_t payload);
 // The body only (what follows the length prefix).
 Result<Frame> decode_frame_body(ByteView body);
+// The same, but a DATA frame's payload is not copied: `bytes` points into `body`.
+struct DataView {
+  std::uint32_t id = 0;
+  std::uint64_t offset = 0;
+  bool fin = false;
+  ByteView bytes;
+};
+using FrameView = std::variant<DataView, Frame>;
+Result<FrameView> decode_frame_body_view(ByteView body);
 
 // Splits a byte stream into frame bodies. Feed it what the socket returns; take the
 // bodies out with next(). A length over the cap is an error, reported once.
 class FrameReader {
 public:
   void feed(ByteView bytes);
-  // A complete body, nothing when more bytes are needed, or an error.
-  std::optional<Result<Bytes>> next();
+  // A complete body, nothing when more bytes are needed, or an error. The view is valid
+  // until the next call to feed() or next().
+  std::optional<Result<ByteView>> next();
 
 private:
   Bytes buffer_;

@@ -4,25 +4,31 @@
 //  2. ask each for the object's manifest (SHA-256 per 1 MiB chunk); the manifest most
 //     peers agree on wins, and peers that disagree are dropped;
 //  3. keep up to `window` chunk requests in flight per peer (ChunkScheduler: faster
-//     peers get more, the tail is duplicated);
-//  4. check every chunk against the manifest before writing it; a peer that sends a bad
-//     chunk is dropped and reported, its chunks go to the others;
-//  5. write into `<destination>.part` (chunks done are listed in `.part.chunks`, so a
-//     restarted download keeps them), check the whole object against the key's hash,
-//     then rename it over the destination.
+//     peers get more, the tail is duplicated, and when one copy of a duplicated chunk
+//     arrives the other request is cancelled);
+//  4. hand each chunk to a ChunkSink on the worker executor, which checks it against the
+//     manifest, writes it into `<destination>.part`, lists it in `.part.chunks` (so a
+//     restarted download keeps it) and feeds the object hash in order; a peer whose
+//     chunk fails the check is dropped and reported, its chunks go to the others;
+//  5. check the object hash against the key, then rename over the destination.
+// The network thread never blocks on the disk or on hashing.
+#include <asio/any_io_executor.hpp>
 #include <asio/io_context.hpp>
 #include <asio/ip/tcp.hpp>
+#include <asio/steady_timer.hpp>
 
 #include <filesystem>
 #include <functional>
 #include <map>
 #include <memory>
 #include <optional>
-#include <tuple>
+#include <set>
 
 #include "protocol/annex_key.hpp"
 #include "transfer/chunk_scheduler.hpp"
+#include "transfer/chunk_sink.hpp"
 #include "transfer/peer_link.hpp"
+#include "transfer/rate_limiter.hpp"
 
 namespace annexswarm {
 
@@ -34,8 +40,11 @@ struct FetchSource {
 
 struct FetchOptions {
   std::filesystem::path destination;
-  bool allow_unverified = false;  // WORM/URL keys carry no hash
+  bool allow_unverified = false;  // WORM/URL/SKEIN keys carry no hash we can check
   std::size_t window = 4;         // chunk requests in flight per peer
+  std::size_t max_sources = 16;   // peers dialled at most
+  // Shared by every download of a node; null: no cap.
+  std::shared_ptr<RateLimiter> download_limit = nullptr;
 };
 
 struct FetchProgress {
@@ -57,48 +66,46 @@ public:
   // error is empty on success; the report says which peers served or were dropped.
   using DoneFn = std::function<void(std::optional<std::string> error, FetchReport report)>;
 
-  Fetcher(asio::io_context& io, std::shared_ptr<TlsCredentials> credentials, std::vector<SwarmToken> swarms,
-          AnnexKey key, std::vector<FetchSource> sources, FetchOptions options, ProgressFn progress, DoneFn done);
-  ~Fetcher();
+  // `worker` runs the disk writes and hashing; it must run one job at a time (a strand
+  // or a one-thread pool).
+  Fetcher(asio::io_context& io, asio::any_io_executor worker, std::shared_ptr<TlsCredentials> credentials,
+          std::vector<SwarmToken> swarms, AnnexKey key, std::vector<FetchSource> sources, FetchOptions options,
+          ProgressFn progress, DoneFn done);
   void start();
 
 private:
-  struct ManifestKey {
-    std::uint64_t size;
-    std::uint32_t chunk;
-    Bytes hashes;
-    bool operator<(const ManifestKey& o) const {
-      return std::tie(size, chunk, hashes) < std::tie(o.size, o.chunk, o.hashes);
-    }
-    friend bool operator==(const ManifestKey&, const ManifestKey&) = default;
-  };
   struct Peer {
     NodeId node;
     std::shared_ptr<PeerLink> link;
-    std::optional<ManifestKey> manifest_key;
-    std::size_t in_flight = 0;
+    std::optional<ObjectManifest> manifest;
+    std::size_t in_flight = 0;  // requests sent or being checked
     bool alive = true;
   };
   struct Request {
     std::size_t peer;
     std::size_t chunk;
-    Bytes buffer;
+    std::shared_ptr<Bytes> buffer;
   };
   void dial(std::size_t source);
   void on_link(std::size_t source, std::shared_ptr<PeerLink> link, Result<PeerLink::Established> r);
   void receive_loop(std::size_t peer);
+  void on_data(std::size_t peer, const peer::DataView& data);
   void on_frame(std::size_t peer, peer::Frame frame);
   void maybe_choose_manifest();
-  Result<bool> open_partial();
+  void on_sink(Result<std::unique_ptr<ChunkSink>> sink);
   void pump();
+  void request(std::size_t peer, std::size_t chunk);
   void drop(std::size_t peer, const std::string& why);
-  void finish_chunk(std::size_t peer, std::uint32_t id);
+  void chunk_arrived(std::uint32_t id);
+  void on_verdict(std::size_t peer, std::size_t chunk, Result<ChunkSink::Verdict> verdict, std::size_t bytes);
+  void cancel_duplicates(std::size_t chunk);
   void complete();
   void fail(const std::string& why);
-  bool chunk_matches(std::size_t chunk, ByteView bytes) const;  // against the agreed manifest
+  void close_links();
   std::string dropped_summary() const;
 
   asio::io_context& io_;
+  asio::any_io_executor worker_;
   std::shared_ptr<TlsCredentials> credentials_;
   std::vector<SwarmToken> swarms_;
   AnnexKey key_;
@@ -109,17 +116,18 @@ private:
 
   std::vector<Peer> peers_;
   std::size_t dials_pending_ = 0;
-  std::optional<ManifestKey> manifest_;
+  std::optional<ObjectManifest> manifest_;
+  std::shared_ptr<ChunkSink> sink_;  // used on the worker only, once opened
   std::optional<ChunkScheduler> scheduler_;
   std::map<std::uint32_t, Request> requests_;
+  std::set<std::uint32_t> cancelled_;  // their frames may still arrive; ignored
   std::uint32_t next_id_ = 1;
-  int part_fd_ = -1;
+  asio::steady_timer pacing_;
+  bool paused_ = false;  // over the download rate until pacing_ fires
+  bool completing_ = false;
   std::filesystem::path part_path_;
   FetchReport report_;
   bool finished_ = false;
 };
-
-// The key's digest of a file, in lower-case hex (empty when the key has no hash).
-Result<std::string> file_digest(const std::filesystem::path& file, HashAlgorithm hash);
 
 }  // namespace annexswarm

@@ -77,7 +77,11 @@ void PeerLink::establish(std::optional<NodeId> expected_peer, std::function<void
 }
 
 void PeerLink::send(const Frame& frame, std::function<void(Result<bool>)> done) {
-  stream_->write(encode_frame(frame), [done](Result<bool> r) {
+  send_encoded(encode_frame(frame), std::move(done));
+}
+
+void PeerLink::send_encoded(ByteView frames, std::function<void(Result<bool>)> done) {
+  stream_->write(frames, [done = std::move(done)](Result<bool> r) {
     if (done) done(std::move(r));
   });
 }
@@ -88,10 +92,23 @@ void PeerLink::receive(std::function<void(Result<Frame>)> done) {
     return done(decode_frame_body(**body));
   }
   auto self = shared_from_this();
-  stream_->read([self, done](Result<Bytes> bytes) {
+  stream_->read([self, done](Result<ByteView> bytes) {
     if (!bytes) return done(Error{bytes.error()});
     self->reader_.feed(*bytes);
     self->receive(done);
+  });
+}
+
+void PeerLink::receive_view(std::function<void(Result<FrameView>)> done) {
+  if (auto body = reader_.next()) {
+    if (!*body) return done(Error{body->error()});
+    return done(decode_frame_body_view(**body));
+  }
+  auto self = shared_from_this();
+  stream_->read([self, done](Result<ByteView> bytes) {
+    if (!bytes) return done(Error{bytes.error()});
+    self->reader_.feed(*bytes);
+    self->receive_view(done);
   });
 }
 

@@ -27,8 +27,13 @@ public:
   // Handshake, HELLO and PROOF. A dialer that knows whom it dials passes the node id.
   void establish(std::optional<NodeId> expected_peer, std::function<void(Result<Established>)> done);
   void send(const peer::Frame& frame, std::function<void(Result<bool>)> done = {});
+  // Bytes that already are one or more whole encoded frames (the caller may reuse them
+  // on return).
+  void send_encoded(ByteView frames, std::function<void(Result<bool>)> done = {});
   // The next frame from the peer; an error when the link fails or the peer misbehaves.
   void receive(std::function<void(Result<peer::Frame>)> done);
+  // The same, but DATA arrives as a view into the link's buffer, valid during the call.
+  void receive_view(std::function<void(Result<peer::FrameView>)> done);
   void close();
 
 private:

@@ -9,6 +9,7 @@
 #include <asio/steady_timer.hpp>
 #include <cerrno>
 #include <cstring>
+#include <deque>
 
 #include "protocol/crypto.hpp"
 
@@ -47,7 +48,7 @@ Result<Bytes> chunk_hashes(const std::filesystem::path& file, std::uint64_t& siz
 class PeerServer::Session : public std::enable_shared_from_this<Session> {
 public:
   Session(PeerServer& server, std::shared_ptr<PeerLink> link)
-      : server_(server), link_(std::move(link)), pacing_(server.io_) {}
+      : server_(server), link_(std::move(link)), pacing_(server.io_), peer_upload_(server.limits_.upload_rate_per_peer) {}
   ~Session() { --server_.stats_.links_open; }
 
   void start() {
@@ -57,35 +58,73 @@ public:
         ++self->server_.stats_.links_refused;
         return;  // PeerLink told the peer why and closed
       }
-      self->next_request();
+      self->receive_loop();
     });
   }
 
 private:
-  void next_request() {
+  using Request = std::variant<Have, Manifest, Get>;
+
+  // Frames are read all the time, so a CANCEL or PING is seen while a GET is being
+  // served; requests queue up and are served one after another.
+  void receive_loop() {
     auto self = shared_from_this();
     link_->receive([self](Result<Frame> frame) {
+      if (self->closed_) return;
       if (!frame) {
         // Garbage or a dead link: say so if we still can, then hang up.
+        self->closed_ = true;
         self->link_->send(ErrorFrame{0, ErrorCode::BadFrame, frame.error()},
                           [self](Result<bool>) { self->link_->close(); });
         return;
       }
-      std::visit([self](auto& f) { self->handle(f); }, *frame);
+      std::visit([self](auto& f) { self->on_frame(f); }, *frame);
+      if (!self->closed_) self->receive_loop();
     });
   }
 
+  void on_frame(const Ping& f) { link_->send(Pong{f.nonce}); }
+  void on_frame(const Cancel& f) {
+    if (current_ && *current_ == f.id) cancel_current_ = true;
+    std::erase_if(queue_, [&](const Request& r) { return std::visit([](auto& q) { return q.id; }, r) == f.id; });
+  }
+  void on_frame(const Have& f) { enqueue(f); }
+  void on_frame(const Manifest& f) { enqueue(f); }
+  void on_frame(const Get& f) { enqueue(f); }
+  void on_frame(const Hello&) { link_->send(ErrorFrame{0, ErrorCode::BadFrame, "unexpected HELLO"}); }
+  void on_frame(const Proof&) { link_->send(ErrorFrame{0, ErrorCode::BadFrame, "unexpected PROOF"}); }
+  template <class Reply>
+  void on_frame(const Reply&) {
+    link_->send(ErrorFrame{0, ErrorCode::Unsupported, "not a request"});
+  }
+
+  void enqueue(Request request) {
+    auto id = std::visit([](auto& q) { return q.id; }, request);
+    if (queue_.size() >= kMaxQueuedRequests)
+      return link_->send(ErrorFrame{id, ErrorCode::Busy, "too many requests queued; wait for answers"});
+    queue_.push_back(std::move(request));
+    if (!current_) serve_next();
+  }
+
+  void serve_next() {
+    current_.reset();
+    cancel_current_ = false;
+    if (closed_ || queue_.empty()) return;
+    auto request = std::move(queue_.front());
+    queue_.pop_front();
+    current_ = std::visit([](auto& q) { return q.id; }, request);
+    std::visit([this](auto& q) { serve(q); }, request);
+  }
+
+  // The answer to the current request; the next one is served once it is sent.
   void reply(const Frame& frame) {
     auto self = shared_from_this();
     link_->send(frame, [self](Result<bool> ok) {
-      if (ok) self->next_request();
+      if (ok) self->serve_next();
     });
   }
 
-  void handle(const Ping& f) { reply(Pong{f.nonce}); }
-  void handle(const Cancel&) { next_request(); }  // requests are served in order; nothing pending
-
-  void handle(const Have& f) {
+  void serve(const Have& f) {
     HaveReply out{f.id, {}};
     for (const auto& k : f.keys) {
       auto key = AnnexKey::parse(k).value();  // validated by the decoder
@@ -96,23 +135,20 @@ private:
     reply(out);
   }
 
-  void handle(const Manifest& f) {
+  void serve(const Manifest& f) {
     auto key = AnnexKey::parse(f.key).value();
     auto path = server_.locate_(key);
     if (!path) return reply(ErrorFrame{f.id, ErrorCode::NotPresent, "not held here"});
-    // Hashing a large object takes a while: off the io thread.
     auto self = shared_from_this();
-    asio::post(server_.hasher_, [self, id = f.id, path = *path] {
-      std::uint64_t size = 0;
-      auto hashes = chunk_hashes(path, size);
-      asio::post(self->server_.io_, [self, id, size, hashes = std::move(hashes)]() mutable {
-        if (!hashes) return self->reply(ErrorFrame{id, ErrorCode::Internal, hashes.error()});
-        self->reply(ManifestReply{id, kManifestChunk, size, std::move(*hashes)});
-      });
+    server_.manifest_of(*path, [self, id = f.id](Result<std::shared_ptr<const ManifestReply>> m) {
+      if (!m) return self->reply(ErrorFrame{id, ErrorCode::Internal, m.error()});
+      auto reply = **m;
+      reply.id = id;
+      self->reply(reply);
     });
   }
 
-  void handle(const Get& f) {
+  void serve(const Get& f) {
     auto key = AnnexKey::parse(f.key).value();
     auto path = server_.locate_(key);
     if (!path) return reply(ErrorFrame{f.id, ErrorCode::NotPresent, "not held here"});
@@ -130,49 +166,51 @@ private:
     send_data(fd, f.id, f.offset, f.offset + f.length);
   }
 
-  void handle(const Hello&) { reply(ErrorFrame{0, ErrorCode::BadFrame, "unexpected HELLO"}); }
-  void handle(const Proof&) { reply(ErrorFrame{0, ErrorCode::BadFrame, "unexpected PROOF"}); }
-  template <class Reply>
-  void handle(const Reply&) {
-    reply(ErrorFrame{0, ErrorCode::Unsupported, "not a request"});
-  }
-
-  // One DATA frame at a time: the next pread happens once the previous frame is sent.
+  // One DATA frame at a time: the next pread happens once the previous frame is sent,
+  // into the same buffer. The payload is read where the frame wants it, right after
+  // room for its header, so the bytes are never copied into a frame.
   void send_data(int fd, std::uint32_t id, std::uint64_t offset, std::uint64_t end) {
     auto n = static_cast<std::size_t>(std::min<std::uint64_t>(kMaxDataBytes, end - offset));
-    Data data{id, offset, offset + n == end, Bytes(n)};
-    ssize_t got = ::pread(fd, data.bytes.data(), n, static_cast<off_t>(offset));
+    if (frame_.empty()) frame_.resize(kMaxDataHeader + kMaxDataBytes);
+    auto* payload = frame_.data() + kMaxDataHeader;
+    ssize_t got = ::pread(fd, payload, n, static_cast<off_t>(offset));
     if (got != static_cast<ssize_t>(n)) {
       ::close(fd);
       return reply(ErrorFrame{id, ErrorCode::Internal, "the object changed while being read"});
     }
     if (server_.corrupt_for_test_)
-      for (auto& b : data.bytes) b ^= 0x5a;
+      for (std::size_t i = 0; i < n; ++i) payload[i] ^= 0x5a;
+    auto header = encode_data_header(id, offset, offset + n == end, n);
+    auto* start = payload - header.size();
+    std::copy(header.begin(), header.end(), start);
     server_.stats_.bytes_served += n;
     served_ += n;
     if (server_.hang_up_after_for_test_ && served_ > server_.hang_up_after_for_test_) {
       ::close(fd);
+      closed_ = true;
       return link_->close();
     }
-    auto self = shared_from_this();
-    auto wait = server_.upload_.take(n, RateLimiter::Clock::now());
+    ByteView frame(start, header.size() + n);
+    auto now = RateLimiter::Clock::now();
+    auto wait = std::max(server_.upload_.take(n, now), peer_upload_.take(n, now));
     if (wait > RateLimiter::Clock::duration::zero()) {
       // Over the upload rate: hold this frame back until its bytes are paid for.
+      auto self = shared_from_this();
       pacing_.expires_after(wait);
-      pacing_.async_wait([self, fd, id, offset, n, end, data = std::move(data)](const std::error_code&) mutable {
-        self->transmit(fd, id, offset + n, end, std::move(data));
+      pacing_.async_wait([self, fd, id, next = offset + n, end, frame](const std::error_code&) {
+        self->transmit(fd, id, next, end, frame);
       });
       return;
     }
-    transmit(fd, id, offset + n, end, std::move(data));
+    transmit(fd, id, offset + n, end, frame);
   }
 
-  void transmit(int fd, std::uint32_t id, std::uint64_t next, std::uint64_t end, Data data) {
+  void transmit(int fd, std::uint32_t id, std::uint64_t next, std::uint64_t end, ByteView frame) {
     auto self = shared_from_this();
-    link_->send(data, [self, fd, id, next, end](Result<bool> ok) {
-      if (!ok || next == end) {
+    link_->send_encoded(frame, [self, fd, id, next, end](Result<bool> ok) {
+      if (!ok || next == end || self->cancel_current_) {
         ::close(fd);
-        if (ok) self->next_request();
+        if (ok) self->serve_next();
         return;
       }
       self->send_data(fd, id, next, end);
@@ -183,7 +221,42 @@ private:
   std::shared_ptr<PeerLink> link_;
   std::uint64_t served_ = 0;
   asio::steady_timer pacing_;
+  RateLimiter peer_upload_;
+  Bytes frame_;  // the DATA frame being sent
+  std::deque<Request> queue_;
+  std::optional<std::uint32_t> current_;  // id of the request being served
+  bool cancel_current_ = false;
+  bool closed_ = false;
 };
+
+void PeerServer::manifest_of(const std::filesystem::path& path, ManifestFn done) {
+  struct stat st;
+  if (::stat(path.c_str(), &st) != 0) return done(Error{"cannot read " + path.string() + ": " + std::strerror(errno)});
+  // A cached manifest is reused while the file is unchanged (annex objects never change
+  // in place; a replaced file has another inode or time).
+  ManifestCacheKey key{path.string(), static_cast<std::uint64_t>(st.st_dev), static_cast<std::uint64_t>(st.st_ino),
+                       static_cast<std::uint64_t>(st.st_size),
+                       static_cast<std::int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec};
+  for (auto it = manifests_.begin(); it != manifests_.end(); ++it) {
+    if (it->first == key) {
+      manifests_.splice(manifests_.begin(), manifests_, it);  // most recently used first
+      return done(manifests_.front().second);
+    }
+  }
+  // Hashing a large object takes a while: off the io thread.
+  asio::post(hasher_, [this, alive = std::weak_ptr<int>(lifetime_), path, key, done = std::move(done)] {
+    std::uint64_t size = 0;
+    auto hashes = chunk_hashes(path, size);
+    asio::post(io_, [this, alive, key, size, done, hashes = std::move(hashes)]() mutable {
+      if (alive.expired()) return;  // the server is gone
+      if (!hashes) return done(Error{hashes.error()});
+      auto manifest = std::make_shared<const ManifestReply>(ManifestReply{0, kManifestChunk, size, std::move(*hashes)});
+      manifests_.emplace_front(key, manifest);
+      if (manifests_.size() > kManifestCacheEntries) manifests_.pop_back();
+      done(manifest);
+    });
+  });
+}
 
 PeerServer::PeerServer(asio::io_context& io, std::shared_ptr<TlsCredentials> credentials,
                        std::vector<SwarmToken> swarms, ObjectLocator locate, PeerServerLimits limits)

@@ -1,14 +1,16 @@
 #pragma once
 // Serves annex objects to authenticated swarm members: TCP listener, TLS, PeerLink,
-// then HAVE / MANIFEST / GET / PING requests, answered one after another per link.
-// Objects are read straight from their files (pread, one DATA frame at a time, the next
-// read only once the previous frame is sent), never buffered whole.
+// then HAVE / MANIFEST / GET requests, queued and answered one after another per link
+// (PING and CANCEL take effect at once). Objects are read straight from their files
+// (pread, one DATA frame at a time, the next read only once the previous frame is
+// sent), never buffered whole. Manifests are cached while their file is unchanged.
 #include <asio/io_context.hpp>
 #include <asio/ip/tcp.hpp>
 #include <asio/thread_pool.hpp>
 
 #include <filesystem>
 #include <functional>
+#include <list>
 #include <map>
 #include <memory>
 #include <optional>
@@ -21,9 +23,13 @@ namespace annexswarm {
 
 inline constexpr std::uint32_t kManifestChunk = 1024 * 1024;
 
+inline constexpr std::size_t kMaxQueuedRequests = 64;  // per link; more get ERROR Busy
+inline constexpr std::size_t kManifestCacheEntries = 64;
+
 struct PeerServerLimits {
   std::size_t max_peers = 64;
-  double upload_rate = 0;  // bytes per second over all links; 0 = unlimited
+  double upload_rate = 0;           // bytes per second over all links; 0 = unlimited
+  double upload_rate_per_peer = 0;  // bytes per second on one link; 0 = unlimited
 };
 
 struct PeerServerStats {
@@ -52,7 +58,15 @@ public:
 
 private:
   class Session;
+  using ManifestFn = std::function<void(Result<std::shared_ptr<const peer::ManifestReply>>)>;
+  struct ManifestCacheKey {
+    std::string path;
+    std::uint64_t dev, inode, size;
+    std::int64_t mtime_ns;
+    friend bool operator==(const ManifestCacheKey&, const ManifestCacheKey&) = default;
+  };
   void accept();
+  void manifest_of(const std::filesystem::path& path, ManifestFn done);
 
   asio::io_context& io_;
   std::shared_ptr<TlsCredentials> credentials_;
@@ -66,6 +80,8 @@ private:
   bool corrupt_for_test_ = false;
   std::uint64_t hang_up_after_for_test_ = 0;
   bool closed_ = false;
+  std::shared_ptr<int> lifetime_ = std::make_shared<int>(0);  // lets posted work see the server is gone
+  std::list<std::pair<ManifestCacheKey, std::shared_ptr<const peer::ManifestReply>>> manifests_;
 };
 
 // SHA-256 of each kManifestChunk-sized chunk of a file, concatenated.

@@ -33,8 +33,19 @@ TlsCredentials::~TlsCredentials() {
   if (creds_) gnutls_certificate_free_credentials(creds_);
 }
 
+namespace {
+// Buffers live as long as the stream and never shrink, so the data path allocates
+// nothing per record.
+constexpr std::size_t kInboundBytes = 256 * 1024;
+constexpr std::size_t kPlainBytes = 256 * 1024;
+constexpr std::size_t kTlsRecord = 16 * 1024;
+constexpr std::size_t kOutboundReserve = 512 * 1024;
+}  // namespace
+
 TlsStream::TlsStream(asio::ip::tcp::socket socket, std::shared_ptr<TlsCredentials> credentials, Side side)
-    : socket_(std::move(socket)), credentials_(std::move(credentials)), read_buffer_(64 * 1024) {
+    : socket_(std::move(socket)), credentials_(std::move(credentials)), inbound_(kInboundBytes), plain_(kPlainBytes) {
+  outbound_.reserve(kOutboundReserve);
+  sending_.reserve(kOutboundReserve);
   gnutls_init(&session_, (side == Side::Server ? GNUTLS_SERVER : GNUTLS_CLIENT) | GNUTLS_NONBLOCK);
   gnutls_priority_set_direct(session_, kTlsPriorities, nullptr);
   gnutls_credentials_set(session_, GNUTLS_CRD_CERTIFICATE, credentials_->get());
@@ -50,15 +61,15 @@ TlsStream::~TlsStream() { gnutls_deinit(session_); }
 
 ssize_t TlsStream::pull(gnutls_transport_ptr_t p, void* data, std::size_t size) {
   auto* self = static_cast<TlsStream*>(p);
-  std::size_t available = self->inbound_.size() - self->inbound_pos_;
+  std::size_t available = self->in_end_ - self->in_begin_;
   if (available == 0) {
     if (self->error_) return 0;  // the peer closed: end of stream
     gnutls_transport_set_errno(self->session_, EAGAIN);
     return -1;
   }
   std::size_t n = std::min(size, available);
-  std::memcpy(data, self->inbound_.data() + self->inbound_pos_, n);
-  self->inbound_pos_ += n;
+  std::memcpy(data, self->inbound_.data() + self->in_begin_, n);
+  self->in_begin_ += n;
   return static_cast<ssize_t>(n);
 }
 
@@ -72,20 +83,21 @@ ssize_t TlsStream::push(gnutls_transport_ptr_t p, const void* data, std::size_t 
 
 void TlsStream::fill() {
   if (reading_ || error_ || closed_) return;
+  // GnuTLS asks for more only when it took everything, so this rarely moves bytes.
+  if (in_begin_ == in_end_) in_begin_ = in_end_ = 0;
+  if (in_end_ == inbound_.size()) {
+    std::memmove(inbound_.data(), inbound_.data() + in_begin_, in_end_ - in_begin_);
+    in_end_ -= in_begin_;
+    in_begin_ = 0;
+  }
   reading_ = true;
-  socket_.async_read_some(asio::buffer(read_buffer_),
+  socket_.async_read_some(asio::buffer(inbound_.data() + in_end_, inbound_.size() - in_end_),
                           [self = shared_from_this()](const std::error_code& ec, std::size_t n) {
                             self->reading_ = false;
-                            if (ec) {
+                            if (ec)
                               self->error_ = ec == asio::error::eof ? "connection closed by peer" : ec.message();
-                            } else {
-                              if (self->inbound_pos_ == self->inbound_.size()) {
-                                self->inbound_.clear();
-                                self->inbound_pos_ = 0;
-                              }
-                              self->inbound_.insert(self->inbound_.end(), self->read_buffer_.begin(),
-                                                    self->read_buffer_.begin() + static_cast<std::ptrdiff_t>(n));
-                            }
+                            else
+                              self->in_end_ += n;
                             self->progress();
                           });
 }
@@ -159,7 +171,7 @@ Result<Bytes> TlsStream::exporter(std::string_view label, std::size_t size) {
   return out;
 }
 
-void TlsStream::write(Bytes data, std::function<void(Result<bool>)> done) {
+void TlsStream::write(ByteView data, std::function<void(Result<bool>)> done) {
   if (closed_ || error_) {
     asio::post(socket_.get_executor(), [done, why = error_.value_or("connection closed")] {
       if (done) done(Error{why});
@@ -184,25 +196,30 @@ void TlsStream::write(Bytes data, std::function<void(Result<bool>)> done) {
   flush();
 }
 
-void TlsStream::read(std::function<void(Result<Bytes>)> done) {
+void TlsStream::read(std::function<void(Result<ByteView>)> done) {
   read_done_ = std::move(done);
   drive_read();
 }
 
 void TlsStream::drive_read() {
-  Bytes buffer(64 * 1024);
-  auto rc = gnutls_record_recv(session_, buffer.data(), buffer.size());
+  // Decrypt every whole record already here, up to a full buffer, in one callback.
+  std::size_t got = 0;
+  ssize_t rc = 0;
+  while (kPlainBytes - got >= kTlsRecord) {
+    rc = gnutls_record_recv(session_, plain_.data() + got, kPlainBytes - got);
+    if (rc <= 0) break;
+    got += static_cast<std::size_t>(rc);
+  }
   flush();  // a post-handshake message may need an answer
-  if (rc == GNUTLS_E_AGAIN || rc == GNUTLS_E_INTERRUPTED) {
+  if (got == 0 && (rc == GNUTLS_E_AGAIN || rc == GNUTLS_E_INTERRUPTED)) {
     if (!error_) return fill();
     rc = 0;
   }
   auto done = std::move(read_done_);
   read_done_ = nullptr;
+  if (got > 0) return done(ByteView(plain_.data(), got));  // an error surfaces on the next read
   if (rc == 0) return done(Error{error_.value_or("connection closed by peer")});
-  if (rc < 0) return done(Error{std::string("TLS read failed: ") + gnutls_strerror(static_cast<int>(rc))});
-  buffer.resize(static_cast<std::size_t>(rc));
-  done(std::move(buffer));
+  done(Error{std::string("TLS read failed: ") + gnutls_strerror(static_cast<int>(rc))});
 }
 
 void TlsStream::close() {

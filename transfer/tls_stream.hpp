@@ -48,10 +48,12 @@ public:
   void handshake(std::function<void(Result<NodeId>)> done);
   // RFC 5705 exporter value of this session (after the handshake).
   Result<Bytes> exporter(std::string_view label, std::size_t size);
-  // Encrypts `data` now; `done` runs once its bytes have reached the socket.
-  void write(Bytes data, std::function<void(Result<bool>)> done);
-  // Reads what is available (at least one byte); an error on close or failure.
-  void read(std::function<void(Result<Bytes>)> done);
+  // Encrypts `data` now (the caller may reuse it on return); `done` runs once its bytes
+  // have reached the socket.
+  void write(ByteView data, std::function<void(Result<bool>)> done);
+  // Decrypts what is available (at least one byte); an error on close or failure. The
+  // view is valid during the callback only.
+  void read(std::function<void(Result<ByteView>)> done);
   void close();
 
 private:
@@ -68,10 +70,12 @@ private:
   std::shared_ptr<TlsCredentials> credentials_;
   gnutls_session_t session_ = nullptr;
 
+  // Ciphertext from the socket, [in_begin_, in_end_) not yet taken by GnuTLS.
   Bytes inbound_;
-  std::size_t inbound_pos_ = 0;
-  Bytes read_buffer_;
+  std::size_t in_begin_ = 0;
+  std::size_t in_end_ = 0;
   bool reading_ = false;
+  Bytes plain_;  // decrypted bytes handed to the reader
   Bytes outbound_;
   Bytes sending_;
   bool sending_now_ = false;
@@ -80,7 +84,7 @@ private:
   std::deque<std::pair<std::uint64_t, std::function<void(Result<bool>)>>> write_waiters_;
 
   std::function<void(Result<NodeId>)> handshake_done_;
-  std::function<void(Result<Bytes>)> read_done_;
+  std::function<void(Result<ByteView>)> read_done_;
   std::optional<std::string> error_;
   bool closed_ = false;
 };

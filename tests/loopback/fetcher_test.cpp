@@ -4,6 +4,7 @@
 #include "tests/support/test_support.hpp"
 
 #include <asio/io_context.hpp>
+#include <asio/thread_pool.hpp>
 #include <fstream>
 #include <random>
 #include <sstream>
@@ -25,6 +26,7 @@ struct Seeder : test::TestIdentity {
 
 struct Swarm {
   asio::io_context io;
+  asio::thread_pool disk{1};
   test::TempDir dir;
   SwarmToken token = SwarmToken::generate();
   std::string content;
@@ -41,7 +43,7 @@ struct Swarm {
     for (std::size_t i = 0; i < count; ++i) {
       auto s = std::make_unique<Seeder>();
       // With slow_rate, the first seeder's uploads are capped.
-      PeerServerLimits limits{64, i == 0 ? slow_rate : 0};
+      PeerServerLimits limits{64, i == 0 ? slow_rate : 0, 0};
       s->server = std::make_unique<PeerServer>(io, s->credentials, std::vector<SwarmToken>{token},
                                                [this](const AnnexKey& k) -> std::optional<std::filesystem::path> {
                                                  if (k.str() == key) return dir.path() / "object";
@@ -68,9 +70,9 @@ struct Swarm {
 
   Outcome fetch(const std::string& which_key, std::vector<FetchSource> from, bool allow_unverified = false) {
     Outcome out;
-    FetchOptions options{dir.path() / "fetched", allow_unverified, 4};
+    FetchOptions options{dir.path() / "fetched", allow_unverified, 4, 16, nullptr};
     auto fetcher = std::make_shared<Fetcher>(
-        io, client.credentials, std::vector<SwarmToken>{token}, AnnexKey::parse(which_key).value(), std::move(from),
+        io, disk.get_executor(), client.credentials, std::vector<SwarmToken>{token}, AnnexKey::parse(which_key).value(), std::move(from),
         options, nullptr, [&](std::optional<std::string> error, FetchReport report) {
           out = {true, std::move(error), std::move(report)};
         });

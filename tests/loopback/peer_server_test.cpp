@@ -7,6 +7,7 @@
 #include <asio/io_context.hpp>
 #include <asio/write.hpp>
 #include <fstream>
+#include <map>
 
 #include "node/identity.hpp"
 #include "protocol/crypto.hpp"
@@ -113,6 +114,32 @@ BOOST_AUTO_TEST_CASE(get_streams_the_requested_range_from_the_file) {
   BOOST_TEST(frames.size() == 3u);  // 600000 bytes in frames of at most 256 KiB
   BOOST_TEST((got == f.content.substr(1000, 600000)));
   BOOST_TEST(f.server->stats().bytes_served == 600000u);
+}
+
+BOOST_AUTO_TEST_CASE(cancel_stops_a_get_being_served_and_drops_queued_ones) {
+  Fixture f;
+  auto link = f.dial();
+  // Three requests queue up; the first is cancelled while it is served, the second
+  // before it starts. Only the third is answered in full.
+  link->send(Get{1, f.key, 0, f.content.size()});
+  link->send(Get{2, f.key, 0, f.content.size()});
+  link->send(Cancel{1});
+  link->send(Cancel{2});
+  link->send(Get{3, f.key, 0, 1000});
+  std::map<std::uint32_t, std::size_t> bytes;
+  bool finished = false;
+  std::function<void(Result<Frame>)> on_frame = [&](Result<Frame> fr) {
+    BOOST_REQUIRE_MESSAGE(fr, fr.error());
+    auto& d = std::get<Data>(*fr);
+    bytes[d.id] += d.bytes.size();
+    if (d.id == 3 && d.fin) finished = true;
+    else link->receive(on_frame);
+  };
+  link->receive(on_frame);
+  f.run_until([&] { return finished; });
+  BOOST_TEST(bytes[1] < f.content.size());
+  BOOST_TEST(bytes.count(2) == 0u);
+  BOOST_TEST(bytes[3] == 1000u);
 }
 
 BOOST_AUTO_TEST_CASE(have_and_manifest_describe_the_object) {

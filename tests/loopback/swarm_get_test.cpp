@@ -193,4 +193,40 @@ BOOST_AUTO_TEST_CASE(get_refuses_unverifiable_and_malformed_keys) {
   BOOST_TEST(out.exit_code == 2);  // no --to
 }
 
+// Last in the suite: it kills one of the shared seeders.
+BOOST_AUTO_TEST_CASE(a_seeder_killed_mid_transfer_costs_only_its_chunks) {
+  auto& net = network();
+  // A downloader capped at 16 MB/s, so the 64 MiB download takes seconds.
+  auto capped = net.start("capped", {"--bootstrap", net.bootstrap, "--swarm", net.swarm, "--download-rate", "16M"});
+  BOOST_REQUIRE(wait_until([&] { return net.provider_count(*capped) >= 4; }));
+  auto to = net.dir.path() / "survived.bin";
+  auto chunks_done = [&] {
+    std::ifstream list(to.string() + ".part.chunks");
+    std::size_t n = 0, index;
+    while (list >> index) ++n;
+    return n;
+  };
+  auto log = net.dir.path() / "survived.log";
+  int cli = spawn_process({ANNEX_SWARM_BIN, "get", net.key, "--to", to.string(), "--json", "--state-dir",
+                           capped->state_dir().string()},
+                          log.string());
+  BOOST_REQUIRE(cli > 0);
+  BOOST_REQUIRE(wait_until([&] { return chunks_done() >= 16; }));  // a quarter of 64 chunks
+  auto victim = net.seeders[0]->node_id();
+  net.seeders[0]->kill_hard();
+  int status = 0;
+  ::waitpid(cli, &status, 0);
+  BOOST_REQUIRE_MESSAGE(WIFEXITED(status) && WEXITSTATUS(status) == 0, capped->log());
+  BOOST_TEST((net.read("survived.bin") == net.content));
+  std::ifstream in(log);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  auto text = ss.str();
+  auto start = text.find('{'), end = text.rfind('}');  // the JSON reply among stderr lines
+  BOOST_REQUIRE(start != std::string::npos && end != std::string::npos);
+  auto reply = json::parse(text.substr(start, end - start + 1));
+  BOOST_TEST(reply["dropped"].contains(victim));
+  BOOST_TEST(reply["bytes_fetched"].get<std::uint64_t>() == net.content.size());
+}
+
 BOOST_AUTO_TEST_SUITE_END()

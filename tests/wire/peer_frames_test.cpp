@@ -48,6 +48,38 @@ BOOST_AUTO_TEST_CASE(every_frame_type_round_trips) {
   }
 }
 
+BOOST_AUTO_TEST_CASE(data_header_then_payload_is_the_data_frame) {
+  for (std::size_t n : {std::size_t{0}, std::size_t{1}, std::size_t{255}, std::size_t{65536}, kMaxDataBytes}) {
+    Data d{0xfffffff0u, (1ull << 40) + 7, n % 2 == 0, Bytes(n, 0xab)};
+    auto frame = encode_data_header(d.id, d.offset, d.fin, n);
+    BOOST_TEST(frame.size() <= kMaxDataHeader);
+    frame.insert(frame.end(), d.bytes.begin(), d.bytes.end());
+    BOOST_TEST((frame == encode_frame(d)));
+  }
+}
+
+BOOST_AUTO_TEST_CASE(view_decoding_agrees_with_copying_decoding) {
+  Data d{9, 1u << 20, true, Bytes{1, 2, 3, 4, 5}};
+  auto frame = encode_frame(d);
+  ByteView body = ByteView(frame).subspan(4);
+  auto view = decode_frame_body_view(body);
+  BOOST_REQUIRE(view);
+  auto* dv = std::get_if<DataView>(&*view);
+  BOOST_REQUIRE(dv);
+  BOOST_TEST(dv->id == 9u);
+  BOOST_TEST(dv->offset == d.offset);
+  BOOST_TEST(dv->fin);
+  BOOST_TEST((Bytes(dv->bytes.begin(), dv->bytes.end()) == d.bytes));
+  BOOST_TEST(dv->bytes.data() >= body.data());  // points into the body, not a copy
+  auto ping = encode_frame(Ping{7});
+  auto other = decode_frame_body_view(ByteView(ping).subspan(4));
+  BOOST_REQUIRE(other);
+  BOOST_TEST((std::get<Frame>(*other) == Frame{Ping{7}}));
+  auto bad = encode_frame(Data{1, 0, false, Bytes(10)});
+  bad[4 + 1] = 0x07;  // claims to be a GET with DATA's fields
+  BOOST_TEST(!decode_frame_body_view(ByteView(bad).subspan(4)));
+}
+
 BOOST_AUTO_TEST_CASE(requests_with_hostile_fields_are_refused) {
   std::vector<Frame> bad{
       Get{1, "../../etc/passwd", 0, 1},                 // path-like key (encoder does not check)

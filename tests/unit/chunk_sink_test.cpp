@@ -1,0 +1,116 @@
+// ChunkSink: chunks are checked against the manifest, written, listed for resume, and
+// the object hash is fed in order whatever order chunks arrive in.
+#include <boost/test/unit_test.hpp>
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "protocol/crypto.hpp"
+#include "transfer/chunk_sink.hpp"
+
+using namespace annexswarm;
+namespace fs = std::filesystem;
+
+namespace {
+
+struct Object {
+  std::string content;
+  ObjectManifest manifest;
+  fs::path dir;
+  fs::path part;
+
+  Object() {
+    for (int i = 0; i < 10 * 1000 + 123; ++i) content.push_back(static_cast<char>(i * 31 % 256));
+    manifest.size = content.size();
+    manifest.chunk = 1000;
+    for (std::size_t at = 0; at < content.size(); at += manifest.chunk) {
+      auto d = crypto::sha256(as_bytes(std::string_view(content).substr(at, manifest.chunk)));
+      manifest.hashes.insert(manifest.hashes.end(), d.begin(), d.end());
+    }
+    dir = fs::temp_directory_path() / ("chunk-sink-" + std::to_string(::getpid()));
+    fs::remove_all(dir);
+    fs::create_directories(dir);
+    part = dir / "object.part";
+  }
+  ~Object() { fs::remove_all(dir); }
+
+  ByteView chunk(std::size_t i) const {
+    return as_bytes(std::string_view(content).substr(i * manifest.chunk, manifest.chunk_length(i)));
+  }
+  std::string digest() const { return to_hex(crypto::sha256(as_bytes(content))); }
+  std::unique_ptr<ChunkSink> open() const {
+    auto sink = ChunkSink::open(part, manifest, ContentHash::start(HashAlgorithm::Sha256));
+    BOOST_REQUIRE_MESSAGE(sink, sink.error());
+    return std::move(*sink);
+  }
+  std::string part_content() const {
+    std::ifstream in(part, std::ios::binary);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    return ss.str();
+  }
+};
+
+}  // namespace
+
+BOOST_AUTO_TEST_SUITE(chunk_sink)
+
+BOOST_AUTO_TEST_CASE(chunks_in_any_order_give_the_object_and_its_hash) {
+  Object o;
+  auto sink = o.open();
+  BOOST_TEST(o.manifest.chunk_count() == 11u);
+  for (std::size_t i : {3u, 0u, 10u, 1u, 2u, 9u, 4u, 5u, 8u, 7u, 6u})
+    BOOST_TEST((sink->accept(i, o.chunk(i)).value() == ChunkSink::Verdict::Stored));
+  BOOST_TEST((sink->accept(5, o.chunk(5)).value() == ChunkSink::Verdict::Duplicate));
+  BOOST_TEST(sink->finish().value() == o.digest());
+  BOOST_TEST((o.part_content() == o.content));
+}
+
+BOOST_AUTO_TEST_CASE(a_corrupt_or_misplaced_chunk_is_refused_and_not_written) {
+  Object o;
+  auto sink = o.open();
+  Bytes bad(o.chunk(2).begin(), o.chunk(2).end());
+  bad[17] ^= 1;
+  BOOST_TEST((sink->accept(2, bad).value() == ChunkSink::Verdict::Corrupt));
+  BOOST_TEST((sink->accept(3, o.chunk(2)).value() == ChunkSink::Verdict::Corrupt));  // right bytes, wrong place
+  BOOST_TEST((sink->accept(99, o.chunk(2)).value() == ChunkSink::Verdict::Corrupt));  // no such chunk
+  BOOST_TEST((sink->accept(10, o.chunk(10).first(5)).value() == ChunkSink::Verdict::Corrupt));  // short
+  BOOST_TEST(!sink->done()[2]);
+  BOOST_TEST(!sink->finish());  // incomplete
+}
+
+BOOST_AUTO_TEST_CASE(a_reopened_sink_keeps_listed_chunks_that_still_verify) {
+  Object o;
+  {
+    auto sink = o.open();
+    for (std::size_t i : {0u, 1u, 2u, 6u}) BOOST_REQUIRE(sink->accept(i, o.chunk(i)));
+  }  // a crash: nothing else saved
+  {
+    // Chunk 1 was damaged on disk, and the list names chunks that are not there.
+    std::fstream f(o.part, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(1500);
+    f.put('X');
+    std::ofstream(o.part.string() + ".chunks", std::ios::app) << "7\n999999\ngarbage\n";
+  }
+  auto sink = o.open();
+  std::vector<bool> expected(11, false);
+  expected[0] = expected[2] = expected[6] = true;
+  BOOST_TEST(sink->done() == expected, boost::test_tools::per_element());
+  BOOST_TEST(sink->resumed_bytes() == 3000u);
+  for (std::size_t i = 0; i < 11; ++i)
+    if (!expected[i]) BOOST_REQUIRE(sink->accept(i, o.chunk(i)));
+  BOOST_TEST(sink->finish().value() == o.digest());
+  BOOST_TEST((o.part_content() == o.content));
+}
+
+BOOST_AUTO_TEST_CASE(discard_removes_the_partial_file_and_its_list) {
+  Object o;
+  auto sink = o.open();
+  BOOST_REQUIRE(sink->accept(0, o.chunk(0)));
+  sink->discard();
+  BOOST_TEST(!fs::exists(o.part));
+  BOOST_TEST(!fs::exists(o.part.string() + ".chunks"));
+}
+
+BOOST_AUTO_TEST_SUITE_END()

@@ -1,0 +1,119 @@
+#include "transfer/chunk_sink.hpp"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <tuple>
+
+#include "protocol/crypto.hpp"
+
+namespace annexswarm {
+
+std::size_t ObjectManifest::chunk_length(std::size_t index) const {
+  auto offset = static_cast<std::uint64_t>(index) * chunk;
+  return static_cast<std::size_t>(std::min<std::uint64_t>(chunk, size - offset));
+}
+
+bool ObjectManifest::operator<(const ObjectManifest& o) const {
+  return std::tie(size, chunk, hashes) < std::tie(o.size, o.chunk, o.hashes);
+}
+
+ChunkSink::ChunkSink(std::filesystem::path part, ObjectManifest manifest, std::optional<ContentHash> hash)
+    : part_(std::move(part)), manifest_(std::move(manifest)), hash_(std::move(hash)) {
+  list_ = part_;
+  list_ += ".chunks";
+  done_.assign(manifest_.chunk_count(), false);
+}
+
+ChunkSink::~ChunkSink() {
+  if (part_fd_ >= 0) ::close(part_fd_);
+  if (list_fd_ >= 0) ::close(list_fd_);
+}
+
+Result<std::unique_ptr<ChunkSink>> ChunkSink::open(std::filesystem::path part, ObjectManifest manifest,
+                                                   std::optional<ContentHash> hash) {
+  std::unique_ptr<ChunkSink> sink(new ChunkSink(std::move(part), std::move(manifest), std::move(hash)));
+  auto& s = *sink;
+  s.part_fd_ = ::open(s.part_.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (s.part_fd_ < 0) return Error{"cannot write " + s.part_.string() + ": " + std::strerror(errno)};
+  if (::ftruncate(s.part_fd_, static_cast<off_t>(s.manifest_.size)) != 0)
+    return Error{"cannot size " + s.part_.string() + ": " + std::strerror(errno) + " (disk full?)"};
+  // Resume: chunks listed as done are kept if they still match the manifest.
+  std::ifstream list(s.list_);
+  std::size_t index;
+  Bytes buf;
+  while (list >> index) {
+    if (index >= s.done_.size() || s.done_[index]) continue;
+    buf.resize(s.manifest_.chunk_length(index));
+    auto offset = static_cast<off_t>(index) * s.manifest_.chunk;
+    if (::pread(s.part_fd_, buf.data(), buf.size(), offset) != static_cast<ssize_t>(buf.size())) continue;
+    if (s.matches(index, buf)) {
+      s.done_[index] = true;
+      s.resumed_bytes_ += buf.size();
+    }
+  }
+  s.list_fd_ = ::open(s.list_.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+  if (s.list_fd_ < 0) return Error{"cannot write " + s.list_.string() + ": " + std::strerror(errno)};
+  if (auto r = s.advance_hash(s.done_.size(), {}); !r) return Error{r.error()};
+  return sink;
+}
+
+bool ChunkSink::matches(std::size_t chunk, ByteView bytes) const {
+  if (bytes.size() != manifest_.chunk_length(chunk)) return false;
+  auto digest = crypto::sha256(bytes);
+  return std::equal(digest.begin(), digest.end(), manifest_.hashes.begin() + static_cast<std::ptrdiff_t>(chunk * 32));
+}
+
+Result<ChunkSink::Verdict> ChunkSink::accept(std::size_t chunk, ByteView bytes) {
+  if (chunk >= done_.size() || !matches(chunk, bytes)) return Verdict::Corrupt;
+  if (done_[chunk]) return Verdict::Duplicate;
+  auto offset = static_cast<off_t>(chunk) * manifest_.chunk;
+  if (::pwrite(part_fd_, bytes.data(), bytes.size(), offset) != static_cast<ssize_t>(bytes.size()))
+    return Error{"cannot write " + part_.string() + ": " + std::strerror(errno) + " (disk full?)"};
+  auto line = std::to_string(chunk) + "\n";
+  if (::write(list_fd_, line.data(), line.size()) != static_cast<ssize_t>(line.size()))
+    return Error{"cannot write " + list_.string() + ": " + std::strerror(errno) + " (disk full?)"};
+  done_[chunk] = true;
+  if (auto r = advance_hash(chunk, bytes); !r) return Error{r.error()};
+  return Verdict::Stored;
+}
+
+// The chunk just stored is hashed from memory; others (resumed, or stored ahead of a
+// gap) are read back from the file, which the page cache usually still holds.
+Result<bool> ChunkSink::advance_hash(std::size_t just_stored, ByteView bytes) {
+  if (!hash_) return true;
+  Bytes buf;
+  while (hashed_ < done_.size() && done_[hashed_]) {
+    if (hashed_ == just_stored) {
+      hash_->update(bytes);
+    } else {
+      buf.resize(manifest_.chunk_length(hashed_));
+      auto offset = static_cast<off_t>(hashed_) * manifest_.chunk;
+      if (::pread(part_fd_, buf.data(), buf.size(), offset) != static_cast<ssize_t>(buf.size()))
+        return Error{"cannot read back " + part_.string() + ": " + std::strerror(errno)};
+      hash_->update(buf);
+    }
+    ++hashed_;
+  }
+  return true;
+}
+
+Result<std::string> ChunkSink::finish() {
+  if (std::find(done_.begin(), done_.end(), false) != done_.end()) return Error{"the object is incomplete"};
+  if (::fsync(part_fd_) != 0) return Error{"cannot flush " + part_.string() + ": " + std::strerror(errno)};
+  if (!hash_) return std::string();
+  auto hex = hash_->finish_hex();
+  hash_.reset();
+  return hex;
+}
+
+void ChunkSink::discard() {
+  ::unlink(part_.c_str());
+  ::unlink(list_.c_str());
+}
+
+}  // namespace annexswarm

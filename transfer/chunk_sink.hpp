@@ -1,0 +1,64 @@
+#pragma once
+// Where a download's chunks go: `<destination>.part`, the `.part.chunks` list of chunks
+// that are in it and verified, and the object hash, fed in order as the finished prefix
+// grows. Blocking file I/O and hashing: the fetcher runs it on a worker thread, never on
+// the network thread, and only one thread at a time touches it.
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <optional>
+#include <vector>
+
+#include "protocol/bytes.hpp"
+#include "protocol/content_hash.hpp"
+#include "protocol/result.hpp"
+
+namespace annexswarm {
+
+// What the peers agreed the object looks like: SHA-256 per chunk.
+struct ObjectManifest {
+  std::uint64_t size = 0;
+  std::uint32_t chunk = 0;
+  Bytes hashes;  // 32 bytes per chunk
+  std::size_t chunk_count() const { return hashes.size() / 32; }
+  std::size_t chunk_length(std::size_t index) const;
+  bool operator<(const ObjectManifest& o) const;
+  friend bool operator==(const ObjectManifest&, const ObjectManifest&) = default;
+};
+
+class ChunkSink {
+public:
+  // Opens (creating) the partial file and keeps the listed chunks that still verify,
+  // so a restarted download resumes. `hash` is empty for keys without a digest.
+  static Result<std::unique_ptr<ChunkSink>> open(std::filesystem::path part, ObjectManifest manifest,
+                                                 std::optional<ContentHash> hash);
+  ~ChunkSink();
+
+  const std::vector<bool>& done() const { return done_; }
+  std::uint64_t resumed_bytes() const { return resumed_bytes_; }
+
+  enum class Verdict { Stored, Duplicate, Corrupt };
+  // Checks the chunk against the manifest and, unless it is already in, writes it.
+  Result<Verdict> accept(std::size_t chunk, ByteView bytes);
+  // Flushes the file; yields the object's digest in hex (empty for keys without one).
+  Result<std::string> finish();
+  // Removes the partial file and its list.
+  void discard();
+
+private:
+  ChunkSink(std::filesystem::path part, ObjectManifest manifest, std::optional<ContentHash> hash);
+  bool matches(std::size_t chunk, ByteView bytes) const;
+  Result<bool> advance_hash(std::size_t just_stored, ByteView bytes);
+
+  std::filesystem::path part_;
+  std::filesystem::path list_;
+  ObjectManifest manifest_;
+  std::optional<ContentHash> hash_;
+  std::vector<bool> done_;
+  std::size_t hashed_ = 0;  // chunks [0, hashed_) are in hash_
+  std::uint64_t resumed_bytes_ = 0;
+  int part_fd_ = -1;
+  int list_fd_ = -1;
+};
+
+}  // namespace annexswarm
