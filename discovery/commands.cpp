@@ -1,5 +1,10 @@
 #include "discovery/commands.hpp"
 
+#include <fmt/format.h>
+
+#include <chrono>
+#include <optional>
+
 #include <unistd.h>
 
 #include <cstdio>
@@ -184,16 +189,28 @@ int get(const LookupOptions& options, const std::string& key_text, const std::st
     return kError;
   }
   bool tty = ::isatty(2) && !options.json;
+  auto started = std::chrono::steady_clock::now();
+  std::optional<std::uint64_t> first_bytes;  // resumed bytes do not count toward the rate
   auto reply = client->request(
       {{"op", "get"}, {"key", key->str()}, {"to", destination.string()}, {"unverified", unverified}},
       [&](const json& event) {
         if (options.json) return;
         auto bytes = event.value("bytes", std::uint64_t{0}), total = event.value("total", std::uint64_t{0});
+        if (!first_bytes) {
+          first_bytes = bytes;
+          started = std::chrono::steady_clock::now();
+        }
+        double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+        double rate = elapsed > 0.2 ? static_cast<double>(bytes - *first_bytes) / elapsed : 0;
         double pct = total ? 100.0 * static_cast<double>(bytes) / static_cast<double>(total) : 100.0;
-        char line[160];
-        std::snprintf(line, sizeof line, "%5.1f%%  %.1f / %.1f MiB  %d peer(s)", pct, bytes / 1048576.0,
-                      total / 1048576.0, event.value("peers", 0));
-        if (tty) std::cerr << "\r" << line << std::flush;
+        std::string eta = "--:--";
+        if (rate > 0 && total >= bytes) {
+          auto left = static_cast<long>(static_cast<double>(total - bytes) / rate + 0.5);
+          eta = fmt::format("{}:{:02}", left / 60, left % 60);
+        }
+        auto line = fmt::format("{:5.1f}%  {:.1f} / {:.1f} MiB  {:.1f} MB/s  {} peer(s)  ETA {}", pct,
+                                bytes / 1048576.0, total / 1048576.0, rate / 1e6, event.value("peers", 0), eta);
+        if (tty) std::cerr << "\r" << line << "\x1b[K" << std::flush;
         else std::cerr << line << "\n";
       });
   if (tty) std::cerr << "\n";

@@ -80,7 +80,8 @@ const std::vector<SettingDoc>& daemon_settings() {
   static const std::vector<SettingDoc> docs{
       {"state-dir", "DIR", "$XDG_STATE_HOME/annex-swarm (root: /var/lib/annex-swarm)",
        "identity, control socket and announce state live here", false},
-      {"port", "N", "4224", "UDP port of the DHT (TCP for peers later); 0 picks a free one", false},
+      {"port", "N", "4224", "UDP port of the DHT; 0 picks a free one", false},
+      {"peer-port", "N", "the DHT's port number", "TCP port serving peers; 0 picks a free one", false},
       {"listen", "ADDR", "all interfaces", "address to bind, e.g. 127.0.0.1", false},
       {"bootstrap", "HOST:PORT", std::string_view(kPublicBootstrap),
        "DHT node to join through; 'none' starts a first node", true},
@@ -94,7 +95,10 @@ const std::vector<SettingDoc>& daemon_settings() {
       {"poll-interval", "DURATION", "5s", "how often served repositories are checked for changes",
        false},
       {"lookup-timeout", "DURATION", "20s", "longest a DHT lookup may take", false},
-      {"upload-rate", "BYTES/S", "0 (unlimited)", "most bytes per second served to peers, e.g. 25M", false},
+      {"max-peers", "N", "64", "most peer links served at once; more are refused", false},
+      {"upload-rate", "BYTES/S", "0 (unlimited)", "most bytes per second served to all peers, e.g. 25M", false},
+      {"upload-rate-per-peer", "BYTES/S", "0 (unlimited)", "most bytes per second served to one peer", false},
+      {"download-rate", "BYTES/S", "0 (unlimited)", "most bytes per second fetched, over all downloads", false},
       {"log-level", "debug|info|warn|error", "info", "least important log lines shown", false},
       {"test-fault", "corrupt-data", "none", "test only: make this node misbehave on purpose", false},
   };
@@ -167,10 +171,18 @@ void apply_setting(DaemonConfig& c, std::string_view name, std::string_view raw,
     } else {
       c.lookup_timeout = *d;
     }
-  } else if (name == "upload-rate") {
+  } else if (name == "peer-port") {
+    auto p = parse_number<std::uint32_t>(value);
+    if (!p || *p > 65535) return bad("not a port number (0-65535)");
+    c.peer_port = static_cast<std::uint16_t>(*p);
+  } else if (name == "max-peers") {
+    auto n = parse_number<std::uint32_t>(value);
+    if (!n || *n == 0 || *n > 4096) return bad("expected a number from 1 to 4096");
+    c.max_peers = *n;
+  } else if (name == "upload-rate" || name == "upload-rate-per-peer" || name == "download-rate") {
     auto r = parse_rate(value);
     if (!r) return bad(r.error());
-    c.upload_rate = *r;
+    (name == "upload-rate" ? c.upload_rate : name == "download-rate" ? c.download_rate : c.upload_rate_per_peer) = *r;
   } else if (name == "test-fault") {
     if (value != "corrupt-data" && value != "none") return bad("expected corrupt-data or none");
     c.test_fault = value == "none" ? "" : std::string(value);

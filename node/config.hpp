@@ -30,7 +30,11 @@ struct DaemonConfig {
   std::optional<std::chrono::seconds> announce_refresh;  // unset: chosen from bootstrap
   std::chrono::seconds poll_interval{5};
   std::chrono::seconds lookup_timeout{20};
-  double upload_rate = 0;  // bytes per second served to peers; 0 = unlimited
+  std::optional<std::uint16_t> peer_port;  // TCP port for peers; unset: the DHT's port number
+  std::size_t max_peers = 64;              // peer links served at once
+  double upload_rate = 0;                  // bytes per second served to peers; 0 = unlimited
+  double upload_rate_per_peer = 0;         // the same, for one peer
+  double download_rate = 0;                // bytes per second over all downloads; 0 = unlimited
   log::Level log_level = log::Level::Info;
   std::string test_fault;  // test only: "corrupt-data" corrupts every chunk served
 };

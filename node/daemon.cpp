@@ -141,11 +141,13 @@ Result<bool> Daemon::start() {
   auto tls = TlsCredentials::from_identity(identity_);
   if (!tls) return Error{tls.error()};
   tls_ = *tls;
+  if (config_.download_rate > 0) download_limit_ = std::make_shared<RateLimiter>(config_.download_rate);
   std::vector<SwarmToken> tokens;
   for (const auto& sw : swarms_) tokens.push_back(sw.token);
   peer_server_ = std::make_unique<PeerServer>(io_, tls_, std::move(tokens),
                                               [this](const AnnexKey& key) { return locate_object(key); },
-                                              PeerServerLimits{64, config_.upload_rate});
+                                              PeerServerLimits{config_.max_peers, config_.upload_rate,
+                                                               config_.upload_rate_per_peer});
   if (config_.test_fault == "corrupt-data") {
     log::warn("test fault switch on: every chunk this node serves is corrupted");
     peer_server_->corrupt_data_for_test(true);
@@ -154,8 +156,11 @@ Result<bool> Daemon::start() {
     std::error_code ec;
     auto address = config_.listen.empty() ? asio::ip::address(asio::ip::address_v6::any())
                                           : asio::ip::make_address(config_.listen, ec);
-    auto port = peer_server_->listen(address, health.bound_port);
-    if (!port) return Error{port.error() + "; the peer port follows the DHT port (--port)"};
+    auto port = peer_server_->listen(address, config_.peer_port.value_or(health.bound_port));
+    if (!port)
+      return Error{port.error() + (config_.peer_port ? "; pick another --peer-port"
+                                                     : "; the peer port follows the DHT port: pick another --port, or set --peer-port")};
+    peer_port_ = *port;
     log::info("peers served on TCP port {}", *port);
   }
 
@@ -234,7 +239,7 @@ void Daemon::save_tables() {
 
 std::vector<Endpoint> Daemon::local_endpoints() const {
   std::vector<Endpoint> out;
-  auto port = dht_->health().bound_port;
+  auto port = peer_port_;
   if (!config_.listen.empty()) {
     in_addr a4{};
     in6_addr a6{};
@@ -575,7 +580,8 @@ void Daemon::handle_get(const json& request, ControlResponder responder) {
       auto started = std::chrono::steady_clock::now();
       auto fetch_id = ++fetch_seq_;
       auto fetcher = std::make_shared<Fetcher>(
-          io_, tls_, std::move(tokens), key, std::move(sources), FetchOptions{to, unverified, 4},
+          io_, disk_.get_executor(), tls_, std::move(tokens), key, std::move(sources),
+          FetchOptions{to, unverified, 4, 16, download_limit_},
           [responder, last = std::make_shared<std::chrono::steady_clock::time_point>()](const FetchProgress& p) {
             auto now = std::chrono::steady_clock::now();
             if (now - *last < std::chrono::milliseconds(200) && p.bytes_done != p.bytes_total) return;

@@ -111,6 +111,10 @@ private:
   std::unique_ptr<PeerServer> peer_server_;
   std::map<std::uint64_t, std::shared_ptr<Fetcher>> fetches_;  // downloads in progress
   std::uint64_t fetch_seq_ = 0;
+  std::shared_ptr<RateLimiter> download_limit_;
+  std::uint16_t peer_port_ = 0;
+  // Download disk writes and hashing; declared after fetches_ so it is joined first.
+  asio::thread_pool disk_{1};
   std::vector<ServedRepo> repos_;
   std::vector<SwarmState> swarms_;
   asio::thread_pool scanner_{1};
