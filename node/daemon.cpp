@@ -141,6 +141,7 @@ Result<bool> Daemon::start() {
   auto tls = TlsCredentials::from_identity(identity_);
   if (!tls) return Error{tls.error()};
   tls_ = *tls;
+  dialer_ = std::make_shared<DirectDialer>(io_, tls_);
   if (config_.download_rate > 0) download_limit_ = std::make_shared<RateLimiter>(config_.download_rate);
   std::vector<SwarmToken> tokens;
   for (const auto& sw : swarms_) tokens.push_back(sw.token);
@@ -148,6 +149,11 @@ Result<bool> Daemon::start() {
                                               [this](const AnnexKey& key) { return locate_object(key); },
                                               PeerServerLimits{config_.max_peers, config_.upload_rate,
                                                                config_.upload_rate_per_peer});
+  peer_server_->on_refused([this](const std::string& why) {
+    std::uint64_t suppressed = 0;
+    if (peer_refused_log_.allow(std::chrono::steady_clock::now(), suppressed))
+      log::warn("refused a peer link from {} ({} similar lines suppressed)", why, suppressed);
+  });
   if (config_.test_fault == "corrupt-data") {
     log::warn("test fault switch on: every chunk this node serves is corrupted");
     peer_server_->corrupt_data_for_test(true);
@@ -565,13 +571,13 @@ void Daemon::handle_get(const json& request, ControlResponder responder) {
     find_contacts(nodes, [this, key, to, unverified, responder](std::vector<std::pair<std::size_t, ContactRecord>> contacts) {
       std::vector<FetchSource> sources;
       for (const auto& [si, contact] : contacts) {
-        FetchSource source{contact.node, si, {}};
+        FetchSource source{{contact.node, {}}, si};
         for (const auto& e : contact.endpoints) {
           std::error_code ec;
           auto address = asio::ip::make_address(e.host, ec);
-          if (!ec) source.endpoints.emplace_back(address, e.port);
+          if (!ec) source.address.endpoints.emplace_back(address, e.port);
         }
-        if (!source.endpoints.empty()) sources.push_back(std::move(source));
+        if (!source.address.endpoints.empty()) sources.push_back(std::move(source));
       }
       log::info("get {}: {} provider node(s), {} with a usable contact record", key.str(), contacts.size(), sources.size());
       if (sources.empty()) return responder.fail("not-found", "no provider of " + key.str() + " has a reachable endpoint");
@@ -580,7 +586,7 @@ void Daemon::handle_get(const json& request, ControlResponder responder) {
       auto started = std::chrono::steady_clock::now();
       auto fetch_id = ++fetch_seq_;
       auto fetcher = std::make_shared<Fetcher>(
-          io_, disk_.get_executor(), tls_, std::move(tokens), key, std::move(sources),
+          io_, disk_.get_executor(), dialer_, std::move(tokens), key, std::move(sources),
           FetchOptions{to, unverified, 4, 16, download_limit_},
           [responder, last = std::make_shared<std::chrono::steady_clock::time_point>()](const FetchProgress& p) {
             auto now = std::chrono::steady_clock::now();

@@ -109,6 +109,7 @@ private:
   std::unique_ptr<ControlServer> control_;
   std::shared_ptr<TlsCredentials> tls_;
   std::unique_ptr<PeerServer> peer_server_;
+  std::shared_ptr<PeerDialer> dialer_;
   std::map<std::uint64_t, std::shared_ptr<Fetcher>> fetches_;  // downloads in progress
   std::uint64_t fetch_seq_ = 0;
   std::shared_ptr<RateLimiter> download_limit_;
@@ -133,6 +134,7 @@ private:
   std::chrono::steady_clock::time_point next_bootstrap_{};
   std::chrono::seconds bootstrap_backoff_{15};
   log::RateLimited refused_log_;
+  log::RateLimited peer_refused_log_;
   bool stopping_ = false;
   IgnoredValues ignored_;
   std::chrono::steady_clock::time_point started_{};

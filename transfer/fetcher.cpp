@@ -1,6 +1,5 @@
 #include "transfer/fetcher.hpp"
 
-#include <asio/connect.hpp>
 #include <asio/post.hpp>
 #include <cerrno>
 #include <cstring>
@@ -8,12 +7,12 @@
 namespace annexswarm {
 using namespace peer;
 
-Fetcher::Fetcher(asio::io_context& io, asio::any_io_executor worker, std::shared_ptr<TlsCredentials> credentials,
+Fetcher::Fetcher(asio::io_context& io, asio::any_io_executor worker, std::shared_ptr<PeerDialer> dialer,
                  std::vector<SwarmToken> swarms, AnnexKey key, std::vector<FetchSource> sources, FetchOptions options,
                  ProgressFn progress, DoneFn done)
     : io_(io),
       worker_(std::move(worker)),
-      credentials_(std::move(credentials)),
+      dialer_(std::move(dialer)),
       swarms_(std::move(swarms)),
       key_(std::move(key)),
       sources_(std::move(sources)),
@@ -36,37 +35,25 @@ void Fetcher::start() {
 }
 
 void Fetcher::dial(std::size_t source) {
-  auto self = shared_from_this();
-  auto socket = std::make_shared<asio::ip::tcp::socket>(io_);
-  asio::async_connect(*socket, sources_[source].endpoints,
-                      [self, source, socket](const std::error_code& ec, const asio::ip::tcp::endpoint&) {
-                        if (ec) {
-                          self->report_.dropped[self->sources_[source].node.hex()] = "cannot connect: " + ec.message();
-                          --self->dials_pending_;
-                          return self->maybe_choose_manifest();
-                        }
-                        auto stream = std::make_shared<TlsStream>(std::move(*socket), self->credentials_,
-                                                                  TlsStream::Side::Client);
-                        auto link = std::make_shared<PeerLink>(
-                            stream, std::vector<SwarmToken>{self->swarms_[self->sources_[source].swarm]},
-                            Role::Dialer);
-                        link->establish(self->sources_[source].node,
-                                        [self, source, link](Result<PeerLink::Established> r) {
-                                          self->on_link(source, link, std::move(r));
-                                        });
-                      });
+  const auto& s = sources_[source];
+  dialer_->dial(s.address, swarms_[s.swarm], [self = shared_from_this(), source](Result<std::shared_ptr<PeerLink>> link) {
+    self->on_link(source, std::move(link));
+  });
 }
 
-void Fetcher::on_link(std::size_t source, std::shared_ptr<PeerLink> link, Result<PeerLink::Established> r) {
-  if (finished_) return link->close();
-  if (!r) {
-    report_.dropped[sources_[source].node.hex()] = r.error();
+void Fetcher::on_link(std::size_t source, Result<std::shared_ptr<PeerLink>> link) {
+  if (finished_) {
+    if (link) (*link)->close();
+    return;
+  }
+  if (!link) {
+    report_.dropped[sources_[source].address.node.hex()] = link.error();
     --dials_pending_;
     return maybe_choose_manifest();
   }
   std::size_t index = peers_.size();
-  peers_.push_back(Peer{sources_[source].node, link, std::nullopt, 0, true});
-  link->send(Manifest{0, key_.str()});
+  peers_.push_back(Peer{sources_[source].address.node, *link, std::nullopt, 0, true});
+  (*link)->send(Manifest{0, key_.str()});
   receive_loop(index);
 }
 

@@ -14,7 +14,6 @@
 // The network thread never blocks on the disk or on hashing.
 #include <asio/any_io_executor.hpp>
 #include <asio/io_context.hpp>
-#include <asio/ip/tcp.hpp>
 #include <asio/steady_timer.hpp>
 
 #include <filesystem>
@@ -27,15 +26,14 @@
 #include "protocol/annex_key.hpp"
 #include "transfer/chunk_scheduler.hpp"
 #include "transfer/chunk_sink.hpp"
-#include "transfer/peer_link.hpp"
+#include "transfer/peer_dialer.hpp"
 #include "transfer/rate_limiter.hpp"
 
 namespace annexswarm {
 
 struct FetchSource {
-  NodeId node;
+  PeerAddress address;
   std::size_t swarm = 0;  // index into the fetcher's swarms
-  std::vector<asio::ip::tcp::endpoint> endpoints;
 };
 
 struct FetchOptions {
@@ -68,7 +66,7 @@ public:
 
   // `worker` runs the disk writes and hashing; it must run one job at a time (a strand
   // or a one-thread pool).
-  Fetcher(asio::io_context& io, asio::any_io_executor worker, std::shared_ptr<TlsCredentials> credentials,
+  Fetcher(asio::io_context& io, asio::any_io_executor worker, std::shared_ptr<PeerDialer> dialer,
           std::vector<SwarmToken> swarms, AnnexKey key, std::vector<FetchSource> sources, FetchOptions options,
           ProgressFn progress, DoneFn done);
   void start();
@@ -87,7 +85,7 @@ private:
     std::shared_ptr<Bytes> buffer;
   };
   void dial(std::size_t source);
-  void on_link(std::size_t source, std::shared_ptr<PeerLink> link, Result<PeerLink::Established> r);
+  void on_link(std::size_t source, Result<std::shared_ptr<PeerLink>> link);
   void receive_loop(std::size_t peer);
   void on_data(std::size_t peer, const peer::DataView& data);
   void on_frame(std::size_t peer, peer::Frame frame);
@@ -106,7 +104,7 @@ private:
 
   asio::io_context& io_;
   asio::any_io_executor worker_;
-  std::shared_ptr<TlsCredentials> credentials_;
+  std::shared_ptr<PeerDialer> dialer_;
   std::vector<SwarmToken> swarms_;
   AnnexKey key_;
   std::vector<FetchSource> sources_;

@@ -47,15 +47,19 @@ Result<Bytes> chunk_hashes(const std::filesystem::path& file, std::uint64_t& siz
 
 class PeerServer::Session : public std::enable_shared_from_this<Session> {
 public:
-  Session(PeerServer& server, std::shared_ptr<PeerLink> link)
-      : server_(server), link_(std::move(link)), pacing_(server.io_), peer_upload_(server.limits_.upload_rate_per_peer) {}
+  Session(PeerServer& server, std::shared_ptr<PeerLink> link, std::string from)
+      : server_(server),
+        link_(std::move(link)),
+        from_(std::move(from)),
+        pacing_(server.io_),
+        peer_upload_(server.limits_.upload_rate_per_peer) {}
   ~Session() { --server_.stats_.links_open; }
 
   void start() {
     auto self = shared_from_this();
     link_->establish(std::nullopt, [self](Result<PeerLink::Established> r) {
       if (!r) {
-        ++self->server_.stats_.links_refused;
+        self->server_.refused(self->from_ + ": " + r.error());
         return;  // PeerLink told the peer why and closed
       }
       self->receive_loop();
@@ -219,6 +223,7 @@ private:
 
   PeerServer& server_;
   std::shared_ptr<PeerLink> link_;
+  std::string from_;  // the peer's address, for logs
   std::uint64_t served_ = 0;
   asio::steady_timer pacing_;
   RateLimiter peer_upload_;
@@ -292,18 +297,26 @@ void PeerServer::close() {
   acceptor_.close(ec);
 }
 
+void PeerServer::refused(const std::string& why) {
+  ++stats_.links_refused;
+  if (on_refused_) on_refused_(why);
+}
+
 void PeerServer::accept() {
   acceptor_.async_accept([this](const std::error_code& ec, asio::ip::tcp::socket socket) {
     if (closed_) return;
     if (!ec) {
       ++stats_.links_accepted;
+      std::error_code ignored;
+      auto remote = socket.remote_endpoint(ignored);
+      auto from = remote.address().to_string() + ":" + std::to_string(remote.port());
       if (stats_.links_open >= limits_.max_peers) {
-        ++stats_.links_refused;  // over the cap: hang up before spending a handshake
+        refused(from + ": over the cap of " + std::to_string(limits_.max_peers) + " peers");  // before a handshake
       } else {
         ++stats_.links_open;
         auto stream = std::make_shared<TlsStream>(std::move(socket), credentials_, TlsStream::Side::Server);
         auto link = std::make_shared<PeerLink>(stream, swarms_, Role::Listener);
-        std::make_shared<Session>(*this, link)->start();
+        std::make_shared<Session>(*this, link, from)->start();
       }
     }
     accept();

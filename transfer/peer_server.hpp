@@ -50,6 +50,8 @@ public:
   Result<std::uint16_t> listen(const asio::ip::address& address, std::uint16_t port);
   void close();
   const PeerServerStats& stats() const { return stats_; }
+  // Told about every link refused (failed TLS or membership, over the peer cap), with why.
+  void on_refused(std::function<void(const std::string& why)> fn) { on_refused_ = std::move(fn); }
 
   // Test-only fault switches: corrupt every DATA frame this server sends; hang up every
   // link once it has served `bytes` (a seeder that vanishes mid-transfer).
@@ -66,6 +68,7 @@ private:
     friend bool operator==(const ManifestCacheKey&, const ManifestCacheKey&) = default;
   };
   void accept();
+  void refused(const std::string& why);
   void manifest_of(const std::filesystem::path& path, ManifestFn done);
 
   asio::io_context& io_;
@@ -80,6 +83,7 @@ private:
   bool corrupt_for_test_ = false;
   std::uint64_t hang_up_after_for_test_ = 0;
   bool closed_ = false;
+  std::function<void(const std::string&)> on_refused_;
   std::shared_ptr<int> lifetime_ = std::make_shared<int>(0);  // lets posted work see the server is gone
   std::list<std::pair<ManifestCacheKey, std::shared_ptr<const peer::ManifestReply>>> manifests_;
 };

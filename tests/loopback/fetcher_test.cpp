@@ -58,7 +58,7 @@ struct Swarm {
   std::vector<FetchSource> sources() const {
     std::vector<FetchSource> out;
     for (const auto& s : seeders)
-      out.push_back({s->id, 0, {tcp::endpoint(asio::ip::make_address("127.0.0.1"), s->port)}});
+      out.push_back({{s->id, {tcp::endpoint(asio::ip::make_address("127.0.0.1"), s->port)}}, 0});
     return out;
   }
 
@@ -72,7 +72,7 @@ struct Swarm {
     Outcome out;
     FetchOptions options{dir.path() / "fetched", allow_unverified, 4, 16, nullptr};
     auto fetcher = std::make_shared<Fetcher>(
-        io, disk.get_executor(), client.credentials, std::vector<SwarmToken>{token}, AnnexKey::parse(which_key).value(), std::move(from),
+        io, disk.get_executor(), std::make_shared<DirectDialer>(io, client.credentials), std::vector<SwarmToken>{token}, AnnexKey::parse(which_key).value(), std::move(from),
         options, nullptr, [&](std::optional<std::string> error, FetchReport report) {
           out = {true, std::move(error), std::move(report)};
         });
@@ -161,8 +161,8 @@ BOOST_AUTO_TEST_CASE(a_partial_download_resumes_without_fetching_finished_chunks
 BOOST_AUTO_TEST_CASE(unreachable_or_impostor_peers_are_dropped_and_reported) {
   Swarm swarm(2);
   auto sources = swarm.sources();
-  sources[1].node = swarm.seeders[0]->id;  // claims to dial seeder 0 at seeder 1's address
-  FetchSource dead{swarm.seeders[1]->id, 0, {tcp::endpoint(asio::ip::make_address("127.0.0.1"), 1)}};
+  sources[1].address.node = swarm.seeders[0]->id;  // claims to dial seeder 0 at seeder 1's address
+  FetchSource dead{{swarm.seeders[1]->id, {tcp::endpoint(asio::ip::make_address("127.0.0.1"), 1)}}, 0};
   sources.push_back(dead);
   auto out = swarm.fetch(swarm.key, sources);
   BOOST_REQUIRE_MESSAGE(!out.error, out.error.value_or(""));

@@ -186,11 +186,16 @@ BOOST_AUTO_TEST_CASE(a_path_like_key_closes_that_link_only) {
 
 BOOST_AUTO_TEST_CASE(garbage_an_oversized_frame_and_no_tls_are_refused) {
   Fixture f;
+  std::vector<std::string> refusals;
+  f.server->on_refused([&](const std::string& why) { refusals.push_back(why); });
   {
-    // Plain TCP with HTTP: the TLS handshake fails.
+    // Plain TCP with HTTP: the TLS handshake fails, and the server says so.
     auto raw = f.connect();
     asio::write(raw, asio::buffer(std::string("GET / HTTP/1.0\r\n\r\n")));
     f.run_until([&] { return f.server->stats().links_refused >= 1; });
+    BOOST_REQUIRE_EQUAL(refusals.size(), 1u);
+    BOOST_TEST(refusals[0].find("127.0.0.1:") == 0u, refusals[0]);
+    BOOST_TEST(refusals[0].find("TLS") != std::string::npos, refusals[0]);
   }
   {
     // Inside TLS, a frame announcing 4 GiB.
