@@ -142,6 +142,16 @@ Result<AnnexKey> AnnexKey::parse(std::string_view text) {
   return key;
 }
 
+std::optional<std::uint64_t> AnnexKey::content_size() const {
+  if (!is_chunk()) return size_;
+  if (!size_ || !chunk_size_ || *chunk_number_ == 0 || *chunk_size_ == 0) return std::nullopt;
+  auto before = (*chunk_number_ - 1);
+  if (before > *size_ / *chunk_size_) return std::nullopt;  // past the end (also guards overflow)
+  auto start = before * *chunk_size_;
+  if (start >= *size_) return std::nullopt;
+  return std::min(*chunk_size_, *size_ - start);
+}
+
 std::string_view AnnexKey::digest_hex() const { return name().substr(0, digest_len_); }
 
 std::string AnnexKey::object_hash_input() const {

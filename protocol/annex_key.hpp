@@ -53,8 +53,16 @@ public:
   HashAlgorithm hash() const { return hash_; }
   // The content digest the name carries, in lower-case hex; empty when unverifiable.
   std::string_view digest_hex() const;
-  // True when the object's bytes can be checked against the key.
-  bool verifiable() const { return hash_ != HashAlgorithm::None && hash_ != HashAlgorithm::Other; }
+  // A chunk of an object (git-annex's chunked special remotes): its digest and size
+  // fields describe the whole object.
+  bool is_chunk() const { return chunk_number_.has_value(); }
+  // True when the bytes stored under this key can be checked against its digest.
+  bool verifiable() const { return hash_ != HashAlgorithm::None && hash_ != HashAlgorithm::Other && !is_chunk(); }
+  // How many bytes are stored under this key, when the key says.
+  std::optional<std::uint64_t> content_size() const;
+  // Keys whose content git-annex checks itself once it has it (chunks, after it joins
+  // them; GPGHMAC keys of encrypted remotes, after it decrypts them).
+  bool checked_by_annex() const { return is_chunk() || backend().starts_with("GPGHMAC"); }
 
   // git-annex object directories (.git/annex/objects/<dir>/KEY/KEY): hashdirmixed is
   // used by non-bare repositories, hashdirlower by bare ones and special remotes.

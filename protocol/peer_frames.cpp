@@ -5,6 +5,7 @@
 #include "protocol/annex_key.hpp"
 #include "protocol/crypto.hpp"
 #include "protocol/msgpack_fields.hpp"
+#include "protocol/records.hpp"
 
 namespace annexswarm::peer {
 namespace {
@@ -13,7 +14,7 @@ using detail::Packer;
 
 enum class Type : std::uint32_t {
   Hello = 1, Proof = 2, Have = 3, HaveReply = 4, Manifest = 5, ManifestReply = 6,
-  Get = 7, Data = 8, Cancel = 9, Ping = 10, Pong = 11, Error = 12,
+  Get = 7, Data = 8, Cancel = 9, Ping = 10, Pong = 11, Error = 12, Remove = 13,
 };
 
 const msgpack::unpack_limit kFrameLimits(/*array*/ kMaxHaveKeys + 8, /*map*/ 0,
@@ -51,10 +52,17 @@ struct Encoder {
     detail::pack_bin(pk, f.mac);
   }
   void operator()(const Have& f) {
-    begin(pk, Type::Have, 2);
+    begin(pk, Type::Have, 3);
     pk.pack(f.id);
     pk.pack_array(static_cast<std::uint32_t>(f.keys.size()));
     for (const auto& k : f.keys) pk.pack(k);
+    pk.pack(f.repo);
+  }
+  void operator()(const Remove& f) {
+    begin(pk, Type::Remove, 3);
+    pk.pack(f.id);
+    pk.pack(f.key);
+    pk.pack(f.store);
   }
   void operator()(const HaveReply& f) {
     begin(pk, Type::HaveReply, 2);
@@ -118,6 +126,13 @@ std::optional<std::string> key_field(const FieldReader& r, std::size_t i) {
   return k;
 }
 
+// An annex UUID (or, when allowed, the empty string).
+std::optional<std::string> uuid_field(const FieldReader& r, std::size_t i, bool allow_empty) {
+  auto u = r.str(i, 64);
+  if (!u || (u->empty() ? !allow_empty : !is_annex_uuid(*u))) return std::nullopt;
+  return u;
+}
+
 std::optional<Type> frame_type(const FieldReader& r) {
   auto type = u32(r, 0);
   if (!type) return std::nullopt;
@@ -153,11 +168,12 @@ Result<Frame> decode_fields(const FieldReader& r) {
       return Frame{Proof{Bytes(mac->begin(), mac->end())}};
     }
     case Type::Have: {
-      auto id = want(2) ? u32(r, 1) : std::nullopt;
-      if (!id || r.at(2).type != msgpack::type::ARRAY || r.at(2).via.array.size > kMaxHaveKeys)
+      auto id = want(3) ? u32(r, 1) : std::nullopt;
+      auto repo = want(3) ? uuid_field(r, 3, true) : std::nullopt;
+      if (!id || !repo || r.at(2).type != msgpack::type::ARRAY || r.at(2).via.array.size > kMaxHaveKeys)
         return r.fail("HAVE");
       FieldReader keys(r.at(2), "HAVE key list");
-      Have have{*id, {}};
+      Have have{*id, {}, *repo};
       for (std::size_t i = 0; i < keys.size(); ++i) {
         auto k = key_field(keys, i);
         if (!k) return r.fail("HAVE key");
@@ -209,6 +225,13 @@ Result<Frame> decode_fields(const FieldReader& r) {
       auto d = data_fields(r);
       if (!d) return Error{d.error()};
       return Frame{Data{d->id, d->offset, d->fin, Bytes(d->bytes.begin(), d->bytes.end())}};
+    }
+    case Type::Remove: {
+      auto id = want(3) ? u32(r, 1) : std::nullopt;
+      auto key = want(3) ? key_field(r, 2) : std::nullopt;
+      auto store = want(3) ? uuid_field(r, 3, false) : std::nullopt;
+      if (!id || !key || !store) return r.fail("REMOVE");
+      return Frame{Remove{*id, *key, *store}};
     }
     case Type::Cancel: {
       auto id = want(1) ? u32(r, 1) : std::nullopt;

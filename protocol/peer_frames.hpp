@@ -3,10 +3,14 @@
 // both sides send HELLO, then PROOF (membership, bound to the TLS session); then the
 // dialer sends requests, each with an id, and the server answers with frames carrying
 // the same id:
-//   HAVE {id, keys}            -> HAVE_REPLY {id, sizes (0 = absent, else size + 1)}
+//   HAVE {id, keys, repo}      -> HAVE_REPLY {id, sizes (0 = absent, else size + 1)}
+//                                 (repo: only count copies in that repository or swarm
+//                                 store, by annex UUID; empty: anywhere on the node)
 //   MANIFEST {id, key}         -> MANIFEST_REPLY {id, chunk_size, chunk hashes}
 //   GET {id, key, offset, len} -> DATA {id, offset, bytes}... (the last one has fin)
 //   CANCEL {id}                   stops a GET early
+//   REMOVE {id, key, store}    -> HAVE_REPLY {id, [0]} once the key is gone from that
+//                                 swarm store (annex repositories are never touched)
 //   PING {nonce}               -> PONG {nonce}
 //   any request                -> ERROR {id, code, message} when it cannot be served
 // On the wire a frame is a 4-byte big-endian length, then that many bytes of msgpack
@@ -54,6 +58,7 @@ struct Proof {
 struct Have {
   std::uint32_t id = 0;
   std::vector<std::string> keys;
+  std::string repo;  // annex UUID, or empty
   friend bool operator==(const Have&, const Have&) = default;
 };
 struct HaveReply {
@@ -87,6 +92,12 @@ struct Data {
   Bytes bytes;
   friend bool operator==(const Data&, const Data&) = default;
 };
+struct Remove {
+  std::uint32_t id = 0;
+  std::string key;
+  std::string store;  // the swarm store's annex UUID
+  friend bool operator==(const Remove&, const Remove&) = default;
+};
 struct Cancel {
   std::uint32_t id = 0;
   friend bool operator==(const Cancel&, const Cancel&) = default;
@@ -107,7 +118,7 @@ struct ErrorFrame {
 };
 
 using Frame = std::variant<Hello, Proof, Have, HaveReply, Manifest, ManifestReply, Get, Data, Cancel,
-                           Ping, Pong, ErrorFrame>;
+                           Ping, Pong, ErrorFrame, Remove>;
 
 // Proof of swarm membership bound to one TLS session: HMAC under the swarm secret of
 // the session's RFC 5705 exporter value. The role is mixed in so a peer cannot reflect

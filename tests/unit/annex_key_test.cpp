@@ -70,3 +70,26 @@ BOOST_AUTO_TEST_CASE(hash_dirs_have_git_annex_shape) {
 }
 
 BOOST_AUTO_TEST_SUITE_END()
+
+BOOST_AUTO_TEST_SUITE(annex_key_chunks)
+
+BOOST_AUTO_TEST_CASE(a_chunk_key_names_its_own_size_and_cannot_be_hashed_alone) {
+  const std::string digest(64, 'a');
+  auto first = AnnexKey::parse("SHA256E-s10485760-S104857-C1--" + digest + ".bin").value();
+  auto last = AnnexKey::parse("SHA256E-s10485760-S104857-C101--" + digest + ".bin").value();
+  auto past = AnnexKey::parse("SHA256E-s10485760-S104857-C102--" + digest + ".bin").value();
+  auto whole = AnnexKey::parse("SHA256E-s10485760--" + digest + ".bin").value();
+  BOOST_TEST(first.is_chunk());
+  BOOST_TEST(!first.verifiable());
+  BOOST_TEST(first.checked_by_annex());
+  BOOST_TEST(first.content_size().value() == 104857u);
+  BOOST_TEST(last.content_size().value() == 10485760u - 100u * 104857u);
+  BOOST_TEST(!past.content_size());
+  BOOST_TEST(whole.verifiable());
+  BOOST_TEST(!whole.checked_by_annex());
+  BOOST_TEST(whole.content_size().value() == 10485760u);
+  BOOST_TEST(AnnexKey::parse("GPGHMACSHA1--0123456789abcdef").value().checked_by_annex());
+  BOOST_TEST(!AnnexKey::parse("WORM-s5-m1--photo.jpg").value().checked_by_annex());
+}
+
+BOOST_AUTO_TEST_SUITE_END()

@@ -30,7 +30,9 @@ BOOST_AUTO_TEST_CASE(get_frame_has_golden_bytes) {
 BOOST_AUTO_TEST_CASE(every_frame_type_round_trips) {
   std::vector<Frame> frames{Hello{1, 4096, "0a1b2c3d", "annex-swarm/0.1"},
                             Proof{Bytes(32, 9)},
-                            Have{1, {kKey, "WORM-s1-m1--x"}},
+                            Have{1, {kKey, "WORM-s1-m1--x"}, ""},
+                            Have{1, {kKey}, "5b3b4ab8-0e3a-4c4f-9c1c-2d6e1f0a9b77"},
+                            Remove{4, kKey, "5b3b4ab8-0e3a-4c4f-9c1c-2d6e1f0a9b77"},
                             HaveReply{1, {0, 7}},
                             Manifest{2, kKey},
                             ManifestReply{2, 4, 6, Bytes(64, 1)},
@@ -86,7 +88,9 @@ BOOST_AUTO_TEST_CASE(requests_with_hostile_fields_are_refused) {
       Get{1, kKey, 0, 0},                               // empty range
       Get{1, kKey, UINT64_MAX, 2},                      // range wraps around
       Manifest{1, ""},                                  // empty key
-      Have{1, {kKey, "a/b"}},                           // one bad key spoils the request
+      Have{1, {kKey, "a/b"}, ""},                       // one bad key spoils the request
+      Have{1, {kKey}, "../../etc"},                     // a scope that is not a UUID
+      Remove{1, kKey, ""},                              // a removal must name its store
       ManifestReply{1, 4, 6, Bytes(32, 1)},             // 6 bytes in 4-byte chunks need 2 hashes
       ManifestReply{1, 0, 6, Bytes(64, 1)},             // zero chunk size
       Proof{Bytes(31, 1)},                              // short MAC
