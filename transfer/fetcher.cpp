@@ -109,7 +109,7 @@ void Fetcher::maybe_choose_manifest() {
   // hashes must cover the size.
   std::map<ObjectManifest, std::size_t> votes;
   for (const auto& p : peers_) {
-    if (!p.alive || !p.manifest || (key_.size() && p.manifest->size != *key_.size())) continue;
+    if (!p.alive || !p.manifest || (key_.content_size() && p.manifest->size != *key_.content_size())) continue;
     const auto& m = *p.manifest;
     if (m.chunk == 0 || m.hashes.size() % 32 != 0 || m.chunk_count() != (m.size + m.chunk - 1) / m.chunk) continue;
     ++votes[m];
@@ -126,7 +126,7 @@ void Fetcher::maybe_choose_manifest() {
       drop(i, "its manifest disagrees with the other peers'");
   // Opening checks resumed chunks, which reads the partial file: on the worker.
   asio::post(worker_, [self = shared_from_this(), part = part_path_, manifest = *manifest_,
-                       hash = key_.hash()]() mutable {
+                       hash = key_.verifiable() ? key_.hash() : HashAlgorithm::None]() mutable {
     auto sink = ChunkSink::open(part, std::move(manifest), ContentHash::start(hash));
     auto& io = self->io_;  // before self moves into the handler
     asio::post(io, [self = std::move(self), sink = std::move(sink)]() mutable { self->on_sink(std::move(sink)); });

@@ -67,7 +67,7 @@ public:
   }
 
 private:
-  using Request = std::variant<Have, Manifest, Get>;
+  using Request = std::variant<Have, Manifest, Get, Remove>;
 
   // Frames are read all the time, so a CANCEL or PING is seen while a GET is being
   // served; requests queue up and are served one after another.
@@ -95,6 +95,7 @@ private:
   void on_frame(const Have& f) { enqueue(f); }
   void on_frame(const Manifest& f) { enqueue(f); }
   void on_frame(const Get& f) { enqueue(f); }
+  void on_frame(const Remove& f) { enqueue(f); }
   void on_frame(const Hello&) { link_->send(ErrorFrame{0, ErrorCode::BadFrame, "unexpected HELLO"}); }
   void on_frame(const Proof&) { link_->send(ErrorFrame{0, ErrorCode::BadFrame, "unexpected PROOF"}); }
   template <class Reply>
@@ -132,7 +133,7 @@ private:
     HaveReply out{f.id, {}};
     for (const auto& k : f.keys) {
       auto key = AnnexKey::parse(k).value();  // validated by the decoder
-      auto path = server_.locate_(key);
+      auto path = server_.locate_(key, f.repo);
       struct stat st;
       out.sizes.push_back(path && ::stat(path->c_str(), &st) == 0 ? static_cast<std::uint64_t>(st.st_size) + 1 : 0);
     }
@@ -141,7 +142,7 @@ private:
 
   void serve(const Manifest& f) {
     auto key = AnnexKey::parse(f.key).value();
-    auto path = server_.locate_(key);
+    auto path = server_.locate_(key, "");
     if (!path) return reply(ErrorFrame{f.id, ErrorCode::NotPresent, "not held here"});
     auto self = shared_from_this();
     server_.manifest_of(*path, [self, id = f.id](Result<std::shared_ptr<const ManifestReply>> m) {
@@ -152,9 +153,16 @@ private:
     });
   }
 
+  void serve(const Remove& f) {
+    if (!server_.remove_) return reply(ErrorFrame{f.id, ErrorCode::Unsupported, "this node keeps no swarm stores"});
+    auto removed = server_.remove_(AnnexKey::parse(f.key).value(), f.store);
+    if (!removed) return reply(ErrorFrame{f.id, ErrorCode::NotPresent, removed.error()});
+    reply(HaveReply{f.id, {0}});
+  }
+
   void serve(const Get& f) {
     auto key = AnnexKey::parse(f.key).value();
-    auto path = server_.locate_(key);
+    auto path = server_.locate_(key, "");
     if (!path) return reply(ErrorFrame{f.id, ErrorCode::NotPresent, "not held here"});
     int fd = ::open(path->c_str(), O_RDONLY | O_CLOEXEC);
     struct stat st;

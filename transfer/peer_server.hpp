@@ -41,8 +41,12 @@ struct PeerServerStats {
 
 class PeerServer {
 public:
-  // Where the object of a key is on disk, if this node holds it.
-  using ObjectLocator = std::function<std::optional<std::filesystem::path>(const AnnexKey&)>;
+  // Where the object of a key is on disk, if this node holds it in the repository or
+  // swarm store with that annex UUID (empty: in any of them).
+  using ObjectLocator =
+      std::function<std::optional<std::filesystem::path>(const AnnexKey&, std::string_view repo)>;
+  // Removes a key from one of this node's swarm stores; an error when `store` is not one.
+  using StoreRemover = std::function<Result<bool>(const AnnexKey&, std::string_view store)>;
 
   PeerServer(asio::io_context& io, std::shared_ptr<TlsCredentials> credentials, std::vector<SwarmToken> swarms,
              ObjectLocator locate, PeerServerLimits limits = {});
@@ -50,6 +54,8 @@ public:
   Result<std::uint16_t> listen(const asio::ip::address& address, std::uint16_t port);
   void close();
   const PeerServerStats& stats() const { return stats_; }
+  // Without one, REMOVE is refused.
+  void on_remove(StoreRemover remover) { remove_ = std::move(remover); }
   // Told about every link refused (failed TLS or membership, over the peer cap), with why.
   void on_refused(std::function<void(const std::string& why)> fn) { on_refused_ = std::move(fn); }
 
@@ -75,6 +81,7 @@ private:
   std::shared_ptr<TlsCredentials> credentials_;
   std::vector<SwarmToken> swarms_;
   ObjectLocator locate_;
+  StoreRemover remove_;
   PeerServerLimits limits_;
   asio::ip::tcp::acceptor acceptor_;
   asio::thread_pool hasher_{1};
