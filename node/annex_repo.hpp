@@ -18,6 +18,7 @@ struct AnnexRepo {
   std::filesystem::path objects_dir;
   std::string uuid;
   bool bare = false;
+  bool store = false;  // a swarm store (node/swarm_store.hpp), not a git repository
 };
 
 // Runs git to find the git dir and annex.uuid; the error says what to do.

@@ -15,6 +15,7 @@
 #include "node/identity.hpp"
 #include "node/log.hpp"
 #include "node/state_files.hpp"
+#include "node/swarm_store.hpp"
 #include "protocol/annex_key.hpp"
 
 namespace annexswarm {
@@ -99,6 +100,11 @@ Result<bool> Daemon::start() {
     for (const auto& p : problems) all += (all.empty() ? "" : "\n") + p;
     return Error{all};
   }
+  for (const auto& uuid : existing_swarm_stores(config_.state_dir)) {
+    ServedRepo served;
+    served.repo = swarm_store(config_.state_dir, uuid);
+    repos_.push_back(std::move(served));
+  }
 
   bool created = false;
   auto identity = load_or_create_identity(config_.state_dir, created);
@@ -107,24 +113,9 @@ Result<bool> Daemon::start() {
   node_id_ = node_id_of(identity_);
   log::info("node id {} ({} identity)", node_id_.hex(), created ? "new" : "existing");
 
-  auto now = WallClock::now();
-  auto ttl = std::chrono::duration_cast<std::chrono::seconds>(kRecordLifetime + 5min);
   for (const auto& token : config_.swarms) {
     SwarmState swarm{token, {}, false};
-    for (const auto& served : repos_) {
-      auto path = table_path(swarm, served);
-      std::optional<AnnounceTable> table;
-      std::error_code ec;
-      if (fs::exists(path, ec)) {
-        auto text = read_file(path);
-        if (text) {
-          auto loaded = AnnounceTable::load(*text, refresh_, ttl, now);
-          if (loaded) table = std::move(*loaded);
-          else log::warn("{}: {}; announcing from scratch", path.string(), loaded.error());
-        }
-      }
-      swarm.tables.push_back(table ? std::move(*table) : AnnounceTable(refresh_, ttl));
-    }
+    for (const auto& served : repos_) swarm.tables.push_back(load_table(swarm, served));
     swarms_.push_back(std::move(swarm));
   }
 
@@ -146,9 +137,13 @@ Result<bool> Daemon::start() {
   std::vector<SwarmToken> tokens;
   for (const auto& sw : swarms_) tokens.push_back(sw.token);
   peer_server_ = std::make_unique<PeerServer>(io_, tls_, std::move(tokens),
-                                              [this](const AnnexKey& key) { return locate_object(key); },
+                                              [this](const AnnexKey& key, std::string_view scope) {
+                                                return locate_object(key, scope);
+                                              },
                                               PeerServerLimits{config_.max_peers, config_.upload_rate,
                                                                config_.upload_rate_per_peer});
+  peer_server_->on_remove(
+      [this](const AnnexKey& key, std::string_view store) { return remove_from_local_store(key, store); });
   peer_server_->on_refused([this](const std::string& why) {
     std::uint64_t suppressed = 0;
     if (peer_refused_log_.allow(std::chrono::steady_clock::now(), suppressed))
@@ -213,14 +208,41 @@ void Daemon::stop() {
   io_.stop();
 }
 
-std::optional<std::filesystem::path> Daemon::locate_object(const AnnexKey& key) const {
+std::optional<std::filesystem::path> Daemon::locate_object(const AnnexKey& key, std::string_view scope) const {
   for (const auto& served : repos_) {
+    if (!scope.empty() && served.repo.uuid != scope) continue;
     auto dir = served.repo.bare ? key.hash_dir_lower() : key.hash_dir_mixed();
     auto path = served.repo.objects_dir / dir / key.str() / key.str();
     std::error_code ec;
     if (fs::is_regular_file(path, ec)) return path;
   }
   return std::nullopt;
+}
+
+AnnounceTable Daemon::load_table(const SwarmState& swarm, const ServedRepo& served) const {
+  auto ttl = std::chrono::duration_cast<std::chrono::seconds>(kRecordLifetime + 5min);
+  auto path = table_path(swarm, served);
+  std::error_code ec;
+  if (fs::exists(path, ec)) {
+    if (auto text = read_file(path)) {
+      auto loaded = AnnounceTable::load(*text, refresh_, ttl, WallClock::now());
+      if (loaded) return std::move(*loaded);
+      log::warn("{}: {}; announcing from scratch", path.string(), loaded.error());
+    }
+  }
+  return AnnounceTable(refresh_, ttl);
+}
+
+std::size_t Daemon::add_served(ServedRepo served) {
+  repos_.push_back(std::move(served));
+  for (auto& swarm : swarms_) swarm.tables.push_back(load_table(swarm, repos_.back()));
+  return repos_.size() - 1;
+}
+
+void Daemon::rescan_soon(std::size_t index) {
+  auto& served = repos_[index];
+  if (served.scanning) served.dirty = true;  // tick_poll picks it up
+  else start_scan(index);
 }
 
 std::filesystem::path Daemon::table_path(const SwarmState& swarm, const ServedRepo& repo) const {
@@ -314,6 +336,7 @@ void Daemon::publish_node_records() {
       dht_->put(loc, contact_id, contact_seq, seal_record(token, loc, contact_body), [](bool) {});
     }
     for (const auto& served : repos_) {
+      if (served.repo.store) continue;  // stores are found through their keys, not by UUID
       auto loc = token.repo_location(served.repo.uuid);
       auto body = encode(RepoRecord{node_id_, served.repo.uuid});
       dht_->put(loc, token.value_id("repo/" + node_id_.hex() + "/" + served.repo.uuid), 0,
@@ -336,8 +359,9 @@ void Daemon::tick_poll() {
     auto& served = repos_[i];
     if (served.scanning) continue;
     auto stamp = change_stamp(served.repo);
-    if (served.stamp && *served.stamp == stamp && now - served.last_full_scan < kFullRescanEvery)
+    if (!served.dirty && served.stamp && *served.stamp == stamp && now - served.last_full_scan < kFullRescanEvery)
       continue;
+    served.dirty = false;
     served.stamp = stamp;
     start_scan(i);
   }
@@ -507,6 +531,9 @@ void Daemon::handle(const json& request, ControlResponder responder) {
   if (op == "get") return handle_get(request, responder);
   if (op == "discover") return handle_discover(request, responder);
   if (op == "peers") return handle_peers(request, responder);
+  if (op == "store") return handle_store(request, responder);
+  if (op == "present") return handle_present(request, responder);
+  if (op == "remove") return handle_remove(request, responder);
   responder.fail("unknown-op", "unknown request '" + op + "'");
 }
 
@@ -562,25 +589,14 @@ void Daemon::handle_get(const json& request, ControlResponder responder) {
   if (!key->verifiable() && !unverified)
     return responder.fail("unverifiable", "key " + key->str() + " carries no hash, so its content cannot be verified; "
                                           "pass --unverified to fetch it anyway");
-  find_providers(*key, [this, key = *key, to, unverified, responder](std::vector<Provider> found) {
-    std::vector<std::pair<std::size_t, NodeId>> nodes;
-    for (const auto& p : found)
-      if (p.node != node_id_ && std::find(nodes.begin(), nodes.end(), std::make_pair(p.swarm, p.node)) == nodes.end())
-        nodes.emplace_back(p.swarm, p.node);
-    if (nodes.empty()) return responder.fail("not-found", "no node announces " + key.str());
-    find_contacts(nodes, [this, key, to, unverified, responder](std::vector<std::pair<std::size_t, ContactRecord>> contacts) {
-      std::vector<FetchSource> sources;
-      for (const auto& [si, contact] : contacts) {
-        FetchSource source{{contact.node, {}}, si};
-        for (const auto& e : contact.endpoints) {
-          std::error_code ec;
-          auto address = asio::ip::make_address(e.host, ec);
-          if (!ec) source.address.endpoints.emplace_back(address, e.port);
-        }
-        if (!source.address.endpoints.empty()) sources.push_back(std::move(source));
-      }
-      log::info("get {}: {} provider node(s), {} with a usable contact record", key.str(), contacts.size(), sources.size());
-      if (sources.empty()) return responder.fail("not-found", "no provider of " + key.str() + " has a reachable endpoint");
+  // A UUID (the repository a sameas remote stands for) adds the nodes serving it, even
+  // before they have announced the key.
+  std::string repo = request.value("repo", std::string());
+  if (!repo.empty() && !is_annex_uuid(repo)) return responder.fail("bad-uuid", "'" + repo + "' is not an annex uuid");
+  if (auto local = locate_object(*key, ""))
+    return copy_local(*key, *local, to, responder);
+  find_sources(*key, "", repo, [this, key = *key, to, unverified, responder](std::vector<FetchSource> sources) {
+      if (sources.empty()) return responder.fail("not-found", "no reachable node has " + key.str());
       std::vector<SwarmToken> tokens;
       for (const auto& sw : swarms_) tokens.push_back(sw.token);
       auto started = std::chrono::steady_clock::now();
@@ -612,7 +628,6 @@ void Daemon::handle_get(const json& request, ControlResponder responder) {
           });
       fetches_[fetch_id] = fetcher;
       fetcher->start();
-    });
   });
 }
 
@@ -642,33 +657,40 @@ void Daemon::handle_discover(const json& request, ControlResponder responder) {
   if (!is_annex_uuid(uuid))
     return responder.fail("bad-uuid", "'" + uuid + "' is not a git-annex repository uuid");
   if (swarms_.empty()) return responder.fail("no-swarm", "this node is in no swarm (start it with --swarm TOKEN)");
+  find_repo_nodes(uuid, [this, uuid, responder](std::vector<std::pair<std::size_t, NodeId>> nodes) {
+    find_contacts(nodes, [this, uuid, nodes, responder](std::vector<std::pair<std::size_t, ContactRecord>> contacts) {
+      json out = json::array();
+      for (const auto& [si, node] : nodes) {
+        json eps = json::array();
+        bool have_contact = false;
+        for (const auto& [csi, c] : contacts) {
+          if (csi != si || c.node != node) continue;
+          have_contact = true;
+          for (const auto& e : c.endpoints) eps.push_back(endpoint_json(e));
+        }
+        out.push_back({{"node", node.hex()}, {"swarm", swarms_[si].token.id()},
+                       {"contact", have_contact}, {"endpoints", std::move(eps)}});
+      }
+      responder.reply({{"uuid", uuid}, {"nodes", std::move(out)}});
+    });
+  });
+}
+
+void Daemon::find_repo_nodes(const std::string& uuid,
+                             std::function<void(std::vector<std::pair<std::size_t, NodeId>>)> done) {
   struct Gather {
     std::size_t pending;
     std::vector<std::pair<std::size_t, NodeId>> nodes;
+    std::function<void(std::vector<std::pair<std::size_t, NodeId>>)> done;
   };
-  auto gather = std::make_shared<Gather>(Gather{swarms_.size(), {}});
+  if (swarms_.empty()) return done({});
+  auto gather = std::make_shared<Gather>(Gather{swarms_.size(), {}, std::move(done)});
   for (std::size_t si = 0; si < swarms_.size(); ++si) {
     auto loc = swarms_[si].token.repo_location(uuid);
-    dht_->get(loc, config_.lookup_timeout, [this, si, loc, uuid, gather, responder](std::vector<DhtValue> values) {
+    dht_->get(loc, config_.lookup_timeout, [this, si, loc, uuid, gather](std::vector<DhtValue> values) {
       for (auto& rec : open_values<RepoRecord>(swarms_[si], loc, values, decode_repo))
         if (rec.uuid == uuid) gather->nodes.emplace_back(si, rec.node);
-      if (--gather->pending != 0) return;
-      auto nodes = gather->nodes;
-      find_contacts(nodes, [this, uuid, nodes, responder](std::vector<std::pair<std::size_t, ContactRecord>> contacts) {
-        json out = json::array();
-        for (const auto& [si, node] : nodes) {
-          json eps = json::array();
-          bool have_contact = false;
-          for (const auto& [csi, c] : contacts) {
-            if (csi != si || c.node != node) continue;
-            have_contact = true;
-            for (const auto& e : c.endpoints) eps.push_back(endpoint_json(e));
-          }
-          out.push_back({{"node", node.hex()}, {"swarm", swarms_[si].token.id()},
-                         {"contact", have_contact}, {"endpoints", std::move(eps)}});
-        }
-        responder.reply({{"uuid", uuid}, {"nodes", std::move(out)}});
-      });
+      if (--gather->pending == 0) gather->done(std::move(gather->nodes));
     });
   }
 }

@@ -52,6 +52,7 @@ private:
     std::size_t invalid_names = 0;
     double last_scan_seconds = 0;
     std::chrono::steady_clock::time_point last_full_scan{};
+    bool dirty = false;  // changed by us (a swarm store): scan at the next poll
   };
   struct SwarmState {
     SwarmToken token;
@@ -84,7 +85,25 @@ private:
     std::string repo_uuid;
   };
   void find_providers(const AnnexKey& key, std::function<void(std::vector<Provider>)> done);
-  std::optional<std::filesystem::path> locate_object(const AnnexKey& key) const;
+  // In the repository or swarm store with that UUID; empty scope: in any.
+  std::optional<std::filesystem::path> locate_object(const AnnexKey& key, std::string_view scope) const;
+  std::size_t add_served(ServedRepo served);
+  AnnounceTable load_table(const SwarmState& swarm, const ServedRepo& served) const;
+  void rescan_soon(std::size_t index);
+  // Nodes whose repo record says they serve annex repository `uuid`.
+  void find_repo_nodes(const std::string& uuid, std::function<void(std::vector<std::pair<std::size_t, NodeId>>)> done);
+  // Contact records to dialable sources; nodes without a usable endpoint are left out.
+  std::vector<FetchSource> to_sources(const std::vector<std::pair<std::size_t, ContactRecord>>& contacts) const;
+  // The key's providers (only those in repository/store `only_repo`, when given), plus
+  // the nodes serving repository `plus_nodes_of`, as dialable sources; this node excluded.
+  void find_sources(const AnnexKey& key, const std::string& only_repo, const std::string& plus_nodes_of,
+                    std::function<void(std::vector<FetchSource>)> done);
+  void copy_local(const AnnexKey& key, const std::filesystem::path& from, const std::filesystem::path& to,
+                  ControlResponder responder);
+  Result<bool> remove_from_local_store(const AnnexKey& key, std::string_view store);
+  void handle_store(const nlohmann::json& request, ControlResponder responder);
+  void handle_present(const nlohmann::json& request, ControlResponder responder);
+  void handle_remove(const nlohmann::json& request, ControlResponder responder);
   void handle_whereis(const nlohmann::json& request, ControlResponder responder);
   void handle_get(const nlohmann::json& request, ControlResponder responder);
   void handle_discover(const nlohmann::json& request, ControlResponder responder);

@@ -1,0 +1,114 @@
+#include "node/swarm_store.hpp"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+
+#include "protocol/bytes.hpp"
+#include "protocol/content_hash.hpp"
+#include "protocol/records.hpp"
+
+namespace annexswarm {
+namespace fs = std::filesystem;
+
+AnnexRepo swarm_store(const fs::path& state_dir, const std::string& uuid) {
+  AnnexRepo store;
+  store.path = state_dir / "stores" / uuid;
+  store.git_dir = store.path;
+  store.objects_dir = store.path / "annex" / "objects";
+  store.uuid = uuid;
+  store.bare = true;
+  store.store = true;
+  return store;
+}
+
+std::vector<std::string> existing_swarm_stores(const fs::path& state_dir) {
+  std::vector<std::string> out;
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator(state_dir / "stores", ec)) {
+    auto name = entry.path().filename().string();
+    if (entry.is_directory(ec) && is_annex_uuid(name)) out.push_back(name);
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+namespace {
+fs::path object_path(const AnnexRepo& store, const AnnexKey& key) {
+  return store.objects_dir / key.hash_dir_lower() / key.str() / key.str();
+}
+}  // namespace
+
+Result<std::uint64_t> import_into_store(const AnnexRepo& store, const AnnexKey& key, const fs::path& file,
+                                        const std::function<void(std::uint64_t)>& progress) {
+  return copy_verified(file, key, object_path(store, key), progress);
+}
+
+Result<std::uint64_t> copy_verified(const fs::path& file, const AnnexKey& key, const fs::path& dest,
+                                    const std::function<void(std::uint64_t)>& progress) {
+  std::error_code ec;
+  fs::create_directories(dest.parent_path(), ec);
+  if (ec) return Error{"cannot create " + dest.parent_path().string() + ": " + ec.message()};
+  int in = ::open(file.c_str(), O_RDONLY | O_CLOEXEC);
+  if (in < 0) return Error{"cannot read " + file.string() + ": " + std::strerror(errno)};
+  auto tmp = dest;
+  tmp += ".tmp";
+  int out = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0444);
+  if (out < 0) {
+    ::close(in);
+    return Error{"cannot write " + tmp.string() + ": " + std::strerror(errno)};
+  }
+  auto fail = [&](std::string why) -> Result<std::uint64_t> {
+    ::close(in);
+    ::close(out);
+    ::unlink(tmp.c_str());
+    return Error{std::move(why)};
+  };
+  auto hash = key.verifiable() ? ContentHash::start(key.hash()) : std::nullopt;
+  Bytes buf(1 << 20);
+  std::uint64_t total = 0;
+  while (true) {
+    ssize_t n = ::read(in, buf.data(), buf.size());
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return fail("cannot read " + file.string() + ": " + std::strerror(errno));
+    if (n == 0) break;
+    if (hash) hash->update(ByteView(buf.data(), static_cast<std::size_t>(n)));
+    for (ssize_t off = 0; off < n;) {
+      ssize_t w = ::write(out, buf.data() + off, static_cast<std::size_t>(n - off));
+      if (w < 0 && errno == EINTR) continue;
+      if (w < 0) return fail("cannot write " + tmp.string() + ": " + std::strerror(errno) + " (disk full?)");
+      off += w;
+    }
+    total += static_cast<std::uint64_t>(n);
+    if (progress) progress(total);
+  }
+  if (auto expected = key.content_size(); expected && *expected != total)
+    return fail("the file has " + std::to_string(total) + " bytes, the key says " + std::to_string(*expected));
+  if (hash && hash->finish_hex() != key.digest_hex()) return fail("the file does not match the key's hash");
+  if (::fsync(out) != 0) return fail("cannot flush " + tmp.string() + ": " + std::strerror(errno) + " (disk full?)");
+  ::close(in);
+  ::close(out);
+  if (::rename(tmp.c_str(), dest.c_str()) != 0) {
+    int err = errno;
+    ::unlink(tmp.c_str());
+    return Error{"cannot move the object into " + dest.string() + ": " + std::strerror(err)};
+  }
+  return total;
+}
+
+Result<bool> remove_from_store(const AnnexRepo& store, const AnnexKey& key) {
+  auto path = object_path(store, key);
+  if (::unlink(path.c_str()) != 0) {
+    if (errno == ENOENT) return false;
+    return Error{"cannot remove " + path.string() + ": " + std::strerror(errno)};
+  }
+  std::error_code ec;
+  fs::remove(path.parent_path(), ec);  // the KEY directory, when empty
+  return true;
+}
+
+}  // namespace annexswarm

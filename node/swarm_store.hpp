@@ -1,0 +1,36 @@
+#pragma once
+// A swarm store: objects put into the swarm through git-annex-remote-swarm (STORE), kept
+// by this node in its state dir and served and announced like a repository's, under the
+// special remote's annex UUID. It is never a git repository, so it has no repo record:
+// `discover` finds repositories, not stores. Layout as in a bare annex repository:
+//   <state-dir>/stores/<uuid>/annex/objects/<hashdirlower>/KEY/KEY
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "node/annex_repo.hpp"
+#include "protocol/annex_key.hpp"
+#include "protocol/result.hpp"
+
+namespace annexswarm {
+
+AnnexRepo swarm_store(const std::filesystem::path& state_dir, const std::string& uuid);
+// The UUIDs of the stores found in the state dir.
+std::vector<std::string> existing_swarm_stores(const std::filesystem::path& state_dir);
+
+// Copies `file` to `dest` through `dest`.tmp and a rename, checking it against the key's
+// size and hash on the way (keys without a hash are taken as they are). A crash or a full
+// disk leaves no partial object at `dest`.
+Result<std::uint64_t> copy_verified(const std::filesystem::path& file, const AnnexKey& key,
+                                    const std::filesystem::path& dest,
+                                    const std::function<void(std::uint64_t)>& progress);
+// copy_verified into the store.
+Result<std::uint64_t> import_into_store(const AnnexRepo& store, const AnnexKey& key,
+                                        const std::filesystem::path& file,
+                                        const std::function<void(std::uint64_t)>& progress);
+// True when the key was there.
+Result<bool> remove_from_store(const AnnexRepo& store, const AnnexKey& key);
+
+}  // namespace annexswarm
