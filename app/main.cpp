@@ -9,6 +9,7 @@
 #include <sstream>
 
 #include "discovery/commands.hpp"
+#include "discovery/special_remote.hpp"
 #include "node/config.hpp"
 #include "node/daemon.hpp"
 #include "node/state_files.hpp"
@@ -53,7 +54,8 @@ void print_usage(std::ostream& out) {
          "  annex-swarm discover UUID [--json] [--format F] nodes serving annex repository UUID\n"
          "  annex-swarm status [--json]                     this node's state\n"
          "  annex-swarm peers [--json]                      swarm members this node can see\n"
-         "  annex-swarm get KEY --to PATH [--unverified]    download KEY from every peer that has it\n\n"
+         "  annex-swarm get KEY --to PATH [--unverified]    download KEY from every peer that has it\n"
+         "  git-annex-remote-swarm                          (this binary under that name) git-annex's special remote\n\n"
          "Every command takes --state-dir DIR to pick the node (default: " << default_state_dir().string()
       << ").\n"
          "whereis/discover/peers/get exit 0 when found, 1 when not found, 2 on error.\n\n"
@@ -197,6 +199,11 @@ int run_swarm(int argc, char** argv) {
 int main(int argc, char** argv) {
   // A peer or client that hangs up must cost an error on that connection, not the node.
   std::signal(SIGPIPE, SIG_IGN);
+  // Installed (or linked) as git-annex-remote-swarm, this binary is git-annex's special remote.
+  if (fs::path(argv[0]).filename() == "git-annex-remote-swarm") {
+    std::ios::sync_with_stdio(false);
+    return remote::run(std::cin, std::cout, default_state_dir());
+  }
   std::string command = argc > 1 ? argv[1] : "help";
   try {
     if (command == "daemon") return run_daemon(argc, argv);

@@ -45,7 +45,7 @@ struct Swarm {
       // With slow_rate, the first seeder's uploads are capped.
       PeerServerLimits limits{64, i == 0 ? slow_rate : 0, 0};
       s->server = std::make_unique<PeerServer>(io, s->credentials, std::vector<SwarmToken>{token},
-                                               [this](const AnnexKey& k) -> std::optional<std::filesystem::path> {
+                                               [this](const AnnexKey& k, std::string_view) -> std::optional<std::filesystem::path> {
                                                  if (k.str() == key) return dir.path() / "object";
                                                  return std::nullopt;
                                                },

@@ -33,6 +33,9 @@ std::string object_key(const std::string& content) {
   return "SHA256E-s" + std::to_string(content.size()) + "--" + to_hex(digest) + ".bin";
 }
 
+constexpr std::string_view kStore = "11111111-2222-3333-4444-555555555555";
+constexpr std::string_view kOtherRepo = "99999999-2222-3333-4444-555555555555";
+
 struct Fixture {
   test::TempDir dir;
   asio::io_context io;
@@ -47,7 +50,8 @@ struct Fixture {
     key = object_key(content);
     std::ofstream(dir.path() / "object", std::ios::binary) << content;
     server = std::make_unique<PeerServer>(io, server_identity().credentials, std::vector<SwarmToken>{swarm},
-                                          [this](const AnnexKey& k) -> std::optional<std::filesystem::path> {
+                                          [this](const AnnexKey& k, std::string_view repo) -> std::optional<std::filesystem::path> {
+                                            if (!repo.empty() && repo != kStore) return std::nullopt;
                                             if (k.str() == key) return dir.path() / "object";
                                             return std::nullopt;
                                           });
@@ -145,7 +149,7 @@ BOOST_AUTO_TEST_CASE(cancel_stops_a_get_being_served_and_drops_queued_ones) {
 BOOST_AUTO_TEST_CASE(have_and_manifest_describe_the_object) {
   Fixture f;
   auto link = f.dial();
-  auto have = f.ask(*link, Have{2, {f.key, object_key("other")}});
+  auto have = f.ask(*link, Have{2, {f.key, object_key("other")}, ""});
   BOOST_REQUIRE_EQUAL(have.size(), 1u);
   BOOST_TEST((std::get<HaveReply>(have[0]).sizes == std::vector<std::uint64_t>{f.content.size() + 1, 0}));
   auto manifest = f.ask(*link, Manifest{3, f.key});
@@ -155,6 +159,28 @@ BOOST_AUTO_TEST_CASE(have_and_manifest_describe_the_object) {
   BOOST_TEST(m.chunk_size == kManifestChunk);
   auto first = crypto::sha256(as_bytes(f.content));  // one chunk: 700000 < 1 MiB
   BOOST_TEST((m.hashes == Bytes(first.begin(), first.end())));
+}
+
+BOOST_AUTO_TEST_CASE(have_counts_only_the_repository_asked_about_and_remove_drops_from_a_store) {
+  Fixture f;
+  std::vector<std::string> removed;
+  f.server->on_remove([&](const AnnexKey& k, std::string_view store) -> Result<bool> {
+    if (store != kStore) return Error{"not a swarm store here"};
+    removed.push_back(k.str());
+    return true;
+  });
+  auto link = f.dial();
+  auto sizes = [&](std::string_view repo) {
+    return std::get<HaveReply>(f.ask(*link, Have{2, {f.key}, std::string(repo)})[0]).sizes[0];
+  };
+  BOOST_TEST(sizes("") == f.content.size() + 1);
+  BOOST_TEST(sizes(kStore) == f.content.size() + 1);
+  BOOST_TEST(sizes(kOtherRepo) == 0u);  // held here, but not in that repository
+  auto refused = f.ask(*link, Remove{3, f.key, std::string(kOtherRepo)});
+  BOOST_TEST((std::get<ErrorFrame>(refused[0]).code == ErrorCode::NotPresent));
+  auto done = f.ask(*link, Remove{4, f.key, std::string(kStore)});
+  BOOST_TEST((std::get<HaveReply>(done[0]).sizes == std::vector<std::uint64_t>{0}));
+  BOOST_TEST(removed == std::vector<std::string>{f.key});
 }
 
 BOOST_AUTO_TEST_CASE(bad_requests_get_errors_and_the_link_keeps_serving) {

@@ -1,0 +1,196 @@
+// git-annex-remote-swarm under Debian's real git-annex: testremote against a two-node
+// swarm, a repository reached through the swarm with --sameas, multi-source retrieval,
+// and CHECKPRESENT that never counts another repository's annex as a swarm-store copy.
+#include <boost/test/unit_test.hpp>
+
+#include <cstdlib>
+#include <fstream>
+#include <random>
+#include <regex>
+
+#include "protocol/swarm_token.hpp"
+#include "tests/support/test_support.hpp"
+
+using namespace annexswarm;
+using namespace annexswarm::test;
+using nlohmann::json;
+namespace fs = std::filesystem;
+
+namespace {
+
+// git-annex finds the remote by name on PATH; commits need an identity.
+struct Environment {
+  Environment() {
+    auto bin = fs::path(ANNEX_SWARM_BIN).parent_path().string();
+    ::setenv("PATH", (bin + ":" + std::getenv("PATH")).c_str(), 1);
+    for (const char* v : {"GIT_AUTHOR_NAME", "GIT_COMMITTER_NAME"}) ::setenv(v, "test", 1);
+    for (const char* v : {"GIT_AUTHOR_EMAIL", "GIT_COMMITTER_EMAIL"}) ::setenv(v, "test@example.org", 1);
+  }
+};
+BOOST_TEST_GLOBAL_FIXTURE(Environment);
+
+std::string random_content(std::size_t size, unsigned seed) {
+  std::string s(size, '\0');
+  std::mt19937_64 rng(seed);
+  for (std::size_t i = 0; i + 8 <= size; i += 8) {
+    auto v = rng();
+    std::memcpy(&s[i], &v, 8);
+  }
+  return s;
+}
+
+struct Swarm {
+  TempDir dir;
+  std::string token = SwarmToken::generate().str();
+  std::unique_ptr<DaemonProcess> first;
+  std::string bootstrap;
+
+  Swarm() {
+    first = start_loopback_daemon(dir.path(), "first", {"--bootstrap", "none", "--swarm", token});
+    bootstrap = "127.0.0.1:" + std::to_string(first->port());
+  }
+  std::unique_ptr<DaemonProcess> node(const std::string& name, std::vector<std::string> extra = {}) {
+    std::vector<std::string> args{"--bootstrap", bootstrap, "--swarm", token};
+    args.insert(args.end(), extra.begin(), extra.end());
+    return start_loopback_daemon(dir.path(), name, args);
+  }
+  std::string initremote(const fs::path& repo, const std::string& name, const DaemonProcess& daemon,
+                         const std::string& extra = "") {
+    return sh(repo, "git annex initremote " + name + " type=external externaltype=swarm swarm=" + token +
+                        " statedir=" + daemon.state_dir().string() + " encryption=none " + extra + " 2>&1");
+  }
+};
+
+// The closing line of `git annex testremote`.
+std::string closing_line(const std::string& output) {
+  std::smatch m;
+  static const std::regex line(R"((All \d+ tests passed|\d+ out of \d+ tests failed))");
+  return std::regex_search(output, m, line) ? m.str() : "no closing line in:\n" + output.substr(output.size() > 4000 ? output.size() - 4000 : 0);
+}
+
+std::uint64_t bytes_served(const DaemonProcess& d) {
+  return d.status()["peers_served"]["bytes_served"].get<std::uint64_t>();
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_SUITE(special_remote)
+
+BOOST_AUTO_TEST_CASE(testremote_passes_against_a_two_node_swarm) {
+  Swarm swarm;
+  auto local = swarm.node("local");
+  auto repo = make_annex_repo(swarm.dir.path() / "repo", {});
+  swarm.initremote(repo.path, "swarm", *local);
+  // The full run, then the 10 MiB one in its --fast form (the full one spends ~3 min in
+  // git-annex's own gpg work for the encrypted variants).
+  for (std::string size : {"", " --size=10MiB --fast"}) {
+    auto out = run_process({"sh", "-c", "cd '" + repo.path.string() + "' && git annex testremote swarm" + size + " 2>&1"});
+    BOOST_TEST_MESSAGE("testremote" << size << ": " << closing_line(out.out));
+    BOOST_TEST(out.exit_code == 0, closing_line(out.out));
+    BOOST_TEST(closing_line(out.out).rfind("All ", 0) == 0u, closing_line(out.out));
+  }
+}
+
+BOOST_AUTO_TEST_CASE(a_repository_behind_an_unreachable_url_is_reached_through_the_swarm_from_two_nodes) {
+  Swarm swarm;
+  // Repository A (the home server) and C (another copy) both hold big.bin; B is a clone
+  // whose URL for A no longer works.
+  auto content = random_content(12u << 20, 7);
+  auto a = make_annex_repo(swarm.dir.path() / "a", {});
+  std::ofstream(a.path / "big.bin", std::ios::binary) << content;
+  sh(a.path, "git annex add -q big.bin && git commit -qm big");
+  auto key = a.key_of("big.bin");
+  auto c_path = swarm.dir.path() / "c";
+  sh(swarm.dir.path(), "git clone -q a c && cd c && git annex init -q c && git annex get -q big.bin");
+  auto b_path = swarm.dir.path() / "b";
+  sh(swarm.dir.path(), "git clone -q a b && cd b && git annex init -q b");
+  // B has used A before (knows its UUID), then A's URL stopped working.
+  sh(b_path, "git config remote.origin.annex-uuid " + a.uuid);
+  sh(b_path, "git remote set-url origin " + (swarm.dir.path() / "moved-away").string());
+  auto home = swarm.node("home", {"--repo", a.path.string()});
+  auto other = swarm.node("other", {"--repo", c_path.string()});
+  auto mine = swarm.node("mine");
+  BOOST_REQUIRE(wait_until([&] {
+    auto out = annex_swarm({"whereis", key, "--json", "--state-dir", mine->state_dir().string()});
+    return out.exit_code == 0 && json::parse(out.out)["providers"].size() == 2;
+  }));
+  swarm.initremote(b_path, "home-swarm", *mine, "--sameas=origin");
+  auto got = run_process({"sh", "-c", "cd '" + b_path.string() + "' && git annex get big.bin 2>&1"});
+  BOOST_REQUIRE_MESSAGE(got.exit_code == 0, got.out + mine->log());
+  BOOST_TEST(got.out.find("home-swarm") != std::string::npos, got.out);
+  sh(b_path, "git annex fsck big.bin");
+  // Bytes came from both nodes holding the key.
+  BOOST_TEST(bytes_served(*home) > 0u);
+  BOOST_TEST(bytes_served(*other) > 0u);
+  // The sameas remote asks A's node: present there, and not for a key A lacks.
+  sh(b_path, "git annex checkpresentkey " + key + " home-swarm");
+  auto absent = run_process({"sh", "-c", "cd '" + b_path.string() + "' && git annex checkpresentkey SHA256E-s1--" +
+                                             std::string(64, 'a') + " home-swarm"});
+  BOOST_TEST(absent.exit_code == 1, absent.out + absent.err);
+  // It stands for a repository: storing into it through the swarm is refused clearly.
+  std::ofstream(b_path / "new.txt") << "made in B\n";
+  sh(b_path, "git annex add -q new.txt");
+  auto refused = run_process({"sh", "-c", "cd '" + b_path.string() + "' && git annex copy --to home-swarm new.txt 2>&1"});
+  BOOST_TEST(refused.exit_code != 0);
+  BOOST_TEST(refused.out.find("stands for repository") != std::string::npos, refused.out);
+}
+
+BOOST_AUTO_TEST_CASE(a_swarm_store_never_counts_another_repositorys_annex_copy) {
+  Swarm swarm;
+  auto a = make_annex_repo(swarm.dir.path() / "a", {{"doc.txt", "only in A's annex\n"}});
+  auto key = a.key_of("doc.txt");
+  // A's node serves A and keeps the swarm store too: the key is on that node, but only
+  // in A's annex.
+  auto node = swarm.node("node", {"--repo", a.path.string()});
+  BOOST_REQUIRE(wait_until([&] {
+    return annex_swarm({"whereis", key, "--state-dir", node->state_dir().string()}).exit_code == 0;
+  }));
+  swarm.initremote(a.path, "swarm", *node);
+  auto check = [&] {
+    return run_process({"sh", "-c", "cd '" + a.path.string() + "' && git annex checkpresentkey " + key + " swarm"}).exit_code;
+  };
+  BOOST_TEST(check() == 1);  // git-annex counts A itself; the swarm store must not count it again
+  sh(a.path, "git annex copy -q --to swarm doc.txt");
+  BOOST_TEST(check() == 0);
+  sh(a.path, "git annex drop -q --from swarm doc.txt");
+  BOOST_TEST(check() == 1);
+  BOOST_TEST(fs::exists(a.path / "doc.txt"));  // A's own copy untouched
+  sh(a.path, "git annex fsck -q doc.txt");
+}
+
+BOOST_AUTO_TEST_CASE(every_reply_follows_the_protocol_even_on_bad_input) {
+  TempDir dir;
+  auto token = SwarmToken::generate().str();
+  // Answers to the remote's own questions (GETCONFIG swarm, statedir, allow-unverified,
+  // GETUUID) follow the first request that needs them.
+  std::string input = "EXTENSIONS INFO GETGITREMOTENAME\n"
+                      "CHECKPRESENT ../../etc/passwd\n"
+                      "VALUE " + token + "\nVALUE " + (dir.path() / "none").string() + "\nVALUE\n"
+                      "VALUE 11111111-2222-3333-4444-555555555555\n"
+                      "TRANSFER STORE ../../etc/passwd /etc/passwd\n"
+                      "TRANSFER SIDEWAYS KEY file\n"
+                      "TRANSFER\n"
+                      "REMOVE SHA256E-s1--" + std::string(64, 'a') + "\n"
+                      "PREPARE\n"
+                      "GETAVAILABILITY\n"
+                      "NOSUCHREQUEST with args\n"
+                      "\n";
+  std::ofstream(dir.path() / "in") << input;
+  auto bin = fs::path(ANNEX_SWARM_BIN).parent_path() / "git-annex-remote-swarm";
+  auto out = run_process({"sh", "-c", "'" + bin.string() + "' < '" + (dir.path() / "in").string() + "'"});
+  BOOST_TEST(out.exit_code == 0, out.err);
+  std::vector<std::string> lines;
+  std::istringstream in(out.out);
+  for (std::string l; std::getline(in, l);) lines.push_back(l);
+  std::vector<std::string> expected_starts{
+      "VERSION 1", "EXTENSIONS INFO", "GETCONFIG swarm", "GETCONFIG statedir", "GETCONFIG allow-unverified",
+      "GETUUID", "CHECKPRESENT-UNKNOWN ../../etc/passwd not a valid annex key",
+      "TRANSFER-FAILURE STORE ../../etc/passwd not a valid annex key", "UNSUPPORTED-REQUEST", "UNSUPPORTED-REQUEST",
+      "REMOVE-FAILURE SHA256E-s1--", "PREPARE-FAILURE no annex-swarm daemon answers", "AVAILABILITY GLOBAL",
+      "UNSUPPORTED-REQUEST", "UNSUPPORTED-REQUEST"};
+  BOOST_REQUIRE_EQUAL(lines.size(), expected_starts.size());
+  for (std::size_t i = 0; i < lines.size(); ++i)
+    BOOST_TEST(lines[i].rfind(expected_starts[i], 0) == 0u, "line " << i << ": " << lines[i]);
+}
+
+BOOST_AUTO_TEST_SUITE_END()
