@@ -379,8 +379,8 @@ int run(std::istream& in, std::ostream& out, const fs::path& default_state_dir) 
     auto [command, rest] = split_word(*next);
     if (command == "EXTENSIONS") {
       // Off unless asked for: with git-annex 10.20230126, ASYNC made `testremote` fail
-      // one check in ~600 in 2 runs of 3 ("command not allowed at this time" for a reply
-      // sent in order); one process per job has no such failure.
+      // one check in ~600 in two full runs ("command not allowed at this time" for a reply
+      // sent in order); one process per job had no such failure.
       const char* opt = std::getenv("ANNEX_SWARM_REMOTE_ASYNC");
       bool wanted = opt && std::string(opt) == "1";
       async = wanted && (" " + rest + " ").find(" ASYNC ") != std::string::npos;
