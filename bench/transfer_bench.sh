@@ -86,15 +86,19 @@ daemon down $((BASE + 9)) --bootstrap 127.0.0.1:$BASE
 wait_for 20 "$BIN" status --state-dir "$W/state-down"
 wait_for 120 providers_at_least 4
 
-swarm_get() {  # prints seconds
-  rm -f "$W/got" "$W/got.part" "$W/got.part.chunks"
-  local t0 t1
+# Runs "$@" and prints how many seconds it took; then checks that FILE is the object.
+timed_fetch() {  # who file command...
+  local who=$1 file=$2 t0 t1
+  shift 2
   t0=$(now)
-  "$BIN" get "$KEY" --to "$W/got" --state-dir "$W/state-down" >/dev/null 2>"$W/get.err" ||
-    { cat "$W/get.err" >&2; exit 1; }
+  "$@" >/dev/null 2>"$W/fetch.err" || { echo "$who failed:" >&2; cat "$W/fetch.err" >&2; exit 1; }
   t1=$(now)
-  cmp -s "$W/got" "$W/www/big.bin" || { echo "annex-swarm get produced a different file" >&2; exit 1; }
+  cmp -s "$file" "$W/www/big.bin" || { echo "$who produced a different file" >&2; exit 1; }
   awk -v a="$t0" -v b="$t1" 'BEGIN {print b - a}'
+}
+swarm_get() {
+  rm -f "$W/got" "$W/got.part" "$W/got.part.chunks"
+  timed_fetch annex-swarm "$W/got" "$BIN" get "$KEY" --to "$W/got" --state-dir "$W/state-down"
 }
 
 echo "== nginx: four servers capped at 25 MB/s, one HTTPS (TLS 1.3) uncapped"
@@ -116,23 +120,13 @@ wait_for 10 test -f "$W/nginx.pid"
 
 aria_get() {
   rm -f "$W/aria.bin"
-  local t0 t1
-  t0=$(now)
-  aria2c -q -d "$W" -o aria.bin --split=4 --max-connection-per-server=1 --min-split-size=1M \
-    --file-allocation=none --allow-overwrite=true \
+  timed_fetch aria2c "$W/aria.bin" aria2c -q -d "$W" -o aria.bin --split=4 --max-connection-per-server=1 \
+    --min-split-size=1M --file-allocation=none --allow-overwrite=true \
     http://127.0.0.11:$((BASE + 11))/big.bin http://127.0.0.12:$((BASE + 12))/big.bin \
     http://127.0.0.13:$((BASE + 13))/big.bin http://127.0.0.14:$((BASE + 14))/big.bin
-  t1=$(now)
-  cmp -s "$W/aria.bin" "$W/www/big.bin" || { echo "aria2c produced a different file" >&2; exit 1; }
-  awk -v a="$t0" -v b="$t1" 'BEGIN {print b - a}'
 }
 curl_get() {
-  local t0 t1
-  t0=$(now)
-  curl -sk --tlsv1.3 -o "$W/curl.bin" https://127.0.0.1:$((BASE + 20))/big.bin
-  t1=$(now)
-  cmp -s "$W/curl.bin" "$W/www/big.bin" || { echo "curl produced a different file" >&2; exit 1; }
-  awk -v a="$t0" -v b="$t1" 'BEGIN {print b - a}'
+  timed_fetch curl "$W/curl.bin" curl -sk --tlsv1.3 -o "$W/curl.bin" https://127.0.0.1:$((BASE + 20))/big.bin
 }
 
 echo "== 1. four seeders at 25 MiB/s each (ideal 104.9 MB/s)"

@@ -325,17 +325,29 @@ private:
     ch_.send("REMOVE-SUCCESS " + key);
   }
 
+  // Which swarm nodes hold the key for this remote, and how to reach them.
   void whereis(const std::string& key) {
     if (load_settings() || !AnnexKey::parse(key)) return ch_.send("WHEREIS-FAILURE");
     auto reply = daemon({{"op", "whereis"}, {"key", key}});
     if (!reply) return ch_.send("WHEREIS-FAILURE");
+    std::map<std::string, std::string> reach;  // node id -> "host:port ..."
+    if (auto peers = daemon({{"op", "peers"}})) {
+      for (const auto& p : (*peers)["peers"]) {
+        std::string eps;
+        for (const auto& e : p.value("endpoints", json::array()))
+          eps += (eps.empty() ? "" : " ") + e.value("host", std::string()) + ":" + std::to_string(e.value("port", 0));
+        reach[p.value("node", std::string())] = eps;
+      }
+    }
     std::string nodes;
     for (const auto& p : (*reply)["providers"]) {
       if (p.value("repo", std::string()) != uuid()) continue;
-      nodes += (nodes.empty() ? "" : ", ") + std::string("node ") + p.value("node", std::string()).substr(0, 16);
+      auto node = p.value("node", std::string());
+      nodes += (nodes.empty() ? "" : "; ") + std::string("swarm node ") + node;
+      if (!reach[node].empty()) nodes += " at " + reach[node];
     }
     if (nodes.empty()) return ch_.send("WHEREIS-FAILURE");
-    ch_.send("WHEREIS-SUCCESS " + nodes);
+    ch_.send("WHEREIS-SUCCESS " + one_line(nodes));
   }
 
   void getinfo() {

@@ -86,30 +86,24 @@ void PeerLink::send_encoded(ByteView frames, std::function<void(Result<bool>)> d
   });
 }
 
-void PeerLink::receive(std::function<void(Result<Frame>)> done) {
+template <class T>
+void PeerLink::receive_decoded(Result<T> (*decode)(ByteView), std::function<void(Result<T>)> done) {
   if (auto body = reader_.next()) {
     if (!*body) return done(Error{body->error()});
-    return done(decode_frame_body(**body));
+    return done(decode(**body));
   }
   auto self = shared_from_this();
-  stream_->read([self, done](Result<ByteView> bytes) {
+  stream_->read([self, decode, done](Result<ByteView> bytes) {
     if (!bytes) return done(Error{bytes.error()});
     self->reader_.feed(*bytes);
-    self->receive(done);
+    self->receive_decoded(decode, done);
   });
 }
 
+void PeerLink::receive(std::function<void(Result<Frame>)> done) { receive_decoded(&decode_frame_body, std::move(done)); }
+
 void PeerLink::receive_view(std::function<void(Result<FrameView>)> done) {
-  if (auto body = reader_.next()) {
-    if (!*body) return done(Error{body->error()});
-    return done(decode_frame_body_view(**body));
-  }
-  auto self = shared_from_this();
-  stream_->read([self, done](Result<ByteView> bytes) {
-    if (!bytes) return done(Error{bytes.error()});
-    self->reader_.feed(*bytes);
-    self->receive_view(done);
-  });
+  receive_decoded(&decode_frame_body_view, std::move(done));
 }
 
 void PeerLink::close() { stream_->close(); }

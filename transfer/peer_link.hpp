@@ -40,6 +40,9 @@ private:
   void fail(const std::function<void(Result<Established>)>& done, peer::ErrorCode code, std::string why);
   void send_hello_and_proof(std::size_t swarm);
   Result<Bytes> proof_for(std::size_t swarm, peer::Role role);
+  // The next frame body from the stream, decoded by `decode`.
+  template <class T>
+  void receive_decoded(Result<T> (*decode)(ByteView), std::function<void(Result<T>)> done);
 
   std::shared_ptr<TlsStream> stream_;
   std::vector<SwarmToken> swarms_;

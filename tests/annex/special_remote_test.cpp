@@ -152,6 +152,11 @@ BOOST_AUTO_TEST_CASE(a_swarm_store_never_counts_another_repositorys_annex_copy) 
   BOOST_TEST(check() == 1);  // git-annex counts A itself; the swarm store must not count it again
   sh(a.path, "git annex copy -q --to swarm doc.txt");
   BOOST_TEST(check() == 0);
+  // whereis names the node and how to reach it, once the store's key is announced.
+  BOOST_REQUIRE(wait_until([&] {
+    return sh(a.path, "git annex whereis doc.txt").find("swarm node " + node->node_id()) != std::string::npos;
+  }));
+  BOOST_TEST(sh(a.path, "git annex whereis doc.txt").find("127.0.0.1:") != std::string::npos);
   sh(a.path, "git annex drop -q --from swarm doc.txt");
   BOOST_TEST(check() == 1);
   BOOST_TEST(fs::exists(a.path / "doc.txt"));  // A's own copy untouched

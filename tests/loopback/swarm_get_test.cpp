@@ -18,6 +18,14 @@ using nlohmann::json;
 
 namespace {
 
+// How many chunks a download in progress to `to` has finished (its .part.chunks list).
+std::size_t chunks_listed(const std::filesystem::path& to) {
+  std::ifstream list(to.string() + ".part.chunks");
+  std::size_t n = 0, index;
+  while (list >> index) ++n;
+  return n;
+}
+
 struct GetNetwork {
   TempDir dir;
   std::string swarm = SwarmToken::generate().str();
@@ -150,12 +158,7 @@ BOOST_AUTO_TEST_CASE(a_downloader_killed_halfway_resumes_after_restart) {
     return out.exit_code == 0;
   }));
   auto to = net.dir.path() / "resumed.bin";
-  auto chunks_done = [&] {
-    std::ifstream list(to.string() + ".part.chunks");
-    std::size_t n = 0, index;
-    while (list >> index) ++n;
-    return n;
-  };
+  auto chunks_done = [&] { return chunks_listed(to); };
   int cli = spawn_process({ANNEX_SWARM_BIN, "get", key, "--to", to.string(), "--state-dir",
                            fetcher->state_dir().string()},
                           (net.dir.path() / "cli.log").string());
@@ -200,12 +203,7 @@ BOOST_AUTO_TEST_CASE(a_seeder_killed_mid_transfer_costs_only_its_chunks) {
   auto capped = net.start("capped", {"--bootstrap", net.bootstrap, "--swarm", net.swarm, "--download-rate", "16M"});
   BOOST_REQUIRE(wait_until([&] { return net.provider_count(*capped) >= 4; }));
   auto to = net.dir.path() / "survived.bin";
-  auto chunks_done = [&] {
-    std::ifstream list(to.string() + ".part.chunks");
-    std::size_t n = 0, index;
-    while (list >> index) ++n;
-    return n;
-  };
+  auto chunks_done = [&] { return chunks_listed(to); };
   auto log = net.dir.path() / "survived.log";
   int cli = spawn_process({ANNEX_SWARM_BIN, "get", net.key, "--to", to.string(), "--json", "--state-dir",
                            capped->state_dir().string()},
