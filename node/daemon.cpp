@@ -754,7 +754,8 @@ json Daemon::status_json() const {
           {"peers_served", peer_server_ ? json{{"links_accepted", peer_server_->stats().links_accepted},
                                                {"links_refused", peer_server_->stats().links_refused},
                                                {"links_open", peer_server_->stats().links_open},
-                                               {"bytes_served", peer_server_->stats().bytes_served}}
+                                               {"bytes_served", peer_server_->stats().bytes_served},
+                                               {"frames_paced", peer_server_->stats().frames_paced}}
                                         : json()},
           {"endpoints", [&] {
              json eps = json::array();

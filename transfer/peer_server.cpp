@@ -207,6 +207,7 @@ private:
     auto wait = std::max(server_.upload_.take(n, now), peer_upload_.take(n, now));
     if (wait > RateLimiter::Clock::duration::zero()) {
       // Over the upload rate: hold this frame back until its bytes are paid for.
+      ++server_.stats_.frames_paced;
       auto self = shared_from_this();
       pacing_.expires_after(wait);
       pacing_.async_wait([self, fd, id, next = offset + n, end, frame](const std::error_code&) {

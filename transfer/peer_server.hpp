@@ -36,6 +36,7 @@ struct PeerServerStats {
   std::uint64_t links_accepted = 0;
   std::uint64_t links_refused = 0;  // TLS or membership failures, or over the peer cap
   std::uint64_t bytes_served = 0;
+  std::uint64_t frames_paced = 0;  // DATA frames held back by an upload limit
   std::size_t links_open = 0;
 };
 

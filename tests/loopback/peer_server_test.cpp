@@ -45,7 +45,7 @@ struct Fixture {
   std::unique_ptr<PeerServer> server;
   std::uint16_t port = 0;
 
-  Fixture() {
+  explicit Fixture(PeerServerLimits limits = {}) {
     for (int i = 0; i < 700000; ++i) content.push_back(static_cast<char>('a' + i % 26));
     key = object_key(content);
     std::ofstream(dir.path() / "object", std::ios::binary) << content;
@@ -54,7 +54,8 @@ struct Fixture {
                                             if (!repo.empty() && repo != kStore) return std::nullopt;
                                             if (k.str() == key) return dir.path() / "object";
                                             return std::nullopt;
-                                          });
+                                          },
+                                          limits);
     port = server->listen(asio::ip::make_address("127.0.0.1"), 0).value();
   }
 
@@ -144,6 +145,26 @@ BOOST_AUTO_TEST_CASE(cancel_stops_a_get_being_served_and_drops_queued_ones) {
   BOOST_TEST(bytes[1] < f.content.size());
   BOOST_TEST(bytes.count(2) == 0u);
   BOOST_TEST(bytes[3] == 1000u);
+}
+
+BOOST_AUTO_TEST_CASE(links_over_the_peer_cap_are_refused_and_one_peers_rate_is_capped) {
+  Fixture f(PeerServerLimits{1, 0, 1e6});
+  std::vector<std::string> refusals;
+  f.server->on_refused([&](const std::string& why) { refusals.push_back(why); });
+  auto first = f.dial();
+  auto second = f.connect();  // the cap is 1: hung up before any handshake
+  f.run_until([&] { return !refusals.empty(); });
+  BOOST_TEST(refusals[0].find("over the cap of 1 peers") != std::string::npos, refusals[0]);
+  // 600000 bytes with 1 MB/s for this peer: what exceeds the 256 KiB burst is held back.
+  auto frames = f.ask(*first, Get{1, f.key, 0, 600000});
+  BOOST_TEST(std::get<Data>(frames.back()).fin);
+  BOOST_TEST(f.server->stats().bytes_served == 600000u);
+  BOOST_TEST(f.server->stats().frames_paced >= 1u);
+  // Without a limit nothing is held back.
+  Fixture unlimited;
+  auto link = unlimited.dial();
+  unlimited.ask(*link, Get{1, unlimited.key, 0, 600000});
+  BOOST_TEST(unlimited.server->stats().frames_paced == 0u);
 }
 
 BOOST_AUTO_TEST_CASE(have_and_manifest_describe_the_object) {

@@ -63,6 +63,21 @@ BOOST_AUTO_TEST_CASE(every_problem_is_listed_with_its_line) {
   BOOST_TEST(errors[4].find("bad.conf:5") == 0u);
 }
 
+BOOST_AUTO_TEST_CASE(transfer_limits_and_the_peer_port_are_settings) {
+  DaemonConfig c;
+  std::vector<std::string> errors;
+  apply_config_text(c, "peer-port = 5000\nmax-peers = 8\nupload-rate-per-peer = 2M\ndownload-rate = 500K\n",
+                    "limits.conf", errors);
+  BOOST_TEST(errors.empty());
+  BOOST_TEST(c.peer_port.value() == 5000);
+  BOOST_TEST(c.max_peers == 8u);
+  BOOST_TEST(c.upload_rate_per_peer == 2e6);
+  BOOST_TEST(c.download_rate == 5e5);
+  BOOST_TEST(!DaemonConfig{}.peer_port);  // unset: the DHT's port number
+  apply_config_text(c, "peer-port = 65536\nmax-peers = 0\ndownload-rate = fast\n", "bad.conf", errors);
+  BOOST_TEST(errors.size() == 3u);
+}
+
 BOOST_AUTO_TEST_CASE(bootstrap_none_makes_a_first_node_with_long_refresh) {
   DaemonConfig c;
   std::vector<std::string> errors;
