@@ -1,15 +1,13 @@
 #include "discovery/commands.hpp"
 
 #include <fmt/format.h>
-
-#include <chrono>
-#include <optional>
-
 #include <unistd.h>
 
+#include <chrono>
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
+#include <optional>
 
 #include "discovery/control_client.hpp"
 #include "protocol/annex_key.hpp"

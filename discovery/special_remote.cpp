@@ -210,8 +210,8 @@ private:
     if (!client) return Error{client.error()};
     auto reply = client->request(request, on_event);
     if (!reply) return reply;
-    if (reply->contains("error") && !reply->value("ok", false) && !reply->contains("present"))
-      return Error{reply->value("error", std::string("the daemon refused"))};
+    // Failures carry "error"; replies that report a partial outcome (remove) carry "ok".
+    if (reply->contains("error")) return Error{reply->value("error", std::string("the daemon refused"))};
     return reply;
   }
 

@@ -596,38 +596,38 @@ void Daemon::handle_get(const json& request, ControlResponder responder) {
   if (auto local = locate_object(*key, ""))
     return copy_local(*key, *local, to, responder);
   find_sources(*key, "", repo, [this, key = *key, to, unverified, responder](std::vector<FetchSource> sources) {
-      if (sources.empty()) return responder.fail("not-found", "no reachable node has " + key.str());
-      std::vector<SwarmToken> tokens;
-      for (const auto& sw : swarms_) tokens.push_back(sw.token);
-      auto started = std::chrono::steady_clock::now();
-      auto fetch_id = ++fetch_seq_;
-      auto fetcher = std::make_shared<Fetcher>(
-          io_, disk_.get_executor(), dialer_, std::move(tokens), key, std::move(sources),
-          FetchOptions{to, unverified, 4, 16, download_limit_},
-          [responder, last = std::make_shared<std::chrono::steady_clock::time_point>()](const FetchProgress& p) {
-            auto now = std::chrono::steady_clock::now();
-            if (now - *last < std::chrono::milliseconds(200) && p.bytes_done != p.bytes_total) return;
-            *last = now;
-            responder.event({{"event", "progress"}, {"bytes", p.bytes_done}, {"total", p.bytes_total}, {"peers", p.peers}});
-          },
-          [this, key, responder, started, fetch_id](std::optional<std::string> error, FetchReport report) {
-            json from = json::object(), dropped = json::object();
-            for (const auto& [node, bytes] : report.bytes_from) from[node] = bytes;
-            for (const auto& [node, why] : report.dropped) dropped[node] = why;
-            double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
-            json out = {{"key", key.str()}, {"bytes_from", from}, {"dropped", dropped}, {"bytes_fetched", report.bytes_fetched},
-                        {"bytes_resumed", report.bytes_resumed}, {"seconds", seconds}};
-            if (error) {
-              out["ok"] = false;
-              out["code"] = "failed";
-              out["error"] = *error;
-            }
-            for (const auto& [node, why] : report.dropped) log::warn("get {}: dropped peer {}: {}", key.str(), node, why);
-            responder.reply(std::move(out));
-            fetches_.erase(fetch_id);
-          });
-      fetches_[fetch_id] = fetcher;
-      fetcher->start();
+    if (sources.empty()) return responder.fail("not-found", "no reachable node has " + key.str());
+    std::vector<SwarmToken> tokens;
+    for (const auto& sw : swarms_) tokens.push_back(sw.token);
+    auto started = std::chrono::steady_clock::now();
+    auto fetch_id = ++fetch_seq_;
+    auto fetcher = std::make_shared<Fetcher>(
+        io_, disk_.get_executor(), dialer_, std::move(tokens), key, std::move(sources),
+        FetchOptions{to, unverified, 4, 16, download_limit_},
+        [responder, last = std::make_shared<std::chrono::steady_clock::time_point>()](const FetchProgress& p) {
+          auto now = std::chrono::steady_clock::now();
+          if (now - *last < std::chrono::milliseconds(200) && p.bytes_done != p.bytes_total) return;
+          *last = now;
+          responder.event({{"event", "progress"}, {"bytes", p.bytes_done}, {"total", p.bytes_total}, {"peers", p.peers}});
+        },
+        [this, key, responder, started, fetch_id](std::optional<std::string> error, FetchReport report) {
+          json from = json::object(), dropped = json::object();
+          for (const auto& [node, bytes] : report.bytes_from) from[node] = bytes;
+          for (const auto& [node, why] : report.dropped) dropped[node] = why;
+          double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+          json out = {{"key", key.str()}, {"bytes_from", from}, {"dropped", dropped}, {"bytes_fetched", report.bytes_fetched},
+                      {"bytes_resumed", report.bytes_resumed}, {"seconds", seconds}};
+          if (error) {
+            out["ok"] = false;
+            out["code"] = "failed";
+            out["error"] = *error;
+          }
+          for (const auto& [node, why] : report.dropped) log::warn("get {}: dropped peer {}: {}", key.str(), node, why);
+          responder.reply(std::move(out));
+          fetches_.erase(fetch_id);
+        });
+    fetches_[fetch_id] = fetcher;
+    fetcher->start();
   });
 }
 

@@ -101,6 +101,12 @@ private:
   void copy_local(const AnnexKey& key, const std::filesystem::path& from, const std::filesystem::path& to,
                   ControlResponder responder);
   Result<bool> remove_from_local_store(const AnnexKey& key, std::string_view store);
+  // The served repository or swarm store with that UUID.
+  std::optional<std::size_t> served_index(std::string_view uuid) const;
+  // Sends `request` to every source at once; `done` gets each node's answer, or why there
+  // is none, once all are in.
+  void ask_sources(const std::vector<FetchSource>& sources, const peer::Frame& request,
+                   std::function<void(std::vector<std::pair<std::string, Result<peer::Frame>>>)> done);
   void handle_store(const nlohmann::json& request, ControlResponder responder);
   void handle_present(const nlohmann::json& request, ControlResponder responder);
   void handle_remove(const nlohmann::json& request, ControlResponder responder);

@@ -91,18 +91,40 @@ void Daemon::copy_local(const AnnexKey& key, const fs::path& from, const fs::pat
   });
 }
 
+std::optional<std::size_t> Daemon::served_index(std::string_view uuid) const {
+  for (std::size_t i = 0; i < repos_.size(); ++i)
+    if (repos_[i].repo.uuid == uuid) return i;
+  return std::nullopt;
+}
+
 Result<bool> Daemon::remove_from_local_store(const AnnexKey& key, std::string_view store) {
-  for (std::size_t i = 0; i < repos_.size(); ++i) {
-    if (!repos_[i].repo.store || repos_[i].repo.uuid != store) continue;
-    auto removed = remove_from_store(repos_[i].repo, key);
-    if (!removed) return Error{removed.error()};
-    if (*removed) {
-      log::info("removed {} from swarm store {}", key.str(), std::string(store));
-      rescan_soon(i);
-    }
-    return true;
+  auto index = served_index(store);
+  if (!index || !repos_[*index].repo.store) return Error{"no swarm store " + std::string(store) + " on this node"};
+  auto removed = remove_from_store(repos_[*index].repo, key);
+  if (!removed) return Error{removed.error()};
+  if (*removed) {
+    log::info("removed {} from swarm store {}", key.str(), std::string(store));
+    rescan_soon(*index);
   }
-  return Error{"no swarm store " + std::string(store) + " on this node"};
+  return true;
+}
+
+void Daemon::ask_sources(const std::vector<FetchSource>& sources, const peer::Frame& request,
+                         std::function<void(std::vector<std::pair<std::string, Result<peer::Frame>>>)> done) {
+  struct Gather {
+    std::size_t pending;
+    std::vector<std::pair<std::string, Result<peer::Frame>>> answers;
+    std::function<void(std::vector<std::pair<std::string, Result<peer::Frame>>>)> done;
+  };
+  if (sources.empty()) return done({});
+  auto gather = std::make_shared<Gather>(Gather{sources.size(), {}, std::move(done)});
+  for (const auto& source : sources) {
+    ask_peer(io_, *dialer_, source.address, swarms_[source.swarm].token, request, kAskTimeout,
+             [gather, node = source.address.node.hex()](Result<peer::Frame> answer) {
+               gather->answers.emplace_back(node, std::move(answer));
+               if (--gather->pending == 0) gather->done(std::move(gather->answers));
+             });
+  }
 }
 
 void Daemon::handle_store(const json& request, ControlResponder responder) {
@@ -113,12 +135,13 @@ void Daemon::handle_store(const json& request, ControlResponder responder) {
   if (!request.contains("file") || !request["file"].is_string() || fs::path(request["file"].get<std::string>()).is_relative())
     return responder.fail("bad-request", "store needs an absolute \"file\" path");
   fs::path file = request["file"].get<std::string>();
-  std::size_t index = repos_.size();
-  for (std::size_t i = 0; i < repos_.size(); ++i)
-    if (repos_[i].repo.uuid == *store) index = i;
-  if (index < repos_.size() && !repos_[index].repo.store)
+  auto found = served_index(*store);
+  if (found && !repos_[*found].repo.store)
     return responder.fail("not-a-store", *store + " is an annex repository this node serves, not a swarm store");
-  if (index == repos_.size()) {
+  std::size_t index;
+  if (found) {
+    index = *found;
+  } else {
     ServedRepo served;
     served.repo = swarm_store(config_.state_dir, *store);
     index = add_served(std::move(served));
@@ -151,27 +174,19 @@ void Daemon::handle_present(const json& request, ControlResponder responder) {
   // it confirms now: a DHT record may be up to an hour old.
   if (locate_object(*key, *repo)) return responder.reply({{"present", true}, {"confirmed_by", {node_id_.hex()}}});
   find_sources(*key, *repo, *repo, [this, key = *key, repo = *repo, responder](std::vector<FetchSource> sources) {
-    struct Gather {
-      std::size_t pending;
-      json confirmed = json::array();
-      json unreachable = json::object();
-    };
-    if (sources.empty()) return responder.reply({{"present", false}, {"confirmed_by", json::array()}});
-    auto gather = std::make_shared<Gather>(Gather{sources.size()});
-    for (const auto& source : sources) {
-      ask_peer(io_, *dialer_, source.address, swarms_[source.swarm].token, peer::Have{1, {key.str()}, repo},
-               kAskTimeout, [gather, node = source.address.node.hex(), responder](Result<peer::Frame> answer) {
-                 auto* reply = answer ? std::get_if<peer::HaveReply>(&*answer) : nullptr;
-                 if (reply && reply->sizes.size() == 1 && reply->sizes[0] > 0) gather->confirmed.push_back(node);
-                 else if (!reply) gather->unreachable[node] = answer ? "unexpected answer" : answer.error();
-                 if (--gather->pending > 0) return;
-                 bool present = !gather->confirmed.empty();
-                 json out = {{"present", present}, {"confirmed_by", gather->confirmed}, {"unreachable", gather->unreachable}};
-                 // Nobody confirmed, but a holder could not be asked: we do not know.
-                 if (!present && !gather->unreachable.empty()) out["unknown"] = true;
-                 responder.reply(std::move(out));
-               });
-    }
+    ask_sources(sources, peer::Have{1, {key.str()}, repo}, [responder](auto answers) {
+      json confirmed = json::array(), unreachable = json::object();
+      for (const auto& [node, answer] : answers) {
+        auto* reply = answer ? std::get_if<peer::HaveReply>(&*answer) : nullptr;
+        if (reply && reply->sizes.size() == 1 && reply->sizes[0] > 0) confirmed.push_back(node);
+        else if (!reply) unreachable[node] = answer ? "unexpected answer" : answer.error();
+      }
+      bool present = !confirmed.empty();
+      json out = {{"present", present}, {"confirmed_by", confirmed}, {"unreachable", unreachable}};
+      // Nobody confirmed, but a holder could not be asked: we do not know.
+      if (!present && !unreachable.empty()) out["unknown"] = true;
+      responder.reply(std::move(out));
+    });
   });
 }
 
@@ -180,33 +195,22 @@ void Daemon::handle_remove(const json& request, ControlResponder responder) {
   if (!key) return;
   auto store = uuid_of(request, "store", responder);
   if (!store) return;
-  for (const auto& served : repos_)
-    if (served.repo.uuid == *store && !served.repo.store)
+  if (auto index = served_index(*store)) {
+    if (!repos_[*index].repo.store)
       return responder.fail("not-a-store", *store + " is an annex repository; drop from it with git annex drop");
-  bool here = false;
-  for (const auto& served : repos_) here |= served.repo.uuid == *store;
-  if (here) {
     if (auto r = remove_from_local_store(*key, *store); !r) return responder.fail("failed", r.error());
   }
   // Every other node whose record says its store holds the key removes it too.
   find_sources(*key, *store, "", [this, key = *key, store = *store, responder](std::vector<FetchSource> sources) {
-    struct Gather {
-      std::size_t pending;
-      json removed = json::array();
-      json failed = json::object();
-    };
-    if (sources.empty()) return responder.reply({{"ok", true}, {"removed_from", json::array()}, {"failed", json::object()}});
-    auto gather = std::make_shared<Gather>(Gather{sources.size()});
-    for (const auto& source : sources) {
-      ask_peer(io_, *dialer_, source.address, swarms_[source.swarm].token, peer::Remove{1, key.str(), store},
-               kAskTimeout, [gather, node = source.address.node.hex(), responder](Result<peer::Frame> answer) {
-                 if (answer && std::holds_alternative<peer::HaveReply>(*answer)) gather->removed.push_back(node);
-                 else if (!answer) gather->failed[node] = answer.error();
-                 else if (auto* e = std::get_if<peer::ErrorFrame>(&*answer)) gather->failed[node] = e->message;
-                 if (--gather->pending > 0) return;
-                 responder.reply({{"ok", gather->failed.empty()}, {"removed_from", gather->removed}, {"failed", gather->failed}});
-               });
-    }
+    ask_sources(sources, peer::Remove{1, key.str(), store}, [responder](auto answers) {
+      json removed = json::array(), failed = json::object();
+      for (const auto& [node, answer] : answers) {
+        if (answer && std::holds_alternative<peer::HaveReply>(*answer)) removed.push_back(node);
+        else if (!answer) failed[node] = answer.error();
+        else if (auto* e = std::get_if<peer::ErrorFrame>(&*answer)) failed[node] = e->message;
+      }
+      responder.reply({{"ok", failed.empty()}, {"removed_from", removed}, {"failed", failed}});
+    });
   });
 }
 
