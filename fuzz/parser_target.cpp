@@ -1,6 +1,7 @@
 #include "fuzz/parser_target.hpp"
 
 #include "protocol/annex_key.hpp"
+#include "protocol/ip_address.hpp"
 #include "protocol/peer_frames.hpp"
 #include "protocol/records.hpp"
 
@@ -18,6 +19,7 @@ void parse_untrusted(const std::uint8_t* data, std::size_t size) {
   (void)decode_repo(input);
   (void)decode_provider_bucket(input);
   (void)AnnexKey::parse(std::string_view(reinterpret_cast<const char*>(data), size));
+  (void)address_scope(std::string_view(reinterpret_cast<const char*>(data), size));
   auto opened = open_record(fuzz_swarm(), fuzz_swarm().nodes_location(), input);
   if (opened) (void)decode_contact(*opened);
   (void)peer::decode_frame_body(input);
@@ -48,7 +50,9 @@ std::vector<std::vector<std::uint8_t>> parser_seeds() {
            peer::Remove{4, key, uuid},
            peer::HaveReply{1, {0, 7}}, peer::Manifest{2, key}, peer::ManifestReply{2, 4, 6, Bytes(64, 1)},
            peer::Get{3, key, 0, 6}, peer::Data{3, 0, true, Bytes(6, 'x')}, peer::Cancel{3}, peer::Ping{9},
-           peer::Pong{9}, peer::ErrorFrame{3, peer::ErrorCode::NotPresent, "not here"}}) {
+           peer::Pong{9}, peer::ErrorFrame{3, peer::ErrorCode::NotPresent, "not here"},
+           peer::DialBack{5, "", 4224}, peer::DialBack{6, "2001:db8::1", 4224},
+           peer::DialBackReply{5, false, "11.0.0.2", "Connection refused"}}) {
     auto whole = peer::encode_frame(f);
     seeds.push_back(whole);                              // a stream with one frame
     seeds.push_back(Bytes(whole.begin() + 4, whole.end()));  // the body alone

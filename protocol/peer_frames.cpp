@@ -4,6 +4,7 @@
 
 #include "protocol/annex_key.hpp"
 #include "protocol/crypto.hpp"
+#include "protocol/ip_address.hpp"
 #include "protocol/msgpack_fields.hpp"
 #include "protocol/records.hpp"
 
@@ -15,6 +16,7 @@ using detail::Packer;
 enum class Type : std::uint32_t {
   Hello = 1, Proof = 2, Have = 3, HaveReply = 4, Manifest = 5, ManifestReply = 6,
   Get = 7, Data = 8, Cancel = 9, Ping = 10, Pong = 11, Error = 12, Remove = 13,
+  DialBack = 14, DialBackReply = 15,
 };
 
 const msgpack::unpack_limit kFrameLimits(/*array*/ kMaxHaveKeys + 8, /*map*/ 0,
@@ -104,6 +106,19 @@ struct Encoder {
   void operator()(const Pong& f) {
     begin(pk, Type::Pong, 1);
     pk.pack(f.nonce);
+  }
+  void operator()(const DialBack& f) {
+    begin(pk, Type::DialBack, 3);
+    pk.pack(f.id);
+    pk.pack(f.host);
+    pk.pack(f.port);
+  }
+  void operator()(const DialBackReply& f) {
+    begin(pk, Type::DialBackReply, 4);
+    pk.pack(f.id);
+    pk.pack(f.ok);
+    pk.pack(f.observed);
+    pk.pack(f.reason);
   }
   void operator()(const ErrorFrame& f) {
     begin(pk, Type::Error, 3);
@@ -245,10 +260,27 @@ Result<Frame> decode_fields(const FieldReader& r) {
       if (static_cast<Type>(*type) == Type::Ping) return Frame{Ping{*nonce}};
       return Frame{Pong{*nonce}};
     }
+    case Type::DialBack: {
+      auto id = want(3) ? u32(r, 1) : std::nullopt;
+      auto host = want(3) ? r.str(2, kMaxAddressText) : std::nullopt;
+      auto port = want(3) ? r.uint(3) : std::nullopt;
+      if (!id || !host || !port || *port == 0 || *port > 65535) return r.fail("DIAL_BACK");
+      if (!host->empty() && !is_ip_literal(*host)) return r.fail("DIAL_BACK host");
+      return Frame{DialBack{*id, *host, static_cast<std::uint16_t>(*port)}};
+    }
+    case Type::DialBackReply: {
+      auto id = want(4) ? u32(r, 1) : std::nullopt;
+      auto ok = want(4) ? r.boolean(2) : std::nullopt;
+      auto observed = want(4) ? r.str(3, kMaxAddressText) : std::nullopt;
+      auto reason = want(4) ? r.str(4, kMaxReasonText) : std::nullopt;
+      if (!id || !ok || !observed || !reason) return r.fail("DIAL_BACK reply");
+      if (!observed->empty() && !is_ip_literal(*observed)) return r.fail("DIAL_BACK reply address");
+      return Frame{DialBackReply{*id, *ok, *observed, *reason}};
+    }
     case Type::Error: {
       auto id = want(3) ? u32(r, 1) : std::nullopt;
       auto code = want(3) ? u32(r, 2) : std::nullopt;
-      auto message = want(3) ? r.str(3, 512) : std::nullopt;
+      auto message = want(3) ? r.str(3, kMaxReasonText) : std::nullopt;
       if (!id || !code || !message) return r.fail("ERROR");
       return Frame{ErrorFrame{*id, static_cast<ErrorCode>(*code), *message}};
     }

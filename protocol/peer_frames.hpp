@@ -12,6 +12,11 @@
 //   REMOVE {id, key, store}    -> HAVE_REPLY {id, [0]} once the key is gone from that
 //                                 swarm store (annex repositories are never touched)
 //   PING {nonce}               -> PONG {nonce}
+//   DIAL_BACK {id, host, port} -> DIAL_BACK_REPLY {id, ok, observed, reason}: the server
+//                                 dials host:port (empty host: the address it sees the
+//                                 asker at), expects the asker's node id and a membership
+//                                 proof there, and says whether that worked and at which
+//                                 address it sees the asker (NAT reachability)
 //   any request                -> ERROR {id, code, message} when it cannot be served
 // On the wire a frame is a 4-byte big-endian length, then that many bytes of msgpack
 // [type, fields...]. A length over kMaxFrame is an error before anything is parsed.
@@ -31,6 +36,8 @@ inline constexpr std::uint32_t kPeerProtocolVersion = 1;
 inline constexpr std::size_t kMaxDataBytes = 256 * 1024;  // payload of one DATA frame
 inline constexpr std::size_t kMaxFrame = kMaxDataBytes + 1024;
 inline constexpr std::size_t kMaxHaveKeys = 256;
+inline constexpr std::size_t kMaxAddressText = 64;
+inline constexpr std::size_t kMaxReasonText = 512;
 inline constexpr std::size_t kMaxManifestChunks = 65536;  // with 1 MiB chunks: 64 GiB objects
 
 enum class ErrorCode : std::uint32_t {
@@ -110,6 +117,19 @@ struct Pong {
   std::uint64_t nonce = 0;
   friend bool operator==(const Pong&, const Pong&) = default;
 };
+struct DialBack {
+  std::uint32_t id = 0;
+  std::string host;  // an IP literal, or empty: the address the asker is seen at
+  std::uint16_t port = 0;
+  friend bool operator==(const DialBack&, const DialBack&) = default;
+};
+struct DialBackReply {
+  std::uint32_t id = 0;
+  bool ok = false;
+  std::string observed;  // the asker's address as this node sees it (IP literal)
+  std::string reason;    // why the dial failed; empty when ok
+  friend bool operator==(const DialBackReply&, const DialBackReply&) = default;
+};
 struct ErrorFrame {
   std::uint32_t id = 0;
   ErrorCode code = ErrorCode::Internal;
@@ -118,7 +138,7 @@ struct ErrorFrame {
 };
 
 using Frame = std::variant<Hello, Proof, Have, HaveReply, Manifest, ManifestReply, Get, Data, Cancel,
-                           Ping, Pong, ErrorFrame, Remove>;
+                           Ping, Pong, ErrorFrame, Remove, DialBack, DialBackReply>;
 
 // Proof of swarm membership bound to one TLS session: HMAC under the swarm secret of
 // the session's RFC 5705 exporter value. The role is mixed in so a peer cannot reflect

@@ -51,6 +51,7 @@ void Fetcher::on_link(std::size_t source, Result<std::shared_ptr<PeerLink>> link
     --dials_pending_;
     return maybe_choose_manifest();
   }
+  report_.paths[sources_[source].address.node.hex()] = (*link)->remote_address();
   std::size_t index = peers_.size();
   peers_.push_back(Peer{sources_[source].address.node, *link, std::nullopt, 0, true});
   (*link)->send(Manifest{0, key_.str()});

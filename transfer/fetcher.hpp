@@ -54,6 +54,7 @@ struct FetchProgress {
 struct FetchReport {
   std::map<std::string, std::uint64_t> bytes_from;   // node id hex -> verified bytes
   std::map<std::string, std::string> dropped;        // node id hex -> why
+  std::map<std::string, std::string> paths;          // node id hex -> the address dialled
   std::uint64_t bytes_fetched = 0;                   // this run (not counting resumed chunks)
   std::uint64_t bytes_resumed = 0;
 };

@@ -35,6 +35,7 @@ public:
   // The same, but DATA arrives as a view into the link's buffer, valid during the call.
   void receive_view(std::function<void(Result<peer::FrameView>)> done);
   void close();
+  std::string remote_address() const { return stream_->remote_address(); }
 
 private:
   void fail(const std::function<void(Result<Established>)>& done, peer::ErrorCode code, std::string why);

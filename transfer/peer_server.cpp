@@ -12,6 +12,7 @@
 #include <deque>
 
 #include "protocol/crypto.hpp"
+#include "protocol/ip_address.hpp"
 
 namespace annexswarm {
 using namespace peer;
@@ -47,10 +48,11 @@ Result<Bytes> chunk_hashes(const std::filesystem::path& file, std::uint64_t& siz
 
 class PeerServer::Session : public std::enable_shared_from_this<Session> {
 public:
-  Session(PeerServer& server, std::shared_ptr<PeerLink> link, std::string from)
+  Session(PeerServer& server, std::shared_ptr<PeerLink> link, std::string from, std::string remote_ip)
       : server_(server),
         link_(std::move(link)),
         from_(std::move(from)),
+        remote_ip_(std::move(remote_ip)),
         pacing_(server.io_),
         peer_upload_(server.limits_.upload_rate_per_peer) {}
   ~Session() { --server_.stats_.links_open; }
@@ -62,6 +64,8 @@ public:
         self->server_.refused(self->from_ + ": " + r.error());
         return;  // PeerLink told the peer why and closed
       }
+      self->peer_ = r->peer;
+      self->swarm_ = r->swarm;
       self->receive_loop();
     });
   }
@@ -96,6 +100,28 @@ private:
   void on_frame(const Manifest& f) { enqueue(f); }
   void on_frame(const Get& f) { enqueue(f); }
   void on_frame(const Remove& f) { enqueue(f); }
+  // Answered beside the queue: it waits on a dial that may take seconds.
+  void on_frame(const DialBack& f) {
+    auto self = shared_from_this();
+    auto answer = [self, id = f.id](bool ok, std::string reason) {
+      self->dialing_back_ = false;
+      if (!self->closed_) self->link_->send(DialBackReply{id, ok, self->remote_ip_, std::move(reason)});
+    };
+    if (dialing_back_) return link_->send(ErrorFrame{f.id, ErrorCode::Busy, "one DIAL_BACK at a time"});
+    if (!server_.dial_back_) return answer(false, "this node does not dial back");
+    auto host = f.host.empty() ? remote_ip_ : f.host;
+    // Members only reach this point; still, never aim our dials at our own machine or
+    // at special addresses for them, and at a private one only from that private network.
+    auto target = address_scope(host);
+    auto from = address_scope(remote_ip_);
+    bool allowed = target == AddressScope::Global || (target == AddressScope::Private && from == AddressScope::Private) ||
+                   (target == AddressScope::Loopback && from == AddressScope::Loopback);
+    if (!allowed) return answer(false, "will not dial " + host + " (not a public address)");
+    dialing_back_ = true;
+    server_.dial_back_(peer_, swarm_, host, f.port, [answer](Result<bool> r) {
+      answer(r.ok(), r ? std::string() : r.error());
+    });
+  }
   void on_frame(const Hello&) { link_->send(ErrorFrame{0, ErrorCode::BadFrame, "unexpected HELLO"}); }
   void on_frame(const Proof&) { link_->send(ErrorFrame{0, ErrorCode::BadFrame, "unexpected PROOF"}); }
   template <class Reply>
@@ -233,6 +259,10 @@ private:
   PeerServer& server_;
   std::shared_ptr<PeerLink> link_;
   std::string from_;  // the peer's address, for logs
+  std::string remote_ip_;  // the address the peer is seen at (IPv4 without the v6 mapping)
+  NodeId peer_;
+  std::size_t swarm_ = 0;
+  bool dialing_back_ = false;
   std::uint64_t served_ = 0;
   asio::steady_timer pacing_;
   RateLimiter peer_upload_;
@@ -318,14 +348,17 @@ void PeerServer::accept() {
       ++stats_.links_accepted;
       std::error_code ignored;
       auto remote = socket.remote_endpoint(ignored);
-      auto from = remote.address().to_string() + ":" + std::to_string(remote.port());
+      auto address = remote.address();
+      if (address.is_v6() && address.to_v6().is_v4_mapped())
+        address = asio::ip::make_address_v4(asio::ip::v4_mapped, address.to_v6());
+      auto from = address.to_string() + ":" + std::to_string(remote.port());
       if (stats_.links_open >= limits_.max_peers) {
         refused(from + ": over the cap of " + std::to_string(limits_.max_peers) + " peers");  // before a handshake
       } else {
         ++stats_.links_open;
         auto stream = std::make_shared<TlsStream>(std::move(socket), credentials_, TlsStream::Side::Server);
         auto link = std::make_shared<PeerLink>(stream, swarms_, Role::Listener);
-        std::make_shared<Session>(*this, link, from)->start();
+        std::make_shared<Session>(*this, link, from, address.to_string())->start();
       }
     }
     accept();

@@ -57,6 +57,12 @@ public:
   const PeerServerStats& stats() const { return stats_; }
   // Without one, REMOVE is refused.
   void on_remove(StoreRemover remover) { remove_ = std::move(remover); }
+  // Dials `host`:`port` and checks that member `node` of swarm number `swarm` answers
+  // there (DIAL_BACK); `done` gets whether it did, or why not. Without one, DIAL_BACK is
+  // answered with a refusal.
+  using DialBackFn = std::function<void(const NodeId& node, std::size_t swarm, const std::string& host,
+                                        std::uint16_t port, std::function<void(Result<bool>)> done)>;
+  void on_dial_back(DialBackFn fn) { dial_back_ = std::move(fn); }
   // Told about every link refused (failed TLS or membership, over the peer cap), with why.
   void on_refused(std::function<void(const std::string& why)> fn) { on_refused_ = std::move(fn); }
 
@@ -83,6 +89,7 @@ private:
   std::vector<SwarmToken> swarms_;
   ObjectLocator locate_;
   StoreRemover remove_;
+  DialBackFn dial_back_;
   PeerServerLimits limits_;
   asio::ip::tcp::acceptor acceptor_;
   asio::thread_pool hasher_{1};

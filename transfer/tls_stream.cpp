@@ -57,6 +57,15 @@ TlsStream::TlsStream(asio::ip::tcp::socket socket, std::shared_ptr<TlsCredential
   socket_.set_option(asio::ip::tcp::no_delay(true), ec);
 }
 
+std::string TlsStream::remote_address() const {
+  std::error_code ec;
+  auto e = socket_.remote_endpoint(ec);
+  if (ec) return {};
+  auto a = e.address();
+  if (a.is_v6() && a.to_v6().is_v4_mapped()) a = asio::ip::make_address_v4(asio::ip::v4_mapped, a.to_v6());
+  return a.is_v6() ? "[" + a.to_string() + "]:" + std::to_string(e.port()) : a.to_string() + ":" + std::to_string(e.port());
+}
+
 TlsStream::~TlsStream() { gnutls_deinit(session_); }
 
 ssize_t TlsStream::pull(gnutls_transport_ptr_t p, void* data, std::size_t size) {

@@ -42,6 +42,8 @@ public:
   TlsStream(asio::ip::tcp::socket socket, std::shared_ptr<TlsCredentials> credentials, Side side);
   ~TlsStream();
   TlsStream(const TlsStream&) = delete;
+  // "host:port" of the other end, as connected (empty once closed).
+  std::string remote_address() const;
   TlsStream& operator=(const TlsStream&) = delete;
 
   // Completes the handshake; yields the peer's node id.

@@ -41,13 +41,37 @@ BOOST_AUTO_TEST_CASE(every_frame_type_round_trips) {
                             Cancel{3},
                             Ping{99},
                             Pong{99},
-                            ErrorFrame{3, ErrorCode::NotPresent, "not held here"}};
+                            ErrorFrame{3, ErrorCode::NotPresent, "not held here"},
+                            DialBack{5, "", 4224},
+                            DialBack{6, "2001:db8:1::2", 65535},
+                            DialBackReply{5, true, "11.0.0.1", ""},
+                            DialBackReply{6, false, "2001:db8::10", "Connection refused"}};
   for (const auto& f : frames) {
     auto whole = encode_frame(f);
     auto decoded = decode_frame_body(body_of(whole));
     BOOST_REQUIRE_MESSAGE(decoded, decoded.error());
     BOOST_TEST((*decoded == f));
   }
+}
+
+BOOST_AUTO_TEST_CASE(dial_back_frames_have_golden_bytes) {
+  // [14 (DIAL_BACK), 5, "", 4224]
+  BOOST_TEST(to_hex(encode_frame(DialBack{5, "", 4224})) == "00000007" "940e05a0cd1080");
+  // [15 (DIAL_BACK_REPLY), 5, true, "1.2.3.4", ""]
+  BOOST_TEST(to_hex(encode_frame(DialBackReply{5, true, "1.2.3.4", ""})) ==
+             "0000000d" "950f05c3a7" + to_hex(as_bytes("1.2.3.4")) + "a0");
+}
+
+BOOST_AUTO_TEST_CASE(dial_back_refuses_what_is_not_an_ip_address_or_a_port) {
+  for (const auto& host : {std::string("example.org"), std::string("1.2.3.4:80"), std::string("../../etc"),
+                           std::string("1.2.3.4 "), std::string(70, '1')}) {
+    auto frame = encode_frame(DialBack{1, host, 4224});
+    BOOST_TEST_INFO(host);
+    BOOST_TEST(!decode_frame_body(body_of(frame)));
+  }
+  BOOST_TEST(!decode_frame_body(body_of(encode_frame(DialBack{1, "1.2.3.4", 0}))));
+  BOOST_TEST(!decode_frame_body(body_of(encode_frame(DialBackReply{1, true, "not-an-address", ""}))));
+  BOOST_TEST(!decode_frame_body(body_of(encode_frame(DialBackReply{1, false, "", std::string(600, 'x')}))));
 }
 
 BOOST_AUTO_TEST_CASE(data_header_then_payload_is_the_data_frame) {
