@@ -154,6 +154,25 @@ int status(const LookupOptions& options) {
   std::cout << "ignored   " << ig.value("unsigned", 0) << " unsigned, " << ig.value("undecryptable", 0)
             << " undecryptable, " << ig.value("malformed", 0) << " malformed, " << ig.value("forged", 0)
             << " forged DHT values\n";
+  if (r.contains("nat") && r["nat"].is_object()) {
+    const auto& n = r["nat"];
+    std::cout << "nat       " << n.value("method", "") << ": " << n.value("state", "");
+    if (n.value("in_use", "none") != "none")
+      std::cout << " via " << n.value("in_use", "") << ", external address " << n.value("external_address", "");
+    std::cout << "\n";
+    for (const auto& m : n.value("mappings", json::array()))
+      std::cout << "          " << m.value("protocol", "") << " " << m.value("external_port", 0) << " -> "
+                << m.value("internal_port", 0) << ", lease " << m.value("lease_seconds", 0) << " s\n";
+    if (n.contains("renew_in_seconds"))
+      std::cout << "          renewed in " << n.value("renew_in_seconds", 0) << " s"
+                << (n.contains("lease_expires_in_seconds")
+                        ? ", lease ends in " + std::to_string(n.value("lease_expires_in_seconds", 0)) + " s"
+                        : std::string())
+                << "\n";
+    if (n.contains("error")) std::cout << "          " << n.value("error", "") << "\n";
+    if (n.contains("reachability"))
+      std::cout << "reachable " << n["reachability"].value("summary", "") << "\n";
+  }
   return kFound;
 }
 
@@ -229,6 +248,8 @@ int get(const LookupOptions& options, const std::string& key_text, const std::st
     auto seconds = reply->value("seconds", 0.0);
     std::cerr << "annex-swarm: got " << key->str() << " (" << bytes << " bytes in " << seconds << " s from "
               << (*reply)["bytes_from"].size() << " peer(s))\n";
+    for (const auto& [node, path] : reply->value("paths", json::object()).items())
+      std::cerr << "annex-swarm:   " << node << " via " << path.get<std::string>() << "\n";
   }
   return kFound;
 }

@@ -99,6 +99,11 @@ const std::vector<SettingDoc>& daemon_settings() {
       {"upload-rate", "BYTES/S", "0 (unlimited)", "most bytes per second served to all peers, e.g. 25M", false},
       {"upload-rate-per-peer", "BYTES/S", "0 (unlimited)", "most bytes per second served to one peer", false},
       {"download-rate", "BYTES/S", "0 (unlimited)", "most bytes per second fetched, over all downloads", false},
+      {"nat", "auto|upnp|natpmp|none", "auto",
+       "map the peer and DHT ports on the home router: UPnP IGD, else NAT-PMP (auto)", false},
+      {"nat-lease", "DURATION", "1h", "port mapping lease asked of the router; renewed at half", false},
+      {"reachability-check", "DURATION", "30m",
+       "how often other nodes are asked to dial this node back (also on every NAT change)", false},
       {"log-level", "debug|info|warn|error", "info", "least important log lines shown", false},
       {"test-fault", "corrupt-data", "none", "test only: make this node misbehave on purpose", false},
   };
@@ -183,6 +188,20 @@ void apply_setting(DaemonConfig& c, std::string_view name, std::string_view raw,
     auto r = parse_rate(value);
     if (!r) return bad(r.error());
     (name == "upload-rate" ? c.upload_rate : name == "download-rate" ? c.download_rate : c.upload_rate_per_peer) = *r;
+  } else if (name == "nat") {
+    auto m = nat::nat_method_from_string(value);
+    if (!m) return bad("expected auto, upnp, natpmp or none");
+    c.nat = *m;
+  } else if (name == "nat-lease" || name == "reachability-check") {
+    auto d = parse_duration(value);
+    if (!d) return bad(d.error());
+    if (name == "nat-lease") {
+      if (*d < std::chrono::seconds(10) || *d > std::chrono::hours(24)) return bad("must be between 10s and 24h");
+      c.nat_lease = *d;
+    } else {
+      if (*d < std::chrono::seconds(10)) return bad("must be at least 10s");
+      c.reachability_check = *d;
+    }
   } else if (name == "test-fault") {
     if (value != "corrupt-data" && value != "none") return bad("expected corrupt-data or none");
     c.test_fault = value == "none" ? "" : std::string(value);

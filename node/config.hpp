@@ -9,6 +9,7 @@
 #include <string_view>
 #include <vector>
 
+#include "nat/port_mapping.hpp"
 #include "node/log.hpp"
 #include "protocol/swarm_token.hpp"
 
@@ -35,6 +36,9 @@ struct DaemonConfig {
   double upload_rate = 0;                  // bytes per second served to peers; 0 = unlimited
   double upload_rate_per_peer = 0;         // the same, for one peer
   double download_rate = 0;                // bytes per second over all downloads; 0 = unlimited
+  nat::NatMethod nat = nat::NatMethod::Auto;  // port mapping on the home router
+  std::chrono::seconds nat_lease{3600};
+  std::chrono::seconds reachability_check{1800};  // dial-back again this often
   log::Level log_level = log::Level::Info;
   std::string test_fault;  // test only: "corrupt-data" corrupts every chunk served
 };

@@ -17,6 +17,7 @@
 #include "node/state_files.hpp"
 #include "node/swarm_store.hpp"
 #include "protocol/annex_key.hpp"
+#include "protocol/ip_address.hpp"
 
 namespace annexswarm {
 namespace fs = std::filesystem;
@@ -31,14 +32,11 @@ constexpr auto kIdleTick = 500ms;
 constexpr auto kFirstBootstrapRetry = std::chrono::seconds(15);
 constexpr auto kMaxBootstrapRetry = std::chrono::seconds(300);
 
-bool is_private_v4(std::uint32_t ip) {
-  return (ip >> 24) == 10 || (ip >> 20) == 0xac1 || (ip >> 16) == 0xc0a8 || (ip >> 22) == 0x191;
-}
+}  // namespace
 
 json endpoint_json(const Endpoint& e) {
   return {{"kind", to_string(e.kind)}, {"host", e.host}, {"port", e.port}};
 }
-}  // namespace
 
 json IgnoredValues::to_json() const {
   return {{"unsigned", unsigned_values},
@@ -144,6 +142,10 @@ Result<bool> Daemon::start() {
                                                                config_.upload_rate_per_peer});
   peer_server_->on_remove(
       [this](const AnnexKey& key, std::string_view store) { return remove_from_local_store(key, store); });
+  peer_server_->on_dial_back([this](const NodeId& node, std::size_t swarm, const std::string& host, std::uint16_t port,
+                                    std::function<void(Result<bool>)> done) {
+    dial_back(node, swarm, host, port, std::move(done));
+  });
   peer_server_->on_refused([this](const std::string& why) {
     std::uint64_t suppressed = 0;
     if (peer_refused_log_.allow(std::chrono::steady_clock::now(), suppressed))
@@ -182,6 +184,7 @@ Result<bool> Daemon::start() {
   log::info("announce refresh every {}s", refresh_.count());
 
   publish_node_records();
+  start_nat();
   tick_poll();
   tick_announce();
   save_timer_.expires_after(kSaveEvery);
@@ -198,11 +201,29 @@ void Daemon::stop() {
   announce_timer_.cancel();
   records_timer_.cancel();
   save_timer_.cancel();
+  reach_timer_.cancel();
   signals_.cancel();
   if (control_) control_->close();
   if (peer_server_) peer_server_->close();
   fetches_.clear();
   save_tables();
+  if (!mapper_) return finish_stop();
+  // Port mappings come off the router before we go; a router that does not answer
+  // within the backend's timeouts cannot hold us for long.
+  auto finished = std::make_shared<bool>(false);
+  auto finish = [this, finished] {
+    if (*finished) return;
+    *finished = true;
+    finish_stop();
+  };
+  mapper_->stop(finish);
+  stop_timer_.expires_after(std::chrono::seconds(10));
+  stop_timer_.async_wait([finish](const std::error_code& ec) {
+    if (!ec) finish();
+  });
+}
+
+void Daemon::finish_stop() {
   scanner_.join();
   if (dht_) dht_->stop();
   io_.stop();
@@ -266,42 +287,37 @@ void Daemon::save_tables() {
 }
 
 std::vector<Endpoint> Daemon::local_endpoints() const {
+  // Loopback and LAN addresses only: public ones wait for a dial-back (confirmed_).
   std::vector<Endpoint> out;
   auto port = peer_port_;
-  if (!config_.listen.empty()) {
-    in_addr a4{};
-    in6_addr a6{};
-    EndpointKind kind = EndpointKind::Public;
-    if (inet_pton(AF_INET, config_.listen.c_str(), &a4) == 1) {
-      auto ip = ntohl(a4.s_addr);
-      if ((ip >> 24) == 127) kind = EndpointKind::Loopback;
-      else if (is_private_v4(ip)) kind = EndpointKind::Lan;
-      else if (ip == 0) kind = EndpointKind::Lan;
-    } else if (inet_pton(AF_INET6, config_.listen.c_str(), &a6) == 1) {
-      if (IN6_IS_ADDR_LOOPBACK(&a6)) kind = EndpointKind::Loopback;
-      else if ((a6.s6_addr[0] & 0xfe) == 0xfc) kind = EndpointKind::Lan;
-    }
-    // A public address is advertised only once reachability is confirmed (NAT work).
-    if (kind != EndpointKind::Public) out.push_back({kind, config_.listen, port});
+  auto add = [&](const std::string& host) {
+    auto scope = address_scope(host);
+    if (scope == AddressScope::Loopback) out.push_back({EndpointKind::Loopback, host, port});
+    else if (scope == AddressScope::Private) out.push_back({EndpointKind::Lan, host, port});
+  };
+  if (!config_.listen.empty() && address_scope(config_.listen) != AddressScope::Unspecified) {
+    add(config_.listen);
     return out;
   }
+  for (const auto& host : interface_addresses())
+    if (out.size() < kMaxEndpoints) add(host);
+  return out;
+}
+
+std::vector<std::string> interface_addresses() {
+  std::vector<std::string> out;
   ifaddrs* ifs = nullptr;
   if (getifaddrs(&ifs) != 0) return out;
-  for (auto* i = ifs; i && out.size() < kMaxEndpoints; i = i->ifa_next) {
+  for (auto* i = ifs; i; i = i->ifa_next) {
     if (!i->ifa_addr || !(i->ifa_flags & IFF_UP) || (i->ifa_flags & IFF_LOOPBACK)) continue;
     char host[INET6_ADDRSTRLEN] = {};
-    if (i->ifa_addr->sa_family == AF_INET) {
-      auto* sin = reinterpret_cast<sockaddr_in*>(i->ifa_addr);
-      if (!is_private_v4(ntohl(sin->sin_addr.s_addr))) continue;
-      inet_ntop(AF_INET, &sin->sin_addr, host, sizeof host);
-    } else if (i->ifa_addr->sa_family == AF_INET6) {
-      auto* sin6 = reinterpret_cast<sockaddr_in6*>(i->ifa_addr);
-      if ((sin6->sin6_addr.s6_addr[0] & 0xfe) != 0xfc) continue;  // ULA only, until dial-back
-      inet_ntop(AF_INET6, &sin6->sin6_addr, host, sizeof host);
-    } else {
+    if (i->ifa_addr->sa_family == AF_INET)
+      inet_ntop(AF_INET, &reinterpret_cast<sockaddr_in*>(i->ifa_addr)->sin_addr, host, sizeof host);
+    else if (i->ifa_addr->sa_family == AF_INET6)
+      inet_ntop(AF_INET6, &reinterpret_cast<sockaddr_in6*>(i->ifa_addr)->sin6_addr, host, sizeof host);
+    else
       continue;
-    }
-    out.push_back({EndpointKind::Lan, host, port});
+    out.emplace_back(host);
   }
   freeifaddrs(ifs);
   return out;
@@ -324,17 +340,28 @@ std::uint16_t Daemon::contact_sequence(const Bytes& body) {
   return seq;
 }
 
-void Daemon::publish_node_records() {
+void Daemon::publish_contact() {
   if (stopping_) return;
-  ContactRecord contact{node_id_, kProtocolVersion, 0, local_endpoints()};
+  auto endpoints = local_endpoints();
+  for (const auto& e : confirmed_)
+    if (endpoints.size() < kMaxEndpoints && std::find(endpoints.begin(), endpoints.end(), e) == endpoints.end())
+      endpoints.push_back(e);
+  ContactRecord contact{node_id_, kProtocolVersion, 0, std::move(endpoints)};
   auto contact_body = encode(contact);
   auto contact_seq = contact_sequence(contact_body);
   for (auto& swarm : swarms_) {
     const auto& token = swarm.token;
     auto contact_id = token.value_id("contact/" + node_id_.hex());
-    for (const auto& loc : {token.node_location(node_id_), token.nodes_location()}) {
+    for (const auto& loc : {token.node_location(node_id_), token.nodes_location()})
       dht_->put(loc, contact_id, contact_seq, seal_record(token, loc, contact_body), [](bool) {});
-    }
+  }
+}
+
+void Daemon::publish_node_records() {
+  if (stopping_) return;
+  publish_contact();
+  for (auto& swarm : swarms_) {
+    const auto& token = swarm.token;
     for (const auto& served : repos_) {
       if (served.repo.store) continue;  // stores are found through their keys, not by UUID
       auto loc = token.repo_location(served.repo.uuid);
@@ -371,6 +398,7 @@ void Daemon::tick_poll() {
     for (auto& swarm : swarms_)
       for (auto& table : swarm.tables) table.retry_failed(WallClock::now());
     if (!config_.bootstrap.empty()) log::info("DHT connected");
+    check_reachability("the DHT connected");
     bootstrap_backoff_ = kFirstBootstrapRetry;
   }
   if (!connected && was_connected_ && !config_.bootstrap.empty())
@@ -614,9 +642,10 @@ void Daemon::handle_get(const json& request, ControlResponder responder) {
           json from = json::object(), dropped = json::object();
           for (const auto& [node, bytes] : report.bytes_from) from[node] = bytes;
           for (const auto& [node, why] : report.dropped) dropped[node] = why;
+          json paths(report.paths);
           double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
           json out = {{"key", key.str()}, {"bytes_from", from}, {"dropped", dropped}, {"bytes_fetched", report.bytes_fetched},
-                      {"bytes_resumed", report.bytes_resumed}, {"seconds", seconds}};
+                      {"bytes_resumed", report.bytes_resumed}, {"seconds", seconds}, {"paths", std::move(paths)}};
           if (error) {
             out["ok"] = false;
             out["code"] = "failed";
@@ -760,8 +789,10 @@ json Daemon::status_json() const {
           {"endpoints", [&] {
              json eps = json::array();
              for (const auto& e : local_endpoints()) eps.push_back(endpoint_json(e));
+             for (const auto& e : confirmed_) eps.push_back(endpoint_json(e));
              return eps;
-           }()}};
+           }()},
+          {"nat", nat_json()}};
 }
 
 }  // namespace annexswarm

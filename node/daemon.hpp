@@ -12,6 +12,7 @@
 #include <optional>
 #include <vector>
 
+#include "nat/port_mapper.hpp"
 #include "node/annex_repo.hpp"
 #include "node/announce_table.hpp"
 #include "node/config.hpp"
@@ -33,6 +34,10 @@ struct IgnoredValues {
   std::uint64_t forged = 0;  // record names another node than its signer, or another key
   nlohmann::json to_json() const;
 };
+
+nlohmann::json endpoint_json(const Endpoint& e);
+// The addresses of this host's interfaces that are up (loopback interfaces left out).
+std::vector<std::string> interface_addresses();
 
 class Daemon {
 public:
@@ -67,12 +72,14 @@ private:
 
   Result<bool> start();
   void stop();
+  void finish_stop();
   void tick_poll();
   void start_scan(std::size_t repo_index);
   void on_scan(std::size_t repo_index, std::size_t key_count, std::size_t invalid_names,
                std::vector<std::vector<KeyIndex>> indexes, double seconds);
   void tick_announce();
   void publish_node_records();
+  void publish_contact();
   std::uint16_t contact_sequence(const Bytes& body);
   void save_tables();
   std::filesystem::path table_path(const SwarmState& swarm, const ServedRepo& repo) const;
@@ -115,6 +122,24 @@ private:
   void handle_discover(const nlohmann::json& request, ControlResponder responder);
   void handle_peers(const nlohmann::json& request, ControlResponder responder);
   nlohmann::json status_json() const;
+
+  // NAT and reachability (daemon_reach.cpp). Public and mapped endpoints go into the
+  // contact record only once another member has dialled them back.
+  struct ReachProbe {
+    Endpoint endpoint;  // host empty: the address the helper sees us at
+    bool ok = false;
+    std::vector<std::string> why;  // per helper, when not ok
+  };
+  void start_nat();
+  void check_reachability(const std::string& why);
+  void finish_reachability(std::vector<ReachProbe> probes, std::string observed, std::size_t helpers_answered,
+                           std::size_t helpers_asked, std::string helper_errors);
+  std::vector<Endpoint> reach_candidates() const;
+  void find_helpers(std::function<void(std::vector<FetchSource>)> done);
+  void dial_back(const NodeId& node, std::size_t swarm, const std::string& host, std::uint16_t port,
+                 std::function<void(Result<bool>)> done);
+  bool nat_applies() const;
+  nlohmann::json nat_json() const;
 
   // Counts a DHT value we will not trust, and logs it (rate-limited).
   void refuse(std::uint64_t& counter, const DhtLocation& location, const std::string& why);
@@ -162,6 +187,19 @@ private:
   log::RateLimited peer_refused_log_;
   bool stopping_ = false;
   IgnoredValues ignored_;
+  std::unique_ptr<nat::PortMapper> mapper_;
+  std::vector<Endpoint> confirmed_;  // public/mapped endpoints that passed dial-back
+  std::vector<ReachProbe> reach_probes_;
+  std::string observed_address_;
+  std::string reach_summary_ = "not checked yet";
+  bool reach_running_ = false;
+  std::string reach_again_;  // why to check again once the running check ends
+  std::chrono::steady_clock::time_point reach_checked_at_{};
+  std::optional<double> first_confirmed_after_;  // seconds from start to a confirmed endpoint
+  std::chrono::seconds reach_retry_{10};
+  std::size_t dial_backs_in_flight_ = 0;
+  asio::steady_timer reach_timer_{io_};
+  asio::steady_timer stop_timer_{io_};
   std::chrono::steady_clock::time_point started_{};
 };
 

@@ -84,12 +84,13 @@ ProcessOutput annex_swarm(const std::vector<std::string>& args) {
   return run_process(argv);
 }
 
-DaemonProcess::DaemonProcess(fs::path state_dir, std::vector<std::string> args)
+DaemonProcess::DaemonProcess(fs::path state_dir, std::vector<std::string> args, std::vector<std::string> launcher)
     : state_dir_(std::move(state_dir)) {
   fs::create_directories(state_dir_);
   log_path_ = state_dir_ / "daemon.log";
-  std::vector<std::string> argv{ANNEX_SWARM_BIN, "daemon", "--state-dir", state_dir_.string(),
-                                "--lan-discovery", "off", "--log-level", "debug"};
+  std::vector<std::string> argv = std::move(launcher);
+  argv.insert(argv.end(), {ANNEX_SWARM_BIN, "daemon", "--state-dir", state_dir_.string(), "--lan-discovery", "off",
+                           "--log-level", "debug"});
   argv.insert(argv.end(), args.begin(), args.end());
   pid_t pid = spawn_process(argv, log_path_.string());
   if (pid < 0) throw std::runtime_error("cannot start " + argv[0]);

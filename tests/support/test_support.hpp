@@ -71,7 +71,9 @@ ProcessOutput annex_swarm(const std::vector<std::string>& args);
 // An annex-swarm daemon process, stopped with SIGTERM when destroyed.
 class DaemonProcess {
 public:
-  DaemonProcess(std::filesystem::path state_dir, std::vector<std::string> args);
+  // `launcher` goes before the binary, e.g. {"ip", "netns", "exec", "lab-h1"}.
+  DaemonProcess(std::filesystem::path state_dir, std::vector<std::string> args,
+                std::vector<std::string> launcher = {});
   ~DaemonProcess();
   DaemonProcess(const DaemonProcess&) = delete;
   DaemonProcess& operator=(const DaemonProcess&) = delete;

@@ -78,6 +78,20 @@ BOOST_AUTO_TEST_CASE(transfer_limits_and_the_peer_port_are_settings) {
   BOOST_TEST(errors.size() == 3u);
 }
 
+BOOST_AUTO_TEST_CASE(nat_method_lease_and_reachability_check_are_settings) {
+  DaemonConfig c;
+  BOOST_TEST((c.nat == nat::NatMethod::Auto));
+  std::vector<std::string> errors;
+  apply_config_text(c, "nat = natpmp\nnat-lease = 20m\nreachability-check = 10m\n", "nat.conf", errors);
+  BOOST_TEST(errors.empty());
+  BOOST_TEST((c.nat == nat::NatMethod::NatPmp));
+  BOOST_TEST(c.nat_lease.count() == 1200);
+  BOOST_TEST(c.reachability_check.count() == 600);
+  apply_config_text(c, "nat = pcp\nnat-lease = 2s\nreachability-check = 1s\n", "bad.conf", errors);
+  BOOST_REQUIRE(errors.size() == 3u);
+  BOOST_TEST(errors[0].find("expected auto, upnp, natpmp or none") != std::string::npos);
+}
+
 BOOST_AUTO_TEST_CASE(bootstrap_none_makes_a_first_node_with_long_refresh) {
   DaemonConfig c;
   std::vector<std::string> errors;
