@@ -1,0 +1,297 @@
+// The NAT lab (tests/netns/nat_lab.sh): real daemons in network namespaces behind real
+// NAT, with Debian's miniupnpd as the home router. Needs root; skipped with a message
+// otherwise.
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <boost/test/unit_test.hpp>
+#include <fstream>
+
+#include "tests/support/test_support.hpp"
+
+using namespace annexswarm;
+using namespace annexswarm::test;
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+
+namespace {
+
+constexpr const char* kPrefix = "aslab";
+
+boost::test_tools::assertion_result is_root(boost::unit_test::test_unit_id) {
+  boost::test_tools::assertion_result r(::geteuid() == 0);
+  r.message() << "the NAT lab needs root (network namespaces); run the netns tests as root";
+  return r;
+}
+
+std::string trim(std::string s) {
+  while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();
+  return s;
+}
+
+ProcessOutput in_ns(const std::string& ns, std::vector<std::string> argv) {
+  argv.insert(argv.begin(), {"ip", "netns", "exec", std::string(kPrefix) + "-" + ns});
+  return run_process(argv);
+}
+
+std::string read_text(const fs::path& p) {
+  std::ifstream in(p);
+  return {std::istreambuf_iterator<char>(in), {}};
+}
+
+struct Lab {
+  TempDir tmp;
+  fs::path dir = tmp.path() / "lab";
+  std::string token;
+  std::map<int, pid_t> routers;
+
+  Lab() {
+    ::setenv("NAT_LAB_PREFIX", kPrefix, 1);
+    auto t0 = std::chrono::steady_clock::now();
+    auto up = run_process({"bash", NAT_LAB_SCRIPT, "up", dir.string()});
+    BOOST_REQUIRE_MESSAGE(up.exit_code == 0, "the NAT lab did not come up: " + up.err);
+    BOOST_TEST_MESSAGE("lab up in " << std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count()
+                                    << " s");
+    token = trim(annex_swarm({"swarm", "new"}).out);
+    BOOST_REQUIRE(!token.empty());
+  }
+  ~Lab() {
+    nodes.clear();  // first, so they can take their mappings off the routers
+    for (auto& [i, pid] : routers) stop_router(pid, SIGTERM);
+    run_process({"bash", NAT_LAB_SCRIPT, "down"});
+  }
+
+  static void stop_router(pid_t pid, int sig) {
+    if (pid <= 0) return;
+    ::kill(pid, sig);
+    int status = 0;
+    ::waitpid(pid, &status, 0);
+  }
+
+  // Router 1: UPnP IGD and NAT-PMP; router 3: NAT-PMP only. Returns once it listens.
+  void start_router(int i) {
+    auto log = dir / ("r" + std::to_string(i) + ".log");
+    auto size_before = fs::exists(log) ? fs::file_size(log) : 0;
+    pid_t pid = spawn_process({"bash", NAT_LAB_SCRIPT, "routerd", std::to_string(i), dir.string()}, log.string());
+    BOOST_REQUIRE(pid > 0);
+    routers[i] = pid;
+    BOOST_REQUIRE_MESSAGE(wait_until([&] {
+                            auto text = read_text(log);
+                            return text.find("Listening for NAT-PMP", size_before) != std::string::npos;
+                          }, std::chrono::seconds(20)),
+                          "miniupnpd on router " << i << " did not start:\n" << read_text(log));
+  }
+  void kill_router(int i) {
+    stop_router(routers[i], SIGKILL);
+    routers.erase(i);
+  }
+
+  DaemonProcess& node(const std::string& name, const std::string& ns, std::vector<std::string> args) {
+    args.insert(args.end(), {"--swarm", token, "--poll-interval", "1s", "--lookup-timeout", "10s"});
+    auto d = std::make_unique<DaemonProcess>(tmp.path() / ("state-" + name), args,
+                                             std::vector<std::string>{"ip", "netns", "exec", std::string(kPrefix) + "-" + ns});
+    BOOST_REQUIRE_MESSAGE(d->wait_ready(), "daemon " + name + " did not start:\n" + d->log());
+    nodes.push_back(std::move(d));
+    return *nodes.back();
+  }
+  DaemonProcess& public_node() { return node("pub", "pub", {"--bootstrap", "none", "--nat", "none"}); }
+  DaemonProcess& home_node(int i, std::vector<std::string> args) {
+    args.insert(args.end(), {"--bootstrap", "11.0.0.10:4224"});
+    return node("h" + std::to_string(i), "h" + std::to_string(i), std::move(args));
+  }
+
+  std::vector<std::unique_ptr<DaemonProcess>> nodes;
+};
+
+bool has_endpoint(const json& list, const std::string& kind, const std::string& host) {
+  for (const auto& e : list)
+    if (e.value("kind", "") == kind && e.value("host", "") == host) return true;
+  return false;
+}
+
+// Waits until `node` has confirmed an endpoint of that kind and address by dial-back.
+void await_confirmed(DaemonProcess& node, const std::string& kind, const std::string& host) {
+  json last;
+  bool ok = wait_until([&] {
+    last = node.status()["nat"];
+    return has_endpoint(last["reachability"]["confirmed"], kind, host);
+  }, std::chrono::seconds(90));
+  BOOST_REQUIRE_MESSAGE(ok, "no confirmed " << kind << " endpoint " << host << "; nat status: " << last.dump()
+                                            << "\nlog:\n" << node.log());
+  BOOST_TEST_MESSAGE(kind << " endpoint " << host << " confirmed "
+                          << last["reachability"].value("first_confirmed_after_seconds", -1.0)
+                          << " s after the daemon started");
+}
+
+void await_announced(DaemonProcess& node) {
+  BOOST_REQUIRE_MESSAGE(wait_until([&] {
+                          auto s = node.status();
+                          return !s["repos"].empty() && s["repos"][0]["swarms"][0].value("announced", 0) >= 1;
+                        }, std::chrono::seconds(60)),
+                        "keys not announced:\n" + node.log());
+}
+
+// The public node fetches `key`; returns the address it reached the holder at.
+std::string fetch_from_public(Lab& lab, DaemonProcess& pub, DaemonProcess& holder, const std::string& key,
+                              const std::string& content) {
+  auto to = lab.tmp.path() / ("got-" + key.substr(key.size() - 8));
+  auto got = annex_swarm({"get", key, "--to", to.string(), "--json", "--state-dir", pub.state_dir().string()});
+  BOOST_REQUIRE_MESSAGE(got.exit_code == 0, "get failed: " + got.err + "\npublic node log:\n" + pub.log());
+  BOOST_TEST(read_text(to) == content);
+  auto reply = json::parse(got.out);
+  return reply["paths"].value(holder.node_id(), "");
+}
+
+std::string upnp_list(int home) {
+  return in_ns("h" + std::to_string(home), {"upnpc", "-l"}).out;
+}
+
+std::string router_rules(int router) {
+  return in_ns("r" + std::to_string(router), {"nft", "list", "chain", "inet", "filter", "prerouting_miniupnpd"}).out;
+}
+
+std::string big_content(char seed) {
+  std::string s(3 * 1024 * 1024 + 17, '\0');
+  std::uint32_t x = static_cast<unsigned char>(seed) * 2654435761u;
+  for (auto& c : s) {
+    x = x * 1664525u + 1013904223u;
+    c = static_cast<char>(x >> 24);
+  }
+  return s;
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_SUITE(nat_lab, *boost::unit_test::precondition(is_root))
+
+BOOST_AUTO_TEST_CASE(a_node_behind_a_upnp_router_maps_its_ports_and_serves_the_public_host_through_the_wan_address) {
+  Lab lab;
+  lab.start_router(1);
+  // IPv4 only here, so the only way in is the mapped port on the router.
+  in_ns("h1", {"ip", "-6", "addr", "flush", "dev", "eth0", "scope", "global"});
+  auto content = big_content('u');
+  auto repo = make_annex_repo(lab.tmp.path() / "repo1", {{"big.bin", content}});
+  auto key = repo.key_of("big.bin");
+  auto& pub = lab.public_node();
+  auto& h1 = lab.home_node(1, {"--nat", "upnp", "--nat-lease", "60s", "--repo", repo.path.string()});
+  await_confirmed(h1, "mapped", "11.0.0.1");
+  auto nat = h1.status()["nat"];
+  BOOST_TEST(nat.value("in_use", "") == "upnp");
+  BOOST_TEST(nat.value("external_address", "") == "11.0.0.1");
+  BOOST_TEST(nat["mappings"].size() == 2u);  // TCP for peers, UDP for the DHT
+  auto listed = upnp_list(1);
+  BOOST_TEST_INFO("upnpc -l:\n" << listed);
+  BOOST_TEST(listed.find("TCP  4224->10.0.1.2:4224") != std::string::npos);
+  BOOST_TEST(listed.find("UDP  4224->10.0.1.2:4224") != std::string::npos);
+  await_announced(h1);
+  BOOST_TEST(fetch_from_public(lab, pub, h1, key, content) == "11.0.0.1:4224");
+
+  // Stopping the daemon takes its mappings off the router.
+  h1.stop();
+  BOOST_TEST(h1.wait_exit() == 0);
+  BOOST_TEST_INFO("log:\n" << h1.log());
+  BOOST_TEST(h1.log().find("port mappings removed from the router") != std::string::npos);
+  listed = upnp_list(1);
+  BOOST_TEST_INFO("upnpc -l after stop:\n" << listed);
+  BOOST_TEST(listed.find("4224->10.0.1.2") == std::string::npos);
+  BOOST_TEST(router_rules(1).find("10.0.1.2") == std::string::npos);
+}
+
+BOOST_AUTO_TEST_CASE(a_node_behind_a_nat_pmp_router_maps_its_ports_and_serves_the_public_host) {
+  Lab lab;
+  lab.start_router(3);
+  auto content = big_content('p');
+  auto repo = make_annex_repo(lab.tmp.path() / "repo3", {{"big.bin", content}});
+  auto key = repo.key_of("big.bin");
+  auto& pub = lab.public_node();
+  auto& h3 = lab.home_node(3, {"--nat", "auto", "--repo", repo.path.string()});
+  await_confirmed(h3, "mapped", "11.0.0.3");
+  auto nat = h3.status()["nat"];
+  BOOST_TEST(nat.value("in_use", "") == "natpmp");  // auto: UPnP found nothing, NAT-PMP did
+  BOOST_TEST(router_rules(3).find("10.0.3.2") != std::string::npos);
+  await_announced(h3);
+  BOOST_TEST(fetch_from_public(lab, pub, h3, key, content) == "11.0.0.3:4224");
+  h3.stop();
+  BOOST_TEST(h3.wait_exit() == 0);
+  BOOST_TEST(router_rules(3).find("10.0.3.2") == std::string::npos);
+}
+
+BOOST_AUTO_TEST_CASE(a_router_that_restarts_and_loses_the_mapping_is_mapped_again_at_the_next_renewal) {
+  Lab lab;
+  lab.start_router(1);
+  auto& pub = lab.public_node();
+  (void)pub;
+  auto& h1 = lab.home_node(1, {"--nat", "upnp", "--nat-lease", "10s"});  // renewed every 5 s
+  await_confirmed(h1, "mapped", "11.0.0.1");
+  lab.kill_router(1);
+  lab.start_router(1);  // a rebooted router: its mapping rules are gone
+  auto restarted = std::chrono::steady_clock::now();
+  BOOST_REQUIRE_MESSAGE(wait_until([&] { return upnp_list(1).find("TCP  4224->10.0.1.2:4224") != std::string::npos; },
+                                   std::chrono::seconds(60)),
+                        "the mapping did not come back:\n" << h1.log());
+  BOOST_TEST_MESSAGE("mapped again "
+                     << std::chrono::duration<double>(std::chrono::steady_clock::now() - restarted).count()
+                     << " s after the router restarted (lease 10 s, renewal every 5 s)");
+  auto log = h1.log();
+  BOOST_TEST_INFO("log:\n" << log);
+  // Either the renewal found the mapping gone, or it found the router away and looked again.
+  bool lost = log.find("the router lost the mapping") != std::string::npos;
+  bool failed = log.find("port mapping failed") != std::string::npos;
+  BOOST_TEST((lost || failed));
+  BOOST_TEST_MESSAGE("the node noticed: " << (lost ? "the mapping was gone" : "the router did not answer"));
+  // And it is still confirmed reachable there.
+  await_confirmed(h1, "mapped", "11.0.0.1");
+}
+
+BOOST_AUTO_TEST_CASE(a_node_behind_plain_nat_advertises_no_public_endpoint_and_says_why) {
+  Lab lab;
+  auto& pub = lab.public_node();
+  auto& h2 = lab.home_node(2, {"--nat", "auto"});
+  json nat;
+  BOOST_REQUIRE_MESSAGE(wait_until([&] {
+                          nat = h2.status()["nat"];
+                          return nat["reachability"].contains("checked_seconds_ago") &&
+                                 !nat["reachability"]["failed"].empty();
+                        }, std::chrono::seconds(90)),
+                        "no reachability verdict: " << nat.dump() << "\n" << h2.log());
+  auto summary = nat["reachability"].value("summary", "");
+  BOOST_TEST_INFO("nat status: " << nat.dump());
+  BOOST_TEST(nat["reachability"]["confirmed"].empty());
+  BOOST_TEST(summary.find("not reachable from outside") != std::string::npos);
+  BOOST_TEST(summary.find("no port mapping") != std::string::npos);
+  BOOST_TEST(summary.find("11.0.0.2:4224") != std::string::npos);  // the address the helper saw
+  BOOST_TEST(nat.value("error", "").find("NAT-PMP") != std::string::npos);
+  BOOST_TEST(h2.log().find("warn: not reachable from outside") != std::string::npos);
+  // What the swarm sees: a contact record with LAN endpoints only.
+  json peers;
+  BOOST_REQUIRE(wait_until([&] {
+    auto out = annex_swarm({"peers", "--json", "--state-dir", pub.state_dir().string()});
+    if (out.exit_code != 0) return false;
+    peers = json::parse(out.out);
+    for (const auto& p : peers["peers"])
+      if (p.value("node", "") == h2.node_id()) return true;
+    return false;
+  }, std::chrono::seconds(60)));
+  for (const auto& p : peers["peers"]) {
+    if (p.value("node", "") != h2.node_id()) continue;
+    for (const auto& e : p["endpoints"]) BOOST_TEST(e.value("kind", "") == "lan");
+  }
+}
+
+BOOST_AUTO_TEST_CASE(a_global_ipv6_address_that_passes_dial_back_is_advertised_and_used) {
+  Lab lab;
+  auto content = big_content('6');
+  auto repo = make_annex_repo(lab.tmp.path() / "repo1", {{"big.bin", content}});
+  auto key = repo.key_of("big.bin");
+  auto& pub = lab.public_node();
+  auto& h1 = lab.home_node(1, {"--nat", "none", "--repo", repo.path.string()});
+  await_confirmed(h1, "public", "2001:db8:1::2");
+  // Its IPv4 side is behind NAT with no mapping: that one is not advertised.
+  auto nat = h1.status()["nat"];
+  BOOST_TEST(!has_endpoint(nat["reachability"]["confirmed"], "public", "11.0.0.1"));
+  await_announced(h1);
+  BOOST_TEST(fetch_from_public(lab, pub, h1, key, content) == "[2001:db8:1::2]:4224");
+}
+
+BOOST_AUTO_TEST_SUITE_END()
