@@ -135,7 +135,10 @@ private:
   void finish_reachability(std::vector<ReachProbe> probes, std::string observed, std::size_t helpers_answered,
                            std::size_t helpers_asked, std::string helper_errors);
   std::vector<Endpoint> reach_candidates() const;
-  void find_helpers(std::function<void(std::vector<FetchSource>)> done);
+  void ask_helpers(bool from_dht, std::string earlier_errors);
+  // Members to ask for a dial-back: the bootstrap nodes, or (from_dht) members whose
+  // contact records are on the DHT.
+  void find_helpers(bool from_dht, std::function<void(std::vector<FetchSource>)> done);
   void dial_back(const NodeId& node, std::size_t swarm, const std::string& host, std::uint16_t port,
                  std::function<void(Result<bool>)> done);
   bool nat_applies() const;

@@ -74,56 +74,61 @@ std::vector<Endpoint> Daemon::reach_candidates() const {
   return out;
 }
 
-void Daemon::find_helpers(std::function<void(std::vector<FetchSource>)> done) {
-  // Best first: members with a confirmed public or mapped endpoint, then the bootstrap
-  // nodes' addresses (their peer port has the DHT port's number by default), then
-  // members known only by LAN addresses, which answer only from their own LAN.
+void Daemon::find_helpers(bool from_dht, std::function<void(std::vector<FetchSource>)> done) {
+  if (!from_dht) {
+    // The bootstrap nodes' addresses, at once: their peer port has the DHT port's number
+    // by default. The public OpenDHT bootstrap is no swarm member and is left out.
+    auto resolver = std::make_shared<asio::ip::tcp::resolver>(io_);
+    auto found = std::make_shared<std::vector<FetchSource>>();
+    std::vector<std::string> entries;
+    for (const auto& e : config_.bootstrap)
+      if (e != kPublicBootstrap) entries.push_back(e);
+    if (entries.empty()) return done({});
+    auto pending = std::make_shared<std::size_t>(entries.size());
+    for (const auto& entry : entries) {
+      auto colon = entry.rfind(':');
+      auto host = entry.substr(0, colon);
+      if (host.size() > 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+      auto port = colon == std::string::npos ? std::to_string(kDefaultPort) : entry.substr(colon + 1);
+      resolver->async_resolve(host, port, [resolver, pending, found, done](const std::error_code& ec,
+                                                                          asio::ip::tcp::resolver::results_type results) {
+        if (!ec && found->size() < kMaxHelpers) {
+          FetchSource source{{NodeId{}, {}, true}, 0};
+          for (const auto& r : results) source.address.endpoints.push_back(r.endpoint());
+          if (!source.address.endpoints.empty()) found->push_back(std::move(source));
+        }
+        if (--*pending == 0) done(std::move(*found));
+      });
+    }
+    return;
+  }
+  // Members from the swarms' contact records: those with a confirmed public or mapped
+  // endpoint first; those known only by LAN addresses answer only from their own LAN.
   struct Gather {
     std::size_t pending;
     std::vector<std::pair<int, FetchSource>> found;  // rank, helper
     std::function<void(std::vector<FetchSource>)> done;
   };
-  auto gather = std::make_shared<Gather>(Gather{swarms_.size() + 1, {}, std::move(done)});
-  auto finish = [gather] {
-    if (--gather->pending != 0) return;
-    std::stable_sort(gather->found.begin(), gather->found.end(),
-                     [](const auto& a, const auto& b) { return a.first < b.first; });
-    std::vector<FetchSource> helpers;
-    for (auto& [rank, source] : gather->found)
-      if (helpers.size() < kMaxHelpers) helpers.push_back(std::move(source));
-    gather->done(std::move(helpers));
-  };
+  if (swarms_.empty()) return done({});
+  auto gather = std::make_shared<Gather>(Gather{swarms_.size(), {}, std::move(done)});
   for (std::size_t si = 0; si < swarms_.size(); ++si) {
     auto loc = swarms_[si].token.nodes_location();
-    // Short: a DHT not yet connected must not hold back asking the bootstrap nodes.
     auto timeout = std::min<std::chrono::seconds>(config_.lookup_timeout, kHelperLookup);
-    dht_->get(loc, timeout, [this, si, loc, gather, finish](std::vector<DhtValue> values) {
+    dht_->get(loc, timeout, [this, si, loc, gather](std::vector<DhtValue> values) {
       for (auto& rec : open_values<ContactRecord>(swarms_[si], loc, values, decode_contact)) {
         if (rec.node == node_id_) continue;
         bool reachable = std::any_of(rec.endpoints.begin(), rec.endpoints.end(), [](const Endpoint& e) {
           return e.kind == EndpointKind::Public || e.kind == EndpointKind::Mapped;
         });
-        for (auto& source : to_sources({{si, std::move(rec)}})) gather->found.emplace_back(reachable ? 0 : 2, std::move(source));
+        for (auto& source : to_sources({{si, std::move(rec)}})) gather->found.emplace_back(reachable ? 0 : 1, std::move(source));
       }
-      finish();
-    });
-  }
-  if (swarms_.empty() || config_.bootstrap.empty()) return finish();
-  auto resolver = std::make_shared<asio::ip::tcp::resolver>(io_);
-  auto pending = std::make_shared<std::size_t>(config_.bootstrap.size());
-  for (const auto& entry : config_.bootstrap) {
-    auto colon = entry.rfind(':');
-    auto host = entry.substr(0, colon);
-    if (host.size() > 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
-    auto port = colon == std::string::npos ? std::to_string(kDefaultPort) : entry.substr(colon + 1);
-    resolver->async_resolve(host, port, [resolver, pending, gather, finish](const std::error_code& ec,
-                                                                           asio::ip::tcp::resolver::results_type results) {
-      if (!ec) {
-        FetchSource source{{NodeId{}, {}, true}, 0};
-        for (const auto& r : results) source.address.endpoints.push_back(r.endpoint());
-        if (!source.address.endpoints.empty()) gather->found.emplace_back(1, std::move(source));
-      }
-      if (--*pending == 0) finish();
+      if (--gather->pending != 0) return;
+      std::stable_sort(gather->found.begin(), gather->found.end(),
+                       [](const auto& a, const auto& b) { return a.first < b.first; });
+      std::vector<FetchSource> helpers;
+      for (auto& [rank, source] : gather->found)
+        if (helpers.size() < kMaxHelpers) helpers.push_back(std::move(source));
+      gather->done(std::move(helpers));
     });
   }
 }
@@ -139,13 +144,19 @@ void Daemon::check_reachability(const std::string& why) {
   reach_running_ = true;
   reach_timer_.cancel();
   log::debug("reachability check: {}", why);
-  find_helpers([this](std::vector<FetchSource> helpers) {
+  ask_helpers(false, "");
+}
+
+void Daemon::ask_helpers(bool from_dht, std::string earlier_errors) {
+  // The bootstrap nodes first (no DHT lookup to wait for), then members found on the DHT.
+  find_helpers(from_dht, [this, from_dht, earlier_errors](std::vector<FetchSource> helpers) {
     if (stopping_) return;
-    if (helpers.empty()) return finish_reachability({}, "", 0, 0, "no other swarm node known yet");
+    auto next_phase = [this, from_dht](std::string errors) {
+      if (!from_dht) return ask_helpers(true, std::move(errors));
+      finish_reachability({}, "", 0, 0, errors.empty() ? "no other swarm node known yet" : errors);
+    };
+    if (helpers.empty()) return next_phase(earlier_errors);
     // One probe for where the helper sees us, one per candidate endpoint.
-    std::vector<ReachProbe> probes;
-    probes.push_back({{EndpointKind::Public, "", peer_port_}, false, {}});
-    for (auto& e : reach_candidates()) probes.push_back({std::move(e), false, {}});
     struct Gather {
       std::vector<ReachProbe> probes;
       std::size_t pending = 0;
@@ -154,15 +165,18 @@ void Daemon::check_reachability(const std::string& why) {
       std::string helper_errors;
     };
     auto gather = std::make_shared<Gather>();
-    gather->probes = std::move(probes);
+    gather->probes.push_back({{EndpointKind::Public, "", peer_port_}, false, {}});
+    for (auto& e : reach_candidates()) gather->probes.push_back({std::move(e), false, {}});
     gather->pending = gather->probes.size() * helpers.size();
+    gather->helper_errors = earlier_errors;
     auto helper_count = helpers.size();
     for (std::size_t h = 0; h < helpers.size(); ++h) {
       for (std::size_t p = 0; p < gather->probes.size(); ++p) {
         const auto& e = gather->probes[p].endpoint;
         peer::DialBack request{static_cast<std::uint32_t>(p + 1), e.host, e.port};
         ask_peer(io_, *dialer_, helpers[h].address, swarms_[helpers[h].swarm].token, request, kDialBackAnswer,
-                 [this, gather, h, p, helper_count](Result<peer::Frame> answer) {
+                 [this, gather, h, p, helper_count, next_phase](Result<peer::Frame> answer) {
+                   if (stopping_) return;
                    auto* reply = answer ? std::get_if<peer::DialBackReply>(&*answer) : nullptr;
                    auto& probe = gather->probes[p];
                    if (reply) {
@@ -176,9 +190,10 @@ void Daemon::check_reachability(const std::string& why) {
                      if (gather->helper_errors.find(err) == std::string::npos)
                        gather->helper_errors += (gather->helper_errors.empty() ? "" : "; ") + err;
                    }
-                   if (--gather->pending == 0)
-                     finish_reachability(std::move(gather->probes), gather->observed, gather->answered.size(),
-                                         helper_count, gather->helper_errors);
+                   if (--gather->pending != 0) return;
+                   if (gather->answered.empty()) return next_phase(gather->helper_errors);
+                   finish_reachability(std::move(gather->probes), gather->observed, gather->answered.size(),
+                                       helper_count, gather->helper_errors);
                  });
       }
     }
