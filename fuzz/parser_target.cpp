@@ -40,7 +40,8 @@ std::vector<std::vector<std::uint8_t>> parser_seeds() {
   const std::string uuid = "bda09b6b-160b-4c29-a3e1-697e0686ed3a";
   const std::string key = "SHA256E-s6--" + std::string(64, 'a') + ".txt";
   std::vector<Bytes> seeds{
-      encode(ContactRecord{node, kProtocolVersion, 1, {{EndpointKind::Lan, "192.168.1.2", 4224}}}),
+      encode(ContactRecord{node, kProtocolVersion, 1, {{EndpointKind::Lan, "192.168.1.2", 4224},
+                                                       {EndpointKind::Relay, "11.0.0.10", 4224, node.hex()}}}),
       encode(RepoRecord{node, uuid}),
       encode(ProviderBucketRecord{node, uuid, 17, {1, 2, 0x0102030405060708ull}}),
   };
@@ -52,7 +53,9 @@ std::vector<std::vector<std::uint8_t>> parser_seeds() {
            peer::Get{3, key, 0, 6}, peer::Data{3, 0, true, Bytes(6, 'x')}, peer::Cancel{3}, peer::Ping{9},
            peer::Pong{9}, peer::ErrorFrame{3, peer::ErrorCode::NotPresent, "not here"},
            peer::DialBack{5, "", 4224}, peer::DialBack{6, "2001:db8::1", 4224},
-           peer::DialBackReply{5, false, "11.0.0.2", "Connection refused"}}) {
+           peer::DialBackReply{5, false, "11.0.0.2", "Connection refused"}, peer::Reserve{7},
+           peer::ReserveReply{7, true, 120, ""}, peer::Connect{8, node}, peer::ConnectReply{8, true, Bytes(32, 1), ""},
+           peer::Incoming{Bytes(32, 2), node}}) {
     auto whole = peer::encode_frame(f);
     seeds.push_back(whole);                              // a stream with one frame
     seeds.push_back(Bytes(whole.begin() + 4, whole.end()));  // the body alone

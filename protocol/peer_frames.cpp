@@ -16,7 +16,8 @@ using detail::Packer;
 enum class Type : std::uint32_t {
   Hello = 1, Proof = 2, Have = 3, HaveReply = 4, Manifest = 5, ManifestReply = 6,
   Get = 7, Data = 8, Cancel = 9, Ping = 10, Pong = 11, Error = 12, Remove = 13,
-  DialBack = 14, DialBackReply = 15,
+  DialBack = 14, DialBackReply = 15, Reserve = 16, ReserveReply = 17, Connect = 18, ConnectReply = 19,
+  Incoming = 20,
 };
 
 const msgpack::unpack_limit kFrameLimits(/*array*/ kMaxHaveKeys + 8, /*map*/ 0,
@@ -120,6 +121,34 @@ struct Encoder {
     pk.pack(f.observed);
     pk.pack(f.reason);
   }
+  void operator()(const Reserve& f) {
+    begin(pk, Type::Reserve, 1);
+    pk.pack(f.id);
+  }
+  void operator()(const ReserveReply& f) {
+    begin(pk, Type::ReserveReply, 4);
+    pk.pack(f.id);
+    pk.pack(f.ok);
+    pk.pack(f.ttl);
+    pk.pack(f.reason);
+  }
+  void operator()(const Connect& f) {
+    begin(pk, Type::Connect, 2);
+    pk.pack(f.id);
+    detail::pack_bin(pk, f.target.bytes);
+  }
+  void operator()(const ConnectReply& f) {
+    begin(pk, Type::ConnectReply, 4);
+    pk.pack(f.id);
+    pk.pack(f.ok);
+    detail::pack_bin(pk, f.token);
+    pk.pack(f.reason);
+  }
+  void operator()(const Incoming& f) {
+    begin(pk, Type::Incoming, 2);
+    detail::pack_bin(pk, f.token);
+    detail::pack_bin(pk, f.from.bytes);
+  }
   void operator()(const ErrorFrame& f) {
     begin(pk, Type::Error, 3);
     pk.pack(f.id);
@@ -142,6 +171,14 @@ std::optional<std::string> key_field(const FieldReader& r, std::size_t i) {
 }
 
 // An annex UUID (or, when allowed, the empty string).
+std::optional<NodeId> node_field(const FieldReader& r, std::size_t i) {
+  auto b = r.bin(i, 20);
+  if (!b || b->size() != 20) return std::nullopt;
+  NodeId id;
+  std::copy(b->begin(), b->end(), id.bytes.begin());
+  return id;
+}
+
 std::optional<std::string> uuid_field(const FieldReader& r, std::size_t i, bool allow_empty) {
   auto u = r.str(i, 64);
   if (!u || (u->empty() ? !allow_empty : !is_annex_uuid(*u))) return std::nullopt;
@@ -276,6 +313,39 @@ Result<Frame> decode_fields(const FieldReader& r) {
       if (!id || !ok || !observed || !reason) return r.fail("DIAL_BACK reply");
       if (!observed->empty() && !is_ip_literal(*observed)) return r.fail("DIAL_BACK reply address");
       return Frame{DialBackReply{*id, *ok, *observed, *reason}};
+    }
+    case Type::Reserve: {
+      auto id = want(1) ? u32(r, 1) : std::nullopt;
+      if (!id) return r.fail("RESERVE");
+      return Frame{Reserve{*id}};
+    }
+    case Type::ReserveReply: {
+      auto id = want(4) ? u32(r, 1) : std::nullopt;
+      auto ok = want(4) ? r.boolean(2) : std::nullopt;
+      auto ttl = want(4) ? u32(r, 3) : std::nullopt;
+      auto reason = want(4) ? r.str(4, kMaxReasonText) : std::nullopt;
+      if (!id || !ok || !ttl || !reason) return r.fail("RESERVE reply");
+      return Frame{ReserveReply{*id, *ok, *ttl, *reason}};
+    }
+    case Type::Connect: {
+      auto id = want(2) ? u32(r, 1) : std::nullopt;
+      auto target = want(2) ? node_field(r, 2) : std::nullopt;
+      if (!id || !target) return r.fail("CONNECT");
+      return Frame{Connect{*id, *target}};
+    }
+    case Type::ConnectReply: {
+      auto id = want(4) ? u32(r, 1) : std::nullopt;
+      auto ok = want(4) ? r.boolean(2) : std::nullopt;
+      auto token = want(4) ? r.bin(3, kCircuitToken) : std::nullopt;
+      auto reason = want(4) ? r.str(4, kMaxReasonText) : std::nullopt;
+      if (!id || !ok || !token || !reason || (*ok && token->size() != kCircuitToken)) return r.fail("CONNECT reply");
+      return Frame{ConnectReply{*id, *ok, Bytes(token->begin(), token->end()), *reason}};
+    }
+    case Type::Incoming: {
+      auto token = want(2) ? r.bin(1, kCircuitToken) : std::nullopt;
+      auto from = want(2) ? node_field(r, 2) : std::nullopt;
+      if (!token || token->size() != kCircuitToken || !from) return r.fail("INCOMING");
+      return Frame{Incoming{Bytes(token->begin(), token->end()), *from}};
     }
     case Type::Error: {
       auto id = want(3) ? u32(r, 1) : std::nullopt;

@@ -17,6 +17,15 @@
 //                                 asker at), expects the asker's node id and a membership
 //                                 proof there, and says whether that worked and at which
 //                                 address it sees the asker (NAT reachability)
+//   RESERVE {id}               -> RESERVE_REPLY {id, ok, ttl, reason}: a relay holds a
+//                                 reservation for the asker while this link lives and
+//                                 RESERVE comes again within ttl seconds; it then sends
+//                                 INCOMING {token, from} on this link for each circuit
+//   CONNECT {id, target}       -> CONNECT_REPLY {id, ok, token, reason}: a circuit to the
+//                                 reserved node `target` through this relay
+//   A circuit: both ends open a plain TCP connection to the relay and send
+//   kCircuitMagic + the 32-byte token; the relay joins the two and copies bytes. The
+//   ends then run TLS and HELLO/PROOF between themselves, so the relay sees ciphertext.
 //   any request                -> ERROR {id, code, message} when it cannot be served
 // On the wire a frame is a 4-byte big-endian length, then that many bytes of msgpack
 // [type, fields...]. A length over kMaxFrame is an error before anything is parsed.
@@ -37,6 +46,8 @@ inline constexpr std::size_t kMaxDataBytes = 256 * 1024;  // payload of one DATA
 inline constexpr std::size_t kMaxFrame = kMaxDataBytes + 1024;
 inline constexpr std::size_t kMaxHaveKeys = 256;
 inline constexpr std::size_t kMaxAddressText = 64;
+inline constexpr std::size_t kCircuitToken = 32;
+inline constexpr std::string_view kCircuitMagic = "ASRC";  // not a TLS record's first bytes
 inline constexpr std::size_t kMaxReasonText = 512;
 inline constexpr std::size_t kMaxManifestChunks = 65536;  // with 1 MiB chunks: 64 GiB objects
 
@@ -130,6 +141,34 @@ struct DialBackReply {
   std::string reason;    // why the dial failed; empty when ok
   friend bool operator==(const DialBackReply&, const DialBackReply&) = default;
 };
+struct Reserve {
+  std::uint32_t id = 0;
+  friend bool operator==(const Reserve&, const Reserve&) = default;
+};
+struct ReserveReply {
+  std::uint32_t id = 0;
+  bool ok = false;
+  std::uint32_t ttl = 0;  // seconds: send RESERVE again before this
+  std::string reason;
+  friend bool operator==(const ReserveReply&, const ReserveReply&) = default;
+};
+struct Connect {
+  std::uint32_t id = 0;
+  NodeId target;
+  friend bool operator==(const Connect&, const Connect&) = default;
+};
+struct ConnectReply {
+  std::uint32_t id = 0;
+  bool ok = false;
+  Bytes token;  // kCircuitToken bytes when ok
+  std::string reason;
+  friend bool operator==(const ConnectReply&, const ConnectReply&) = default;
+};
+struct Incoming {
+  Bytes token;
+  NodeId from;
+  friend bool operator==(const Incoming&, const Incoming&) = default;
+};
 struct ErrorFrame {
   std::uint32_t id = 0;
   ErrorCode code = ErrorCode::Internal;
@@ -138,7 +177,8 @@ struct ErrorFrame {
 };
 
 using Frame = std::variant<Hello, Proof, Have, HaveReply, Manifest, ManifestReply, Get, Data, Cancel,
-                           Ping, Pong, ErrorFrame, Remove, DialBack, DialBackReply>;
+                           Ping, Pong, ErrorFrame, Remove, DialBack, DialBackReply, Reserve, ReserveReply,
+                           Connect, ConnectReply, Incoming>;
 
 // Proof of swarm membership bound to one TLS session: HMAC under the swarm secret of
 // the session's RFC 5705 exporter value. The role is mixed in so a peer cannot reflect

@@ -95,10 +95,12 @@ Bytes encode(const ContactRecord& record) {
   pk.pack_array(static_cast<std::uint32_t>(count));
   for (std::size_t i = 0; i < count; ++i) {
     const auto& ep = record.endpoints[i];
-    pk.pack_array(3);
+    bool relay = ep.kind == EndpointKind::Relay;
+    pk.pack_array(relay ? 4 : 3);
     pk.pack(std::string(to_string(ep.kind)));
     pk.pack(ep.host);
     pk.pack(ep.port);
+    if (relay) pk.pack(ep.via);
   }
   return finish(buf);
 }
@@ -150,7 +152,7 @@ Result<ContactRecord> decode_contact(ByteView body) {
       return r.fail("endpoint list");
     for (std::uint32_t i = 0; i < eps.via.array.size; ++i) {
       const auto& e = eps.via.array.ptr[i];
-      if (e.type != msgpack::type::ARRAY || e.via.array.size != 3) return r.fail("endpoint");
+      if (e.type != msgpack::type::ARRAY || e.via.array.size < 3 || e.via.array.size > 4) return r.fail("endpoint");
       FieldReader er(e, "contact record");
       auto kind_text = er.str(0, 16);
       auto host = er.str(1, 64);
@@ -159,7 +161,13 @@ Result<ContactRecord> decode_contact(ByteView body) {
         return r.fail("endpoint");
       auto kind = endpoint_kind_from_string(*kind_text);
       if (!kind) continue;  // a kind from a newer version: skip it, keep the rest
-      rec.endpoints.push_back({*kind, *host, static_cast<std::uint16_t>(*port)});
+      std::string via;
+      if (*kind == EndpointKind::Relay) {
+        auto v = e.via.array.size == 4 ? er.str(3, 40) : std::nullopt;
+        if (!v || !NodeId::from_hex(*v)) return r.fail("relay endpoint");
+        via = *v;
+      }
+      rec.endpoints.push_back({*kind, *host, static_cast<std::uint16_t>(*port), via});
     }
     return rec;
   });

@@ -35,12 +35,17 @@ std::optional<EndpointKind> endpoint_kind_from_string(std::string_view text);
 
 struct Endpoint {
   EndpointKind kind = EndpointKind::Lan;
-  std::string host;  // an IP literal (or, for Relay, the relay's node id)
+  std::string host;  // an IP literal (for Relay: the relay's address)
   std::uint16_t port = 0;
+  std::string via;   // Relay only: the relay's node id (hex)
   friend bool operator==(const Endpoint&, const Endpoint&) = default;
 };
 
-// At node/<id> (and at the swarm's "nodes" location): how to reach a node.
+// Contact record capabilities.
+inline constexpr std::uint32_t kCapabilityRelay = 1;  // relays circuits for members
+
+// At node/<id> (and at the swarm's "nodes" location; a relay's also at "relays"): how
+// to reach a node.
 struct ContactRecord {
   NodeId node;
   std::uint32_t protocol_version = kProtocolVersion;

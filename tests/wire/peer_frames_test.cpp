@@ -45,7 +45,14 @@ BOOST_AUTO_TEST_CASE(every_frame_type_round_trips) {
                             DialBack{5, "", 4224},
                             DialBack{6, "2001:db8:1::2", 65535},
                             DialBackReply{5, true, "11.0.0.1", ""},
-                            DialBackReply{6, false, "2001:db8::10", "Connection refused"}};
+                            DialBackReply{6, false, "2001:db8::10", "Connection refused"},
+                            Reserve{8},
+                            ReserveReply{8, true, 120, ""},
+                            ReserveReply{9, false, 0, "relay full"},
+                            Connect{10, NodeId{}},
+                            ConnectReply{10, true, Bytes(kCircuitToken, 3), ""},
+                            ConnectReply{11, false, {}, "no reservation"},
+                            Incoming{Bytes(kCircuitToken, 4), NodeId{}}};
   for (const auto& f : frames) {
     auto whole = encode_frame(f);
     auto decoded = decode_frame_body(body_of(whole));
@@ -72,6 +79,15 @@ BOOST_AUTO_TEST_CASE(dial_back_refuses_what_is_not_an_ip_address_or_a_port) {
   BOOST_TEST(!decode_frame_body(body_of(encode_frame(DialBack{1, "1.2.3.4", 0}))));
   BOOST_TEST(!decode_frame_body(body_of(encode_frame(DialBackReply{1, true, "not-an-address", ""}))));
   BOOST_TEST(!decode_frame_body(body_of(encode_frame(DialBackReply{1, false, "", std::string(600, 'x')}))));
+}
+
+BOOST_AUTO_TEST_CASE(relay_frames_refuse_short_tokens_and_node_ids) {
+  BOOST_TEST(!decode_frame_body(body_of(encode_frame(ConnectReply{1, true, Bytes(31, 1), ""}))));
+  BOOST_TEST(!decode_frame_body(body_of(encode_frame(Incoming{Bytes(33, 1), NodeId{}}))));
+  // CONNECT with a 19-byte target: [18, 1, bin(19)]
+  Bytes body{0x93, 0x12, 0x01, 0xc4, 19};
+  body.resize(body.size() + 19, 7);
+  BOOST_TEST(!decode_frame_body(body));
 }
 
 BOOST_AUTO_TEST_CASE(data_header_then_payload_is_the_data_frame) {

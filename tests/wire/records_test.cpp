@@ -31,7 +31,9 @@ BOOST_AUTO_TEST_CASE(provider_bucket_record_has_golden_bytes) {
 
 BOOST_AUTO_TEST_CASE(records_round_trip) {
   ContactRecord contact{node(1), kProtocolVersion, 5,
-                        {{EndpointKind::Lan, "192.168.1.2", 4224}, {EndpointKind::Loopback, "::1", 1}}};
+                        {{EndpointKind::Lan, "192.168.1.2", 4224}, {EndpointKind::Loopback, "::1", 1},
+                         {EndpointKind::Mapped, "11.0.0.1", 4224},
+                         {EndpointKind::Relay, "11.0.0.10", 4224, node(9).hex()}}};
   BOOST_TEST((decode_contact(encode(contact)).value() == contact));
   RepoRecord repo{node(2), kUuid};
   BOOST_TEST((decode_repo(encode(repo)).value() == repo));
@@ -103,6 +105,14 @@ BOOST_AUTO_TEST_CASE(contact_with_bad_endpoint_is_refused_unknown_kind_skipped) 
   auto decoded = decode_contact(encode(many));  // the encoder caps the list
   BOOST_REQUIRE(decoded);
   BOOST_TEST(decoded->endpoints.size() == kMaxEndpoints);
+}
+
+BOOST_AUTO_TEST_CASE(a_relay_endpoint_without_a_valid_relay_id_is_refused) {
+  for (const auto& via : {std::string(""), std::string("xyz"), std::string(39, 'a')}) {
+    ContactRecord c{node(1), 1, kCapabilityRelay, {{EndpointKind::Relay, "11.0.0.10", 4224, via}}};
+    BOOST_TEST_INFO(via);
+    BOOST_TEST(!decode_contact(encode(c)));
+  }
 }
 
 BOOST_AUTO_TEST_CASE(sealed_record_opens_only_with_its_swarm_and_location) {
