@@ -1,5 +1,6 @@
 #include "transfer/fetcher.hpp"
 
+#include <algorithm>
 #include <asio/post.hpp>
 #include <cerrno>
 #include <cstring>
@@ -31,6 +32,8 @@ void Fetcher::start() {
   if (sources_.empty()) return fail("no provider of " + key_.str() + " is known");
   if (sources_.size() > options_.max_sources) sources_.resize(options_.max_sources);
   dials_pending_ = sources_.size();
+  redials_.assign(sources_.size(), 0);
+  redialing_.assign(sources_.size(), false);
   for (std::size_t i = 0; i < sources_.size(); ++i) dial(i);
 }
 
@@ -46,14 +49,26 @@ void Fetcher::on_link(std::size_t source, Result<std::shared_ptr<PeerLink>> link
     if (link) (*link)->close();
     return;
   }
+  bool again = redialing_[source];
+  if (again) {
+    redialing_[source] = false;
+    --redials_pending_;
+  }
   if (!link) {
-    report_.dropped[sources_[source].address.node.hex()] = link.error();
+    auto& dropped = report_.dropped[sources_[source].address.node.hex()];
+    dropped = again ? dropped + "; dialling again failed: " + link.error() : link.error();
     --dials_pending_;
+    if (again) return pump();
     return maybe_choose_manifest();
+  }
+  if (again) {
+    auto node = sources_[source].address.node.hex();
+    report_.redialled[node] = report_.dropped[node];
+    report_.dropped.erase(node);
   }
   report_.paths[sources_[source].address.node.hex()] = (*link)->remote_address();
   std::size_t index = peers_.size();
-  peers_.push_back(Peer{sources_[source].address.node, *link, std::nullopt, 0, true});
+  peers_.push_back(Peer{sources_[source].address.node, *link, std::nullopt, 0, true, source});
   (*link)->send(Manifest{0, key_.str()});
   receive_loop(index);
 }
@@ -62,7 +77,7 @@ void Fetcher::receive_loop(std::size_t peer) {
   auto self = shared_from_this();
   peers_[peer].link->receive_view([self, peer](Result<FrameView> frame) {
     if (self->finished_ || self->completing_ || !self->peers_[peer].alive) return;
-    if (!frame) return self->drop(peer, frame.error());
+    if (!frame) return self->link_lost(peer, frame.error());
     if (auto* data = std::get_if<DataView>(&*frame))
       self->on_data(peer, *data);
     else
@@ -93,6 +108,10 @@ void Fetcher::on_frame(std::size_t peer, Frame frame) {
     if (p.manifest) return drop(peer, "sent a second manifest");
     p.manifest = ObjectManifest{m->object_size, m->chunk_size, std::move(m->hashes)};
     --dials_pending_;
+    if (manifest_) {  // a peer dialled again after the choice
+      if (*p.manifest != *manifest_) return drop(peer, "its manifest disagrees with the other peers'");
+      return pump();
+    }
     return maybe_choose_manifest();
   }
   if (auto* e = std::get_if<ErrorFrame>(&frame)) {
@@ -157,7 +176,7 @@ void Fetcher::pump() {
       request(i, *chunk);
     }
   }
-  if (!any_alive) fail("every provider failed (" + dropped_summary() + ")");
+  if (!any_alive && redials_pending_ == 0) fail("every provider failed (" + dropped_summary() + ")");
 }
 
 void Fetcher::request(std::size_t peer, std::size_t chunk) {
@@ -259,6 +278,29 @@ void Fetcher::drop(std::size_t peer, const std::string& why) {
   }
   p.in_flight = 0;
   if (scheduler_) asio::post(io_, [self = shared_from_this()] { self->pump(); });
+}
+
+void Fetcher::link_lost(std::size_t peer, const std::string& why) {
+  constexpr int kMaxRedials = 2;
+  auto& p = peers_[peer];
+  if (!p.alive) return;
+  auto source = p.source;
+  auto remote = p.link->remote_endpoint();
+  drop(peer, "link lost: " + why);
+  if (finished_ || completing_ || redials_[source] >= kMaxRedials) return;
+  ++redials_[source];
+  redialing_[source] = true;
+  ++redials_pending_;
+  ++dials_pending_;
+  // The path that broke (an endpoint, or a relay that went away or cut the circuit) is
+  // tried last this time.
+  auto& address = sources_[source].address;
+  std::stable_partition(address.endpoints.begin(), address.endpoints.end(),
+                        [&](const asio::ip::tcp::endpoint& e) { return e != remote; });
+  std::stable_partition(address.relays.begin(), address.relays.end(), [&](const RelayRoute& r) {
+    return std::find(r.endpoints.begin(), r.endpoints.end(), remote) == r.endpoints.end();
+  });
+  dial(source);
 }
 
 void Fetcher::complete() {

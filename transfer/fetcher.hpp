@@ -55,6 +55,7 @@ struct FetchReport {
   std::map<std::string, std::uint64_t> bytes_from;   // node id hex -> verified bytes
   std::map<std::string, std::string> dropped;        // node id hex -> why
   std::map<std::string, std::string> paths;          // node id hex -> the address dialled
+  std::map<std::string, std::string> redialled;      // node id hex -> why its link was dialled again
   std::uint64_t bytes_fetched = 0;                   // this run (not counting resumed chunks)
   std::uint64_t bytes_resumed = 0;
 };
@@ -79,6 +80,7 @@ private:
     std::optional<ObjectManifest> manifest;
     std::size_t in_flight = 0;  // requests sent or being checked
     bool alive = true;
+    std::size_t source = 0;
   };
   struct Request {
     std::size_t peer;
@@ -95,6 +97,8 @@ private:
   void pump();
   void request(std::size_t peer, std::size_t chunk);
   void drop(std::size_t peer, const std::string& why);
+  // The link broke (not bad data): dial that source again, another path first.
+  void link_lost(std::size_t peer, const std::string& why);
   void chunk_arrived(std::uint32_t id);
   void on_verdict(std::size_t peer, std::size_t chunk, Result<ChunkSink::Verdict> verdict, std::size_t bytes);
   void cancel_duplicates(std::size_t chunk);
@@ -115,6 +119,9 @@ private:
 
   std::vector<Peer> peers_;
   std::size_t dials_pending_ = 0;
+  std::vector<int> redials_;           // per source: times dialled again after a lost link
+  std::vector<bool> redialing_;        // per source: a dial again is under way
+  std::size_t redials_pending_ = 0;
   std::optional<ObjectManifest> manifest_;
   std::shared_ptr<ChunkSink> sink_;  // used on the worker only, once opened
   std::optional<ChunkScheduler> scheduler_;

@@ -1,6 +1,7 @@
 #include "transfer/peer_dialer.hpp"
 
 #include <asio/steady_timer.hpp>
+#include <asio/write.hpp>
 
 namespace annexswarm {
 
@@ -20,16 +21,27 @@ std::string endpoint_text(const asio::ip::tcp::endpoint& e) {
 }  // namespace
 
 void DirectDialer::dial(const PeerAddress& peer, const SwarmToken& swarm, DialFn done) {
-  if (peer.endpoints.empty()) return done(Error{"no address to dial"});
+  if (peer.endpoints.empty() && peer.relays.empty()) return done(Error{"no address to dial"});
   try_next(std::make_shared<Attempt>(Attempt{peer, swarm, std::move(done), 0, {}}));
 }
 
 void DirectDialer::try_next(std::shared_ptr<Attempt> attempt) {
-  if (attempt->next >= attempt->peer.endpoints.size()) {
+  auto total = attempt->peer.endpoints.size() + attempt->peer.relays.size();
+  if (attempt->next >= total) {
     auto done = std::move(attempt->done);
     return done(Error{attempt->errors});
   }
-  auto endpoint = attempt->peer.endpoints[attempt->next++];
+  auto index = attempt->next++;
+  if (index >= attempt->peer.endpoints.size()) {
+    const auto& route = attempt->peer.relays[index - attempt->peer.endpoints.size()];
+    auto failed = [this, attempt, relay = route.relay](const std::string& why) {
+      attempt->errors += (attempt->errors.empty() ? "" : "; ") + std::string("via relay ") + relay.hex().substr(0, 8) +
+                         ": " + why;
+      try_next(attempt);
+    };
+    return try_relay(attempt, route, failed);
+  }
+  auto endpoint = attempt->peer.endpoints[index];
   auto failed = [this, attempt, endpoint](const std::string& why) {
     attempt->errors += (attempt->errors.empty() ? "" : "; ") + endpoint_text(endpoint) + ": " + why;
     try_next(attempt);
@@ -49,22 +61,65 @@ void DirectDialer::try_next(std::shared_ptr<Attempt> attempt) {
     if (ec) return failed("cannot connect: " + (*timed_out ? "no answer within " +
                                                                  std::to_string(timeouts_.connect.count() / 1000) + " s"
                                                            : ec.message()));
-    auto stream = std::make_shared<TlsStream>(std::move(*socket), credentials_, TlsStream::Side::Client);
-    auto link = std::make_shared<PeerLink>(stream, std::vector<SwarmToken>{attempt->swarm}, peer::Role::Dialer);
-    auto settled = std::make_shared<bool>(false);
+    handshake(socket, attempt, failed);
+  });
+}
+
+void DirectDialer::handshake(std::shared_ptr<asio::ip::tcp::socket> socket, std::shared_ptr<Attempt> attempt,
+                             Failed failed) {
+  auto stream = std::make_shared<TlsStream>(std::move(*socket), credentials_, TlsStream::Side::Client);
+  auto link = std::make_shared<PeerLink>(stream, std::vector<SwarmToken>{attempt->swarm}, peer::Role::Dialer);
+  auto settled = std::make_shared<bool>(false);
+  auto timer = std::make_shared<asio::steady_timer>(io_);
+  timer->expires_after(timeouts_.handshake);
+  timer->async_wait([link, settled](const std::error_code& tec) {
+    if (!tec && !*settled) link->close();
+  });
+  std::optional<NodeId> expected;
+  if (!attempt->peer.any_member) expected = attempt->peer.node;
+  link->establish(expected, [link, timer, settled, attempt, failed](Result<PeerLink::Established> r) {
+    *settled = true;
+    timer->cancel();
+    if (!r) return failed(r.error());
+    attempt->peer.node = r->peer;
+    auto done = std::move(attempt->done);
+    done(link);
+  });
+}
+
+void DirectDialer::try_relay(std::shared_ptr<Attempt> attempt, const RelayRoute& route, Failed failed) {
+  // 1. Ask the relay for a circuit over an authenticated link; it tells the target.
+  PeerAddress relay{route.relay, route.endpoints, {}, false};
+  dial(relay, attempt->swarm, [this, attempt, failed](Result<std::shared_ptr<PeerLink>> control) {
+    if (!control) return failed(control.error());
+    auto link = *control;
+    auto timer = std::make_shared<asio::steady_timer>(io_);
+    auto answered = std::make_shared<bool>(false);
     timer->expires_after(timeouts_.handshake);
-    timer->async_wait([link, settled](const std::error_code& tec) {
-      if (!tec && !*settled) link->close();
+    timer->async_wait([link, answered](const std::error_code& ec) {
+      if (!ec && !*answered) link->close();
     });
-    std::optional<NodeId> expected;
-    if (!attempt->peer.any_member) expected = attempt->peer.node;
-    link->establish(expected, [link, timer, settled, attempt, failed](Result<PeerLink::Established> r) {
-      *settled = true;
+    link->send(peer::Connect{1, attempt->peer.node});
+    link->receive([this, link, timer, answered, attempt, failed](Result<peer::Frame> frame) {
+      *answered = true;
       timer->cancel();
-      if (!r) return failed(r.error());
-      attempt->peer.node = r->peer;
-      auto done = std::move(attempt->done);
-      done(link);
+      auto relay_endpoint = link->remote_endpoint();
+      link->close();
+      auto* reply = frame ? std::get_if<peer::ConnectReply>(&*frame) : nullptr;
+      if (!reply) return failed(frame ? "unexpected answer to CONNECT" : frame.error());
+      if (!reply->ok) return failed("refused: " + reply->reason);
+      // 2. A plain connection to the relay with the token; 3. TLS with the target through it.
+      auto socket = std::make_shared<asio::ip::tcp::socket>(io_);
+      auto preamble = std::make_shared<Bytes>(peer::kCircuitMagic.begin(), peer::kCircuitMagic.end());
+      preamble->insert(preamble->end(), reply->token.begin(), reply->token.end());
+      socket->async_connect(relay_endpoint, [this, socket, preamble, attempt, failed](const std::error_code& ec) {
+        if (ec) return failed("cannot connect for the circuit: " + ec.message());
+        asio::async_write(*socket, asio::buffer(*preamble),
+                          [this, socket, preamble, attempt, failed](const std::error_code& wec, std::size_t) {
+                            if (wec) return failed("circuit: " + wec.message());
+                            handshake(socket, attempt, failed);
+                          });
+      });
     });
   });
 }

@@ -3,7 +3,8 @@
 // authenticated PeerLink (TLS done, node id checked, membership proven), whatever the
 // path. DirectDialer tries the member's advertised TCP endpoints in order (LAN, public,
 // mapped), each through the whole handshake: a private address may well answer, but
-// as another host on another LAN. Relays plug in here as another dialer.
+// as another host on another LAN; then circuits through the relays that hold a
+// reservation for it, with TLS end to end through the relay.
 #include <asio/io_context.hpp>
 #include <asio/ip/tcp.hpp>
 
@@ -16,9 +17,17 @@
 
 namespace annexswarm {
 
+// A relay that holds a reservation for the node (see relay/).
+struct RelayRoute {
+  NodeId relay;
+  std::vector<asio::ip::tcp::endpoint> endpoints;
+  friend bool operator==(const RelayRoute&, const RelayRoute&) = default;
+};
+
 struct PeerAddress {
   NodeId node;
-  std::vector<asio::ip::tcp::endpoint> endpoints;
+  std::vector<asio::ip::tcp::endpoint> endpoints;  // tried first, in order
+  std::vector<RelayRoute> relays;                   // then circuits through these
   bool any_member = false;  // accept whichever member answers (a bootstrap address), not `node`
 };
 
@@ -45,7 +54,11 @@ public:
 
 private:
   struct Attempt;
+  using Failed = std::function<void(const std::string&)>;
   void try_next(std::shared_ptr<Attempt> attempt);
+  void try_relay(std::shared_ptr<Attempt> attempt, const RelayRoute& route, Failed failed);
+  // TLS, HELLO and PROOF on a connected socket, as the dialer.
+  void handshake(std::shared_ptr<asio::ip::tcp::socket> socket, std::shared_ptr<Attempt> attempt, Failed failed);
 
   asio::io_context& io_;
   std::shared_ptr<TlsCredentials> credentials_;

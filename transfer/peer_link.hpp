@@ -36,6 +36,7 @@ public:
   void receive_view(std::function<void(Result<peer::FrameView>)> done);
   void close();
   std::string remote_address() const { return stream_->remote_address(); }
+  asio::ip::tcp::endpoint remote_endpoint() const { return stream_->remote_endpoint(); }
 
 private:
   void fail(const std::function<void(Result<Established>)>& done, peer::ErrorCode code, std::string why);

@@ -6,10 +6,13 @@
 
 #include <asio/ip/v6_only.hpp>
 #include <asio/post.hpp>
+#include <asio/read.hpp>
 #include <asio/steady_timer.hpp>
 #include <cerrno>
 #include <cstring>
 #include <deque>
+#include <algorithm>
+#include <array>
 
 #include "protocol/crypto.hpp"
 #include "protocol/ip_address.hpp"
@@ -121,6 +124,20 @@ private:
     server_.dial_back_(peer_, swarm_, host, f.port, [answer](Result<bool> r) {
       answer(r.ok(), r ? std::string() : r.error());
     });
+  }
+  void on_frame(const Reserve& f) {
+    if (!server_.relay_.reserve) return link_->send(ReserveReply{f.id, false, 0, "this node is not a relay"});
+    std::weak_ptr<Session> weak = shared_from_this();
+    auto notify = [weak](const Frame& frame) {
+      if (auto self = weak.lock(); self && !self->closed_) self->link_->send(frame);
+    };
+    auto r = server_.relay_.reserve(peer_, notify, std::weak_ptr<void>(shared_from_this()));
+    link_->send(ReserveReply{f.id, r.ok(), r ? *r : 0u, r ? std::string() : r.error()});
+  }
+  void on_frame(const Connect& f) {
+    if (!server_.relay_.connect) return link_->send(ConnectReply{f.id, false, {}, "this node is not a relay"});
+    auto r = server_.relay_.connect(peer_, f.target);
+    link_->send(ConnectReply{f.id, r.ok(), r ? *r : Bytes{}, r ? std::string() : r.error()});
   }
   void on_frame(const Hello&) { link_->send(ErrorFrame{0, ErrorCode::BadFrame, "unexpected HELLO"}); }
   void on_frame(const Proof&) { link_->send(ErrorFrame{0, ErrorCode::BadFrame, "unexpected PROOF"}); }
@@ -352,16 +369,74 @@ void PeerServer::accept() {
       if (address.is_v6() && address.to_v6().is_v4_mapped())
         address = asio::ip::make_address_v4(asio::ip::v4_mapped, address.to_v6());
       auto from = address.to_string() + ":" + std::to_string(remote.port());
-      if (stats_.links_open >= limits_.max_peers) {
-        refused(from + ": over the cap of " + std::to_string(limits_.max_peers) + " peers");  // before a handshake
+      if (relay_.join) {
+        // A relay looks at the first bytes: a circuit's token, or a TLS handshake.
+        auto deadline = std::make_shared<asio::steady_timer>(io_, std::chrono::seconds(10));
+        auto shared = std::make_shared<asio::ip::tcp::socket>(std::move(socket));
+        deadline->async_wait([shared](const std::error_code& tec) {
+          std::error_code ignored;
+          if (!tec) shared->close(ignored);
+        });
+        classify(shared, from, address.to_string(), deadline);
       } else {
-        ++stats_.links_open;
-        auto stream = std::make_shared<TlsStream>(std::move(socket), credentials_, TlsStream::Side::Server);
-        auto link = std::make_shared<PeerLink>(stream, swarms_, Role::Listener);
-        std::make_shared<Session>(*this, link, from, address.to_string())->start();
+        serve_tls(std::move(socket), from, address.to_string());
       }
     }
     accept();
+  });
+}
+
+void PeerServer::serve_tls(asio::ip::tcp::socket socket, const std::string& from, const std::string& address) {
+  if (stats_.links_open >= limits_.max_peers) {
+    refused(from + ": over the cap of " + std::to_string(limits_.max_peers) + " peers");  // before a handshake
+    return;
+  }
+  ++stats_.links_open;
+  auto stream = std::make_shared<TlsStream>(std::move(socket), credentials_, TlsStream::Side::Server);
+  auto link = std::make_shared<PeerLink>(stream, swarms_, Role::Listener);
+  std::make_shared<Session>(*this, link, from, address)->start();
+}
+
+void PeerServer::adopt(asio::ip::tcp::socket socket, const std::string& from) {
+  if (closed_) return;
+  ++stats_.links_accepted;
+  serve_tls(std::move(socket), from, "");
+}
+
+void PeerServer::classify(std::shared_ptr<asio::ip::tcp::socket> socket, std::string from, std::string address,
+                          std::shared_ptr<asio::steady_timer> deadline) {
+  std::weak_ptr<int> alive = lifetime_;
+  socket->async_wait(asio::ip::tcp::socket::wait_read, [this, alive, socket, from, address, deadline](
+                                                           const std::error_code& ec) {
+    if (alive.expired() || closed_) return;
+    if (ec) return;  // closed by the deadline, or gone
+    std::array<std::uint8_t, 4> head{};
+    std::error_code pec;
+    auto n = socket->receive(asio::buffer(head), asio::socket_base::message_peek, pec);
+    if (pec || n == 0) {
+      std::error_code ignored;
+      socket->close(ignored);
+      return;
+    }
+    if (n < head.size() && std::equal(head.begin(), head.begin() + n, kCircuitMagic.begin())) {
+      // Part of what may be a circuit token so far: look again shortly.
+      auto again = std::make_shared<asio::steady_timer>(io_, std::chrono::milliseconds(10));
+      again->async_wait([this, alive, again, socket, from, address, deadline](const std::error_code& tec) {
+        if (!tec && !alive.expired()) classify(socket, from, address, deadline);
+      });
+      return;
+    }
+    if (!std::equal(kCircuitMagic.begin(), kCircuitMagic.end(), head.begin())) {
+      deadline->cancel();
+      return serve_tls(std::move(*socket), from, address);
+    }
+    auto preamble = std::make_shared<Bytes>(kCircuitMagic.size() + kCircuitToken);
+    asio::async_read(*socket, asio::buffer(*preamble), [this, alive, socket, preamble, deadline](
+                                                           const std::error_code& rec, std::size_t) {
+      if (alive.expired() || closed_ || rec) return;
+      deadline->cancel();
+      relay_.join(std::move(*socket), Bytes(preamble->begin() + kCircuitMagic.size(), preamble->end()));
+    });
   });
 }
 

@@ -63,6 +63,19 @@ public:
   using DialBackFn = std::function<void(const NodeId& node, std::size_t swarm, const std::string& host,
                                         std::uint16_t port, std::function<void(Result<bool>)> done)>;
   void on_dial_back(DialBackFn fn) { dial_back_ = std::move(fn); }
+  // A relay's part (see relay/): RESERVE and CONNECT requests, and plain connections
+  // that start with kCircuitMagic and a token. Without them both are refused.
+  struct RelayHooks {
+    std::function<Result<std::uint32_t>(const NodeId& node, std::function<void(const peer::Frame&)> notify,
+                                        std::weak_ptr<void> alive)>
+        reserve;
+    std::function<Result<Bytes>(const NodeId& from, const NodeId& target)> connect;
+    std::function<void(asio::ip::tcp::socket socket, Bytes token)> join;
+  };
+  void on_relay(RelayHooks hooks) { relay_ = std::move(hooks); }
+  // Serves a connection that did not come through our listener (our end of a relay
+  // circuit) like any accepted one: TLS, HELLO and PROOF first.
+  void adopt(asio::ip::tcp::socket socket, const std::string& from);
   // Told about every link refused (failed TLS or membership, over the peer cap), with why.
   void on_refused(std::function<void(const std::string& why)> fn) { on_refused_ = std::move(fn); }
 
@@ -81,6 +94,9 @@ private:
     friend bool operator==(const ManifestCacheKey&, const ManifestCacheKey&) = default;
   };
   void accept();
+  void classify(std::shared_ptr<asio::ip::tcp::socket> socket, std::string from, std::string address,
+                std::shared_ptr<asio::steady_timer> deadline);
+  void serve_tls(asio::ip::tcp::socket socket, const std::string& from, const std::string& address);
   void refused(const std::string& why);
   void manifest_of(const std::filesystem::path& path, ManifestFn done);
 
@@ -90,6 +106,7 @@ private:
   ObjectLocator locate_;
   StoreRemover remove_;
   DialBackFn dial_back_;
+  RelayHooks relay_;
   PeerServerLimits limits_;
   asio::ip::tcp::acceptor acceptor_;
   asio::thread_pool hasher_{1};
