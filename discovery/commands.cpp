@@ -173,6 +173,21 @@ int status(const LookupOptions& options) {
     if (n.contains("reachability"))
       std::cout << "reachable " << n["reachability"].value("summary", "") << "\n";
   }
+  if (r.contains("relay") && r["relay"].is_object()) {
+    const auto& rl = r["relay"];
+    std::cout << "relay     " << rl.value("mode", "") << ": ";
+    if (rl.value("offered", false))
+      std::cout << "offered, " << rl.value("reservations_served", json::array()).size() << " reservations served, "
+                << rl.value("circuits_open", 0) << " circuits open (" << rl.value("circuits_opened", 0) << " in all, "
+                << rl.value("circuits_refused", 0) << " refused, " << rl.value("circuits_cut", 0) << " cut), "
+                << rl.value("bytes_relayed", 0) << " bytes relayed\n";
+    else
+      std::cout << "not offered\n";
+    for (const auto& h : rl.value("reservations_held", json::array()))
+      std::cout << "          reservation on " << h.value("relay", "").substr(0, 8) << " at " << h.value("endpoint", "")
+                << (h.value("confirmed", false) ? "" : " (asking)") << ", " << h.value("circuits", 0) << " circuits\n";
+    if (rl.contains("note")) std::cout << "          " << rl.value("note", "") << "\n";
+  }
   return kFound;
 }
 

@@ -104,6 +104,16 @@ const std::vector<SettingDoc>& daemon_settings() {
       {"nat-lease", "DURATION", "1h", "port mapping lease asked of the router; renewed at half", false},
       {"reachability-check", "DURATION", "30m",
        "how often other nodes are asked to dial this node back (also on every NAT change)", false},
+      {"relay", "on|off|auto", "auto",
+       "relay circuits for members nobody can dial; auto: once this node is confirmed reachable", false},
+      {"relay-reservations", "N", "2", "relays to hold a reservation on while this node cannot be dialled", false},
+      {"relay-max-reservations", "N", "64", "most members this relay holds reservations for", false},
+      {"relay-max-circuits", "N", "8", "most circuits open at once to one reserved member", false},
+      {"relay-circuit-bytes", "BYTES", "0 (unlimited)", "a circuit is cut after this many bytes, e.g. 10G", false},
+      {"relay-circuit-time", "DURATION", "1h", "a circuit is cut after this long", false},
+      {"relay-rate", "BYTES/S", "0 (unlimited)", "most bytes per second relayed, over all circuits", false},
+      {"test-relay-capture", "FILE", "none", "test only: append every relayed byte to FILE", false},
+      {"test-relay-only", "on|off", "off", "test only: advertise no direct endpoint; hold relay reservations", false},
       {"log-level", "debug|info|warn|error", "info", "least important log lines shown", false},
       {"test-fault", "corrupt-data", "none", "test only: make this node misbehave on purpose", false},
   };
@@ -202,6 +212,31 @@ void apply_setting(DaemonConfig& c, std::string_view name, std::string_view raw,
       if (*d < std::chrono::seconds(10)) return bad("must be at least 10s");
       c.reachability_check = *d;
     }
+  } else if (name == "relay") {
+    if (value == "on") c.relay = DaemonConfig::RelayMode::On;
+    else if (value == "off") c.relay = DaemonConfig::RelayMode::Off;
+    else if (value == "auto") c.relay = DaemonConfig::RelayMode::Auto;
+    else return bad("expected on, off or auto");
+  } else if (name == "relay-reservations" || name == "relay-max-reservations" || name == "relay-max-circuits") {
+    auto n = parse_number<std::uint32_t>(value);
+    if (!n || *n > 4096 || (*n == 0 && name != "relay-reservations")) return bad("expected a number from 1 to 4096");
+    (name == "relay-reservations" ? c.relay_reservations
+     : name == "relay-max-reservations" ? c.relay_max_reservations : c.relay_max_circuits) = *n;
+  } else if (name == "relay-circuit-bytes" || name == "relay-rate") {
+    auto r = parse_rate(value);
+    if (!r) return bad(r.error());
+    if (name == "relay-rate") c.relay_rate = *r;
+    else c.relay_circuit_bytes = static_cast<std::uint64_t>(*r);
+  } else if (name == "relay-circuit-time") {
+    auto d = parse_duration(value);
+    if (!d) return bad(d.error());
+    if (d->count() < 1) return bad("must be at least 1s");
+    c.relay_circuit_time = *d;
+  } else if (name == "test-relay-only") {
+    if (value != "on" && value != "off") return bad("expected on or off");
+    c.test_relay_only = value == "on";
+  } else if (name == "test-relay-capture") {
+    c.test_relay_capture = std::string(value);
   } else if (name == "test-fault") {
     if (value != "corrupt-data" && value != "none") return bad("expected corrupt-data or none");
     c.test_fault = value == "none" ? "" : std::string(value);

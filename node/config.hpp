@@ -39,6 +39,16 @@ struct DaemonConfig {
   nat::NatMethod nat = nat::NatMethod::Auto;  // port mapping on the home router
   std::chrono::seconds nat_lease{3600};
   std::chrono::seconds reachability_check{1800};  // dial-back again this often
+  enum class RelayMode { Off, On, Auto };
+  RelayMode relay = RelayMode::Auto;  // auto: relay once this node is confirmed reachable
+  std::size_t relay_reservations = 2;  // relays to hold a reservation on when unreachable
+  std::size_t relay_max_reservations = 64;
+  std::size_t relay_max_circuits = 8;       // per reservation, open at once
+  std::uint64_t relay_circuit_bytes = 0;    // per circuit; 0 = unlimited
+  std::chrono::seconds relay_circuit_time{3600};
+  double relay_rate = 0;                    // bytes per second over all circuits; 0 = unlimited
+  std::string test_relay_capture;           // test only: file the relay appends relayed bytes to
+  bool test_relay_only = false;             // test only: advertise no direct endpoint, only relays
   log::Level log_level = log::Level::Info;
   std::string test_fault;  // test only: "corrupt-data" corrupts every chunk served
 };

@@ -35,7 +35,9 @@ constexpr auto kMaxBootstrapRetry = std::chrono::seconds(300);
 }  // namespace
 
 json endpoint_json(const Endpoint& e) {
-  return {{"kind", to_string(e.kind)}, {"host", e.host}, {"port", e.port}};
+  json out = {{"kind", to_string(e.kind)}, {"host", e.host}, {"port", e.port}};
+  if (e.kind == EndpointKind::Relay) out["via"] = e.via;
+  return out;
 }
 
 json IgnoredValues::to_json() const {
@@ -183,6 +185,7 @@ Result<bool> Daemon::start() {
   log::info("control socket {}", (config_.state_dir / "control.sock").string());
   log::info("announce refresh every {}s", refresh_.count());
 
+  if (config_.relay == DaemonConfig::RelayMode::On) start_relay_server();
   publish_node_records();
   start_nat();
   tick_poll();
@@ -202,6 +205,8 @@ void Daemon::stop() {
   records_timer_.cancel();
   save_timer_.cancel();
   reach_timer_.cancel();
+  reservations_timer_.cancel();
+  if (reservations_) reservations_->release_all();
   signals_.cancel();
   if (control_) control_->close();
   if (peer_server_) peer_server_->close();
@@ -342,17 +347,21 @@ std::uint16_t Daemon::contact_sequence(const Bytes& body) {
 
 void Daemon::publish_contact() {
   if (stopping_) return;
-  auto endpoints = local_endpoints();
-  for (const auto& e : confirmed_)
-    if (endpoints.size() < kMaxEndpoints && std::find(endpoints.begin(), endpoints.end(), e) == endpoints.end())
-      endpoints.push_back(e);
-  ContactRecord contact{node_id_, kProtocolVersion, 0, std::move(endpoints)};
+  // Dialling order: LAN, public and mapped, then relays.
+  auto endpoints = config_.test_relay_only ? std::vector<Endpoint>{} : local_endpoints();
+  for (const auto& list : {confirmed_, relay_endpoints_})
+    for (const auto& e : list)
+      if (endpoints.size() < kMaxEndpoints && std::find(endpoints.begin(), endpoints.end(), e) == endpoints.end())
+        endpoints.push_back(e);
+  ContactRecord contact{node_id_, kProtocolVersion, relay_ ? kCapabilityRelay : 0u, std::move(endpoints)};
   auto contact_body = encode(contact);
   auto contact_seq = contact_sequence(contact_body);
   for (auto& swarm : swarms_) {
     const auto& token = swarm.token;
     auto contact_id = token.value_id("contact/" + node_id_.hex());
-    for (const auto& loc : {token.node_location(node_id_), token.nodes_location()})
+    std::vector<DhtLocation> locations{token.node_location(node_id_), token.nodes_location()};
+    if (relay_) locations.push_back(token.relays_location());
+    for (const auto& loc : locations)
       dht_->put(loc, contact_id, contact_seq, seal_record(token, loc, contact_body), [](bool) {});
   }
 }
@@ -642,10 +651,11 @@ void Daemon::handle_get(const json& request, ControlResponder responder) {
           json from = json::object(), dropped = json::object();
           for (const auto& [node, bytes] : report.bytes_from) from[node] = bytes;
           for (const auto& [node, why] : report.dropped) dropped[node] = why;
-          json paths(report.paths);
+          json paths(report.paths), redialled(report.redialled);
           double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
           json out = {{"key", key.str()}, {"bytes_from", from}, {"dropped", dropped}, {"bytes_fetched", report.bytes_fetched},
-                      {"bytes_resumed", report.bytes_resumed}, {"seconds", seconds}, {"paths", std::move(paths)}};
+                      {"bytes_resumed", report.bytes_resumed}, {"seconds", seconds}, {"paths", std::move(paths)},
+                      {"redialled", std::move(redialled)}};
           if (error) {
             out["ok"] = false;
             out["code"] = "failed";
@@ -790,9 +800,11 @@ json Daemon::status_json() const {
              json eps = json::array();
              for (const auto& e : local_endpoints()) eps.push_back(endpoint_json(e));
              for (const auto& e : confirmed_) eps.push_back(endpoint_json(e));
+             for (const auto& e : relay_endpoints_) eps.push_back(endpoint_json(e));
              return eps;
            }()},
-          {"nat", nat_json()}};
+          {"nat", nat_json()},
+          {"relay", relay_json()}};
 }
 
 }  // namespace annexswarm

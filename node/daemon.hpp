@@ -20,6 +20,8 @@
 #include "node/dht_node.hpp"
 #include "node/log.hpp"
 #include "protocol/annex_key.hpp"
+#include "relay/relay_client.hpp"
+#include "relay/relay_server.hpp"
 #include "protocol/records.hpp"
 #include "transfer/fetcher.hpp"
 #include "transfer/peer_server.hpp"
@@ -144,6 +146,15 @@ private:
   bool nat_applies() const;
   nlohmann::json nat_json() const;
 
+  // Relays (daemon_relay.cpp): offering one, and holding reservations on others while
+  // nobody can dial this node.
+  void update_relaying();
+  void start_relay_server();
+  void want_reservations(const std::string& why);
+  void on_reservations_changed(const std::string& why);
+  void accept_circuit(const asio::ip::tcp::endpoint& relay, Bytes token, NodeId from);
+  nlohmann::json relay_json() const;
+
   // Counts a DHT value we will not trust, and logs it (rate-limited).
   void refuse(std::uint64_t& counter, const DhtLocation& location, const std::string& why);
   template <class Record, class Decode>
@@ -203,6 +214,11 @@ private:
   std::size_t dial_backs_in_flight_ = 0;
   asio::steady_timer reach_timer_{io_};
   asio::steady_timer stop_timer_{io_};
+  std::unique_ptr<RelayServer> relay_;  // set while this node offers relaying
+  std::unique_ptr<RelayReservations> reservations_;
+  std::vector<Endpoint> relay_endpoints_;  // "via relay R" endpoints of the reservations held
+  asio::steady_timer reservations_timer_{io_};
+  std::string reservations_note_;
   std::chrono::steady_clock::time_point started_{};
 };
 

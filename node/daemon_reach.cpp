@@ -35,6 +35,14 @@ bool Daemon::nat_applies() const {
 }
 
 void Daemon::start_nat() {
+  if (config_.test_relay_only) {
+    log::warn("test switch on: this node advertises relay endpoints only");
+    reservations_timer_.expires_after(std::chrono::seconds(1));
+    reservations_timer_.async_wait([this](const std::error_code& ec) {
+      if (!ec) want_reservations("test: relay only");
+    });
+    return;
+  }
   if (!nat_applies()) {
     reach_summary_ = "not checked: listening on " + config_.listen + " only";
     return;
@@ -93,7 +101,7 @@ void Daemon::find_helpers(bool from_dht, std::function<void(std::vector<FetchSou
       resolver->async_resolve(host, port, [resolver, pending, found, done](const std::error_code& ec,
                                                                           asio::ip::tcp::resolver::results_type results) {
         if (!ec && found->size() < kMaxHelpers) {
-          FetchSource source{{NodeId{}, {}, true}, 0};
+          FetchSource source{{NodeId{}, {}, {}, true}, 0};
           for (const auto& r : results) source.address.endpoints.push_back(r.endpoint());
           if (!source.address.endpoints.empty()) found->push_back(std::move(source));
         }
@@ -273,6 +281,7 @@ void Daemon::finish_reachability(std::vector<ReachProbe> probes, std::string obs
     } else if (confirmed_.empty() && reach_summary_ != previous_summary) {
       log::warn("{}", reach_summary_);
     }
+    update_relaying();  // offer relaying once reachable; hold reservations while not
   }
   if (!reach_again_.empty()) {
     auto why = std::move(reach_again_);

@@ -44,9 +44,23 @@ std::vector<FetchSource> Daemon::to_sources(const std::vector<std::pair<std::siz
     for (const auto& e : contact.endpoints) {
       std::error_code ec;
       auto address = asio::ip::make_address(e.host, ec);
-      if (!ec) source.address.endpoints.emplace_back(address, e.port);
+      if (ec) continue;
+      if (e.kind != EndpointKind::Relay) {
+        source.address.endpoints.emplace_back(address, e.port);
+        continue;
+      }
+      auto relay = NodeId::from_hex(e.via);
+      if (!relay) continue;
+      // This node may be the relay itself: its own address from inside a NAT would need
+      // the router to hairpin, so it is reached on loopback.
+      asio::ip::tcp::endpoint at(address, e.port);
+      if (*relay == node_id_) {
+        bool wildcard = config_.listen.empty() || asio::ip::make_address(config_.listen, ec).is_unspecified();
+        at = asio::ip::tcp::endpoint(asio::ip::make_address(wildcard ? "127.0.0.1" : config_.listen, ec), peer_port_);
+      }
+      source.address.relays.push_back({*relay, {at}});
     }
-    if (!source.address.endpoints.empty()) sources.push_back(std::move(source));
+    if (!source.address.endpoints.empty() || !source.address.relays.empty()) sources.push_back(std::move(source));
   }
   return sources;
 }

@@ -295,3 +295,105 @@ BOOST_AUTO_TEST_CASE(a_global_ipv6_address_that_passes_dial_back_is_advertised_a
 }
 
 BOOST_AUTO_TEST_SUITE_END()
+
+namespace {
+
+// Content in which every chunk carries a known plaintext marker.
+const std::string kMarker = "annex-swarm-plaintext-marker-5d41402abc4b2a76";
+std::string marked_content(std::size_t bytes) {
+  std::string s;
+  std::uint32_t n = 0;
+  while (s.size() < bytes) s += kMarker + " " + std::to_string(n++) + "\n";
+  s.resize(bytes);
+  return s;
+}
+
+// Waits until `node` holds `count` confirmed relay reservations.
+void await_reservations(DaemonProcess& node, std::size_t count) {
+  json relay;
+  bool ok = wait_until([&] {
+    relay = node.status()["relay"];
+    std::size_t confirmed = 0;
+    for (const auto& r : relay["reservations_held"]) confirmed += r.value("confirmed", false) ? 1 : 0;
+    return confirmed >= count;
+  }, std::chrono::seconds(90));
+  BOOST_REQUIRE_MESSAGE(ok, "no " << count << " relay reservation(s): " << relay.dump() << "\n" << node.log());
+}
+
+ProcessOutput get_key(DaemonProcess& node, const std::string& key, const fs::path& to) {
+  return annex_swarm({"get", key, "--to", to.string(), "--json", "--state-dir", node.state_dir().string()});
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_SUITE(relay_lab, *boost::unit_test::precondition(is_root))
+
+BOOST_AUTO_TEST_CASE(a_node_behind_plain_nat_is_reached_through_a_relay_that_sees_only_ciphertext) {
+  Lab lab;
+  lab.start_router(1);
+  auto capture = lab.tmp.path() / "relayed.bin";
+  auto& pub = lab.node("pub", "pub",
+                       {"--bootstrap", "none", "--nat", "none", "--relay", "on", "--test-relay-capture", capture.string()});
+  auto content = marked_content(3 * 1024 * 1024 + 5);
+  auto repo = make_annex_repo(lab.tmp.path() / "repo2", {{"marked.txt", content}});
+  auto key = repo.key_of("marked.txt");
+  auto& h2 = lab.home_node(2, {"--nat", "auto", "--repo", repo.path.string(), "--relay-reservations", "1"});
+  auto& h1 = lab.home_node(1, {"--nat", "upnp", "--relay", "off"});  // the public host is the only relay
+  await_reservations(h2, 1);
+  await_announced(h2);
+  // The public host fetches it through the relay it runs itself (dialled on loopback)...
+  BOOST_TEST(fetch_from_public(lab, pub, h2, key, content) == "127.0.0.1:4224");
+  // ...and so does the node behind router 1.
+  auto to = lab.tmp.path() / "got-by-h1";
+  auto got = get_key(h1, key, to);
+  BOOST_REQUIRE_MESSAGE(got.exit_code == 0, got.err + "\n" + h1.log());
+  BOOST_TEST(read_text(to) == content);
+  BOOST_TEST(json::parse(got.out)["paths"].value(h2.node_id(), "") == "11.0.0.10:4224");
+  auto relay = pub.status()["relay"];
+  BOOST_TEST(relay.value("circuits_opened", 0) >= 2);
+  // The relay copied every byte of both transfers and never saw the plaintext.
+  auto relayed = read_text(capture);
+  BOOST_TEST(relayed.size() > 2 * content.size());
+  BOOST_TEST(relayed.find(kMarker) == std::string::npos);
+  BOOST_TEST(relayed.find(kMarker.substr(0, 16)) == std::string::npos);
+}
+
+BOOST_AUTO_TEST_CASE(the_relay_in_use_killed_mid_transfer_the_transfer_finishes_through_the_other) {
+  Lab lab;
+  lab.start_router(1);
+  auto& pub = lab.node("pub", "pub", {"--bootstrap", "none", "--nat", "none", "--relay", "on"});
+  auto& h1 = lab.home_node(1, {"--nat", "upnp", "--relay", "on"});  // a second relay, behind a mapped port
+  await_confirmed(h1, "mapped", "11.0.0.1");
+  auto content = big_content('r') + big_content('s');  // 6 MiB
+  auto repo = make_annex_repo(lab.tmp.path() / "repo2", {{"big.bin", content}});
+  auto key = repo.key_of("big.bin");
+  auto& h2 = lab.home_node(2, {"--nat", "none", "--repo", repo.path.string()});
+  auto& h3 = lab.home_node(3, {"--nat", "none", "--download-rate", "1M"});  // the downloader, slowed down
+  await_reservations(h2, 2);
+  await_announced(h2);
+  auto to = lab.tmp.path() / "got-by-h3";
+  pid_t get = spawn_process({ANNEX_SWARM_BIN, "get", key, "--to", to.string(), "--json", "--state-dir",
+                             h3.state_dir().string()},
+                            (lab.tmp.path() / "get.log").string());
+  BOOST_REQUIRE(get > 0);
+  // Whichever relay carries the circuit is killed once the transfer is under way.
+  DaemonProcess* in_use = nullptr;
+  BOOST_REQUIRE_MESSAGE(wait_until([&] {
+                          for (auto* relay : {&pub, &h1})
+                            if (relay->status()["relay"].value("bytes_relayed", 0) > 1024 * 1024) in_use = relay;
+                          return in_use != nullptr;
+                        }, std::chrono::seconds(60)),
+                        "no relay carried the transfer");
+  in_use->kill_hard();
+  auto* other = in_use == &pub ? &h1 : &pub;
+  int status = 0;
+  BOOST_REQUIRE(::waitpid(get, &status, 0) == get);
+  auto log = read_text(lab.tmp.path() / "get.log");
+  BOOST_TEST_INFO("get:\n" << log << "\nh3 log:\n" << h3.log());
+  BOOST_REQUIRE(WIFEXITED(status));
+  BOOST_TEST(WEXITSTATUS(status) == 0);
+  BOOST_TEST(read_text(to) == content);
+  BOOST_TEST(other->status()["relay"].value("circuits_opened", 0) >= 1);
+}
+
+BOOST_AUTO_TEST_SUITE_END()
