@@ -148,6 +148,9 @@ Result<bool> Daemon::start() {
                                     std::function<void(Result<bool>)> done) {
     dial_back(node, swarm, host, port, std::move(done));
   });
+  peer_server_->on_member([this](const std::string& remote_ip, const asio::ip::tcp::endpoint& local) {
+    reached_from_outside(remote_ip, local);
+  });
   peer_server_->on_refused([this](const std::string& why) {
     std::uint64_t suppressed = 0;
     if (peer_refused_log_.allow(std::chrono::steady_clock::now(), suppressed))

@@ -144,6 +144,8 @@ private:
   void dial_back(const NodeId& node, std::size_t swarm, const std::string& host, std::uint16_t port,
                  std::function<void(Result<bool>)> done);
   bool nat_applies() const;
+  // A member from the internet reached `local` directly: that address is reachable.
+  void reached_from_outside(const std::string& remote_ip, const asio::ip::tcp::endpoint& local);
   nlohmann::json nat_json() const;
 
   // Relays (daemon_relay.cpp): offering one, and holding reservations on others while

@@ -315,6 +315,27 @@ void Daemon::dial_back(const NodeId& node, std::size_t swarm, const std::string&
   });
 }
 
+void Daemon::reached_from_outside(const std::string& remote_ip, const asio::ip::tcp::endpoint& local) {
+  // An authenticated member came in from a public address to a public address of ours:
+  // a dial-back that happened by itself. It matters most for a public node whose only
+  // peers sit behind NAT, which could never be asked to dial it back.
+  if (stopping_ || address_scope(remote_ip) != AddressScope::Global || local.port() != peer_port_) return;
+  auto address = local.address();
+  if (address.is_v6() && address.to_v6().is_v4_mapped())
+    address = asio::ip::make_address_v4(asio::ip::v4_mapped, address.to_v6());
+  auto host = address.to_string();
+  if (address_scope(host) != AddressScope::Global) return;  // behind NAT: only a dial-back tells
+  Endpoint e{EndpointKind::Public, host, peer_port_};
+  if (std::find(confirmed_.begin(), confirmed_.end(), e) != confirmed_.end()) return;
+  confirmed_.push_back(e);
+  if (!first_confirmed_after_)
+    first_confirmed_after_ = std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count();
+  reach_summary_ = "reachable at " + host_port(host, peer_port_) + " (public; a member at " + remote_ip + " reached it)";
+  log::info("{}: contact record updated", reach_summary_);
+  publish_contact();
+  update_relaying();
+}
+
 json Daemon::nat_json() const {
   using Clock = std::chrono::steady_clock;
   auto now = Clock::now();

@@ -37,6 +37,7 @@ public:
   void close();
   std::string remote_address() const { return stream_->remote_address(); }
   asio::ip::tcp::endpoint remote_endpoint() const { return stream_->remote_endpoint(); }
+  asio::ip::tcp::endpoint local_endpoint() const { return stream_->local_endpoint(); }
 
 private:
   void fail(const std::function<void(Result<Established>)>& done, peer::ErrorCode code, std::string why);

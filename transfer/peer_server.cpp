@@ -69,6 +69,8 @@ public:
       }
       self->peer_ = r->peer;
       self->swarm_ = r->swarm;
+      if (self->server_.on_member_ && !self->remote_ip_.empty())
+        self->server_.on_member_(self->remote_ip_, self->link_->local_endpoint());
       self->receive_loop();
     });
   }

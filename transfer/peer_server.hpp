@@ -76,6 +76,11 @@ public:
   // Serves a connection that did not come through our listener (our end of a relay
   // circuit) like any accepted one: TLS, HELLO and PROOF first.
   void adopt(asio::ip::tcp::socket socket, const std::string& from);
+  // Told about every member link accepted from the network: the address it came from,
+  // and the address of ours it reached (a member reaching it proves it reachable).
+  void on_member(std::function<void(const std::string& remote_ip, const asio::ip::tcp::endpoint& local)> fn) {
+    on_member_ = std::move(fn);
+  }
   // Told about every link refused (failed TLS or membership, over the peer cap), with why.
   void on_refused(std::function<void(const std::string& why)> fn) { on_refused_ = std::move(fn); }
 
@@ -116,6 +121,7 @@ private:
   std::uint64_t hang_up_after_for_test_ = 0;
   bool closed_ = false;
   std::function<void(const std::string&)> on_refused_;
+  std::function<void(const std::string&, const asio::ip::tcp::endpoint&)> on_member_;
   std::shared_ptr<int> lifetime_ = std::make_shared<int>(0);  // lets posted work see the server is gone
   std::list<std::pair<ManifestCacheKey, std::shared_ptr<const peer::ManifestReply>>> manifests_;
 };

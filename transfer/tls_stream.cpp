@@ -57,6 +57,12 @@ TlsStream::TlsStream(asio::ip::tcp::socket socket, std::shared_ptr<TlsCredential
   socket_.set_option(asio::ip::tcp::no_delay(true), ec);
 }
 
+asio::ip::tcp::endpoint TlsStream::local_endpoint() const {
+  std::error_code ec;
+  auto e = socket_.local_endpoint(ec);
+  return ec ? asio::ip::tcp::endpoint{} : e;
+}
+
 asio::ip::tcp::endpoint TlsStream::remote_endpoint() const {
   std::error_code ec;
   auto e = socket_.remote_endpoint(ec);

@@ -45,6 +45,7 @@ public:
   // "host:port" of the other end, as connected (empty once closed).
   std::string remote_address() const;
   asio::ip::tcp::endpoint remote_endpoint() const;
+  asio::ip::tcp::endpoint local_endpoint() const;
   TlsStream& operator=(const TlsStream&) = delete;
 
   // Completes the handshake; yields the peer's node id.

@@ -263,7 +263,8 @@ BOOST_AUTO_TEST_CASE(a_node_behind_plain_nat_advertises_no_public_endpoint_and_s
   BOOST_TEST(summary.find("11.0.0.2:4224") != std::string::npos);  // the address the helper saw
   BOOST_TEST(nat.value("error", "").find("NAT-PMP") != std::string::npos);
   BOOST_TEST(h2.log().find("warn: not reachable from outside") != std::string::npos);
-  // What the swarm sees: a contact record with LAN endpoints only.
+  // What the swarm sees: a contact record with no public or mapped endpoint (LAN ones,
+  // and a relay's once it holds a reservation).
   json peers;
   BOOST_REQUIRE(wait_until([&] {
     auto out = annex_swarm({"peers", "--json", "--state-dir", pub.state_dir().string()});
@@ -275,7 +276,10 @@ BOOST_AUTO_TEST_CASE(a_node_behind_plain_nat_advertises_no_public_endpoint_and_s
   }, std::chrono::seconds(60)));
   for (const auto& p : peers["peers"]) {
     if (p.value("node", "") != h2.node_id()) continue;
-    for (const auto& e : p["endpoints"]) BOOST_TEST(e.value("kind", "") == "lan");
+    for (const auto& e : p["endpoints"]) {
+      BOOST_TEST(e.value("kind", "") != "public");
+      BOOST_TEST(e.value("kind", "") != "mapped");
+    }
   }
 }
 
@@ -394,6 +398,62 @@ BOOST_AUTO_TEST_CASE(the_relay_in_use_killed_mid_transfer_the_transfer_finishes_
   BOOST_TEST(WEXITSTATUS(status) == 0);
   BOOST_TEST(read_text(to) == content);
   BOOST_TEST(other->status()["relay"].value("circuits_opened", 0) >= 1);
+}
+
+BOOST_AUTO_TEST_CASE(a_circuit_over_its_byte_cap_is_cut_and_the_download_resumes_through_the_other_relay) {
+  Lab lab;
+  lab.start_router(1);
+  // Both relays cut a circuit after 1.5 MB: each circuit carries one 1 MiB chunk, not two.
+  auto& pub = lab.node("pub", "pub",
+                       {"--bootstrap", "none", "--nat", "none", "--relay", "on", "--relay-circuit-bytes", "1500000"});
+  auto& h1 = lab.home_node(1, {"--nat", "upnp", "--relay", "on", "--relay-circuit-bytes", "1500000"});
+  await_confirmed(h1, "mapped", "11.0.0.1");
+  auto content = big_content('c').substr(0, 3 * 1024 * 1024 - 100);  // three chunks
+  auto repo = make_annex_repo(lab.tmp.path() / "repo2", {{"three.bin", content}});
+  auto key = repo.key_of("three.bin");
+  auto& h2 = lab.home_node(2, {"--nat", "none", "--repo", repo.path.string()});
+  auto& h3 = lab.home_node(3, {"--nat", "none"});
+  await_reservations(h2, 2);
+  await_announced(h2);
+  auto to = lab.tmp.path() / "got-by-h3";
+  auto got = get_key(h3, key, to);
+  BOOST_TEST_INFO("get: " << got.out << got.err << "\nh3 log:\n" << h3.log());
+  BOOST_REQUIRE(got.exit_code == 0);
+  BOOST_TEST(read_text(to) == content);
+  auto reply = json::parse(got.out);
+  BOOST_TEST(reply["redialled"].contains(h2.node_id()));
+  auto at_pub = pub.status()["relay"], at_h1 = h1.status()["relay"];
+  BOOST_TEST(at_pub.value("circuits_cut", 0) + at_h1.value("circuits_cut", 0) >= 2);
+  // The broken path goes last, so the next circuit went through the other relay.
+  BOOST_TEST(at_pub.value("circuits_opened", 0) >= 1);
+  BOOST_TEST(at_h1.value("circuits_opened", 0) >= 1);
+}
+
+BOOST_AUTO_TEST_CASE(one_download_takes_from_a_direct_source_and_a_relayed_one_at_once) {
+  Lab lab;
+  lab.start_router(1);
+  auto& pub = lab.node("pub", "pub", {"--bootstrap", "none", "--nat", "none", "--relay", "on"});
+  in_ns("h1", {"ip", "-6", "addr", "flush", "dev", "eth0", "scope", "global"});
+  auto content = big_content('m') + big_content('n') + big_content('o');  // 9 MiB
+  auto repo1 = make_annex_repo(lab.tmp.path() / "repo1", {{"same.bin", content}});
+  auto repo2 = make_annex_repo(lab.tmp.path() / "repo2", {{"same.bin", content}});
+  auto key = repo1.key_of("same.bin");
+  // Both capped, so that neither can finish before the other has served its share.
+  auto& h1 = lab.home_node(1, {"--nat", "upnp", "--relay", "off", "--repo", repo1.path.string(), "--upload-rate", "2M"});
+  auto& h2 = lab.home_node(2, {"--nat", "none", "--repo", repo2.path.string(), "--upload-rate", "2M"});
+  await_confirmed(h1, "mapped", "11.0.0.1");
+  await_reservations(h2, 1);
+  await_announced(h1);
+  await_announced(h2);
+  auto to = lab.tmp.path() / "got-by-pub";
+  auto got = get_key(pub, key, to);
+  BOOST_REQUIRE_MESSAGE(got.exit_code == 0, got.err + "\n" + pub.log());
+  BOOST_TEST(read_text(to) == content);
+  auto reply = json::parse(got.out);
+  BOOST_TEST(reply["paths"].value(h1.node_id(), "") == "11.0.0.1:4224");   // direct, through the mapped port
+  BOOST_TEST(reply["paths"].value(h2.node_id(), "") == "127.0.0.1:4224");  // through the relay on this host
+  BOOST_TEST(reply["bytes_from"].value(h1.node_id(), 0) > 0);
+  BOOST_TEST(reply["bytes_from"].value(h2.node_id(), 0) > 0);
 }
 
 BOOST_AUTO_TEST_SUITE_END()
