@@ -78,6 +78,18 @@ struct RelayFixture {
     run_until([&] { return reservations->confirmed_count() == 1; });
   }
 
+  // An authenticated link to the relay itself, as member `who`.
+  std::shared_ptr<PeerLink> dial_relay(int who) {
+    DirectDialer dialer(io, identity(who).credentials);
+    std::shared_ptr<PeerLink> link;
+    dialer.dial({identity(0).id, {relay_at}, {}, false}, swarm, [&](Result<std::shared_ptr<PeerLink>> r) {
+      BOOST_REQUIRE_MESSAGE(r, r.error());
+      link = *r;
+    });
+    run_until([&] { return link != nullptr; });
+    return link;
+  }
+
   // Dials the target through the relay as member `who`.
   Result<std::shared_ptr<PeerLink>> dial_target(int who, const SwarmToken& token) {
     DirectDialer dialer(io, identity(who).credentials);
@@ -158,13 +170,7 @@ BOOST_AUTO_TEST_CASE(outsiders_cannot_use_the_relay_and_unknown_tokens_get_nothi
   f.run_until([&] { return closed; });
   BOOST_TEST(f.relay->stats().joins_refused == 1u);
   // A member asking for a node with no reservation is told so.
-  DirectDialer dialer(f.io, identity(2).credentials);
-  std::shared_ptr<PeerLink> control;
-  dialer.dial({identity(0).id, {f.relay_at}, {}, false}, f.swarm, [&](Result<std::shared_ptr<PeerLink>> r) {
-    BOOST_REQUIRE_MESSAGE(r, r.error());
-    control = *r;
-  });
-  f.run_until([&] { return control != nullptr; });
+  auto control = f.dial_relay(2);
   auto [frames, failure] = f.ask(*control, Connect{7, identity(3).id});
   BOOST_REQUIRE(frames.size() == 1u);
   auto* reply = std::get_if<ConnectReply>(&frames[0]);
@@ -180,13 +186,7 @@ BOOST_AUTO_TEST_CASE(over_its_limits_the_relay_refuses_clearly_and_cuts_a_circui
   RelayFixture f(limits);
   f.reserve();
   // A second member asking for a reservation: the relay is full.
-  DirectDialer dialer(f.io, identity(2).credentials);
-  std::shared_ptr<PeerLink> other;
-  dialer.dial({identity(0).id, {f.relay_at}, {}, false}, f.swarm, [&](Result<std::shared_ptr<PeerLink>> r) {
-    BOOST_REQUIRE_MESSAGE(r, r.error());
-    other = *r;
-  });
-  f.run_until([&] { return other != nullptr; });
+  auto other = f.dial_relay(2);
   auto [frames, failure] = f.ask(*other, Reserve{1});
   BOOST_REQUIRE(frames.size() == 1u);
   auto* reply = std::get_if<ReserveReply>(&frames[0]);
