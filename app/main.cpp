@@ -12,6 +12,7 @@
 #include "discovery/special_remote.hpp"
 #include "node/config.hpp"
 #include "node/daemon.hpp"
+#include "node/first_run.hpp"
 #include "node/state_files.hpp"
 #include "protocol/swarm_token.hpp"
 
@@ -47,7 +48,9 @@ std::optional<fs::path> default_config_file() {
 void print_usage(std::ostream& out) {
   out << "annex-swarm " ANNEX_SWARM_VERSION " - git-annex remotes as a swarm\n\n"
          "usage:\n"
-         "  annex-swarm daemon [--config FILE] [settings]   run a node\n"
+         "  annex-swarm init [--repo PATH|--no-repo] [--swarm TOKEN] [--bootstrap HOST:PORT] [--config FILE] [--force]\n"
+         "                                                  first run: write a config serving this repository\n"
+         "  annex-swarm daemon [--config FILE] [settings]   run a node (SIGHUP reloads the config file)\n"
          "  annex-swarm swarm new                           print a new private swarm token\n"
          "  annex-swarm swarm public                        print the public swarm's token\n"
          "  annex-swarm whereis KEY [--json]                nodes and repositories announcing KEY\n"
@@ -124,7 +127,9 @@ int run_daemon(int argc, char** argv) {
       bootstrap_on_cli = true;
     }
     apply_setting(config, name, value, errors, "--" + name);
+    config.cli_settings.emplace_back(name, value);  // kept over the file on SIGHUP
   }
+  config.config_file = config_file;
   if (config.state_dir.empty()) config.state_dir = default_state_dir();
   config.state_dir = fs::absolute(config.state_dir);
   if (!errors.empty()) {
@@ -135,6 +140,65 @@ int run_daemon(int argc, char** argv) {
   log::set_level(config.log_level);
   Daemon daemon(std::move(config));
   return daemon.run();
+}
+
+fs::path config_path_for_init() {
+  if (::geteuid() == 0) return "/etc/annex-swarm/annex-swarm.conf";
+  if (const char* xdg = std::getenv("XDG_CONFIG_HOME"); xdg && *xdg) return fs::path(xdg) / "annex-swarm" / "annex-swarm.conf";
+  if (const char* home = std::getenv("HOME"); home && *home) return fs::path(home) / ".config" / "annex-swarm" / "annex-swarm.conf";
+  return "annex-swarm.conf";
+}
+
+int run_init(int argc, char** argv) {
+  auto args = parse_args(argc, argv, 2, {"force", "no-repo", "no-nat", "help"});
+  InitOptions options;
+  options.config_file = config_path_for_init();
+  options.state_dir = default_state_dir();
+  options.repo = fs::current_path();
+  std::vector<std::string> errors = args.errors;
+  for (const auto& [name, value] : args.options) {
+    if (name == "help") {
+      print_usage(std::cout);
+      return 0;
+    } else if (name == "config") options.config_file = value;
+    else if (name == "state-dir") options.state_dir = value;
+    else if (name == "repo") options.repo = fs::path(value);
+    else if (name == "no-repo") options.repo.reset();
+    else if (name == "bootstrap") options.bootstrap.push_back(value);
+    else if (name == "force") options.force = true;
+    else if (name == "no-nat") options.probe_nat = false;
+    else if (name == "swarm") {
+      auto token = SwarmToken::parse(value);
+      if (!token) errors.push_back("--swarm: " + token.error());
+      else options.swarm = *token;
+    } else {
+      errors.push_back("unknown option --" + name + " for init");
+    }
+  }
+  for (const auto& p : args.positional) errors.push_back("unexpected argument '" + p + "'");
+  if (!errors.empty()) {
+    for (const auto& e : errors) std::cerr << "annex-swarm: " << e << "\n";
+    return kUsageError;
+  }
+  auto done = first_run(options);
+  if (!done) {
+    std::cerr << "annex-swarm: " << done.error() << "\n";
+    return kUsageError;
+  }
+  std::cout << "wrote     " << fs::absolute(options.config_file).string() << "\n"
+            << "node id   " << done->node_id << "\n"
+            << "state dir " << fs::absolute(options.state_dir).string() << "\n"
+            << "serving   " << (options.repo ? fs::absolute(*options.repo).string() + " (annex uuid " + done->repo_uuid + ")" : "nothing yet (add repo = PATH)") << "\n"
+            << "swarm     " << (done->new_swarm ? "a new private swarm" : "the swarm given") << "; its token, to give to your other nodes only:\n"
+            << "          " << done->swarm.str() << "\n"
+            << "router    " << done->nat << "\n\n"
+            << "next:\n"
+            << "  start the node:        annex-swarm daemon" << (options.config_file == config_path_for_init() ? "" : " --config " + options.config_file.string())
+            << "   (or: systemctl enable --now annex-swarm)\n"
+            << "  on your other nodes:   annex-swarm init --swarm TOKEN --bootstrap THIS_HOST:4224\n"
+            << "  in a git-annex clone:  git annex initremote swarm type=external externaltype=swarm encryption=none swarm=TOKEN\n"
+            << "                         (see README, 'Using it from git-annex')\n";
+  return 0;
 }
 
 int run_lookup(const std::string& command, int argc, char** argv) {
@@ -207,6 +271,7 @@ int main(int argc, char** argv) {
   std::string command = argc > 1 ? argv[1] : "help";
   try {
     if (command == "daemon") return run_daemon(argc, argv);
+    if (command == "init") return run_init(argc, argv);
     if (command == "swarm") return run_swarm(argc, argv);
     if (command == "whereis" || command == "discover" || command == "status" || command == "peers" ||
         command == "get")

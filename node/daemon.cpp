@@ -65,13 +65,86 @@ int Daemon::run() {
   }
   signals_.add(SIGINT);
   signals_.add(SIGTERM);
+  signals_.add(SIGHUP);
+  wait_for_signal();
+  io_.run();
+  return 0;
+}
+
+void Daemon::wait_for_signal() {
   signals_.async_wait([this](const std::error_code& ec, int signo) {
     if (ec) return;
+    if (signo == SIGHUP) {
+      reload();
+      return wait_for_signal();
+    }
     log::info("signal {} received, shutting down", signo);
     stop();
   });
-  io_.run();
-  return 0;
+}
+
+void Daemon::reload() {
+  if (!config_.config_file) {
+    log::info("SIGHUP: no config file to read again (started without one)");
+    return;
+  }
+  auto text = read_file(*config_.config_file);
+  if (!text) return log::warn("SIGHUP: {}; keeping the running settings", text.error());
+  DaemonConfig fresh;
+  std::vector<std::string> errors;
+  apply_config_text(fresh, *text, config_.config_file->string(), errors);
+  for (const auto& [name, value] : config_.cli_settings) {
+    if (name == "bootstrap") fresh.bootstrap.clear();
+    apply_setting(fresh, name, value, errors, "--" + name);
+  }
+  if (!errors.empty()) {
+    for (const auto& e : errors) log::warn("SIGHUP: {}", e);
+    return log::warn("SIGHUP: the config file has errors; keeping the running settings");
+  }
+  std::vector<std::string> applied, need_restart;
+  if (fresh.log_level != config_.log_level) {
+    log::set_level(fresh.log_level);
+    config_.log_level = fresh.log_level;
+    applied.push_back("log-level");
+  }
+  if (fresh.upload_rate != config_.upload_rate || fresh.upload_rate_per_peer != config_.upload_rate_per_peer) {
+    config_.upload_rate = fresh.upload_rate;
+    config_.upload_rate_per_peer = fresh.upload_rate_per_peer;
+    peer_server_->set_upload_limits(config_.upload_rate, config_.upload_rate_per_peer);
+    applied.push_back("upload-rate");
+  }
+  if (fresh.download_rate != config_.download_rate) {
+    config_.download_rate = fresh.download_rate;
+    // Downloads under way keep the limiter they started with.
+    download_limit_ = config_.download_rate > 0 ? std::make_shared<RateLimiter>(config_.download_rate) : nullptr;
+    applied.push_back("download-rate");
+  }
+  if (fresh.reachability_check != config_.reachability_check) {
+    config_.reachability_check = fresh.reachability_check;
+    applied.push_back("reachability-check");
+  }
+  auto tokens = [](const std::vector<SwarmToken>& v) {
+    std::vector<std::string> out;
+    for (const auto& t : v) out.push_back(t.str());
+    return out;
+  };
+  if (tokens(fresh.swarms) != tokens(config_.swarms)) need_restart.push_back("swarm");
+  if (fresh.repos != config_.repos) need_restart.push_back("repo");
+  if (fresh.port != config_.port || fresh.peer_port != config_.peer_port) need_restart.push_back("port");
+  if (fresh.listen != config_.listen) need_restart.push_back("listen");
+  if (fresh.bootstrap != config_.bootstrap) need_restart.push_back("bootstrap");
+  if (fresh.nat != config_.nat || fresh.nat_lease != config_.nat_lease) need_restart.push_back("nat");
+  if (fresh.relay != config_.relay || fresh.relay_circuit_bytes != config_.relay_circuit_bytes ||
+      fresh.relay_rate != config_.relay_rate || fresh.relay_max_reservations != config_.relay_max_reservations)
+    need_restart.push_back("relay");
+  auto join = [](const std::vector<std::string>& v) {
+    std::string s;
+    for (const auto& x : v) s += (s.empty() ? "" : ", ") + x;
+    return s;
+  };
+  log::info("SIGHUP: config read again from {}; applied: {}", config_.config_file->string(),
+            applied.empty() ? std::string("nothing changed") : join(applied));
+  if (!need_restart.empty()) log::warn("SIGHUP: changed, but only a restart applies them: {}", join(need_restart));
 }
 
 Result<bool> Daemon::start() {

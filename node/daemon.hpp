@@ -75,6 +75,8 @@ private:
   Result<bool> start();
   void stop();
   void finish_stop();
+  // SIGHUP: read the config file again; apply what can change while running.
+  void reload();
   void tick_poll();
   void start_scan(std::size_t repo_index);
   void on_scan(std::size_t repo_index, std::size_t key_count, std::size_t invalid_names,
@@ -87,6 +89,7 @@ private:
   std::filesystem::path table_path(const SwarmState& swarm, const ServedRepo& repo) const;
   std::vector<Endpoint> local_endpoints() const;
 
+  void wait_for_signal();
   void handle(const nlohmann::json& request, ControlResponder responder);
   struct Provider {
     std::size_t swarm;

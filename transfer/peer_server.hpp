@@ -55,6 +55,12 @@ public:
   Result<std::uint16_t> listen(const asio::ip::address& address, std::uint16_t port);
   void close();
   const PeerServerStats& stats() const { return stats_; }
+  // New upload limits (a config reload); links opened from now on get the per-peer one.
+  void set_upload_limits(double rate, double rate_per_peer) {
+    limits_.upload_rate = rate;
+    limits_.upload_rate_per_peer = rate_per_peer;
+    upload_ = RateLimiter(rate);
+  }
   // Without one, REMOVE is refused.
   void on_remove(StoreRemover remover) { remove_ = std::move(remover); }
   // Dials `host`:`port` and checks that member `node` of swarm number `swarm` answers

@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# Installs the build into a temporary prefix and uses what was installed: the binary and
+# its git-annex-remote-swarm name, `init` on a fresh git-annex repository, the daemon
+# started from the written config (SIGHUP re-reads it, SIGTERM stops it cleanly), the
+# systemd unit (checked by systemd-analyze when present), and the container entrypoint's
+# environment-to-settings translation.
+#   install_test.sh BUILD_DIR SOURCE_DIR
+set -euo pipefail
+build=$1
+source=$2
+tmp=$(mktemp -d)
+daemon=""
+cleanup() {
+  [ -n "$daemon" ] && kill -9 "$daemon" 2>/dev/null || true
+  rm -rf "$tmp"
+}
+trap cleanup EXIT
+fail() { echo "FAIL: $*" >&2; exit 1; }
+await() {  # description, command...: polls the command until it succeeds (60 s at most)
+  local what=$1
+  shift
+  for _ in $(seq 1 600); do "$@" >/dev/null 2>&1 && return 0; sleep 0.1; done
+  fail "$what"
+}
+
+prefix=$tmp/prefix
+cmake --install "$build" --prefix "$prefix" >/dev/null
+bin=$prefix/bin/annex-swarm
+[ -x "$bin" ] || fail "no installed binary"
+[ -L "$prefix/bin/git-annex-remote-swarm" ] || fail "no git-annex-remote-swarm link"
+first=$(echo | "$prefix/bin/git-annex-remote-swarm" | head -1)
+[ "$first" = "VERSION 1" ] || fail "the installed special remote said '$first'"
+"$bin" version | grep -q '^annex-swarm ' || fail "version"
+[ -f "$prefix/share/annex-swarm/annex-swarm.conf.example" ] || fail "no example config"
+
+unit=$prefix/lib/systemd/system/annex-swarm.service
+grep -q "^ExecStart=$prefix/bin/annex-swarm daemon" "$unit" || fail "the unit does not run the installed binary"
+if command -v systemd-analyze >/dev/null; then
+  # A unit file check; the service user need not exist here.
+  out=$(systemd-analyze verify "$unit" 2>&1 | grep -v -e "annex-swarm.service: Failed to resolve user" || true)
+  [ -z "$out" ] || fail "systemd-analyze verify: $out"
+else
+  echo "systemd-analyze not installed: unit not verified" >&2
+fi
+
+# First run on a home server: a repository, init, then the daemon from that config.
+repo=$tmp/repo
+mkdir -p "$repo" && (cd "$repo" && git init -q . && git config user.email t@example.org &&
+                     git config user.name t && git annex init -q test && echo hello >f && git annex add -q f &&
+                     git commit -qm f)
+out=$(cd "$repo" && "$bin" init --no-nat --config "$tmp/etc/annex-swarm.conf" --state-dir "$tmp/state" --bootstrap none)
+grep -q '^node id   [0-9a-f]\{40\}$' <<<"$out" || fail "init printed no node id: $out"
+grep -q "^repo = $repo$" "$tmp/etc/annex-swarm.conf" || fail "the config does not serve the repository"
+token=$(sed -n 's/^swarm = //p' "$tmp/etc/annex-swarm.conf")
+grep -q "$token" <<<"$out" || fail "init did not print the token to share"
+if (cd "$repo" && "$bin" init --no-nat --config "$tmp/etc/annex-swarm.conf" --state-dir "$tmp/state") 2>/dev/null; then
+  fail "init overwrote an existing config"
+fi
+
+"$bin" daemon --config "$tmp/etc/annex-swarm.conf" --listen 127.0.0.1 --port 0 --poll-interval 1s \
+  >"$tmp/daemon.log" 2>&1 &
+daemon=$!
+await "the installed daemon did not come up: $(cat "$tmp/daemon.log")" "$bin" status --state-dir "$tmp/state"
+await "the repository was not scanned" grep -q "1 keys" <("$bin" status --state-dir "$tmp/state")
+echo "log-level = debug" >>"$tmp/etc/annex-swarm.conf"
+kill -HUP "$daemon"
+await "SIGHUP did not reload" grep -q "SIGHUP: config read again .*applied: log-level" "$tmp/daemon.log"
+kill -TERM "$daemon"
+wait "$daemon" || fail "the daemon did not exit cleanly on SIGTERM: $(tail -5 "$tmp/daemon.log")"
+daemon=""
+
+# The container entrypoint: ANNEX_SWARM_<NAME> becomes --name.
+mkdir -p "$tmp/fake"
+printf '#!/bin/sh\necho "$@"\n' >"$tmp/fake/annex-swarm" && chmod +x "$tmp/fake/annex-swarm"
+args=$(env -i PATH="$tmp/fake:/usr/bin:/bin" ANNEX_SWARM_SWARM=tok ANNEX_SWARM_UPLOAD_RATE=10M \
+       ANNEX_SWARM_BOOTSTRAP="a:1 b:2" sh "$prefix/share/annex-swarm/docker-entrypoint.sh")
+for want in "daemon" "--swarm tok" "--upload-rate 10M" "--bootstrap a:1 --bootstrap b:2"; do
+  grep -q -- "$want" <<<"$args" || fail "entrypoint gave '$args', without '$want'"
+done
+echo "install test passed"
