@@ -263,8 +263,9 @@ int get(const LookupOptions& options, const std::string& key_text, const std::st
     auto seconds = reply->value("seconds", 0.0);
     std::cerr << "annex-swarm: got " << key->str() << " (" << bytes << " bytes in " << seconds << " s from "
               << (*reply)["bytes_from"].size() << " peer(s))\n";
-    for (const auto& [node, path] : reply->value("paths", json::object()).items())
-      std::cerr << "annex-swarm:   " << node << " via " << path.get<std::string>() << "\n";
+    const json paths = reply->value("paths", json::object());  // items() must not outlive it
+    for (const auto& [node, path] : paths.items())
+      if (path.is_string()) std::cerr << "annex-swarm:   " << node << " via " << path.get<std::string>() << "\n";
   }
   return kFound;
 }
