@@ -32,6 +32,7 @@ first=$(echo | "$prefix/bin/git-annex-remote-swarm" | head -1)
 [ "$first" = "VERSION 1" ] || fail "the installed special remote said '$first'"
 "$bin" version | grep -q '^annex-swarm ' || fail "version"
 [ -f "$prefix/share/annex-swarm/annex-swarm.conf.example" ] || fail "no example config"
+grep -q '^u annex-swarm ' "$prefix/lib/sysusers.d/annex-swarm.conf" || fail "no sysusers entry for the service user"
 
 unit=$prefix/lib/systemd/system/annex-swarm.service
 grep -q "^ExecStart=$prefix/bin/annex-swarm daemon" "$unit" || fail "the unit does not run the installed binary"
