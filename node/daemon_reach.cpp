@@ -94,10 +94,7 @@ void Daemon::find_helpers(bool from_dht, std::function<void(std::vector<FetchSou
     if (entries.empty()) return done({});
     auto pending = std::make_shared<std::size_t>(entries.size());
     for (const auto& entry : entries) {
-      auto colon = entry.rfind(':');
-      auto host = entry.substr(0, colon);
-      if (host.size() > 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
-      auto port = colon == std::string::npos ? std::to_string(kDefaultPort) : entry.substr(colon + 1);
+      auto [host, port] = split_host_port(entry);
       resolver->async_resolve(host, port, [resolver, pending, found, done](const std::error_code& ec,
                                                                           asio::ip::tcp::resolver::results_type results) {
         if (!ec && found->size() < kMaxHelpers) {
@@ -228,7 +225,9 @@ void Daemon::finish_reachability(std::vector<ReachProbe> probes, std::string obs
     // The "where do you see me" probe becomes a concrete endpoint; it is the mapped one
     // when the router's port is ours, else a public address (a 1:1 NAT, a port forwarded
     // by hand, or no NAT at all).
-    std::vector<Endpoint> confirmed;
+    // One endpoint per address and port: a mapped one that equals the observed probe
+    // appears once, as the first probe that reached it.
+    std::vector<Endpoint> unique;
     auto mapped_now = reach_candidates();  // the mapping may have come up during the check
     for (auto& probe : probes) {
       if (probe.endpoint.host.empty()) {
@@ -241,15 +240,11 @@ void Daemon::finish_reachability(std::vector<ReachProbe> probes, std::string obs
                       std::any_of(probes.begin(), probes.end(), [&](const ReachProbe& o) { return is_mapping(o.endpoint); });
         if (mapped) probe.endpoint.kind = EndpointKind::Mapped;
       }
-      if (probe.ok && std::find(confirmed.begin(), confirmed.end(), probe.endpoint) == confirmed.end())
-        confirmed.push_back(probe.endpoint);
-    }
-    // One endpoint per address and port: a mapped one that equals the observed probe
-    // appears once.
-    std::vector<Endpoint> unique;
-    for (const auto& e : confirmed)
-      if (std::none_of(unique.begin(), unique.end(), [&](const Endpoint& u) { return u.host == e.host && u.port == e.port; }))
+      const auto& e = probe.endpoint;
+      if (probe.ok &&
+          std::none_of(unique.begin(), unique.end(), [&](const Endpoint& u) { return u.host == e.host && u.port == e.port; }))
         unique.push_back(e);
+    }
     std::string reached, failed;
     for (const auto& e : unique) reached += (reached.empty() ? "" : ", ") + endpoint_text(e) + " (" + std::string(to_string(e.kind)) + ")";
     for (const auto& probe : probes) {
@@ -320,10 +315,7 @@ void Daemon::reached_from_outside(const std::string& remote_ip, const asio::ip::
   // a dial-back that happened by itself. It matters most for a public node whose only
   // peers sit behind NAT, which could never be asked to dial it back.
   if (stopping_ || address_scope(remote_ip) != AddressScope::Global || local.port() != peer_port_) return;
-  auto address = local.address();
-  if (address.is_v6() && address.to_v6().is_v4_mapped())
-    address = asio::ip::make_address_v4(asio::ip::v4_mapped, address.to_v6());
-  auto host = address.to_string();
+  auto host = unmapped(local.address()).to_string();
   if (address_scope(host) != AddressScope::Global) return;  // behind NAT: only a dial-back tells
   Endpoint e{EndpointKind::Public, host, peer_port_};
   if (std::find(confirmed_.begin(), confirmed_.end(), e) != confirmed_.end()) return;

@@ -8,6 +8,7 @@
 #include <mutex>
 
 #include "node/log.hpp"
+#include "protocol/ip_address.hpp"
 
 namespace annexswarm {
 namespace {
@@ -18,11 +19,8 @@ dht::InfoHash to_infohash(const DhtLocation& loc) {
   return h;
 }
 
-std::vector<dht::SockAddr> resolve(const std::string& host_port) {
-  auto colon = host_port.rfind(':');
-  std::string host = host_port.substr(0, colon);
-  std::string port = host_port.substr(colon + 1);
-  if (host.size() > 2 && host.front() == '[') host = host.substr(1, host.size() - 2);
+std::vector<dht::SockAddr> resolve(const std::string& entry) {
+  auto [host, port] = split_host_port(entry);
   addrinfo hints{};
   hints.ai_socktype = SOCK_DGRAM;
   addrinfo* res = nullptr;

@@ -58,4 +58,12 @@ std::string host_port(std::string_view host, unsigned port) {
   return std::string(host) + ":" + std::to_string(port);
 }
 
+std::pair<std::string, std::string> split_host_port(std::string_view text) {
+  auto colon = text.rfind(':');
+  std::string host(text.substr(0, colon));
+  std::string port(colon == std::string_view::npos ? text : text.substr(colon + 1));
+  if (host.size() > 2 && host.front() == '[') host = host.substr(1, host.size() - 2);
+  return {host, port};
+}
+
 }  // namespace annexswarm

@@ -3,6 +3,7 @@
 // functions: no sockets, no lookups.
 #include <string>
 #include <string_view>
+#include <utility>
 
 namespace annexswarm {
 
@@ -20,5 +21,8 @@ AddressScope address_scope(std::string_view text);
 inline bool is_ip_literal(std::string_view text) { return address_scope(text) != AddressScope::Invalid; }
 // "1.2.3.4:5" or "[2001:db8::1]:5".
 std::string host_port(std::string_view host, unsigned port);
+// The reverse, on text: "host:port" or "[v6]:port" to host (without brackets) and port.
+// The text after the last ':' is the port (config checks that one is there).
+std::pair<std::string, std::string> split_host_port(std::string_view text);
 
 }  // namespace annexswarm

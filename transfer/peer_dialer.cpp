@@ -3,6 +3,8 @@
 #include <asio/steady_timer.hpp>
 #include <asio/write.hpp>
 
+#include "protocol/ip_address.hpp"
+
 namespace annexswarm {
 
 struct DirectDialer::Attempt {
@@ -13,12 +15,6 @@ struct DirectDialer::Attempt {
   std::string errors;
 };
 
-namespace {
-std::string endpoint_text(const asio::ip::tcp::endpoint& e) {
-  auto host = e.address().to_string();
-  return (e.address().is_v6() ? "[" + host + "]" : host) + ":" + std::to_string(e.port());
-}
-}  // namespace
 
 void DirectDialer::dial(const PeerAddress& peer, const SwarmToken& swarm, DialFn done) {
   if (peer.endpoints.empty() && peer.relays.empty()) return done(Error{"no address to dial"});
@@ -43,7 +39,7 @@ void DirectDialer::try_next(std::shared_ptr<Attempt> attempt) {
   }
   auto endpoint = attempt->peer.endpoints[index];
   auto failed = [this, attempt, endpoint](const std::string& why) {
-    attempt->errors += (attempt->errors.empty() ? "" : "; ") + endpoint_text(endpoint) + ": " + why;
+    attempt->errors += (attempt->errors.empty() ? "" : "; ") + host_port(endpoint.address().to_string(), endpoint.port()) + ": " + why;
     try_next(attempt);
   };
   auto socket = std::make_shared<asio::ip::tcp::socket>(io_);

@@ -367,10 +367,8 @@ void PeerServer::accept() {
       ++stats_.links_accepted;
       std::error_code ignored;
       auto remote = socket.remote_endpoint(ignored);
-      auto address = remote.address();
-      if (address.is_v6() && address.to_v6().is_v4_mapped())
-        address = asio::ip::make_address_v4(asio::ip::v4_mapped, address.to_v6());
-      auto from = address.to_string() + ":" + std::to_string(remote.port());
+      auto address = unmapped(remote.address());
+      auto from = host_port(address.to_string(), remote.port());
       if (relay_.join) {
         // A relay looks at the first bytes: a circuit's token, or a TLS handshake.
         auto deadline = std::make_shared<asio::steady_timer>(io_, std::chrono::seconds(10));

@@ -1,5 +1,7 @@
 #include "transfer/tls_stream.hpp"
 
+#include "protocol/ip_address.hpp"
+
 #include <asio/post.hpp>
 #include <cstring>
 #include <asio/write.hpp>
@@ -69,13 +71,17 @@ asio::ip::tcp::endpoint TlsStream::remote_endpoint() const {
   return ec ? asio::ip::tcp::endpoint{} : e;
 }
 
+asio::ip::address unmapped(const asio::ip::address& address) {
+  if (address.is_v6() && address.to_v6().is_v4_mapped())
+    return asio::ip::make_address_v4(asio::ip::v4_mapped, address.to_v6());
+  return address;
+}
+
 std::string TlsStream::remote_address() const {
   std::error_code ec;
   auto e = socket_.remote_endpoint(ec);
   if (ec) return {};
-  auto a = e.address();
-  if (a.is_v6() && a.to_v6().is_v4_mapped()) a = asio::ip::make_address_v4(asio::ip::v4_mapped, a.to_v6());
-  return a.is_v6() ? "[" + a.to_string() + "]:" + std::to_string(e.port()) : a.to_string() + ":" + std::to_string(e.port());
+  return host_port(unmapped(e.address()).to_string(), e.port());
 }
 
 TlsStream::~TlsStream() { gnutls_deinit(session_); }

@@ -36,6 +36,9 @@ private:
 inline constexpr const char* kTlsPriorities =
     "NORMAL:-VERS-ALL:+VERS-TLS1.3:-CIPHER-ALL:+AES-128-GCM:+AES-256-GCM";
 
+// An IPv4 peer on a dual-stack socket shows up as ::ffff:a.b.c.d; this gives a.b.c.d.
+asio::ip::address unmapped(const asio::ip::address& address);
+
 class TlsStream : public std::enable_shared_from_this<TlsStream> {
 public:
   enum class Side { Client, Server };

@@ -52,4 +52,13 @@ BOOST_AUTO_TEST_CASE(host_port_brackets_ipv6) {
   BOOST_TEST(host_port("2001:db8::1", 4224) == "[2001:db8::1]:4224");
 }
 
+BOOST_AUTO_TEST_CASE(split_host_port_undoes_host_port) {
+  for (const auto& [host, port] : std::vector<std::pair<std::string, unsigned>>{
+           {"11.0.0.1", 4224}, {"2001:db8::1", 1}, {"bootstrap.jami.net", 4222}}) {
+    auto [h, p] = split_host_port(host_port(host, port));
+    BOOST_TEST(h == host);
+    BOOST_TEST(p == std::to_string(port));
+  }
+}
+
 BOOST_AUTO_TEST_SUITE_END()
