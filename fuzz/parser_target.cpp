@@ -56,7 +56,7 @@ std::vector<std::vector<std::uint8_t>> parser_seeds() {
            peer::DialBackReply{5, false, "11.0.0.2", "Connection refused"}, peer::Reserve{7},
            peer::ReserveReply{7, true, 120, ""}, peer::Connect{8, node}, peer::ConnectReply{8, true, Bytes(32, 1), ""},
            peer::Incoming{Bytes(32, 2), node}}) {
-    auto whole = peer::encode_frame(f);
+    auto whole = peer::encode_frame(f).value();
     seeds.push_back(whole);                              // a stream with one frame
     seeds.push_back(Bytes(whole.begin() + 4, whole.end()));  // the body alone
   }

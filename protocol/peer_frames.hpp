@@ -36,6 +36,7 @@
 #include <vector>
 
 #include "protocol/bytes.hpp"
+#include "protocol/frame_fields.hpp"
 #include "protocol/result.hpp"
 #include "protocol/swarm_token.hpp"
 
@@ -62,6 +63,9 @@ enum class ErrorCode : std::uint32_t {
   Internal = 8,
 };
 
+// Each frame: its fields, then its wire definition (type number, name, fields in wire
+// order with their bounds; see frame_fields.hpp). Adding a frame is a struct, its spec,
+// its place in `Frame` below, and a handler.
 struct Hello {
   std::uint32_t version = kPeerProtocolVersion;
   std::uint32_t max_frame = kMaxFrame;
@@ -69,26 +73,42 @@ struct Hello {
   std::string agent;
   friend bool operator==(const Hello&, const Hello&) = default;
 };
+template <> inline constexpr auto kSpec<Hello> =
+    spec<Hello>(1, "HELLO", field(&Hello::version), field(&Hello::max_frame), field(&Hello::swarm, rule::Text{16}),
+                field(&Hello::agent, rule::Text{128}));
+
 struct Proof {
   Bytes mac;  // 32 bytes: HMAC over the TLS session's exporter value
   friend bool operator==(const Proof&, const Proof&) = default;
 };
+template <> inline constexpr auto kSpec<Proof> = spec<Proof>(2, "PROOF", field(&Proof::mac, rule::Blob{32, 32}));
+
 struct Have {
   std::uint32_t id = 0;
   std::vector<std::string> keys;
   std::string repo;  // annex UUID, or empty
   friend bool operator==(const Have&, const Have&) = default;
 };
+template <> inline constexpr auto kSpec<Have> =
+    spec<Have>(3, "HAVE", field(&Have::id), field(&Have::keys, rule::KeyList{kMaxHaveKeys}),
+               field(&Have::repo, rule::Uuid{true}));
+
 struct HaveReply {
   std::uint32_t id = 0;
   std::vector<std::uint64_t> sizes;
   friend bool operator==(const HaveReply&, const HaveReply&) = default;
 };
+template <> inline constexpr auto kSpec<HaveReply> =
+    spec<HaveReply>(4, "HAVE reply", field(&HaveReply::id), field(&HaveReply::sizes, rule::UintList{kMaxHaveKeys}));
+
 struct Manifest {
   std::uint32_t id = 0;
   std::string key;
   friend bool operator==(const Manifest&, const Manifest&) = default;
 };
+template <> inline constexpr auto kSpec<Manifest> =
+    spec<Manifest>(5, "MANIFEST", field(&Manifest::id), field(&Manifest::key, rule::Key{}));
+
 struct ManifestReply {
   std::uint32_t id = 0;
   std::uint32_t chunk_size = 0;
@@ -96,6 +116,12 @@ struct ManifestReply {
   Bytes hashes;  // 32 bytes (SHA-256) per chunk
   friend bool operator==(const ManifestReply&, const ManifestReply&) = default;
 };
+template <> inline constexpr auto kSpec<ManifestReply> =
+    spec<ManifestReply>(6, "MANIFEST reply", field(&ManifestReply::id), field(&ManifestReply::chunk_size),
+                        field(&ManifestReply::object_size),
+                        field(&ManifestReply::hashes, rule::Blob{kMaxManifestChunks * 32}));
+const char* check(const ManifestReply& f);  // the hash count is what size and chunk size imply
+
 struct Get {
   std::uint32_t id = 0;
   std::string key;
@@ -103,6 +129,10 @@ struct Get {
   std::uint64_t length = 0;
   friend bool operator==(const Get&, const Get&) = default;
 };
+template <> inline constexpr auto kSpec<Get> = spec<Get>(7, "GET", field(&Get::id), field(&Get::key, rule::Key{}),
+                                                         field(&Get::offset), field(&Get::length));
+const char* check(const Get& f);  // a non-empty range that does not wrap around
+
 struct Data {
   std::uint32_t id = 0;
   std::uint64_t offset = 0;
@@ -110,30 +140,69 @@ struct Data {
   Bytes bytes;
   friend bool operator==(const Data&, const Data&) = default;
 };
+// DATA as a view: `bytes` points into the frame (decode_frame_body_view).
+struct DataView {
+  std::uint32_t id = 0;
+  std::uint64_t offset = 0;
+  bool fin = false;
+  ByteView bytes;
+};
+template <class D>
+constexpr auto data_spec() {
+  return spec<D>(8, "DATA", field(&D::id), field(&D::offset), field(&D::fin), field(&D::bytes, rule::Blob{kMaxDataBytes}));
+}
+template <> inline constexpr auto kSpec<Data> = data_spec<Data>();
+template <> inline constexpr auto kSpec<DataView> = data_spec<DataView>();
+
+struct Cancel {
+  std::uint32_t id = 0;
+  friend bool operator==(const Cancel&, const Cancel&) = default;
+};
+template <> inline constexpr auto kSpec<Cancel> = spec<Cancel>(9, "CANCEL", field(&Cancel::id));
+
+struct Ping {
+  std::uint64_t nonce = 0;
+  friend bool operator==(const Ping&, const Ping&) = default;
+};
+template <> inline constexpr auto kSpec<Ping> = spec<Ping>(10, "PING", field(&Ping::nonce));
+
+struct Pong {
+  std::uint64_t nonce = 0;
+  friend bool operator==(const Pong&, const Pong&) = default;
+};
+template <> inline constexpr auto kSpec<Pong> = spec<Pong>(11, "PONG", field(&Pong::nonce));
+
+struct ErrorFrame {
+  std::uint32_t id = 0;
+  ErrorCode code = ErrorCode::Internal;
+  std::string message;
+  friend bool operator==(const ErrorFrame&, const ErrorFrame&) = default;
+};
+template <> inline constexpr auto kSpec<ErrorFrame> =
+    spec<ErrorFrame>(12, "ERROR", field(&ErrorFrame::id), field(&ErrorFrame::code),
+                     field(&ErrorFrame::message, rule::Text{kMaxReasonText}));
+
 struct Remove {
   std::uint32_t id = 0;
   std::string key;
   std::string store;  // the swarm store's annex UUID
   friend bool operator==(const Remove&, const Remove&) = default;
 };
-struct Cancel {
-  std::uint32_t id = 0;
-  friend bool operator==(const Cancel&, const Cancel&) = default;
-};
-struct Ping {
-  std::uint64_t nonce = 0;
-  friend bool operator==(const Ping&, const Ping&) = default;
-};
-struct Pong {
-  std::uint64_t nonce = 0;
-  friend bool operator==(const Pong&, const Pong&) = default;
-};
+template <> inline constexpr auto kSpec<Remove> =
+    spec<Remove>(13, "REMOVE", field(&Remove::id), field(&Remove::key, rule::Key{}),
+                 field(&Remove::store, rule::Uuid{false}));
+
 struct DialBack {
   std::uint32_t id = 0;
   std::string host;  // an IP literal, or empty: the address the asker is seen at
   std::uint16_t port = 0;
   friend bool operator==(const DialBack&, const DialBack&) = default;
 };
+template <> inline constexpr auto kSpec<DialBack> =
+    spec<DialBack>(14, "DIAL_BACK", field(&DialBack::id), field(&DialBack::host, rule::IpOrEmpty{}),
+                   field(&DialBack::port));
+const char* check(const DialBack& f);  // port 0 is no port
+
 struct DialBackReply {
   std::uint32_t id = 0;
   bool ok = false;
@@ -141,10 +210,17 @@ struct DialBackReply {
   std::string reason;    // why the dial failed; empty when ok
   friend bool operator==(const DialBackReply&, const DialBackReply&) = default;
 };
+template <> inline constexpr auto kSpec<DialBackReply> =
+    spec<DialBackReply>(15, "DIAL_BACK reply", field(&DialBackReply::id), field(&DialBackReply::ok),
+                        field(&DialBackReply::observed, rule::IpOrEmpty{}),
+                        field(&DialBackReply::reason, rule::Text{kMaxReasonText}));
+
 struct Reserve {
   std::uint32_t id = 0;
   friend bool operator==(const Reserve&, const Reserve&) = default;
 };
+template <> inline constexpr auto kSpec<Reserve> = spec<Reserve>(16, "RESERVE", field(&Reserve::id));
+
 struct ReserveReply {
   std::uint32_t id = 0;
   bool ok = false;
@@ -152,11 +228,18 @@ struct ReserveReply {
   std::string reason;
   friend bool operator==(const ReserveReply&, const ReserveReply&) = default;
 };
+template <> inline constexpr auto kSpec<ReserveReply> =
+    spec<ReserveReply>(17, "RESERVE reply", field(&ReserveReply::id), field(&ReserveReply::ok),
+                       field(&ReserveReply::ttl), field(&ReserveReply::reason, rule::Text{kMaxReasonText}));
+
 struct Connect {
   std::uint32_t id = 0;
   NodeId target;
   friend bool operator==(const Connect&, const Connect&) = default;
 };
+template <> inline constexpr auto kSpec<Connect> =
+    spec<Connect>(18, "CONNECT", field(&Connect::id), field(&Connect::target));
+
 struct ConnectReply {
   std::uint32_t id = 0;
   bool ok = false;
@@ -164,17 +247,20 @@ struct ConnectReply {
   std::string reason;
   friend bool operator==(const ConnectReply&, const ConnectReply&) = default;
 };
+template <> inline constexpr auto kSpec<ConnectReply> =
+    spec<ConnectReply>(19, "CONNECT reply", field(&ConnectReply::id), field(&ConnectReply::ok),
+                       field(&ConnectReply::token, rule::Blob{kCircuitToken}),
+                       field(&ConnectReply::reason, rule::Text{kMaxReasonText}));
+const char* check(const ConnectReply& f);  // a yes carries a whole token
+
 struct Incoming {
   Bytes token;
   NodeId from;
   friend bool operator==(const Incoming&, const Incoming&) = default;
 };
-struct ErrorFrame {
-  std::uint32_t id = 0;
-  ErrorCode code = ErrorCode::Internal;
-  std::string message;
-  friend bool operator==(const ErrorFrame&, const ErrorFrame&) = default;
-};
+template <> inline constexpr auto kSpec<Incoming> =
+    spec<Incoming>(20, "INCOMING", field(&Incoming::token, rule::Blob{kCircuitToken, kCircuitToken}),
+                   field(&Incoming::from));
 
 using Frame = std::variant<Hello, Proof, Have, HaveReply, Manifest, ManifestReply, Get, Data, Cancel,
                            Ping, Pong, ErrorFrame, Remove, DialBack, DialBackReply, Reserve, ReserveReply,
@@ -187,8 +273,14 @@ enum class Role : std::uint8_t { Dialer = 1, Listener = 2 };
 inline constexpr std::string_view kExporterLabel = "EXPORTER-annex-swarm-membership";
 Bytes membership_mac(const SwarmToken& swarm, ByteView exporter, Role role);
 
-// The whole frame: length prefix and body.
-Bytes encode_frame(const Frame& frame);
+// The whole frame: length prefix and body. A frame whose fields break their rules, or
+// whose body would pass kMaxFrame, is an error here: what we send, the peer accepts.
+Result<Bytes> encode_frame(const Frame& frame);
+// The same without the field rules (the size cap still holds): for tests and fuzz seeds
+// that need hostile bytes.
+Result<Bytes> encode_frame_unchecked(const Frame& frame);
+// The frame's name on the wire ("GET", "MANIFEST reply", ...), for logs and errors.
+const char* frame_name(const Frame& frame);
 // Everything of a DATA frame up to its payload (length prefix included): a sender
 // writes this, then the payload bytes straight from where they are, without copying
 // them into a frame. At most kMaxDataHeader bytes.
@@ -197,12 +289,6 @@ Bytes encode_data_header(std::uint32_t id, std::uint64_t offset, bool fin, std::
 // The body only (what follows the length prefix).
 Result<Frame> decode_frame_body(ByteView body);
 // The same, but a DATA frame's payload is not copied: `bytes` points into `body`.
-struct DataView {
-  std::uint32_t id = 0;
-  std::uint64_t offset = 0;
-  bool fin = false;
-  ByteView bytes;
-};
 using FrameView = std::variant<DataView, Frame>;
 Result<FrameView> decode_frame_body_view(ByteView body);
 

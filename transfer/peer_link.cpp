@@ -77,7 +77,13 @@ void PeerLink::establish(std::optional<NodeId> expected_peer, std::function<void
 }
 
 void PeerLink::send(const Frame& frame, std::function<void(Result<bool>)> done) {
-  send_encoded(encode_frame(frame), std::move(done));
+  auto bytes = encode_frame(frame);
+  if (!bytes) {
+    // A bug of ours, not the peer's: say so where it happened, and keep the link.
+    if (done) done(Error{bytes.error()});
+    return;
+  }
+  send_encoded(*bytes, std::move(done));
 }
 
 void PeerLink::send_encoded(ByteView frames, std::function<void(Result<bool>)> done) {

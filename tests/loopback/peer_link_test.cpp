@@ -114,8 +114,8 @@ BOOST_AUTO_TEST_CASE(a_forged_membership_proof_is_refused) {
   bool sent = false;
   stream->handshake([&](Result<NodeId> peer) {
     BOOST_REQUIRE(peer);
-    auto hello = peer::encode_frame(peer::Hello{peer::kPeerProtocolVersion, 4096, swarm.id(), "forger"});
-    auto proof = peer::encode_frame(peer::Proof{Bytes(32, 0xab)});
+    auto hello = peer::encode_frame(peer::Hello{peer::kPeerProtocolVersion, 4096, swarm.id(), "forger"}).value();
+    auto proof = peer::encode_frame(peer::Proof{Bytes(32, 0xab)}).value();
     hello.insert(hello.end(), proof.begin(), proof.end());
     stream->write(hello, [&](Result<bool> r) { sent = r.ok(); });
   });

@@ -4,6 +4,9 @@
 
 #include "protocol/peer_frames.hpp"
 
+#include <set>
+#include <utility>
+
 using namespace annexswarm;
 using namespace annexswarm::peer;
 
@@ -11,6 +14,15 @@ namespace {
 const std::string kKey = "SHA256E-s6--5891b5b522d5df086d0ff0b110fbd9d21bb4fc7163af34d08286a2e846f6be03.txt";
 
 ByteView body_of(const Bytes& frame) { return ByteView(frame).subspan(4); }
+
+// Frames we send: encode_frame checks every field rule and the cap.
+Bytes encoded(const Frame& f) {
+  auto bytes = encode_frame(f);
+  BOOST_REQUIRE_MESSAGE(bytes, bytes.error());
+  return *bytes;
+}
+// Hostile bytes a peer might send: the field rules are not applied.
+Bytes hostile(const Frame& f) { return encode_frame_unchecked(f).value(); }
 
 Bytes raw_frame(std::initializer_list<std::uint8_t> body) {
   Bytes out{0, 0, 0, static_cast<std::uint8_t>(body.size())};
@@ -22,7 +34,7 @@ Bytes raw_frame(std::initializer_list<std::uint8_t> body) {
 BOOST_AUTO_TEST_SUITE(peer_frames)
 
 BOOST_AUTO_TEST_CASE(get_frame_has_golden_bytes) {
-  auto frame = encode_frame(Get{7, "WORM-s1-m1--x", 0, 65536});
+  auto frame = encoded(Get{7, "WORM-s1-m1--x", 0, 65536});
   // length 23, then [7 (GET), 7, "WORM-s1-m1--x", 0, 65536]
   BOOST_TEST(to_hex(frame) == "00000017" "950707" "ad" + to_hex(as_bytes("WORM-s1-m1--x")) + "00" "ce00010000");
 }
@@ -54,7 +66,7 @@ BOOST_AUTO_TEST_CASE(every_frame_type_round_trips) {
                             ConnectReply{11, false, {}, "no reservation"},
                             Incoming{Bytes(kCircuitToken, 4), NodeId{}}};
   for (const auto& f : frames) {
-    auto whole = encode_frame(f);
+    auto whole = encoded(f);
     auto decoded = decode_frame_body(body_of(whole));
     BOOST_REQUIRE_MESSAGE(decoded, decoded.error());
     BOOST_TEST((*decoded == f));
@@ -63,27 +75,27 @@ BOOST_AUTO_TEST_CASE(every_frame_type_round_trips) {
 
 BOOST_AUTO_TEST_CASE(dial_back_frames_have_golden_bytes) {
   // [14 (DIAL_BACK), 5, "", 4224]
-  BOOST_TEST(to_hex(encode_frame(DialBack{5, "", 4224})) == "00000007" "940e05a0cd1080");
+  BOOST_TEST(to_hex(encoded(DialBack{5, "", 4224})) == "00000007" "940e05a0cd1080");
   // [15 (DIAL_BACK_REPLY), 5, true, "1.2.3.4", ""]
-  BOOST_TEST(to_hex(encode_frame(DialBackReply{5, true, "1.2.3.4", ""})) ==
+  BOOST_TEST(to_hex(encoded(DialBackReply{5, true, "1.2.3.4", ""})) ==
              "0000000d" "950f05c3a7" + to_hex(as_bytes("1.2.3.4")) + "a0");
 }
 
 BOOST_AUTO_TEST_CASE(dial_back_refuses_what_is_not_an_ip_address_or_a_port) {
   for (const auto& host : {std::string("example.org"), std::string("1.2.3.4:80"), std::string("../../etc"),
                            std::string("1.2.3.4 "), std::string(70, '1')}) {
-    auto frame = encode_frame(DialBack{1, host, 4224});
+    auto frame = hostile(DialBack{1, host, 4224});
     BOOST_TEST_INFO(host);
     BOOST_TEST(!decode_frame_body(body_of(frame)));
   }
-  BOOST_TEST(!decode_frame_body(body_of(encode_frame(DialBack{1, "1.2.3.4", 0}))));
-  BOOST_TEST(!decode_frame_body(body_of(encode_frame(DialBackReply{1, true, "not-an-address", ""}))));
-  BOOST_TEST(!decode_frame_body(body_of(encode_frame(DialBackReply{1, false, "", std::string(600, 'x')}))));
+  BOOST_TEST(!decode_frame_body(body_of(hostile(DialBack{1, "1.2.3.4", 0}))));
+  BOOST_TEST(!decode_frame_body(body_of(hostile(DialBackReply{1, true, "not-an-address", ""}))));
+  BOOST_TEST(!decode_frame_body(body_of(hostile(DialBackReply{1, false, "", std::string(600, 'x')}))));
 }
 
 BOOST_AUTO_TEST_CASE(relay_frames_refuse_short_tokens_and_node_ids) {
-  BOOST_TEST(!decode_frame_body(body_of(encode_frame(ConnectReply{1, true, Bytes(31, 1), ""}))));
-  BOOST_TEST(!decode_frame_body(body_of(encode_frame(Incoming{Bytes(33, 1), NodeId{}}))));
+  BOOST_TEST(!decode_frame_body(body_of(hostile(ConnectReply{1, true, Bytes(31, 1), ""}))));
+  BOOST_TEST(!decode_frame_body(body_of(hostile(Incoming{Bytes(33, 1), NodeId{}}))));
   // CONNECT with a 19-byte target: [18, 1, bin(19)]
   Bytes body{0x93, 0x12, 0x01, 0xc4, 19};
   body.resize(body.size() + 19, 7);
@@ -96,13 +108,13 @@ BOOST_AUTO_TEST_CASE(data_header_then_payload_is_the_data_frame) {
     auto frame = encode_data_header(d.id, d.offset, d.fin, n);
     BOOST_TEST(frame.size() <= kMaxDataHeader);
     frame.insert(frame.end(), d.bytes.begin(), d.bytes.end());
-    BOOST_TEST((frame == encode_frame(d)));
+    BOOST_TEST((frame == encoded(d)));
   }
 }
 
 BOOST_AUTO_TEST_CASE(view_decoding_agrees_with_copying_decoding) {
   Data d{9, 1u << 20, true, Bytes{1, 2, 3, 4, 5}};
-  auto frame = encode_frame(d);
+  auto frame = encoded(d);
   ByteView body = ByteView(frame).subspan(4);
   auto view = decode_frame_body_view(body);
   BOOST_REQUIRE(view);
@@ -113,11 +125,11 @@ BOOST_AUTO_TEST_CASE(view_decoding_agrees_with_copying_decoding) {
   BOOST_TEST(dv->fin);
   BOOST_TEST((Bytes(dv->bytes.begin(), dv->bytes.end()) == d.bytes));
   BOOST_TEST(dv->bytes.data() >= body.data());  // points into the body, not a copy
-  auto ping = encode_frame(Ping{7});
+  auto ping = encoded(Ping{7});
   auto other = decode_frame_body_view(ByteView(ping).subspan(4));
   BOOST_REQUIRE(other);
   BOOST_TEST((std::get<Frame>(*other) == Frame{Ping{7}}));
-  auto bad = encode_frame(Data{1, 0, false, Bytes(10)});
+  auto bad = encoded(Data{1, 0, false, Bytes(10)});
   bad[4 + 1] = 0x07;  // claims to be a GET with DATA's fields
   BOOST_TEST(!decode_frame_body_view(ByteView(bad).subspan(4)));
 }
@@ -136,14 +148,44 @@ BOOST_AUTO_TEST_CASE(requests_with_hostile_fields_are_refused) {
       Proof{Bytes(31, 1)},                              // short MAC
   };
   for (const auto& f : bad) {
-    auto decoded = decode_frame_body(body_of(encode_frame(f)));
+    auto decoded = decode_frame_body(body_of(hostile(f)));
     BOOST_TEST(!decoded);
   }
   Have many{1, {}};
   for (std::size_t i = 0; i <= kMaxHaveKeys; ++i) many.keys.push_back(kKey);
-  BOOST_TEST(!decode_frame_body(body_of(encode_frame(many))));
+  BOOST_TEST(!decode_frame_body(body_of(hostile(many))));
   Data huge{1, 0, false, Bytes(kMaxDataBytes + 1, 0)};
-  BOOST_TEST(!decode_frame_body(body_of(encode_frame(huge))));
+  BOOST_TEST(!decode_frame_body(body_of(hostile(huge))));
+}
+
+BOOST_AUTO_TEST_CASE(frames_that_break_their_rules_or_the_cap_are_encode_errors_not_dropped_links) {
+  // What we would send and the peer would refuse is refused here, with the frame's name.
+  for (const Frame& f : std::vector<Frame>{Get{1, "../../etc/passwd", 0, 1}, Get{1, kKey, 0, 0},
+                                           Have{1, {kKey}, "../../etc"}, DialBack{1, "example.org", 4224},
+                                           ConnectReply{1, true, Bytes(31, 1), ""}, Proof{Bytes(31, 1)}}) {
+    auto bytes = encode_frame(f);
+    BOOST_TEST_INFO(frame_name(f));
+    BOOST_REQUIRE(!bytes);
+    BOOST_TEST(bytes.error().find(frame_name(f)) != std::string::npos, bytes.error());
+  }
+  // A manifest of 9,216 chunks (a 9 GiB object in 1 MiB chunks) does not fit one frame.
+  ManifestReply big{1, 1u << 20, 9216ull << 20, Bytes(9216 * 32, 7)};
+  auto bytes = encode_frame(big);
+  BOOST_REQUIRE(!bytes);
+  BOOST_TEST(bytes.error().find("over the frame cap") != std::string::npos, bytes.error());
+}
+
+BOOST_AUTO_TEST_CASE(every_frame_type_has_its_own_type_number_and_name) {
+  std::set<std::uint32_t> types;
+  std::set<std::string> names;
+  std::size_t count = 0;
+  auto visit = [&]<std::size_t... I>(std::index_sequence<I...>) {
+    ((types.insert(kSpec<std::variant_alternative_t<I, Frame>>.type),
+      names.insert(kSpec<std::variant_alternative_t<I, Frame>>.name), ++count), ...);
+  };
+  visit(std::make_index_sequence<std::variant_size_v<Frame>>{});
+  BOOST_TEST(types.size() == count);
+  BOOST_TEST(names.size() == count);
 }
 
 BOOST_AUTO_TEST_CASE(garbage_bodies_are_errors) {
@@ -158,7 +200,7 @@ BOOST_AUTO_TEST_CASE(garbage_bodies_are_errors) {
 BOOST_AUTO_TEST_CASE(reader_reassembles_frames_split_anywhere) {
   Bytes stream;
   for (std::uint64_t i = 0; i < 5; ++i) {
-    auto f = encode_frame(Ping{i});
+    auto f = encoded(Ping{i});
     stream.insert(stream.end(), f.begin(), f.end());
   }
   for (std::size_t step : {1u, 3u, 7u, 1000u}) {
@@ -186,7 +228,7 @@ BOOST_AUTO_TEST_CASE(reader_refuses_an_oversized_or_empty_length_once) {
     auto first = reader.next();
     BOOST_REQUIRE(first.has_value());
     BOOST_TEST(!*first);
-    reader.feed(encode_frame(Ping{1}));
+    reader.feed(encoded(Ping{1}));
     BOOST_TEST(!reader.next().has_value());  // the stream is dead after a bad length
   }
   FrameReader partial;
