@@ -17,6 +17,7 @@ while [ $# -gt 0 ]; do
   esac
 done
 bin=$(realpath "$build/app/annex-swarm")
+testbin=$(realpath "$build/tests/annex-swarm-test-node")  # the node with test hooks (--test-relay-only)
 base=/dev/shm
 [ -w "$base" ] || base=${TMPDIR:-/tmp}
 work=$(mktemp -d "$base/relay-bench.XXXXXX")
@@ -41,9 +42,10 @@ cpu_seconds() {  # pid: user+system CPU seconds so far
 token=$("$bin" swarm new)
 relay_port=$(free_port)
 start() {  # name, args...
-  local name=$1
+  local name=$1 exe=$bin
   shift
-  "$bin" daemon --state-dir "$work/$name" --swarm "$token" --listen 127.0.0.1 --lan-discovery off \
+  [[ " $* " == *" --test-"* ]] && exe=$testbin
+  "$exe" daemon --state-dir "$work/$name" --swarm "$token" --listen 127.0.0.1 --lan-discovery off \
     --poll-interval 1s "$@" >"$work/$name.log" 2>&1 &
   pids+=($!)
   until "$bin" status --state-dir "$work/$name" >/dev/null 2>&1; do sleep 0.05; done

@@ -112,10 +112,7 @@ const std::vector<SettingDoc>& daemon_settings() {
       {"relay-circuit-bytes", "BYTES", "0 (unlimited)", "a circuit is cut after this many bytes, e.g. 10G", false},
       {"relay-circuit-time", "DURATION", "1h", "a circuit is cut after this long", false},
       {"relay-rate", "BYTES/S", "0 (unlimited)", "most bytes per second relayed, over all circuits", false},
-      {"test-relay-capture", "FILE", "none", "test only: append every relayed byte to FILE", false},
-      {"test-relay-only", "on|off", "off", "test only: advertise no direct endpoint; hold relay reservations", false},
       {"log-level", "debug|info|warn|error", "info", "least important log lines shown", false},
-      {"test-fault", "corrupt-data", "none", "test only: make this node misbehave on purpose", false},
   };
   return docs;
 }
@@ -232,14 +229,6 @@ void apply_setting(DaemonConfig& c, std::string_view name, std::string_view raw,
     if (!d) return bad(d.error());
     if (d->count() < 1) return bad("must be at least 1s");
     c.relay_circuit_time = *d;
-  } else if (name == "test-relay-only") {
-    if (value != "on" && value != "off") return bad("expected on or off");
-    c.test_relay_only = value == "on";
-  } else if (name == "test-relay-capture") {
-    c.test_relay_capture = std::string(value);
-  } else if (name == "test-fault") {
-    if (value != "corrupt-data" && value != "none") return bad("expected corrupt-data or none");
-    c.test_fault = value == "none" ? "" : std::string(value);
   } else if (name == "log-level") {
     if (!log::parse_level(value, c.log_level)) return bad("expected debug, info, warn or error");
   } else {

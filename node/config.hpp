@@ -47,14 +47,11 @@ struct DaemonConfig {
   std::uint64_t relay_circuit_bytes = 0;    // per circuit; 0 = unlimited
   std::chrono::seconds relay_circuit_time{3600};
   double relay_rate = 0;                    // bytes per second over all circuits; 0 = unlimited
-  std::string test_relay_capture;           // test only: file the relay appends relayed bytes to
-  bool test_relay_only = false;             // test only: advertise no direct endpoint, only relays
   // Where the settings came from, so SIGHUP can read them again: the config file, and the
   // command line's settings, which win over it.
   std::optional<std::filesystem::path> config_file;
   std::vector<std::pair<std::string, std::string>> cli_settings;
   log::Level log_level = log::Level::Info;
-  std::string test_fault;  // test only: "corrupt-data" corrupts every chunk served
 };
 
 struct SettingDoc {

@@ -87,9 +87,16 @@ void DhtNode::stop() {
   runner_.join();  // after this no OpenDHT callback runs
 }
 
-void DhtNode::bootstrap(const std::vector<std::string>& hosts,
-                        std::function<void(std::size_t)> done) {
-  asio::post(worker_, [this, hosts, done = std::move(done)] {
+void DhtNode::join(std::vector<std::string> nodes, std::function<void(bool)> on_connection) {
+  bootstrap_ = std::move(nodes);
+  on_connection_ = std::move(on_connection);
+  if (bootstrap_.empty()) log::info("no bootstrap node: this is the first node of a DHT");
+  else bootstrap();
+}
+
+void DhtNode::bootstrap() {
+  next_bootstrap_ = std::chrono::steady_clock::now() + bootstrap_backoff_;
+  asio::post(worker_, [this, hosts = bootstrap_] {
     std::vector<dht::SockAddr> addrs;
     for (const auto& h : hosts) {
       auto r = resolve(h);
@@ -97,12 +104,30 @@ void DhtNode::bootstrap(const std::vector<std::string>& hosts,
       addrs.insert(addrs.end(), r.begin(), r.end());
     }
     if (!addrs.empty()) runner_.bootstrap(addrs, {});
-    asio::post(io_, [done, n = addrs.size()] { done(n); });
   });
 }
 
+void DhtNode::watch_connection() {
+  constexpr auto kFirstRetry = std::chrono::seconds(15);
+  constexpr auto kMaxRetry = std::chrono::seconds(300);
+  bool now_connected = connected();
+  if (now_connected && !was_connected_) {
+    if (!bootstrap_.empty()) log::info("DHT connected");
+    bootstrap_backoff_ = kFirstRetry;
+  }
+  if (!now_connected && was_connected_ && !bootstrap_.empty()) log::warn("DHT lost all peers; bootstrapping again");
+  bool changed = now_connected != was_connected_;
+  was_connected_ = now_connected;
+  // Offline (no internet, bootstrap node down): keep running and keep trying, less often.
+  if (!now_connected && !bootstrap_.empty() && std::chrono::steady_clock::now() >= next_bootstrap_) {
+    bootstrap();
+    bootstrap_backoff_ = std::min<std::chrono::seconds>(bootstrap_backoff_ * 2, kMaxRetry);
+  }
+  if (changed && on_connection_) on_connection_(now_connected);
+}
+
 void DhtNode::put(const DhtLocation& location, std::uint64_t value_id, std::uint16_t seq,
-                  Bytes data, PutDone done) {
+                  Bytes data, std::function<void(bool)> done) {
   asio::post(worker_, [this, location, value_id, seq, data = std::move(data), done = std::move(done)]() mutable {
     auto value = std::make_shared<dht::Value>(kRecordValueType, std::move(data), value_id);
     value->seq = seq;
@@ -120,12 +145,13 @@ void DhtNode::put(const DhtLocation& location, std::uint64_t value_id, std::uint
   });
 }
 
-void DhtNode::get(const DhtLocation& location, std::chrono::milliseconds timeout, GetDone done) {
+void DhtNode::get(const DhtLocation& location, std::chrono::milliseconds timeout,
+                  std::function<void(std::vector<DhtValue>)> done) {
   struct Lookup {
     std::mutex mutex;
     std::vector<DhtValue> values;
     bool finished = false;
-    GetDone done;
+    std::function<void(std::vector<DhtValue>)> done;
     std::unique_ptr<asio::steady_timer> timer;
   };
   auto lookup = std::make_shared<Lookup>();
@@ -183,6 +209,7 @@ void DhtNode::refresh_health() {
                                                    : "disconnected";
       health_.stored_values = info->storage_values;
       health_.stored_bytes = info->storage_size;
+      watch_connection();
     });
   });
   runner_.getPublicAddress([this](std::vector<dht::SockAddr>&& addrs) {

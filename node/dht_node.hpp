@@ -1,7 +1,8 @@
 #pragma once
-// The node's seat on the Kademlia DHT: an OpenDHT DhtRunner (its own thread) behind a
-// narrow interface. Every callback is posted onto the owner's io_context, so the rest
-// of the node never sees OpenDHT's thread. Signing runs on a worker thread.
+// The node's seat on the Kademlia DHT: an OpenDHT DhtRunner (its own thread) behind the
+// DhtClient interface. Every callback is posted onto the owner's io_context, so the rest
+// of the node never sees OpenDHT's thread. Signing runs on a worker thread. It also keeps
+// the node joined: bootstrap nodes are asked again, with backoff, whenever it has no peers.
 #include <asio/io_context.hpp>
 #include <asio/steady_timer.hpp>
 #include <asio/thread_pool.hpp>
@@ -14,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "node/dht_client.hpp"
 #include "protocol/bytes.hpp"
 #include "protocol/records.hpp"
 #include "protocol/result.hpp"
@@ -21,20 +23,8 @@
 
 namespace annexswarm {
 
-// Value type of every annex-swarm record: annex-swarm nodes keep such values 60 minutes
-// (other OpenDHT nodes keep unknown types 10 minutes).
-inline constexpr std::uint16_t kRecordValueType = 0x4153;
-inline constexpr auto kRecordLifetime = std::chrono::minutes(60);
 // The largest record we put (a full provider bucket, sealed); OpenDHT allows 64 KiB.
 inline constexpr std::size_t kMaxDhtValue = kMaxSealedRecord;
-
-struct DhtValue {
-  bool is_signed = false;
-  NodeId owner;  // meaningful when is_signed (OpenDHT checked the signature)
-  std::uint64_t id = 0;
-  std::uint16_t seq = 0;
-  Bytes data;
-};
 
 struct DhtHealth {
   std::string status;  // disconnected, connecting, connected
@@ -47,7 +37,7 @@ struct DhtHealth {
   std::size_t stored_bytes = 0;
 };
 
-class DhtNode {
+class DhtNode final : public DhtClient {
 public:
   struct Options {
     std::uint16_t port = 0;
@@ -64,16 +54,15 @@ public:
   Result<bool> start(const Options& options);
   void stop();
 
-  // Resolves HOST:PORT names off the io thread, then joins through them.
-  void bootstrap(const std::vector<std::string>& hosts, std::function<void(std::size_t resolved)> done);
+  // Joins through these HOST:PORT nodes (names resolved off the io thread), and again,
+  // with backoff, whenever the node has no peers. `on_connection` hears every change.
+  void join(std::vector<std::string> bootstrap, std::function<void(bool connected)> on_connection);
 
-  using PutDone = std::function<void(bool ok)>;
   void put(const DhtLocation& location, std::uint64_t value_id, std::uint16_t seq, Bytes data,
-           PutDone done);
-
-  using GetDone = std::function<void(std::vector<DhtValue> values)>;
-  // Calls done exactly once: when the lookup ends or at the deadline, with what arrived.
-  void get(const DhtLocation& location, std::chrono::milliseconds timeout, GetDone done);
+           std::function<void(bool ok)> done) override;
+  void get(const DhtLocation& location, std::chrono::milliseconds timeout,
+           std::function<void(std::vector<DhtValue>)> done) override;
+  bool connected() const override { return health_.good_nodes > 0; }
 
   // The last health report. OpenDHT's own getters take the lock its thread holds while
   // it works, so the report is refreshed asynchronously (every second) and cached here.
@@ -81,6 +70,14 @@ public:
 
 private:
   void refresh_health();
+  void bootstrap();
+  void watch_connection();
+
+  std::vector<std::string> bootstrap_;
+  std::function<void(bool)> on_connection_;
+  bool was_connected_ = false;
+  std::chrono::steady_clock::time_point next_bootstrap_{};
+  std::chrono::seconds bootstrap_backoff_{15};
 
   asio::io_context& io_;
   DhtHealth health_;

@@ -186,7 +186,7 @@ void RelayServer::circuit_closed(const NodeId& target, std::uint64_t, bool cut) 
     --r->second.circuits_open;
 }
 
-std::vector<RelayServer::ReservationInfo> RelayServer::reservations() {
+std::vector<RelayServer::ReservationInfo> RelayServer::reservations() const {
   auto now = Clock::now();
   std::vector<ReservationInfo> out;
   for (const auto& [node, r] : reservations_)

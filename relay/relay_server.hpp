@@ -57,7 +57,7 @@ public:
     std::size_t circuits_open = 0;
     std::chrono::seconds expires_in{0};
   };
-  std::vector<ReservationInfo> reservations();
+  std::vector<ReservationInfo> reservations() const;
   std::size_t circuits_open() const { return circuits_open_; }
   const RelayStats& stats() const { return stats_; }
   // Test only: every byte the relay copies is appended to this file.

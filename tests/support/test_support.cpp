@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <boost/test/unit_test.hpp>
+#include <algorithm>
 #include <fstream>
 #include <sstream>
 #include <thread>
@@ -89,7 +90,9 @@ DaemonProcess::DaemonProcess(fs::path state_dir, std::vector<std::string> args, 
   fs::create_directories(state_dir_);
   log_path_ = state_dir_ / "daemon.log";
   std::vector<std::string> argv = std::move(launcher);
-  argv.insert(argv.end(), {ANNEX_SWARM_BIN, "daemon", "--state-dir", state_dir_.string(), "--lan-discovery", "off",
+  // Test hooks exist only in the test build of the node.
+  bool hooked = std::any_of(args.begin(), args.end(), [](const std::string& a) { return a.starts_with("--test-"); });
+  argv.insert(argv.end(), {hooked ? ANNEX_SWARM_TEST_NODE_BIN : ANNEX_SWARM_BIN, "daemon", "--state-dir", state_dir_.string(), "--lan-discovery", "off",
                            "--log-level", "debug"});
   argv.insert(argv.end(), args.begin(), args.end());
   pid_t pid = spawn_process(argv, log_path_.string());

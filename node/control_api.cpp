@@ -1,0 +1,328 @@
+#include "node/control_api.hpp"
+
+#include "protocol/ip_address.hpp"
+
+namespace annexswarm {
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+
+std::string_view to_string(ControlErrorCode code) {
+  switch (code) {
+    case ControlErrorCode::BadRequest: return "bad-request";
+    case ControlErrorCode::BadKey: return "bad-key";
+    case ControlErrorCode::BadUuid: return "bad-uuid";
+    case ControlErrorCode::NoSwarm: return "no-swarm";
+    case ControlErrorCode::NotFound: return "not-found";
+    case ControlErrorCode::Unverifiable: return "unverifiable";
+    case ControlErrorCode::NotAStore: return "not-a-store";
+    case ControlErrorCode::Failed: return "failed";
+    case ControlErrorCode::UnknownOp: return "unknown-op";
+    case ControlErrorCode::Internal: return "internal";
+  }
+  return "internal";
+}
+
+namespace {
+
+using Parsed = std::variant<ControlRequest, ControlError>;
+
+ControlError bad(ControlErrorCode code, std::string message) { return {code, std::move(message)}; }
+
+std::optional<std::string> text(const json& request, const char* field) {
+  if (!request.contains(field) || !request[field].is_string()) return std::nullopt;
+  return request[field].get<std::string>();
+}
+
+// The "key" field as an annex key, or why not (`missing` when absent).
+std::variant<AnnexKey, ControlError> key_field(const json& request, const std::string& missing) {
+  auto t = text(request, "key");
+  if (!t) return bad(ControlErrorCode::BadRequest, missing);
+  auto key = AnnexKey::parse(*t);
+  if (!key) return bad(ControlErrorCode::BadKey, key.error());
+  return *key;
+}
+
+std::variant<std::string, ControlError> uuid_field(const json& request, const char* field) {
+  auto value = text(request, field).value_or("");
+  if (!is_annex_uuid(value))
+    return bad(ControlErrorCode::BadUuid, std::string("the request needs a \"") + field + "\" that is an annex uuid");
+  return value;
+}
+
+template <class T>
+bool failed(const std::variant<T, ControlError>& v) { return std::holds_alternative<ControlError>(v); }
+template <class T>
+ControlError error_of(const std::variant<T, ControlError>& v) { return std::get<ControlError>(v); }
+
+Parsed parse_get(const json& request) {
+  if (!text(request, "key") || !text(request, "to"))
+    return bad(ControlErrorCode::BadRequest, "get needs a \"key\" and a \"to\" path");
+  auto key = key_field(request, "");
+  if (failed(key)) return error_of(key);
+  fs::path to = *text(request, "to");
+  if (to.is_relative()) return bad(ControlErrorCode::BadRequest, "\"to\" must be an absolute path");
+  GetRequest get{std::get<AnnexKey>(key), to, request.value("unverified", false), text(request, "repo").value_or("")};
+  if (!get.repo.empty() && !is_annex_uuid(get.repo))
+    return bad(ControlErrorCode::BadUuid, "'" + get.repo + "' is not an annex uuid");
+  return get;
+}
+
+Parsed parse_keyed(const std::string& op, const json& request) {
+  auto key = key_field(request, "the request needs a \"key\"");
+  if (failed(key)) return error_of(key);
+  auto k = std::get<AnnexKey>(key);
+  auto scope = uuid_field(request, op == "present" ? "repo" : "store");
+  if (failed(scope)) return error_of(scope);
+  auto uuid = std::get<std::string>(scope);
+  if (op == "present") return PresentRequest{k, uuid};
+  if (op == "remove") return RemoveRequest{k, uuid};
+  auto file = text(request, "file");
+  if (!file || fs::path(*file).is_relative())
+    return bad(ControlErrorCode::BadRequest, "store needs an absolute \"file\" path");
+  return StoreRequest{k, uuid, *file};
+}
+
+}  // namespace
+
+std::variant<ControlRequest, ControlError> parse_control_request(const json& request) {
+  const std::string op = request["op"];
+  if (op == "status") return StatusRequest{};
+  if (op == "peers") return PeersRequest{};
+  if (op == "whereis") {
+    auto key = key_field(request, "whereis needs a \"key\"");
+    if (failed(key)) return error_of(key);
+    return WhereisRequest{std::get<AnnexKey>(key)};
+  }
+  if (op == "get") return parse_get(request);
+  if (op == "discover") {
+    auto uuid = text(request, "uuid");
+    if (!uuid) return bad(ControlErrorCode::BadRequest, "discover needs a \"uuid\"");
+    if (!is_annex_uuid(*uuid)) return bad(ControlErrorCode::BadUuid, "'" + *uuid + "' is not a git-annex repository uuid");
+    return DiscoverRequest{*uuid};
+  }
+  if (op == "store" || op == "present" || op == "remove") return parse_keyed(op, request);
+  return bad(ControlErrorCode::UnknownOp, "unknown request '" + op + "'");
+}
+
+json to_json(const Endpoint& e) {
+  json out = {{"kind", to_string(e.kind)}, {"host", e.host}, {"port", e.port}};
+  if (e.kind == EndpointKind::Relay) out["via"] = e.via;
+  return out;
+}
+
+namespace {
+
+json to_json(const std::vector<Endpoint>& endpoints) {
+  json out = json::array();
+  for (const auto& e : endpoints) out.push_back(to_json(e));
+  return out;
+}
+
+json to_json(const Progress& p) {
+  json out = {{"event", "progress"}, {"bytes", p.bytes}};
+  if (p.total) out["total"] = *p.total;
+  if (p.peers) out["peers"] = *p.peers;
+  return out;
+}
+
+json to_json(const WhereisReply& r) {
+  json providers = json::array();
+  for (const auto& p : r.providers) {
+    json entry = {{"node", p.node.hex()}, {"repo", p.repo}, {"swarm", p.swarm}};
+    if (r.size) entry["size"] = *r.size;
+    providers.push_back(std::move(entry));
+  }
+  return {{"key", r.key}, {"providers", std::move(providers)}};
+}
+
+json to_json(const GetReply& r) {
+  json out = {{"key", r.key}, {"bytes_from", r.bytes_from}, {"dropped", r.dropped},
+              {"bytes_fetched", r.bytes_fetched}, {"bytes_resumed", r.bytes_resumed}, {"seconds", r.seconds}};
+  if (r.local) {
+    out["local"] = true;
+  } else {
+    out["paths"] = r.paths;
+    out["redialled"] = r.redialled;
+  }
+  if (r.error) {
+    out["ok"] = false;
+    out["code"] = to_string(ControlErrorCode::Failed);
+    out["error"] = *r.error;
+  }
+  return out;
+}
+
+json to_json(const DiscoverReply& r) {
+  json nodes = json::array();
+  for (const auto& n : r.nodes)
+    nodes.push_back({{"node", n.node.hex()}, {"swarm", n.swarm}, {"contact", n.contact}, {"endpoints", to_json(n.endpoints)}});
+  return {{"uuid", r.uuid}, {"nodes", std::move(nodes)}};
+}
+
+json to_json(const PeersReply& r) {
+  json peers = json::array();
+  for (const auto& n : r.peers)
+    peers.push_back({{"node", n.node.hex()}, {"swarm", n.swarm}, {"self", n.self}, {"endpoints", to_json(n.endpoints)}});
+  return {{"peers", std::move(peers)}};
+}
+
+json to_json(const StoreReply& r) { return {{"ok", true}, {"key", r.key}, {"bytes", r.bytes}}; }
+
+json to_json(const PresentReply& r) {
+  json out = {{"present", r.present}, {"confirmed_by", r.confirmed_by}, {"unreachable", r.unreachable}};
+  if (r.unknown) out["unknown"] = true;
+  return out;
+}
+
+json to_json(const RemoveReply& r) {
+  return {{"ok", r.failed.empty()}, {"removed_from", r.removed_from}, {"failed", r.failed}};
+}
+
+json nat_json(const StatusReply& s) {
+  using Clock = std::chrono::steady_clock;
+  auto now = Clock::now();
+  json out = {{"method", std::string(to_string(s.nat_method))}};
+  if (const auto* mapper = s.reachability.mapper) {
+    const auto& m = mapper->status();
+    json mappings = json::array();
+    for (const auto& p : m.mappings)
+      mappings.push_back({{"protocol", std::string(to_string(p.protocol))},
+                          {"internal_port", p.internal_port},
+                          {"external_port", p.external_port},
+                          {"lease_seconds", p.lease.count()}});
+    out["in_use"] = std::string(to_string(m.in_use));
+    out["state"] = m.state;
+    out["gateway"] = m.gateway;
+    out["external_address"] = m.external_address;
+    out["mappings"] = std::move(mappings);
+    if (!m.mappings.empty()) {
+      out["renew_in_seconds"] = std::chrono::duration_cast<std::chrono::seconds>(m.renew_at - now).count();
+      if (m.expires_at != Clock::time_point{})
+        out["lease_expires_in_seconds"] = std::chrono::duration_cast<std::chrono::seconds>(m.expires_at - now).count();
+    }
+    if (!m.error.empty()) out["error"] = m.error;
+  } else {
+    out["state"] = s.nat_applies ? "off" : "not used (loopback only)";
+  }
+  json failed = json::array();
+  for (const auto& p : s.reachability.probes)
+    if (!p.ok && !p.endpoint.host.empty()) failed.push_back({{"endpoint", to_json(p.endpoint)}, {"why", p.why}});
+  json reach = {{"confirmed", to_json(s.confirmed)},
+                {"failed", std::move(failed)},
+                {"summary", s.reachability.summary},
+                {"observed_address", s.reachability.observed},
+                {"checking", s.reachability.checking}};
+  if (s.reachability.checked_ago) reach["checked_seconds_ago"] = s.reachability.checked_ago->count();
+  if (s.first_confirmed_after) reach["first_confirmed_after_seconds"] = *s.first_confirmed_after;
+  out["reachability"] = std::move(reach);
+  return out;
+}
+
+json relay_json(const RelayManager::Status& r) {
+  json out = {{"mode", r.mode == RelayMode::On ? "on" : r.mode == RelayMode::Off ? "off" : "auto"},
+              {"offered", r.server != nullptr}};
+  if (r.server) {
+    json held = json::array();
+    for (const auto& s : r.served)
+      held.push_back({{"node", s.node.hex()}, {"circuits_open", s.circuits_open}, {"expires_in_seconds", s.expires_in.count()}});
+    const auto& st = r.server->stats();
+    out["reservations_served"] = std::move(held);
+    out["circuits_open"] = r.server->circuits_open();
+    out["circuits_opened"] = st.circuits_opened;
+    out["circuits_refused"] = st.circuits_refused;
+    out["circuits_cut"] = st.circuits_cut;
+    out["reservations_refused"] = st.reservations_refused;
+    out["joins_refused"] = st.joins_refused;
+    out["bytes_relayed"] = st.bytes_relayed;
+  }
+  json mine = json::array();
+  for (const auto& h : r.held)
+    mine.push_back({{"relay", h.relay.hex()},
+                    {"endpoint", host_port(h.endpoint.address().to_string(), h.endpoint.port())},
+                    {"confirmed", h.confirmed},
+                    {"circuits", h.circuits}});
+  out["reservations_held"] = std::move(mine);
+  if (!r.note.empty()) out["note"] = r.note;
+  return out;
+}
+
+}  // namespace
+
+json to_json(const StatusReply& s) {
+  json swarms = json::array();
+  for (const auto& [id, is_public] : s.swarms) swarms.push_back({{"id", id}, {"public", is_public}});
+  json repos = json::array();
+  for (const auto& r : s.announce.repos) {
+    json per_swarm = json::array();
+    for (std::size_t si = 0; si < r.per_swarm.size() && si < s.swarms.size(); ++si)
+      per_swarm.push_back({{"swarm", s.swarms[si].first}, {"announced", r.per_swarm[si].first}, {"keys", r.per_swarm[si].second}});
+    repos.push_back({{"path", r.path.string()}, {"uuid", r.uuid}, {"scanned", r.scanned}, {"keys", r.keys},
+                     {"invalid_names", r.invalid_names}, {"last_scan_seconds", r.last_scan_seconds},
+                     {"swarms", std::move(per_swarm)}});
+  }
+  json peers_served;
+  if (s.peers_served)
+    peers_served = {{"links_accepted", s.peers_served->links_accepted},
+                    {"links_refused", s.peers_served->links_refused},
+                    {"links_open", s.peers_served->links_open},
+                    {"bytes_served", s.peers_served->bytes_served},
+                    {"frames_paced", s.peers_served->frames_paced}};
+  return {{"node", s.node.hex()},
+          {"version", ANNEX_SWARM_VERSION},
+          {"state_dir", s.state_dir},
+          {"port", s.port},
+          {"swarms", std::move(swarms)},
+          {"dht", {{"status", s.dht.status},
+                   {"good_nodes", s.dht.good_nodes},
+                   {"dubious_nodes", s.dht.dubious_nodes},
+                   {"searches", s.dht.searches},
+                   {"public_addresses", s.dht.public_addresses},
+                   {"stored_values", s.dht.stored_values},
+                   {"stored_bytes", s.dht.stored_bytes}}},
+          {"announce", {{"rate", s.announce.rate},
+                        {"refresh_seconds", s.announce.refresh_seconds},
+                        {"in_flight", s.announce.in_flight},
+                        {"puts_ok", s.announce.puts_ok},
+                        {"puts_failed", s.announce.puts_failed}}},
+          {"repos", std::move(repos)},
+          {"ignored_values", {{"unsigned", s.refused.unsigned_values},
+                              {"undecryptable", s.refused.undecryptable},
+                              {"malformed", s.refused.malformed},
+                              {"forged", s.refused.forged}}},
+          {"peers_served", std::move(peers_served)},
+          {"endpoints", to_json(s.endpoints)},
+          {"nat", nat_json(s)},
+          {"relay", relay_json(s.relay)}};
+}
+
+void ControlApi::handle(const json& request, ControlResponder responder) {
+  auto parsed = parse_control_request(request);
+  if (auto* e = std::get_if<ControlError>(&parsed)) return responder.fail(to_string(e->code), e->message);
+  // Every reply (or error) goes out through here, so JSON stays in this file.
+  auto answer = [responder](const auto& outcome) {
+    std::visit(
+        [&](const auto& reply) {
+          if constexpr (std::is_same_v<std::decay_t<decltype(reply)>, ControlError>)
+            responder.fail(to_string(reply.code), reply.message);
+          else
+            responder.reply(to_json(reply));
+        },
+        outcome);
+  };
+  auto progress = [responder](const Progress& p) { responder.event(to_json(p)); };
+  std::visit(
+      [&](const auto& r) {
+        using R = std::decay_t<decltype(r)>;
+        if constexpr (std::is_same_v<R, StatusRequest>) responder.reply(to_json(handlers_.status()));
+        else if constexpr (std::is_same_v<R, WhereisRequest>) handlers_.whereis(r, answer);
+        else if constexpr (std::is_same_v<R, GetRequest>) handlers_.get(r, progress, answer);
+        else if constexpr (std::is_same_v<R, DiscoverRequest>) handlers_.discover(r, answer);
+        else if constexpr (std::is_same_v<R, PeersRequest>) handlers_.peers(answer);
+        else if constexpr (std::is_same_v<R, StoreRequest>) handlers_.store(r, progress, answer);
+        else if constexpr (std::is_same_v<R, PresentRequest>) handlers_.present(r, answer);
+        else if constexpr (std::is_same_v<R, RemoveRequest>) handlers_.remove(r, answer);
+      },
+      std::get<ControlRequest>(parsed));
+}
+
+}  // namespace annexswarm

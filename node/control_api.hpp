@@ -1,0 +1,178 @@
+#pragma once
+// The control API: typed requests and replies of the control socket, and the one place
+// that turns JSON into them and them into JSON. Handlers (the node's services, wired by
+// the daemon) never see JSON; errors carry a code clients can match on.
+#include <nlohmann/json.hpp>
+
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <map>
+#include <optional>
+#include <string>
+#include <variant>
+#include <vector>
+
+#include "nat/port_mapping.hpp"
+#include "node/announcer.hpp"
+#include "node/control_server.hpp"
+#include "node/reachability.hpp"
+#include "node/relay_manager.hpp"
+#include "node/swarm_directory.hpp"
+#include "protocol/annex_key.hpp"
+#include "protocol/records.hpp"
+#include "transfer/peer_server.hpp"
+
+namespace annexswarm {
+
+enum class ControlErrorCode { BadRequest, BadKey, BadUuid, NoSwarm, NotFound, Unverifiable, NotAStore, Failed, UnknownOp, Internal };
+std::string_view to_string(ControlErrorCode code);
+
+struct ControlError {
+  ControlErrorCode code = ControlErrorCode::Internal;
+  std::string message;
+};
+
+// ---- Requests ----
+struct StatusRequest {};
+struct WhereisRequest {
+  AnnexKey key;
+};
+struct GetRequest {
+  AnnexKey key;
+  std::filesystem::path to;  // absolute
+  bool unverified = false;   // fetch keys that carry no hash
+  std::string repo;          // empty, or a repository whose nodes are asked too (sameas)
+};
+struct DiscoverRequest {
+  std::string uuid;
+};
+struct PeersRequest {};
+struct StoreRequest {
+  AnnexKey key;
+  std::string store;  // the swarm store's annex UUID
+  std::filesystem::path file;
+};
+struct PresentRequest {
+  AnnexKey key;
+  std::string repo;  // the repository or store whose copies count
+};
+struct RemoveRequest {
+  AnnexKey key;
+  std::string store;
+};
+using ControlRequest = std::variant<StatusRequest, WhereisRequest, GetRequest, DiscoverRequest, PeersRequest,
+                                    StoreRequest, PresentRequest, RemoveRequest>;
+
+std::variant<ControlRequest, ControlError> parse_control_request(const nlohmann::json& request);
+
+// ---- Replies ----
+template <class T>
+using Outcome = std::variant<T, ControlError>;
+template <class T>
+using Done = std::function<void(Outcome<T>)>;
+
+struct Progress {
+  std::uint64_t bytes = 0;
+  std::optional<std::uint64_t> total;
+  std::optional<std::size_t> peers;
+};
+using ProgressFn = std::function<void(const Progress&)>;
+
+struct WhereisReply {
+  struct Entry {
+    NodeId node;
+    std::string repo;
+    std::string swarm;  // swarm id
+  };
+  std::string key;
+  std::optional<std::uint64_t> size;
+  std::vector<Entry> providers;
+};
+struct GetReply {
+  std::string key;
+  std::map<std::string, std::uint64_t> bytes_from;
+  std::map<std::string, std::string> dropped;
+  std::map<std::string, std::string> paths;
+  std::map<std::string, std::string> redialled;
+  std::uint64_t bytes_fetched = 0;
+  std::uint64_t bytes_resumed = 0;
+  double seconds = 0;
+  bool local = false;                // a verified copy of this node's own object
+  std::optional<std::string> error;  // the download failed; the rest says how far it got
+};
+struct NodeEndpoints {
+  NodeId node;
+  std::string swarm;
+  std::vector<Endpoint> endpoints;
+  bool contact = true;  // discover: a contact record was found
+  bool self = false;    // peers: this node
+};
+struct DiscoverReply {
+  std::string uuid;
+  std::vector<NodeEndpoints> nodes;
+};
+struct PeersReply {
+  std::vector<NodeEndpoints> peers;
+};
+struct StoreReply {
+  std::string key;
+  std::uint64_t bytes = 0;
+};
+struct PresentReply {
+  bool present = false;
+  bool unknown = false;  // nobody confirmed, but a holder could not be asked
+  std::vector<std::string> confirmed_by;
+  std::map<std::string, std::string> unreachable;
+};
+struct RemoveReply {
+  std::vector<std::string> removed_from;
+  std::map<std::string, std::string> failed;
+};
+struct StatusReply {
+  NodeId node;
+  std::string state_dir;
+  std::uint16_t port = 0;
+  std::vector<std::pair<std::string, bool>> swarms;  // id, public
+  struct Dht {
+    std::string status;
+    unsigned good_nodes = 0, dubious_nodes = 0, searches = 0;
+    std::vector<std::string> public_addresses;
+    std::size_t stored_values = 0, stored_bytes = 0;
+  } dht;
+  Announcer::Status announce;
+  RefusedValues refused;
+  std::optional<PeerServerStats> peers_served;
+  std::vector<Endpoint> endpoints;
+  nat::NatMethod nat_method = nat::NatMethod::Auto;
+  bool nat_applies = true;
+  std::vector<Endpoint> confirmed;
+  Reachability::Status reachability;
+  std::optional<double> first_confirmed_after;
+  RelayManager::Status relay;
+};
+
+struct ControlHandlers {
+  std::function<StatusReply()> status;
+  std::function<void(const WhereisRequest&, Done<WhereisReply>)> whereis;
+  std::function<void(const GetRequest&, ProgressFn, Done<GetReply>)> get;
+  std::function<void(const DiscoverRequest&, Done<DiscoverReply>)> discover;
+  std::function<void(Done<PeersReply>)> peers;
+  std::function<void(const StoreRequest&, ProgressFn, Done<StoreReply>)> store;
+  std::function<void(const PresentRequest&, Done<PresentReply>)> present;
+  std::function<void(const RemoveRequest&, Done<RemoveReply>)> remove;
+};
+
+class ControlApi {
+public:
+  explicit ControlApi(ControlHandlers handlers) : handlers_(std::move(handlers)) {}
+  void handle(const nlohmann::json& request, ControlResponder responder);
+
+private:
+  ControlHandlers handlers_;
+};
+
+nlohmann::json to_json(const Endpoint& e);
+nlohmann::json to_json(const StatusReply& r);
+
+}  // namespace annexswarm

@@ -1,0 +1,82 @@
+#pragma once
+// The endpoint book: the one owner of how this node can be reached — its local (loopback
+// and LAN) endpoints, the public and mapped ones a dial-back confirmed, and the "via
+// relay R" ones of the reservations it holds — and the only code that publishes the
+// contact record. Any change is published at once with the next sequence number (kept
+// in the state dir across restarts); the record is put again every refresh period.
+#include <chrono>
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "node/timers.hpp"
+#include "protocol/records.hpp"
+
+namespace annexswarm {
+
+// The addresses of this host's interfaces that are up (loopback interfaces left out).
+std::vector<std::string> interface_addresses();
+// Loopback and LAN endpoints at `port`: the `listen` address when it names one, else
+// those of every interface.
+std::vector<Endpoint> local_endpoints(const std::string& listen, std::uint16_t port,
+                                      const std::vector<std::string>& interfaces);
+
+class EndpointBook {
+public:
+  struct Settings {
+    NodeId self;
+    std::filesystem::path state_dir;
+    std::chrono::seconds refresh{3000};
+    bool relay_only = false;  // test only: advertise no direct endpoint
+  };
+  struct Mediator {
+    std::function<std::vector<Endpoint>()> local;  // loopback and LAN endpoints now
+    std::function<void(const ContactRecord&, std::uint16_t seq, bool relay)> put_contact;
+    std::function<bool()> connected;  // the DHT has peers
+  };
+
+  EndpointBook(Timers& timers, Settings settings, Mediator mediator);
+  void start();  // publishes now, then every refresh period (sooner while offline)
+  void stop();
+
+  // From the reachability check: the public and mapped endpoints a helper reached.
+  // Returns whether anything changed (and so was published).
+  bool set_confirmed(std::vector<Endpoint> confirmed);
+  // A member reached this endpoint from the internet by itself.
+  bool add_confirmed(const Endpoint& endpoint);
+  bool set_relay_endpoints(std::vector<Endpoint> endpoints);
+  void set_relay_offered(bool offered);
+
+  const std::vector<Endpoint>& confirmed() const { return confirmed_; }
+  const std::vector<Endpoint>& relay_endpoints() const { return relay_; }
+  bool relay_offered() const { return relay_offered_; }
+  bool reachable() const { return !confirmed_.empty(); }
+  // Seconds from start() to the first confirmed endpoint.
+  std::optional<double> first_confirmed_after() const { return first_confirmed_after_; }
+  // Everything, in dialling order: local, confirmed, relays (what the record holds).
+  std::vector<Endpoint> advertised() const;
+  // For `status`: local endpoints (even in relay-only mode), confirmed, relays.
+  std::vector<Endpoint> all() const;
+
+  void publish();
+
+private:
+  std::uint16_t sequence_for(const Bytes& body);
+  void refresh();
+
+  Timers& timers_;
+  Settings settings_;
+  Mediator mediator_;
+  std::vector<Endpoint> confirmed_;
+  std::vector<Endpoint> relay_;
+  bool relay_offered_ = false;
+  bool stopping_ = false;
+  Timers::Clock::time_point started_{};
+  std::optional<double> first_confirmed_after_;
+  std::unique_ptr<Timer> refresh_timer_;
+};
+
+}  // namespace annexswarm

@@ -1,0 +1,70 @@
+#include "node/local_objects.hpp"
+
+#include "node/log.hpp"
+#include "node/swarm_store.hpp"
+
+namespace annexswarm {
+namespace fs = std::filesystem;
+
+Result<bool> LocalObjects::open(const std::vector<fs::path>& repos) {
+  std::string problems;
+  for (const auto& path : repos) {
+    auto repo = open_annex_repo(fs::absolute(path));
+    if (!repo) {
+      problems += (problems.empty() ? "" : "\n") + repo.error();
+      continue;
+    }
+    repos_.push_back(std::move(*repo));
+  }
+  if (!problems.empty()) return Error{problems};
+  for (const auto& uuid : existing_swarm_stores(state_dir_)) repos_.push_back(swarm_store(state_dir_, uuid));
+  return true;
+}
+
+std::optional<std::size_t> LocalObjects::index_of(std::string_view uuid) const {
+  for (std::size_t i = 0; i < repos_.size(); ++i)
+    if (repos_[i].uuid == uuid) return i;
+  return std::nullopt;
+}
+
+std::optional<fs::path> LocalObjects::locate(const AnnexKey& key, std::string_view scope) const {
+  for (const auto& repo : repos_) {
+    if (!scope.empty() && repo.uuid != scope) continue;
+    auto dir = repo.bare ? key.hash_dir_lower() : key.hash_dir_mixed();
+    auto path = repo.objects_dir / dir / key.str() / key.str();
+    std::error_code ec;
+    if (fs::is_regular_file(path, ec)) return path;
+  }
+  return std::nullopt;
+}
+
+Result<std::size_t> LocalObjects::store(const std::string& uuid) {
+  if (auto found = index_of(uuid)) {
+    if (!repos_[*found].store)
+      return Error{uuid + " is an annex repository this node serves, not a swarm store"};
+    return *found;
+  }
+  repos_.push_back(swarm_store(state_dir_, uuid));
+  auto index = repos_.size() - 1;
+  log::info("new swarm store {} in {}", uuid, repos_[index].path.string());
+  if (on_added_) on_added_(index);
+  return index;
+}
+
+Result<bool> LocalObjects::remove_from_store(const AnnexKey& key, std::string_view store) {
+  auto index = index_of(store);
+  if (!index || !repos_[*index].store) return Error{"no swarm store " + std::string(store) + " on this node"};
+  auto removed = annexswarm::remove_from_store(repos_[*index], key);
+  if (!removed) return Error{removed.error()};
+  if (*removed) {
+    log::info("removed {} from swarm store {}", key.str(), std::string(store));
+    changed(*index);
+  }
+  return *removed;
+}
+
+void LocalObjects::changed(std::size_t index) {
+  if (on_changed_) on_changed_(index);
+}
+
+}  // namespace annexswarm

@@ -1,0 +1,48 @@
+#pragma once
+// What this node holds: the git-annex repositories it serves and its swarm stores, by
+// annex UUID, and where a key's object is in them. The only owner of that list; the
+// announcer follows it through on_added / on_changed.
+#include <filesystem>
+#include <functional>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "node/annex_repo.hpp"
+#include "protocol/annex_key.hpp"
+#include "protocol/result.hpp"
+
+namespace annexswarm {
+
+class LocalObjects {
+public:
+  explicit LocalObjects(std::filesystem::path state_dir) : state_dir_(std::move(state_dir)) {}
+
+  // The repositories given, then the swarm stores found in the state dir. Every
+  // repository that cannot be served is listed in the error, one per line.
+  Result<bool> open(const std::vector<std::filesystem::path>& repos);
+  const std::vector<AnnexRepo>& all() const { return repos_; }
+  const AnnexRepo& at(std::size_t index) const { return repos_[index]; }
+  std::optional<std::size_t> index_of(std::string_view uuid) const;
+
+  // Where the object is, in the repository or store with that UUID (empty: in any).
+  std::optional<std::filesystem::path> locate(const AnnexKey& key, std::string_view scope) const;
+
+  // The swarm store with that UUID, made when new. An error when it is a repository.
+  Result<std::size_t> store(const std::string& uuid);
+  // Removes the key from one of our swarm stores; false when it was not there.
+  Result<bool> remove_from_store(const AnnexKey& key, std::string_view store);
+  // A store's content changed through us: whoever lists keys should look again.
+  void changed(std::size_t index);
+
+  void on_added(std::function<void(std::size_t index)> fn) { on_added_ = std::move(fn); }
+  void on_changed(std::function<void(std::size_t index)> fn) { on_changed_ = std::move(fn); }
+
+private:
+  std::filesystem::path state_dir_;
+  std::vector<AnnexRepo> repos_;
+  std::function<void(std::size_t)> on_added_, on_changed_;
+};
+
+}  // namespace annexswarm

@@ -1,0 +1,252 @@
+#include "node/object_service.hpp"
+
+#include <asio/post.hpp>
+
+#include "node/gather.hpp"
+#include "node/log.hpp"
+#include "node/swarm_store.hpp"
+#include "transfer/peer_request.hpp"
+
+namespace annexswarm {
+namespace fs = std::filesystem;
+
+namespace {
+constexpr auto kAskTimeout = std::chrono::seconds(15);
+
+ControlError no_swarm_error() {
+  return {ControlErrorCode::NoSwarm, "this node is in no swarm (start it with --swarm TOKEN)"};
+}
+}  // namespace
+
+ObjectService::ObjectService(asio::io_context& io, Timers& timers, asio::any_io_executor disk,
+                             SwarmDirectory& directory, LocalObjects& objects, std::shared_ptr<PeerDialer> dialer,
+                             Settings settings)
+    : io_(io),
+      timers_(timers),
+      disk_(std::move(disk)),
+      directory_(directory),
+      objects_(objects),
+      dialer_(std::move(dialer)),
+      settings_(std::move(settings)) {
+  set_download_rate(settings_.download_rate);
+}
+
+ObjectService::~ObjectService() { *alive_ = false; }
+
+void ObjectService::set_download_rate(double rate) {
+  settings_.download_rate = rate;
+  download_limit_ = rate > 0 ? std::make_shared<RateLimiter>(rate) : nullptr;
+}
+
+void ObjectService::stop() { fetches_.clear(); }
+
+void ObjectService::whereis(const WhereisRequest& request, Done<WhereisReply> done) {
+  if (no_swarm()) return done(no_swarm_error());
+  directory_.providers(request.key, [this, key = request.key, done](std::vector<Provider> found) {
+    WhereisReply reply{key.str(), key.size(), {}};
+    for (const auto& p : found) reply.providers.push_back({p.node, p.repo_uuid, directory_.swarms()[p.swarm].id()});
+    done(std::move(reply));
+  });
+}
+
+void ObjectService::discover(const DiscoverRequest& request, Done<DiscoverReply> done) {
+  if (no_swarm()) return done(no_swarm_error());
+  directory_.repo_nodes(request.uuid, [this, uuid = request.uuid, done](std::vector<SwarmNode> nodes) {
+    directory_.contacts(nodes, [this, uuid, nodes, done](std::vector<Member> contacts) {
+      DiscoverReply reply{uuid, {}};
+      for (const auto& [si, node] : nodes) {
+        NodeEndpoints entry{node, directory_.swarms()[si].id(), {}, false, false};
+        for (const auto& [csi, c] : contacts) {
+          if (csi != si || c.node != node) continue;
+          entry.contact = true;
+          entry.endpoints.insert(entry.endpoints.end(), c.endpoints.begin(), c.endpoints.end());
+        }
+        reply.nodes.push_back(std::move(entry));
+      }
+      done(std::move(reply));
+    });
+  });
+}
+
+void ObjectService::peers(Done<PeersReply> done) {
+  if (no_swarm()) return done(PeersReply{});
+  directory_.members(directory_.lookup_timeout(), [this, done](std::vector<Member> members) {
+    PeersReply reply;
+    for (const auto& [si, rec] : members)
+      reply.peers.push_back({rec.node, directory_.swarms()[si].id(), rec.endpoints, true, rec.node == directory_.self()});
+    done(std::move(reply));
+  });
+}
+
+void ObjectService::find_sources(const AnnexKey& key, const std::string& only_repo, const std::string& plus_nodes_of,
+                                 std::function<void(std::vector<FetchSource>)> done) {
+  directory_.providers(key, [this, key, only_repo, plus_nodes_of, done = std::move(done)](std::vector<Provider> found) {
+    auto add = [this](std::vector<SwarmNode>& nodes, std::size_t si, const NodeId& node) {
+      SwarmNode n{si, node};
+      if (node != directory_.self() && std::find(nodes.begin(), nodes.end(), n) == nodes.end()) nodes.push_back(n);
+    };
+    std::vector<SwarmNode> nodes;
+    for (const auto& p : found)
+      if (only_repo.empty() || p.repo_uuid == only_repo) add(nodes, p.swarm, p.node);
+    auto finish = [this, key, done](std::vector<SwarmNode> nodes) {
+      directory_.contacts(nodes, [this, key, count = nodes.size(), done](std::vector<Member> contacts) {
+        auto sources = dialable(contacts, settings_.self);
+        log::info("{}: {} node(s) to ask, {} with a usable contact record", key.str(), count, sources.size());
+        done(std::move(sources));
+      });
+    };
+    if (plus_nodes_of.empty()) return finish(std::move(nodes));
+    directory_.repo_nodes(plus_nodes_of, [nodes = std::move(nodes), add, finish](std::vector<SwarmNode> serving) mutable {
+      for (const auto& [si, node] : serving) add(nodes, si, node);
+      finish(std::move(nodes));
+    });
+  });
+}
+
+void ObjectService::ask_all(const std::vector<FetchSource>& sources, const peer::Frame& request,
+                            std::function<void(std::vector<std::pair<std::string, Result<peer::Frame>>>)> done) {
+  using Answered = Result<peer::Frame>;
+  gather<Answered>(
+      timers_, sources.size(), kAskTimeout + std::chrono::seconds(1),
+      [this, sources, request](std::size_t i, Answer<Answered> answer) {
+        const auto& s = sources[i];
+        ask_peer(io_, *dialer_, s.address, directory_.swarms()[s.swarm], request, kAskTimeout,
+                 [answer](Answered a) { answer(std::move(a)); });
+      },
+      [sources, done = std::move(done)](std::vector<std::optional<Answered>> answers) {
+        std::vector<std::pair<std::string, Answered>> out;
+        for (std::size_t i = 0; i < answers.size(); ++i)
+          out.emplace_back(sources[i].address.node.hex(),
+                           answers[i] ? std::move(*answers[i]) : Answered(Error{"no answer in time"}));
+        done(std::move(out));
+      });
+}
+
+void ObjectService::copy_local(const AnnexKey& key, const fs::path& from, const fs::path& to, Done<GetReply> done) {
+  // This node holds the key itself: a verified local copy, no network.
+  auto started = std::chrono::steady_clock::now();
+  asio::post(disk_, [this, &io = io_, alive = alive_, key, from, to, done, started] {
+    auto copied = copy_verified(from, key, to, nullptr);
+    asio::post(io, [this, alive, key, copied, done, started] {
+      if (!*alive) return;
+      if (!copied) return done(ControlError{ControlErrorCode::Failed, copied.error()});
+      GetReply reply;
+      reply.key = key.str();
+      reply.local = true;
+      reply.bytes_from[directory_.self().hex()] = *copied;
+      reply.bytes_fetched = *copied;
+      reply.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+      done(std::move(reply));
+    });
+  });
+}
+
+void ObjectService::get(const GetRequest& request, ProgressFn progress, Done<GetReply> done) {
+  const auto& key = request.key;
+  if (!key.verifiable() && !request.unverified)
+    return done(ControlError{ControlErrorCode::Unverifiable,
+                             "key " + key.str() + " carries no hash, so its content cannot be verified; "
+                             "pass --unverified to fetch it anyway"});
+  if (auto local = objects_.locate(key, "")) return copy_local(key, *local, request.to, std::move(done));
+  find_sources(key, "", request.repo, [this, alive = alive_, request, progress, done](std::vector<FetchSource> sources) {
+    if (!*alive) return;
+    const auto& key = request.key;
+    if (sources.empty()) return done(ControlError{ControlErrorCode::NotFound, "no reachable node has " + key.str()});
+    auto started = std::chrono::steady_clock::now();
+    auto fetch_id = ++fetch_seq_;
+    auto fetcher = std::make_shared<Fetcher>(
+        io_, disk_, dialer_, directory_.swarms(), key, std::move(sources),
+        FetchOptions{request.to, request.unverified, 4, 16, download_limit_},
+        [progress, last = std::make_shared<std::chrono::steady_clock::time_point>()](const FetchProgress& p) {
+          auto now = std::chrono::steady_clock::now();
+          if (now - *last < std::chrono::milliseconds(200) && p.bytes_done != p.bytes_total) return;
+          *last = now;
+          progress({p.bytes_done, p.bytes_total, p.peers});
+        },
+        [this, alive, key, done, started, fetch_id](std::optional<std::string> error, FetchReport report) {
+          GetReply reply;
+          reply.key = key.str();
+          reply.bytes_from = report.bytes_from;
+          reply.dropped = report.dropped;
+          reply.paths = report.paths;
+          reply.redialled = report.redialled;
+          reply.bytes_fetched = report.bytes_fetched;
+          reply.bytes_resumed = report.bytes_resumed;
+          reply.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+          reply.error = error;
+          for (const auto& [node, why] : report.dropped) log::warn("get {}: dropped peer {}: {}", key.str(), node, why);
+          done(std::move(reply));
+          if (*alive) fetches_.erase(fetch_id);
+        });
+    fetches_[fetch_id] = fetcher;
+    fetcher->start();
+  });
+}
+
+void ObjectService::store(const StoreRequest& request, ProgressFn progress, Done<StoreReply> done) {
+  auto index = objects_.store(request.store);
+  if (!index) return done(ControlError{ControlErrorCode::NotAStore, index.error()});
+  auto repo = objects_.at(*index);
+  asio::post(disk_, [this, &io = io_, alive = alive_, request, repo, index = *index, progress, done] {
+    auto last = std::make_shared<std::chrono::steady_clock::time_point>();
+    auto imported = import_into_store(repo, request.key, request.file, [&io, alive, progress, last](std::uint64_t bytes) {
+      auto now = std::chrono::steady_clock::now();
+      if (now - *last < std::chrono::milliseconds(200)) return;
+      *last = now;
+      asio::post(io, [alive, progress, bytes] {
+        if (*alive) progress({bytes, std::nullopt, std::nullopt});
+      });
+    });
+    asio::post(io, [this, alive, key = request.key, imported, index, done] {
+      if (!*alive) return;
+      if (!imported) return done(ControlError{ControlErrorCode::Failed, imported.error()});
+      log::info("stored {} in swarm store {}", key.str(), objects_.at(index).uuid);
+      objects_.changed(index);
+      done(StoreReply{key.str(), *imported});
+    });
+  });
+}
+
+void ObjectService::present(const PresentRequest& request, Done<PresentReply> done) {
+  // Only copies in that repository or swarm store count, and only when the node holding
+  // it confirms now: a DHT record may be up to an hour old.
+  if (objects_.locate(request.key, request.repo)) return done(PresentReply{true, false, {directory_.self().hex()}, {}});
+  find_sources(request.key, request.repo, request.repo, [this, request, done](std::vector<FetchSource> sources) {
+    ask_all(sources, peer::Have{1, {request.key.str()}, request.repo}, [done](auto answers) {
+      PresentReply reply;
+      for (const auto& [node, answer] : answers) {
+        auto* have = answer ? std::get_if<peer::HaveReply>(&*answer) : nullptr;
+        if (have && have->sizes.size() == 1 && have->sizes[0] > 0) reply.confirmed_by.push_back(node);
+        else if (!have) reply.unreachable[node] = answer ? "unexpected answer" : answer.error();
+      }
+      reply.present = !reply.confirmed_by.empty();
+      // Nobody confirmed, but a holder could not be asked: we do not know.
+      reply.unknown = !reply.present && !reply.unreachable.empty();
+      done(std::move(reply));
+    });
+  });
+}
+
+void ObjectService::remove(const RemoveRequest& request, Done<RemoveReply> done) {
+  if (auto index = objects_.index_of(request.store)) {
+    if (!objects_.at(*index).store)
+      return done(ControlError{ControlErrorCode::NotAStore,
+                               request.store + " is an annex repository; drop from it with git annex drop"});
+    if (auto r = objects_.remove_from_store(request.key, request.store); !r)
+      return done(ControlError{ControlErrorCode::Failed, r.error()});
+  }
+  // Every other node whose record says its store holds the key removes it too.
+  find_sources(request.key, request.store, "", [this, request, done](std::vector<FetchSource> sources) {
+    ask_all(sources, peer::Remove{1, request.key.str(), request.store}, [done](auto answers) {
+      RemoveReply reply;
+      for (const auto& [node, answer] : answers) {
+        if (answer && std::holds_alternative<peer::HaveReply>(*answer)) reply.removed_from.push_back(node);
+        else if (!answer) reply.failed[node] = answer.error();
+        else if (auto* e = std::get_if<peer::ErrorFrame>(&*answer)) reply.failed[node] = e->message;
+      }
+      done(std::move(reply));
+    });
+  });
+}
+
+}  // namespace annexswarm

@@ -1,0 +1,71 @@
+#pragma once
+// The node's object requests from the control socket: get (a multi-source download,
+// or a verified copy of our own object), store into a swarm store, present (do the
+// holders confirm their copies now?) and remove from swarm stores. It finds sources in
+// the swarm directory, dials them through the PeerDialer, and reads and writes this
+// node's objects through LocalObjects.
+#include <asio/any_io_executor.hpp>
+#include <asio/io_context.hpp>
+
+#include <map>
+#include <memory>
+
+#include "node/control_api.hpp"
+#include "node/local_objects.hpp"
+#include "node/member_address.hpp"
+#include "node/swarm_directory.hpp"
+#include "node/timers.hpp"
+#include "transfer/fetcher.hpp"
+#include "transfer/peer_dialer.hpp"
+#include "transfer/rate_limiter.hpp"
+
+namespace annexswarm {
+
+class ObjectService {
+public:
+  struct Settings {
+    SelfAddress self;
+    double download_rate = 0;  // bytes per second over all downloads; 0: unlimited
+  };
+  ObjectService(asio::io_context& io, Timers& timers, asio::any_io_executor disk, SwarmDirectory& directory,
+                LocalObjects& objects, std::shared_ptr<PeerDialer> dialer, Settings settings);
+  ~ObjectService();
+
+  void whereis(const WhereisRequest& request, Done<WhereisReply> done);
+  void discover(const DiscoverRequest& request, Done<DiscoverReply> done);
+  void peers(Done<PeersReply> done);
+  void get(const GetRequest& request, ProgressFn progress, Done<GetReply> done);
+  void store(const StoreRequest& request, ProgressFn progress, Done<StoreReply> done);
+  void present(const PresentRequest& request, Done<PresentReply> done);
+  void remove(const RemoveRequest& request, Done<RemoveReply> done);
+
+  // Downloads under way keep the limit they started with.
+  void set_download_rate(double rate);
+  void stop();  // drops the downloads under way (their partial files stay for resume)
+
+private:
+  // The key's providers (only those in repository/store `only_repo`, when given), plus
+  // the nodes serving repository `plus_nodes_of`, as dialable sources; this node excluded.
+  void find_sources(const AnnexKey& key, const std::string& only_repo, const std::string& plus_nodes_of,
+                    std::function<void(std::vector<FetchSource>)> done);
+  // Sends `request` to every source at once; each node's answer, or why there is none.
+  void ask_all(const std::vector<FetchSource>& sources, const peer::Frame& request,
+               std::function<void(std::vector<std::pair<std::string, Result<peer::Frame>>>)> done);
+  void copy_local(const AnnexKey& key, const std::filesystem::path& from, const std::filesystem::path& to,
+                  Done<GetReply> done);
+  bool no_swarm() const { return directory_.swarms().empty(); }
+
+  asio::io_context& io_;
+  Timers& timers_;
+  asio::any_io_executor disk_;
+  SwarmDirectory& directory_;
+  LocalObjects& objects_;
+  std::shared_ptr<PeerDialer> dialer_;
+  Settings settings_;
+  std::shared_ptr<RateLimiter> download_limit_;
+  std::map<std::uint64_t, std::shared_ptr<Fetcher>> fetches_;  // downloads in progress
+  std::uint64_t fetch_seq_ = 0;
+  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
+};
+
+}  // namespace annexswarm

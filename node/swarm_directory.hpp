@@ -1,0 +1,94 @@
+#pragma once
+// The swarm directory: typed reads and writes of the swarm's records on the DHT, for every
+// swarm this node is in. Reads open each value (signature, seal, decoding, signer = the
+// record's node), keep the newest version per publisher, and count what they refuse;
+// nothing refused is ever trusted. Each read asks every swarm at once and answers once.
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "node/dht_client.hpp"
+#include "node/log.hpp"
+#include "node/timers.hpp"
+#include "protocol/annex_key.hpp"
+#include "protocol/records.hpp"
+
+namespace annexswarm {
+
+// Values found on the DHT that we refused, by reason.
+struct RefusedValues {
+  std::uint64_t unsigned_values = 0;
+  std::uint64_t undecryptable = 0;
+  std::uint64_t malformed = 0;
+  std::uint64_t forged = 0;  // the record names another node than its signer, or another place
+};
+
+// A node in one of our swarms (the index into swarms()).
+struct SwarmNode {
+  std::size_t swarm = 0;
+  NodeId node;
+  friend bool operator==(const SwarmNode&, const SwarmNode&) = default;
+};
+
+struct Provider {
+  std::size_t swarm = 0;
+  NodeId node;
+  std::string repo_uuid;  // the repository or swarm store that holds the key
+};
+
+struct Member {
+  std::size_t swarm = 0;
+  ContactRecord contact;
+};
+
+class SwarmDirectory {
+public:
+  SwarmDirectory(DhtClient& dht, Timers& timers, NodeId self, std::vector<SwarmToken> swarms,
+                 std::chrono::milliseconds lookup_timeout);
+
+  const std::vector<SwarmToken>& swarms() const { return swarms_; }
+  const NodeId& self() const { return self_; }
+  const RefusedValues& refused() const { return refused_; }
+
+  // Nodes announcing the key (one provider per node and repository).
+  void providers(const AnnexKey& key, std::function<void(std::vector<Provider>)> done);
+  // Nodes whose repo record says they serve annex repository `uuid`.
+  void repo_nodes(const std::string& uuid, std::function<void(std::vector<SwarmNode>)> done);
+  // The contact records of these nodes (those found).
+  void contacts(const std::vector<SwarmNode>& nodes, std::function<void(std::vector<Member>)> done);
+  // Every member's contact record (this node's too), or only the relays'.
+  void members(std::chrono::milliseconds timeout, std::function<void(std::vector<Member>)> done);
+  void relays(std::chrono::milliseconds timeout, std::function<void(std::vector<Member>)> done);
+  std::chrono::milliseconds lookup_timeout() const { return lookup_timeout_; }
+
+  // Writes, in every swarm. A contact record goes to node/<id> and "nodes" (and
+  // "relays" when the node offers relaying).
+  void put_contact(const ContactRecord& contact, std::uint16_t seq, bool relay);
+  void put_repo(const std::string& uuid);
+  void put_bucket(std::size_t swarm, const std::string& repo_uuid, std::uint32_t bucket, std::uint16_t seq,
+                  const std::vector<std::uint64_t>& tags, std::function<void(bool ok)> done);
+
+private:
+  template <class Record>
+  using Decoder = Result<Record> (*)(ByteView);
+  // One get per swarm at `location(swarm)`; the valid records of all swarms, together.
+  template <class Record>
+  void read(std::function<DhtLocation(std::size_t swarm)> location, std::chrono::milliseconds timeout,
+            Decoder<Record> decode, std::function<void(std::vector<std::pair<std::size_t, Record>>)> done);
+  template <class Record>
+  std::vector<Record> open_values(std::size_t swarm, const DhtLocation& location, const std::vector<DhtValue>& values,
+                                  Decoder<Record> decode);
+  void refuse(std::uint64_t& counter, const DhtLocation& location, const std::string& why);
+
+  DhtClient& dht_;
+  Timers& timers_;
+  NodeId self_;
+  std::vector<SwarmToken> swarms_;
+  std::chrono::milliseconds lookup_timeout_;
+  RefusedValues refused_;
+  log::RateLimited refused_log_;
+};
+
+}  // namespace annexswarm
