@@ -61,7 +61,7 @@ AnnounceTable Announcer::load_table(std::size_t swarm, const AnnexRepo& repo) co
   std::error_code ec;
   if (fs::exists(path, ec)) {
     if (auto text = read_file(path)) {
-      auto loaded = AnnounceTable::load(*text, settings_.refresh, ttl, WallClock::now());
+      auto loaded = AnnounceTable::load(*text, settings_.refresh, ttl, timers_.wall_now());
       if (loaded) return std::move(*loaded);
       log::warn("{}: {}; announcing from scratch", path.string(), loaded.error());
     }
@@ -105,7 +105,7 @@ void Announcer::rescan_soon(std::size_t index) {
 
 void Announcer::dht_connected() {
   for (auto& per_swarm : tables_)
-    for (auto& table : per_swarm) table.retry_failed(WallClock::now());
+    for (auto& table : per_swarm) table.retry_failed(timers_.wall_now());
 }
 
 void Announcer::poll() {
@@ -154,7 +154,7 @@ void Announcer::on_scan(std::size_t index, std::size_t key_count, std::size_t in
   scan.invalid_names = invalid_names;
   scan.seconds = seconds;
   scan.last_full = timers_.now();
-  auto now = WallClock::now();
+  auto now = timers_.wall_now();
   for (std::size_t si = 0; si < tables_.size(); ++si) {
     auto delta = tables_[si][index].apply_scan(std::move(indexes[si]), now);
     if (delta.buckets) {
@@ -175,7 +175,7 @@ void Announcer::tick() {
   tokens_at_ = steady_now;
   tokens_ = std::min(settings_.rate, tokens_ + elapsed * settings_.rate);
   std::size_t issued = 0;
-  auto now = WallClock::now();
+  auto now = timers_.wall_now();
   std::size_t repos = scans_.size();
   std::size_t tables = tables_.size() * repos;
   // Round-robin over (swarm, repo) tables, each only once its repo has been scanned.
@@ -196,7 +196,7 @@ void Announcer::tick() {
                               --in_flight_;
                               ok ? ++puts_ok_ : ++puts_failed_;
                               if (stopping_) return;
-                              tables_[si][ri].on_result(job, ok, WallClock::now());
+                              tables_[si][ri].on_result(job, ok, timers_.wall_now());
                               tables_dirty_[si] = true;
                             });
     }

@@ -37,6 +37,7 @@ class AsioTimers final : public Timers {
 public:
   explicit AsioTimers(asio::io_context& io) : io_(io) {}
   Clock::time_point now() const override { return Clock::now(); }
+  std::chrono::system_clock::time_point wall_now() const override { return std::chrono::system_clock::now(); }
   std::unique_ptr<Timer> make_timer() override { return std::make_unique<AsioTimer>(io_); }
   void post(std::function<void()> fn) override { asio::post(io_, std::move(fn)); }
 

@@ -23,6 +23,8 @@ public:
   using Clock = std::chrono::steady_clock;
   virtual ~Timers() = default;
   virtual Clock::time_point now() const = 0;
+  // Wall-clock time, for what outlives the process (announce state on disk).
+  virtual std::chrono::system_clock::time_point wall_now() const = 0;
   virtual std::unique_ptr<Timer> make_timer() = 0;
   // Runs `fn` on the owner's thread soon, never inline.
   virtual void post(std::function<void()> fn) = 0;

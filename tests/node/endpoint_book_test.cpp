@@ -1,0 +1,109 @@
+// The endpoint book: the only publisher of the contact record.
+#include <boost/test/unit_test.hpp>
+
+#include "node/endpoint_book.hpp"
+#include "tests/support/manual_timers.hpp"
+#include "tests/support/test_support.hpp"
+
+using namespace annexswarm;
+using namespace std::chrono_literals;
+
+namespace {
+struct Put {
+  ContactRecord contact;
+  std::uint16_t seq;
+  bool relay;
+};
+struct Book {
+  test::ManualTimers timers;
+  test::TempDir dir;
+  std::vector<Put> puts;
+  bool connected = true;
+  std::vector<Endpoint> local{{EndpointKind::Lan, "192.168.1.2", 4224}};
+  std::unique_ptr<EndpointBook> book;
+  explicit Book(bool relay_only = false) { make(relay_only); }
+  void make(bool relay_only = false) {
+    book = std::make_unique<EndpointBook>(
+        timers, EndpointBook::Settings{NodeId{}, dir.path(), 3000s, relay_only},
+        EndpointBook::Mediator{[this] { return local; },
+                               [this](const ContactRecord& c, std::uint16_t seq, bool relay) { puts.push_back({c, seq, relay}); },
+                               [this] { return connected; }});
+  }
+};
+const Endpoint kMapped{EndpointKind::Mapped, "11.0.0.1", 4224};
+const Endpoint kRelay{EndpointKind::Relay, "11.0.0.10", 4224, std::string(40, 'a')};
+}  // namespace
+
+BOOST_AUTO_TEST_SUITE(endpoint_book)
+
+BOOST_AUTO_TEST_CASE(every_change_is_published_at_once_with_the_next_sequence_number) {
+  Book b;
+  b.book->start();
+  BOOST_REQUIRE(b.puts.size() == 1u);
+  BOOST_TEST(b.puts[0].seq == 0u);
+  BOOST_TEST(b.book->set_confirmed({kMapped}));
+  BOOST_REQUIRE(b.puts.size() == 2u);
+  BOOST_TEST(b.puts[1].seq == 1u);
+  BOOST_TEST((b.puts[1].contact.endpoints == std::vector<Endpoint>{b.local[0], kMapped}));
+  BOOST_TEST(!b.book->set_confirmed({kMapped}));  // nothing changed, nothing put
+  BOOST_TEST(b.puts.size() == 2u);
+  b.book->set_relay_offered(true);
+  BOOST_TEST(b.puts.back().relay);
+  BOOST_TEST(b.puts.back().contact.capabilities == kCapabilityRelay);
+  BOOST_TEST(b.puts.back().seq == 2u);
+  BOOST_TEST(b.book->reachable());
+}
+
+BOOST_AUTO_TEST_CASE(a_restart_with_the_same_endpoints_keeps_the_sequence_and_a_change_moves_it_on) {
+  Book b;
+  b.book->start();
+  b.book->set_confirmed({kMapped});
+  BOOST_TEST(b.puts.back().seq == 1u);
+  b.make();
+  b.book->set_confirmed({kMapped});
+  b.book->start();
+  BOOST_TEST(b.puts.back().seq == 1u);  // the same record as before the restart: the same number
+  b.book->set_relay_offered(true);
+  BOOST_TEST(b.puts.back().seq == 2u);
+  b.make();
+  b.book->start();
+  BOOST_TEST(b.puts.back().seq == 3u);  // changed while down (no mapping now): the next number
+}
+
+BOOST_AUTO_TEST_CASE(the_record_is_put_again_every_refresh_and_sooner_while_offline) {
+  Book b;
+  b.connected = false;
+  b.book->start();
+  b.timers.advance(10s);
+  BOOST_TEST(b.puts.size() == 2u);
+  b.connected = true;
+  b.timers.advance(10s);
+  BOOST_TEST(b.puts.size() == 3u);
+  b.timers.advance(2999s);
+  BOOST_TEST(b.puts.size() == 3u);
+  b.timers.advance(1s);
+  BOOST_TEST(b.puts.size() == 4u);
+  b.book->stop();
+  b.timers.advance(1h);
+  BOOST_TEST(b.puts.size() == 4u);
+}
+
+BOOST_AUTO_TEST_CASE(relay_endpoints_come_last_and_relay_only_hides_the_rest) {
+  Book b(true);
+  b.book->start();
+  b.book->set_relay_endpoints({kRelay});
+  BOOST_TEST((b.puts.back().contact.endpoints == std::vector<Endpoint>{kRelay}));
+  BOOST_TEST(b.book->all().size() == 2u);  // status still lists the LAN endpoint
+}
+
+BOOST_AUTO_TEST_CASE(local_endpoints_are_loopback_and_lan_only) {
+  auto eps = local_endpoints("", 4224, {"192.168.1.2", "11.0.0.5", "fe80::1", "10.1.2.3"});
+  BOOST_REQUIRE(eps.size() == 2u);
+  BOOST_TEST(eps[0].host == "192.168.1.2");
+  BOOST_TEST(eps[1].host == "10.1.2.3");
+  auto bound = local_endpoints("127.0.0.1", 5000, {"192.168.1.2"});
+  BOOST_REQUIRE(bound.size() == 1u);
+  BOOST_TEST((bound[0] == Endpoint{EndpointKind::Loopback, "127.0.0.1", 5000}));
+}
+
+BOOST_AUTO_TEST_SUITE_END()
