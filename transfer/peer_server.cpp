@@ -57,8 +57,17 @@ public:
         from_(std::move(from)),
         remote_ip_(std::move(remote_ip)),
         pacing_(server.io_),
-        peer_upload_(server.limits_.upload_rate_per_peer) {}
-  ~Session() { --server_.stats_.links_open; }
+        peer_upload_(server.limits_.upload_rate_per_peer),
+        open_links_(server.open_links_) {}
+  // May run after the server is gone (handlers still held by the io_context): it touches
+  // only the shared link count.
+  ~Session() { --*open_links_; }
+
+  void close() {
+    if (closed_) return;
+    closed_ = true;
+    link_->close();
+  }
 
   void start() {
     auto self = shared_from_this();
@@ -290,6 +299,7 @@ private:
   std::optional<std::uint32_t> current_;  // id of the request being served
   bool cancel_current_ = false;
   bool closed_ = false;
+  std::shared_ptr<std::size_t> open_links_;
 };
 
 void PeerServer::manifest_of(const std::filesystem::path& path, ManifestFn done) {
@@ -353,6 +363,9 @@ void PeerServer::close() {
   closed_ = true;
   std::error_code ec;
   acceptor_.close(ec);
+  for (auto& weak : sessions_)
+    if (auto session = weak.lock()) session->close();
+  sessions_.clear();
 }
 
 void PeerServer::refused(const std::string& why) {
@@ -387,14 +400,17 @@ void PeerServer::accept() {
 }
 
 void PeerServer::serve_tls(asio::ip::tcp::socket socket, const std::string& from, const std::string& address) {
-  if (stats_.links_open >= limits_.max_peers) {
+  if (*open_links_ >= limits_.max_peers) {
     refused(from + ": over the cap of " + std::to_string(limits_.max_peers) + " peers");  // before a handshake
     return;
   }
-  ++stats_.links_open;
+  ++*open_links_;
   auto stream = std::make_shared<TlsStream>(std::move(socket), credentials_, TlsStream::Side::Server);
   auto link = std::make_shared<PeerLink>(stream, swarms_, Role::Listener);
-  std::make_shared<Session>(*this, link, from, address)->start();
+  auto session = std::make_shared<Session>(*this, link, from, address);
+  std::erase_if(sessions_, [](const std::weak_ptr<Session>& w) { return w.expired(); });
+  sessions_.push_back(session);
+  session->start();
 }
 
 void PeerServer::adopt(asio::ip::tcp::socket socket, const std::string& from) {

@@ -54,7 +54,11 @@ public:
   ~PeerServer();
   Result<std::uint16_t> listen(const asio::ip::address& address, std::uint16_t port);
   void close();
-  const PeerServerStats& stats() const { return stats_; }
+  PeerServerStats stats() const {
+    auto out = stats_;
+    out.links_open = *open_links_;
+    return out;
+  }
   // New upload limits (a config reload); links opened from now on get the per-peer one.
   void set_upload_limits(double rate, double rate_per_peer) {
     limits_.upload_rate = rate;
@@ -129,6 +133,8 @@ private:
   std::function<void(const std::string&)> on_refused_;
   std::function<void(const std::string&, const asio::ip::tcp::endpoint&)> on_member_;
   std::shared_ptr<int> lifetime_ = std::make_shared<int>(0);  // lets posted work see the server is gone
+  std::shared_ptr<std::size_t> open_links_ = std::make_shared<std::size_t>(0);
+  std::vector<std::weak_ptr<Session>> sessions_;  // closed with the server
   std::list<std::pair<ManifestCacheKey, std::shared_ptr<const peer::ManifestReply>>> manifests_;
 };
 

@@ -68,10 +68,23 @@ struct Network {
   }
 };
 
-Network& network() {
-  static Network net;
+// One network for the tests that only read from it; tests that change it (drop a key,
+// restart a node, plant hostile values) make their own, so every test passes alone and
+// in any order.
+std::unique_ptr<Network>& shared_slot() {
+  static std::unique_ptr<Network> net;
   return net;
 }
+Network& network() {
+  auto& net = shared_slot();
+  if (!net) net = std::make_unique<Network>();
+  return *net;
+}
+// Its daemons stop (and are checked for a clean exit) before the test module ends.
+struct SharedNetworkTeardown {
+  ~SharedNetworkTeardown() { shared_slot().reset(); }
+};
+BOOST_TEST_GLOBAL_FIXTURE(SharedNetworkTeardown);
 
 }  // namespace
 
@@ -128,7 +141,7 @@ BOOST_AUTO_TEST_CASE(a_node_of_another_swarm_finds_nothing) {
 }
 
 BOOST_AUTO_TEST_CASE(a_dropped_key_disappears_from_announcements) {
-  auto& net = network();
+  Network net;
   auto key = net.repo_b.key_of("dropped.txt");
   BOOST_REQUIRE(wait_until([&] { return net.providers(*net.asker, key).size() == 1; }));
   sh(net.repo_b.path, "git annex drop -q --force dropped.txt");
@@ -140,7 +153,7 @@ BOOST_AUTO_TEST_CASE(a_dropped_key_disappears_from_announcements) {
 }
 
 BOOST_AUTO_TEST_CASE(a_restarted_daemon_keeps_its_node_id_and_announcements) {
-  auto& net = network();
+  Network net;
   auto before = net.server_b->node_id();
   net.server_b.reset();  // SIGTERM, wait for exit
   net.server_b = net.start("b", {"--bootstrap", net.bootstrap, "--swarm", net.swarm, "--repo",
@@ -256,7 +269,7 @@ BOOST_AUTO_TEST_CASE(no_value_from_the_dht_was_refused_in_a_clean_swarm) {
 }
 
 BOOST_AUTO_TEST_CASE(hostile_dht_values_are_counted_and_never_trusted) {
-  auto& net = network();
+  Network net;
   auto key_b = net.repo_b.key_of("only-b.txt");
   auto b = net.server_b->node_id();
   BOOST_REQUIRE(wait_until([&] { return net.providers(*net.asker, key_b).size() == 1; }));

@@ -35,16 +35,16 @@ struct GetNetwork {
   std::vector<std::unique_ptr<DaemonProcess>> seeders;
   std::string bootstrap;
 
-  GetNetwork() {
+  explicit GetNetwork(std::size_t seeder_count = 4, std::size_t size = 64u << 20) {
     std::mt19937_64 rng(3);
-    content.resize(64u << 20);
+    content.resize(size);
     for (std::size_t i = 0; i < content.size(); i += 8) {
       auto v = rng();
       std::memcpy(&content[i], &v, 8);
     }
     first = start("first", {"--bootstrap", "none", "--swarm", swarm});
     bootstrap = "127.0.0.1:" + std::to_string(first->port());
-    for (int i = 0; i < 4; ++i) seeders.push_back(start_seeder("seeder" + std::to_string(i), {}));
+    for (std::size_t i = 0; i < seeder_count; ++i) seeders.push_back(start_seeder("seeder" + std::to_string(i), {}));
     downloader = start("downloader", {"--bootstrap", bootstrap, "--swarm", swarm});
     outsider = start("outsider", {"--bootstrap", bootstrap, "--swarm", SwarmToken::generate().str()});
   }
@@ -87,10 +87,21 @@ struct GetNetwork {
   }
 };
 
-GetNetwork& network() {
-  static GetNetwork net;
+// One network for the tests that leave it as they found it; a test that adds a liar or
+// kills a seeder makes its own, so every test passes alone and in any order.
+std::unique_ptr<GetNetwork>& shared_slot() {
+  static std::unique_ptr<GetNetwork> net;
   return net;
 }
+GetNetwork& network() {
+  auto& net = shared_slot();
+  if (!net) net = std::make_unique<GetNetwork>();
+  return *net;
+}
+struct SharedNetworkTeardown {
+  ~SharedNetworkTeardown() { shared_slot().reset(); }
+};
+BOOST_TEST_GLOBAL_FIXTURE(SharedNetworkTeardown);
 
 }  // namespace
 
@@ -114,7 +125,7 @@ BOOST_AUTO_TEST_CASE(an_object_held_by_four_nodes_is_fetched_from_all_four) {
 }
 
 BOOST_AUTO_TEST_CASE(a_seeder_sending_corrupt_data_is_dropped_and_reported) {
-  auto& net = network();
+  GetNetwork net(4, 16u << 20);
   net.seeders.push_back(net.start_seeder("liar", {"--test-fault", "corrupt-data"}));
   auto liar = net.seeders.back()->node_id();
   BOOST_REQUIRE(wait_until([&] { return net.provider_count(*net.downloader) == 5; }));
@@ -196,9 +207,8 @@ BOOST_AUTO_TEST_CASE(get_refuses_unverifiable_and_malformed_keys) {
   BOOST_TEST(out.exit_code == 2);  // no --to
 }
 
-// Last in the suite: it kills one of the shared seeders.
 BOOST_AUTO_TEST_CASE(a_seeder_killed_mid_transfer_costs_only_its_chunks) {
-  auto& net = network();
+  GetNetwork net;
   // A downloader capped at 16 MB/s, so the 64 MiB download takes seconds.
   auto capped = net.start("capped", {"--bootstrap", net.bootstrap, "--swarm", net.swarm, "--download-rate", "16M"});
   BOOST_REQUIRE(wait_until([&] { return net.provider_count(*capped) >= 4; }));

@@ -101,8 +101,22 @@ DaemonProcess::DaemonProcess(fs::path state_dir, std::vector<std::string> args, 
 }
 
 DaemonProcess::~DaemonProcess() {
+  // A daemon still running is stopped as a user would (SIGTERM) and must exit cleanly:
+  // status 0, and no sanitizer report in its log (sanitizer builds of the suite).
+  bool running = pid_ > 0;
   stop();
-  wait_exit();
+  auto status = wait_exit();
+  auto text = log();
+  bool report = text.find("ERROR: AddressSanitizer") != std::string::npos ||
+                text.find("ERROR: LeakSanitizer") != std::string::npos ||
+                text.find("WARNING: ThreadSanitizer") != std::string::npos ||
+                text.find("runtime error:") != std::string::npos;
+  if (report || (running && !killed_ && status != 0)) {
+    auto tail = text.size() > 6000 ? text.substr(text.size() - 6000) : text;
+    BOOST_ERROR("daemon " << state_dir_.filename().string() << " did not exit cleanly (status " << status
+                          << (report ? ", sanitizer report" : "") << "):\n"
+                          << tail);
+  }
 }
 
 bool DaemonProcess::wait_ready() {
@@ -132,6 +146,7 @@ void DaemonProcess::stop() {
 }
 
 void DaemonProcess::kill_hard() {
+  killed_ = true;
   if (pid_ > 0) ::kill(pid_, SIGKILL);
   wait_exit();
 }

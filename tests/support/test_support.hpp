@@ -68,7 +68,8 @@ AnnexRepo make_annex_repo(const std::filesystem::path& path,
 
 ProcessOutput annex_swarm(const std::vector<std::string>& args);
 
-// An annex-swarm daemon process, stopped with SIGTERM when destroyed.
+// An annex-swarm daemon process, stopped with SIGTERM when destroyed; the test fails
+// when it then exits with an error or its log holds a sanitizer report.
 class DaemonProcess {
 public:
   // `launcher` goes before the binary, e.g. {"ip", "netns", "exec", "lab-h1"}.
@@ -94,6 +95,7 @@ private:
   std::filesystem::path log_path_;
   pid_t pid_ = -1;
   int exit_status_ = -1;
+  bool killed_ = false;
 };
 
 // A daemon on 127.0.0.1 with a free port and a 1 s repository poll, in `dir`/state-NAME;
