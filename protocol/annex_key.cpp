@@ -60,8 +60,8 @@ std::optional<std::uint64_t> parse_number(std::string_view s) {
 // git-annex's display_32bits_as_dir: 6 characters from a 32-bit word, pairs swapped.
 std::string word_as_dir(std::uint32_t w) {
   static constexpr char kChars[] = "0123456789zqjxkmvwgpfZQJXKMVWGPF";
-  char cs[8];
-  for (int i = 0; i < 8; ++i) cs[i] = kChars[(w >> (6 * i)) & 31];
+  char cs[6];  // 6 bits each from the low 36 of 32: the last one only has 2
+  for (int i = 0; i < 6; ++i) cs[i] = kChars[(static_cast<std::uint64_t>(w) >> (6 * i)) & 31];
   std::string out;
   for (int i = 0; i < 6; i += 2) {
     out.push_back(cs[i + 1]);

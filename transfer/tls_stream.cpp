@@ -163,6 +163,10 @@ void TlsStream::fail_all(const std::string& why) {
 }
 
 void TlsStream::handshake(std::function<void(Result<NodeId>)> done) {
+  if (closed_) {
+    asio::post(socket_.get_executor(), [done = std::move(done)] { done(Error{"connection closed"}); });
+    return;
+  }
   handshake_done_ = std::move(done);
   drive_handshake();
 }
@@ -224,6 +228,10 @@ void TlsStream::write(ByteView data, std::function<void(Result<bool>)> done) {
 }
 
 void TlsStream::read(std::function<void(Result<ByteView>)> done) {
+  if (closed_) {
+    asio::post(socket_.get_executor(), [done = std::move(done)] { done(Error{"connection closed"}); });
+    return;
+  }
   read_done_ = std::move(done);
   drive_read();
 }
@@ -257,6 +265,19 @@ void TlsStream::close() {
   if (!outbound_.empty() && !sending_now_) asio::write(socket_, asio::buffer(outbound_), ec);
   socket_.shutdown(asio::ip::tcp::socket::shutdown_both, ec);
   socket_.close(ec);
+  // Whoever waits on this stream hears that it closed, from the io_context: the callbacks
+  // leave the stream now, so an owner they hold (and that holds the stream) is not kept
+  // alive by it even when the io_context never runs again.
+  auto executor = socket_.get_executor();
+  const std::string why = "connection closed";
+  if (auto done = std::move(handshake_done_)) asio::post(executor, [done, why] { done(Error{why}); });
+  if (auto done = std::move(read_done_)) asio::post(executor, [done, why] { done(Error{why}); });
+  auto waiters = std::move(write_waiters_);
+  handshake_done_ = nullptr;
+  read_done_ = nullptr;
+  write_waiters_.clear();
+  for (auto& [mark, cb] : waiters)
+    if (cb) asio::post(executor, [cb = std::move(cb), why] { cb(Error{why}); });
 }
 
 }  // namespace annexswarm

@@ -125,10 +125,12 @@ BOOST_AUTO_TEST_CASE(an_object_held_by_four_nodes_is_fetched_from_all_four) {
 }
 
 BOOST_AUTO_TEST_CASE(a_seeder_sending_corrupt_data_is_dropped_and_reported) {
-  GetNetwork net(4, 16u << 20);
+  // Two honest seeders and the liar: the first round of requests (4 per peer) gives the
+  // liar chunks of the 16 whatever order the links come up in.
+  GetNetwork net(2, 16u << 20);
   net.seeders.push_back(net.start_seeder("liar", {"--test-fault", "corrupt-data"}));
   auto liar = net.seeders.back()->node_id();
-  BOOST_REQUIRE(wait_until([&] { return net.provider_count(*net.downloader) == 5; }));
+  BOOST_REQUIRE(wait_until([&] { return net.provider_count(*net.downloader) == 3; }));
   int rc = -1;
   auto reply = net.get(*net.downloader, "got-2", rc);
   BOOST_REQUIRE_EQUAL(rc, 0);
