@@ -242,6 +242,13 @@ int get(const LookupOptions& options, const std::string& key_text, const std::st
         }
         auto line = fmt::format("{:5.1f}%  {:.1f} / {:.1f} MiB  {:.1f} MB/s  {} peer(s)  ETA {}", pct,
                                 bytes / 1048576.0, total / 1048576.0, rate / 1e6, event.value("peers", 0), eta);
+        // A stall is shown as a stall, and a busy peer as something being waited for.
+        if (event.contains("stalled_seconds"))
+          line = fmt::format("{:5.1f}%  stalled: no data for {} s  {} peer(s)", pct,
+                             event.value("stalled_seconds", 0), event.value("peers", 0));
+        if (event.contains("waiting"))
+          line += fmt::format("  waiting for {} busy peer(s): {}", event.value("waiting", 0),
+                              event.value("waiting_why", std::string()));
         if (tty) std::cerr << "\r" << line << "\x1b[K" << std::flush;
         else std::cerr << line << "\n";
       });

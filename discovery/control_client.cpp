@@ -1,10 +1,12 @@
 #include "discovery/control_client.hpp"
 
+#include <poll.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 
 namespace annexswarm {
@@ -27,7 +29,13 @@ Result<ControlClient> ControlClient::connect(const std::filesystem::path& state_
       return Error{"permission denied on " + path + " (run as the daemon's user)"};
     return Error{"cannot reach the daemon at " + path + ": " + std::strerror(err)};
   }
-  return ControlClient(fd);
+  ControlClient client(fd);
+  // A test, or a very slow machine, may want another patience than the default.
+  if (const char* t = std::getenv("ANNEX_SWARM_CONTROL_TIMEOUT"); t && *t) {
+    auto seconds = std::strtol(t, nullptr, 10);
+    if (seconds > 0) client.set_timeout(std::chrono::seconds(seconds));
+  }
+  return client;
 }
 
 ControlClient::~ControlClient() {
@@ -35,7 +43,7 @@ ControlClient::~ControlClient() {
 }
 
 ControlClient::ControlClient(ControlClient&& other) noexcept
-    : fd_(other.fd_), buffer_(std::move(other.buffer_)) {
+    : fd_(other.fd_), buffer_(std::move(other.buffer_)), timeout_(other.timeout_) {
   other.fd_ = -1;
 }
 
@@ -47,6 +55,13 @@ Result<std::string> ControlClient::read_line() {
       buffer_.erase(0, nl + 1);
       return line;
     }
+    // A node at work says so every few seconds; one silent for much longer is stuck.
+    pollfd p{fd_, POLLIN, 0};
+    int ready = ::poll(&p, 1, static_cast<int>(timeout_.count()));
+    if (ready < 0 && errno == EINTR) continue;
+    if (ready == 0)
+      return Error{"the daemon did not answer for " + std::to_string(timeout_.count() / 1000) +
+                   " s (is it stuck? see its log)"};
     char buf[16384];
     ssize_t n = ::read(fd_, buf, sizeof buf);
     if (n < 0 && errno == EINTR) continue;
@@ -71,7 +86,7 @@ Result<nlohmann::json> ControlClient::request(const nlohmann::json& request, con
     if (message.is_discarded() || !message.is_object())
       return Error{"the daemon sent a malformed reply"};
     if (message.contains("event")) {
-      if (on_event) on_event(message);
+      if (on_event && message.value("event", "") != "alive") on_event(message);
       continue;
     }
     return message;

@@ -20,13 +20,17 @@ public:
   ControlClient(const ControlClient&) = delete;
 
   using EventFn = std::function<void(const nlohmann::json& event)>;
+  // Fails when the daemon sends nothing (not even its heartbeat) for the timeout.
   Result<nlohmann::json> request(const nlohmann::json& request, const EventFn& on_event = {});
+  void set_timeout(std::chrono::milliseconds timeout) { timeout_ = timeout; }
 
 private:
   explicit ControlClient(int fd) : fd_(fd) {}
   Result<std::string> read_line();
   int fd_ = -1;
   std::string buffer_;
+  // Several heartbeats (the daemon sends one every 5 s while it works) missed in a row.
+  std::chrono::milliseconds timeout_{30000};
 };
 
 }  // namespace annexswarm

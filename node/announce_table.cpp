@@ -53,47 +53,61 @@ void AnnounceTable::set_tags(Entry& e, std::vector<std::uint64_t> tags) {
   e.digest = digest_of(e.tags);
 }
 
+void AnnounceTable::update_bucket(std::uint32_t bucket, std::vector<std::uint64_t> tags, WallTime now, Delta& delta) {
+  auto [it, inserted] = buckets_.try_emplace(bucket);
+  Entry& e = it->second;
+  auto digest = digest_of(tags);
+  if (!inserted && e.digest == digest) {
+    // Unchanged (also after a restart, when only the digest was saved).
+    if (e.tags.empty() && !tags.empty()) {
+      bool confirmed = e.confirmed;
+      set_tags(e, std::move(tags));
+      set_confirmed(e, confirmed);
+    }
+    return;
+  }
+  std::vector<std::uint64_t> gone, fresh;
+  std::set_difference(e.tags.begin(), e.tags.end(), tags.begin(), tags.end(), std::back_inserter(gone));
+  std::set_difference(tags.begin(), tags.end(), e.tags.begin(), e.tags.end(), std::back_inserter(fresh));
+  delta.removed += gone.size();
+  delta.added += fresh.size();
+  ++delta.buckets;
+  if (!inserted) ++e.seq;
+  e.failures = 0;
+  set_tags(e, std::move(tags));
+  schedule(bucket, e, now);
+}
+
 AnnounceTable::Delta AnnounceTable::apply_scan(std::vector<KeyIndex> keys, WallTime now) {
   std::sort(keys.begin(), keys.end());
   keys.erase(std::unique(keys.begin(), keys.end()), keys.end());
   Delta delta;
-  auto update = [&](std::uint32_t bucket, std::vector<std::uint64_t> tags) {
-    auto [it, inserted] = buckets_.try_emplace(bucket);
-    Entry& e = it->second;
-    auto digest = digest_of(tags);
-    if (!inserted && e.digest == digest) {
-      // Unchanged (also after a restart, when only the digest was saved).
-      if (e.tags.empty() && !tags.empty()) {
-        bool confirmed = e.confirmed;
-        set_tags(e, std::move(tags));
-        set_confirmed(e, confirmed);
-      }
-      return;
-    }
-    std::vector<std::uint64_t> gone, fresh;
-    std::set_difference(e.tags.begin(), e.tags.end(), tags.begin(), tags.end(), std::back_inserter(gone));
-    std::set_difference(tags.begin(), tags.end(), e.tags.begin(), e.tags.end(), std::back_inserter(fresh));
-    delta.removed += gone.size();
-    delta.added += fresh.size();
-    ++delta.buckets;
-    if (!inserted) ++e.seq;
-    e.failures = 0;
-    set_tags(e, std::move(tags));
-    schedule(bucket, e, now);
-  };
   std::vector<bool> seen(kKeyBuckets, false);
   for (std::size_t i = 0; i < keys.size();) {
     std::size_t j = i;
     std::vector<std::uint64_t> tags;
     while (j < keys.size() && keys[j].bucket == keys[i].bucket) tags.push_back(keys[j++].tag);
     seen[keys[i].bucket] = true;
-    update(keys[i].bucket, std::move(tags));
+    update_bucket(keys[i].bucket, std::move(tags), now, delta);
     i = j;
   }
   std::vector<std::uint32_t> emptied;
   for (const auto& [bucket, e] : buckets_)
     if (!seen[bucket]) emptied.push_back(bucket);
-  for (auto bucket : emptied) update(bucket, {});
+  for (auto bucket : emptied) update_bucket(bucket, {}, now, delta);
+  return delta;
+}
+
+AnnounceTable::Delta AnnounceTable::apply_change(const KeyIndex& key, bool present, WallTime now) {
+  Delta delta;
+  std::vector<std::uint64_t> tags;
+  if (auto it = buckets_.find(key.bucket); it != buckets_.end()) tags = it->second.tags;
+  auto pos = std::lower_bound(tags.begin(), tags.end(), key.tag);
+  bool there = pos != tags.end() && *pos == key.tag;
+  if (there == present) return delta;
+  if (present) tags.insert(pos, key.tag);
+  else tags.erase(pos);
+  update_bucket(key.bucket, std::move(tags), now, delta);
   return delta;
 }
 

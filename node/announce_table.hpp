@@ -44,6 +44,9 @@ public:
   };
   // `keys` are all keys present now, in any order.
   Delta apply_scan(std::vector<KeyIndex> keys, WallTime now);
+  // One key came or went (a store this node keeps changed through it): only its bucket
+  // is touched, so a store of many keys costs nothing like a scan per change.
+  Delta apply_change(const KeyIndex& key, bool present, WallTime now);
 
   std::vector<AnnounceJob> take_due(WallTime now, std::size_t max);
   void on_result(const AnnounceJob& job, bool ok, WallTime now);
@@ -81,6 +84,7 @@ private:
   };
 
   void schedule(std::uint32_t bucket, Entry& e, WallTime at);
+  void update_bucket(std::uint32_t bucket, std::vector<std::uint64_t> tags, WallTime now, Delta& delta);
   void set_tags(Entry& e, std::vector<std::uint64_t> tags);
   void set_confirmed(Entry& e, bool confirmed);
   std::chrono::seconds refresh_for(std::uint32_t bucket) const;

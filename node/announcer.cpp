@@ -103,6 +103,21 @@ void Announcer::rescan_soon(std::size_t index) {
   else start_scan(index);
 }
 
+void Announcer::key_changed(std::size_t index, const AnnexKey& key, bool present) {
+  if (index >= scans_.size()) return;
+  auto& scan = scans_[index];
+  // A scan under way may have listed the directory before this change: look again after it.
+  if (scan.scanning || !scan.scanned) return rescan_soon(index);
+  auto now = timers_.wall_now();
+  std::size_t changed = 0;
+  for (std::size_t si = 0; si < tables_.size(); ++si) {
+    auto delta = tables_[si][index].apply_change(directory_.swarms()[si].key_index(key), present, now);
+    if (delta.buckets) tables_dirty_[si] = true;
+    changed = std::max(changed, delta.added + delta.removed);
+  }
+  if (changed) scan.keys = present ? scan.keys + 1 : (scan.keys ? scan.keys - 1 : 0);
+}
+
 void Announcer::dht_connected() {
   for (auto& per_swarm : tables_)
     for (auto& table : per_swarm) table.retry_failed(timers_.wall_now());
@@ -114,7 +129,10 @@ void Announcer::poll() {
   for (std::size_t i = 0; i < scans_.size(); ++i) {
     auto& scan = scans_[i];
     if (scan.scanning) continue;
-    auto stamp = change_stamp(objects_.at(i));
+    const auto& repo = objects_.at(i);
+    // A swarm store changes only through this node, which says so key by key: it is
+    // scanned at start, when asked, and hourly, never for a moved time stamp.
+    auto stamp = repo.store ? ChangeStamp{} : change_stamp(repo);
     if (!scan.dirty && scan.stamp && *scan.stamp == stamp && now - scan.last_full < kFullRescanEvery) continue;
     scan.dirty = false;
     scan.stamp = stamp;

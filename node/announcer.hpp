@@ -59,6 +59,8 @@ public:
 
   void repo_added(std::size_t index);  // a new swarm store
   void rescan_soon(std::size_t index);
+  // One key came or went in a store through this node: announced without a scan.
+  void key_changed(std::size_t index, const AnnexKey& key, bool present);
   void dht_connected();  // retry failed puts now, not after their backoff
   Status status() const;
 

@@ -99,6 +99,8 @@ const std::vector<SettingDoc>& daemon_settings() {
       {"upload-rate", "BYTES/S", "0 (unlimited)", "most bytes per second served to all peers, e.g. 25M", false},
       {"upload-rate-per-peer", "BYTES/S", "0 (unlimited)", "most bytes per second served to one peer", false},
       {"download-rate", "BYTES/S", "0 (unlimited)", "most bytes per second fetched, over all downloads", false},
+      {"stall-timeout", "DURATION", "30s",
+       "a peer asked for data that sends nothing this long is given up on (its chunks go to others)", false},
       {"nat", "auto|upnp|natpmp|none", "auto",
        "map the peer and DHT ports on the home router: UPnP IGD, else NAT-PMP (auto)", false},
       {"nat-lease", "DURATION", "1h", "port mapping lease asked of the router; renewed at half", false},
@@ -167,6 +169,11 @@ void apply_setting(DaemonConfig& c, std::string_view name, std::string_view raw,
     auto r = parse_number<std::uint32_t>(value);
     if (!r || *r == 0 || *r > 65536) return bad("expected 1-65536");
     c.announce_window = *r;
+  } else if (name == "stall-timeout") {
+    auto d = parse_duration(value);
+    if (!d) return bad(d.error());
+    if (*d < std::chrono::seconds(2) || *d > std::chrono::hours(1)) return bad("must be between 2s and 1h");
+    c.stall_timeout = *d;
   } else if (name == "announce-refresh" || name == "poll-interval" || name == "lookup-timeout") {
     if (name == "announce-refresh" && value == "auto") {
       c.announce_refresh.reset();

@@ -122,6 +122,11 @@ json to_json(const Progress& p) {
   json out = {{"event", "progress"}, {"bytes", p.bytes}};
   if (p.total) out["total"] = *p.total;
   if (p.peers) out["peers"] = *p.peers;
+  if (p.stalled_seconds >= 5) out["stalled_seconds"] = static_cast<std::int64_t>(p.stalled_seconds);
+  if (p.waiting) {
+    out["waiting"] = p.waiting;
+    out["waiting_why"] = p.waiting_why;
+  }
   return out;
 }
 
@@ -265,6 +270,11 @@ json to_json(const StatusReply& s) {
     peers_served = {{"links_accepted", s.peers_served->links_accepted},
                     {"links_refused", s.peers_served->links_refused},
                     {"links_open", s.peers_served->links_open},
+                    {"unauthenticated", s.peers_served->unauthenticated},
+                    {"handshake_timeouts", s.peers_served->handshake_timeouts},
+                    {"busy_refusals", s.peers_served->busy_refusals},
+                    {"accept_errors", s.peers_served->accept_errors},
+                    {"manifests_hashed", s.peers_served->manifests_hashed},
                     {"bytes_served", s.peers_served->bytes_served},
                     {"frames_paced", s.peers_served->frames_paced}};
   return {{"node", s.node.hex()},
@@ -290,6 +300,8 @@ json to_json(const StatusReply& s) {
                               {"malformed", s.refused.malformed},
                               {"forged", s.refused.forged}}},
           {"peers_served", std::move(peers_served)},
+          {"downloads", s.downloads},
+          {"links", {{"open", s.links.open}, {"dials", s.links.dials}, {"reused", s.links.reused}}},
           {"endpoints", to_json(s.endpoints)},
           {"nat", nat_json(s)},
           {"relay", relay_json(s.relay)}};
@@ -315,7 +327,8 @@ void ControlApi::handle(const json& request, ControlResponder responder) {
         using R = std::decay_t<decltype(r)>;
         if constexpr (std::is_same_v<R, StatusRequest>) responder.reply(to_json(handlers_.status()));
         else if constexpr (std::is_same_v<R, WhereisRequest>) handlers_.whereis(r, answer);
-        else if constexpr (std::is_same_v<R, GetRequest>) handlers_.get(r, progress, answer);
+        else if constexpr (std::is_same_v<R, GetRequest>)
+          handlers_.get(r, progress, answer, [responder](std::function<void()> fn) { responder.on_gone(std::move(fn)); });
         else if constexpr (std::is_same_v<R, DiscoverRequest>) handlers_.discover(r, answer);
         else if constexpr (std::is_same_v<R, PeersRequest>) handlers_.peers(answer);
         else if constexpr (std::is_same_v<R, StoreRequest>) handlers_.store(r, progress, answer);

@@ -21,6 +21,7 @@
 #include "node/swarm_directory.hpp"
 #include "protocol/annex_key.hpp"
 #include "protocol/records.hpp"
+#include "transfer/peer_pool.hpp"
 #include "transfer/peer_server.hpp"
 
 namespace annexswarm {
@@ -76,8 +77,13 @@ struct Progress {
   std::uint64_t bytes = 0;
   std::optional<std::uint64_t> total;
   std::optional<std::size_t> peers;
+  double stalled_seconds = 0;  // since the last verified chunk
+  std::size_t waiting = 0;     // busy peers waited for
+  std::string waiting_why;     // what such a peer said
 };
 using ProgressFn = std::function<void(const Progress&)>;
+// Registers what to do if the client hangs up before the reply.
+using OnGone = std::function<void(std::function<void()>)>;
 
 struct WhereisReply {
   struct Entry {
@@ -143,6 +149,8 @@ struct StatusReply {
   Announcer::Status announce;
   RefusedValues refused;
   std::optional<PeerServerStats> peers_served;
+  std::size_t downloads = 0;  // under way
+  PoolStats links;            // this node's links to other members
   std::vector<Endpoint> endpoints;
   nat::NatMethod nat_method = nat::NatMethod::Auto;
   bool nat_applies = true;
@@ -155,7 +163,7 @@ struct StatusReply {
 struct ControlHandlers {
   std::function<StatusReply()> status;
   std::function<void(const WhereisRequest&, Done<WhereisReply>)> whereis;
-  std::function<void(const GetRequest&, ProgressFn, Done<GetReply>)> get;
+  std::function<void(const GetRequest&, ProgressFn, Done<GetReply>, OnGone)> get;
   std::function<void(const DiscoverRequest&, Done<DiscoverReply>)> discover;
   std::function<void(Done<PeersReply>)> peers;
   std::function<void(const StoreRequest&, ProgressFn, Done<StoreReply>)> store;

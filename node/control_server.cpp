@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <asio/read_until.hpp>
+#include <asio/steady_timer.hpp>
 #include <asio/streambuf.hpp>
 #include <asio/write.hpp>
 #include <deque>
@@ -13,54 +14,77 @@
 namespace annexswarm {
 using asio::local::stream_protocol;
 
+namespace {
+constexpr std::size_t kMaxPendingLines = 16;  // requests sent ahead of their turn
+}
+
 class ControlSession : public std::enable_shared_from_this<ControlSession> {
 public:
-  ControlSession(stream_protocol::socket socket, const ControlHandler& handler)
-      : socket_(std::move(socket)), handler_(handler), buffer_(kMaxControlLine) {}
+  ControlSession(stream_protocol::socket socket, const ControlHandler& handler, asio::io_context& io)
+      : socket_(std::move(socket)), handler_(handler), buffer_(kMaxControlLine), heartbeat_(io) {}
 
   void start() { read_next(); }
 
   void send(const nlohmann::json& message, bool final) {
     if (closed_) return;
     outbox_.push_back(message.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n");
+    if (outbox_.size() == 1) write_next();
     if (final) {
       busy_ = false;
-      read_next();
+      heartbeat_.cancel();
+      gone_.clear();
+      serve_next();
     }
-    if (outbox_.size() == 1) write_next();
+  }
+  void on_gone(std::function<void()> fn) {
+    if (closed_) return fn();
+    gone_.push_back(std::move(fn));
   }
 
 private:
+  // Reading never stops, even while a request is being served: a client that hangs up
+  // is noticed at once, and a long request it started can be called off.
   void read_next() {
-    if (reading_ || busy_ || closed_) return;
-    reading_ = true;
-    asio::async_read_until(socket_, buffer_, '\n',
-                           [self = shared_from_this()](const std::error_code& ec, std::size_t n) {
-                             self->reading_ = false;
-                             self->on_line(ec, n);
-                           });
+    if (closed_) return;
+    asio::async_read_until(socket_, buffer_, '\n', [self = shared_from_this()](const std::error_code& ec, std::size_t n) {
+      self->on_line(ec, n);
+    });
   }
 
   void on_line(const std::error_code& ec, std::size_t n) {
+    if (closed_) return;
     if (ec) {
       if (ec == asio::error::not_found) {
         // The line outgrew the buffer: answer, then hang up.
         send({{"ok", false}, {"code", "bad-request"}, {"error", "request line too long"}}, false);
+        closed_after_write_ = true;
+        if (outbox_.empty()) close();
+        return;
       }
-      closed_after_write_ = true;
-      if (outbox_.empty()) close();
-      return;
+      return caller_gone();
     }
     std::string line(asio::buffers_begin(buffer_.data()), asio::buffers_begin(buffer_.data()) + n);
     buffer_.consume(n);
-    nlohmann::json request = nlohmann::json::parse(line, nullptr, false);
-    busy_ = true;
-    ControlResponder responder(shared_from_this());
-    if (request.is_discarded() || !request.is_object() || !request.contains("op") ||
-        !request["op"].is_string()) {
-      responder.fail("bad-request", "request is not a JSON object with an \"op\"");
+    if (pending_.size() >= kMaxPendingLines) {
+      send({{"ok", false}, {"code", "bad-request"}, {"error", "too many requests sent ahead of their answers"}}, false);
+      closed_after_write_ = true;
       return;
     }
+    pending_.push_back(std::move(line));
+    serve_next();
+    read_next();
+  }
+
+  void serve_next() {
+    if (busy_ || pending_.empty() || closed_) return;
+    auto line = std::move(pending_.front());
+    pending_.pop_front();
+    nlohmann::json request = nlohmann::json::parse(line, nullptr, false);
+    busy_ = true;
+    beat();
+    ControlResponder responder(shared_from_this());
+    if (request.is_discarded() || !request.is_object() || !request.contains("op") || !request["op"].is_string())
+      return responder.fail("bad-request", "request is not a JSON object with an \"op\"");
     try {
       handler_(request, responder);
     } catch (const std::exception& e) {
@@ -68,11 +92,31 @@ private:
     }
   }
 
+  // While a request runs, the client hears that the node is alive every few seconds, so
+  // it can tell a long transfer from a node that stopped answering.
+  void beat() {
+    heartbeat_.expires_after(kControlHeartbeat);
+    heartbeat_.async_wait([weak = weak_from_this()](const std::error_code& ec) {
+      auto self = weak.lock();
+      if (ec || !self || !self->busy_ || self->closed_) return;
+      self->send({{"event", "alive"}}, false);
+      self->beat();
+    });
+  }
+
+  void caller_gone() {
+    auto gone = std::move(gone_);
+    gone_.clear();
+    close();
+    for (auto& fn : gone) fn();
+  }
+
   void write_next() {
     asio::async_write(socket_, asio::buffer(outbox_.front()),
                       [self = shared_from_this()](const std::error_code& ec, std::size_t) {
+                        if (self->outbox_.empty()) return;
                         self->outbox_.pop_front();
-                        if (ec) return self->close();
+                        if (ec) return self->caller_gone();
                         if (!self->outbox_.empty()) return self->write_next();
                         if (self->closed_after_write_) self->close();
                       });
@@ -80,6 +124,9 @@ private:
 
   void close() {
     closed_ = true;
+    busy_ = false;
+    heartbeat_.cancel();
+    outbox_.clear();
     std::error_code ignored;
     socket_.close(ignored);
   }
@@ -87,8 +134,10 @@ private:
   stream_protocol::socket socket_;
   const ControlHandler& handler_;
   asio::streambuf buffer_;
+  asio::steady_timer heartbeat_;
   std::deque<std::string> outbox_;
-  bool reading_ = false;
+  std::deque<std::string> pending_;
+  std::vector<std::function<void()>> gone_;
   bool busy_ = false;
   bool closed_ = false;
   bool closed_after_write_ = false;
@@ -102,6 +151,7 @@ void ControlResponder::reply(nlohmann::json reply) const {
 void ControlResponder::fail(std::string_view code, std::string_view message) const {
   session_->send({{"ok", false}, {"code", code}, {"error", message}}, true);
 }
+void ControlResponder::on_gone(std::function<void()> fn) const { session_->on_gone(std::move(fn)); }
 
 ControlServer::ControlServer(asio::io_context& io, ControlHandler handler)
     : io_(io), handler_(std::move(handler)), acceptor_(io) {}
@@ -127,11 +177,16 @@ Result<bool> ControlServer::listen(const std::filesystem::path& socket_path) {
 void ControlServer::accept() {
   acceptor_.async_accept([this](const std::error_code& ec, stream_protocol::socket socket) {
     if (ec) {
-      if (ec != asio::error::operation_aborted) log::warn("control socket accept: {}", ec.message());
-      if (!acceptor_.is_open()) return;
-    } else {
-      std::make_shared<ControlSession>(std::move(socket), handler_)->start();
+      if (ec == asio::error::operation_aborted || !acceptor_.is_open()) return;
+      log::warn("control socket accept: {}", ec.message());
+      // Out of file descriptors, say: try again shortly instead of spinning.
+      auto retry = std::make_shared<asio::steady_timer>(io_, std::chrono::milliseconds(200));
+      retry->async_wait([this, retry](const std::error_code& tec) {
+        if (!tec && acceptor_.is_open()) accept();
+      });
+      return;
     }
+    std::make_shared<ControlSession>(std::move(socket), handler_, io_)->start();
     accept();
   });
 }

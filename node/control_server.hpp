@@ -6,6 +6,7 @@
 #include <asio/local/stream_protocol.hpp>
 #include <nlohmann/json.hpp>
 
+#include <chrono>
 #include <filesystem>
 #include <functional>
 #include <memory>
@@ -15,6 +16,9 @@
 namespace annexswarm {
 
 inline constexpr std::size_t kMaxControlLine = 64 * 1024;
+// While a request runs, the node sends {"event":"alive"} this often; clients give up on a
+// node silent for several of these (kControlClientTimeout).
+inline constexpr auto kControlHeartbeat = std::chrono::seconds(5);
 
 class ControlSession;
 
@@ -25,6 +29,8 @@ public:
   void event(nlohmann::json event) const;
   void reply(nlohmann::json reply) const;  // ends the request
   void fail(std::string_view code, std::string_view message) const;
+  // Runs `fn` if the client hangs up before the reply (at once if it already has).
+  void on_gone(std::function<void()> fn) const;
 
 private:
   std::shared_ptr<ControlSession> session_;

@@ -98,6 +98,13 @@ Result<bool> Daemon::start() {
   if (!tls) return Error{tls.error()};
   tls_ = *tls;
   dialer_ = std::make_shared<DirectDialer>(io_, tls_);
+  pool_ = std::make_unique<PeerPool>(io_, dialer_);
+  // A relay is asked for circuits over the node's shared link to it.
+  dialer_->set_relay_link([this](const PeerAddress& relay, const SwarmToken& swarm,
+                                 std::function<void(Result<std::shared_ptr<PeerChannel>>)> done) {
+    pool_->channel(relay, swarm, std::move(done));
+  });
+  // A dial-back must be a fresh dial: it tests whether the asker can be reached.
   dial_back_ = std::make_unique<DialBackResponder>(dialer_, config_.swarms);
   if (auto r = start_peer_server(dht_port); !r) return r;
 
@@ -115,9 +122,9 @@ Result<bool> Daemon::start() {
       Announcer::Mediator{[this](std::function<void()> work) { asio::post(scanner_, std::move(work)); },
                           [this] { return dht_->connected(); }});
   objects_.on_added([this](std::size_t i) { announcer_->repo_added(i); });
-  objects_.on_changed([this](std::size_t i) { announcer_->rescan_soon(i); });
-  object_service_ = std::make_unique<ObjectService>(io_, *timers_, disk_.get_executor(), *directory_, objects_, dialer_,
-                                                    ObjectService::Settings{self, config_.download_rate});
+  objects_.on_changed([this](std::size_t i, const AnnexKey& key, bool present) { announcer_->key_changed(i, key, present); });
+  object_service_ = std::make_unique<ObjectService>(io_, *timers_, disk_.get_executor(), *directory_, objects_, *pool_,
+                                                    ObjectService::Settings{self, config_.download_rate, config_.stall_timeout});
   build_reachability(dht_port);
 
   RelayManager::Settings relay;
@@ -134,7 +141,7 @@ Result<bool> Daemon::start() {
   relay.relay_only = hooks_.relay_only;
   relay.capture = hooks_.relay_capture;
   relays_ = std::make_unique<RelayManager>(
-      io_, *timers_, *book_, dialer_, config_.swarms, node_id_, relay,
+      io_, *timers_, *book_, *pool_, config_.swarms, node_id_, relay,
       RelayManager::Mediator{
           [this](std::chrono::milliseconds t, std::function<void(std::vector<Member>)> done) { directory_->relays(t, std::move(done)); },
           [this](PeerServer::RelayHooks hooks) { peer_server_->on_relay(std::move(hooks)); },
@@ -146,7 +153,9 @@ Result<bool> Daemon::start() {
   api_ = std::make_unique<ControlApi>(ControlHandlers{
       [this] { return status(); },
       [this](const WhereisRequest& r, Done<WhereisReply> d) { object_service_->whereis(r, std::move(d)); },
-      [this](const GetRequest& r, ProgressFn p, Done<GetReply> d) { object_service_->get(r, std::move(p), std::move(d)); },
+      [this](const GetRequest& r, ProgressFn p, Done<GetReply> d, OnGone g) {
+        object_service_->get(r, std::move(p), std::move(d), std::move(g));
+      },
       [this](const DiscoverRequest& r, Done<DiscoverReply> d) { object_service_->discover(r, std::move(d)); },
       [this](Done<PeersReply> d) { object_service_->peers(std::move(d)); },
       [this](const StoreRequest& r, ProgressFn p, Done<StoreReply> d) { object_service_->store(r, std::move(p), std::move(d)); },
@@ -246,7 +255,7 @@ void Daemon::build_reachability(std::uint16_t dht_port) {
           },
           [this](const FetchSource& helper, const peer::DialBack& request, std::function<void(Result<peer::Frame>)> answer) {
             constexpr auto kDialBackAnswer = 25s;  // the helper's own dial may take 5 s + 10 s
-            ask_peer(io_, *dialer_, helper.address, config_.swarms[helper.swarm], request, kDialBackAnswer, std::move(answer));
+            pool_->ask(helper.address, config_.swarms[helper.swarm], request, kDialBackAnswer, std::move(answer));
           },
           [] { return interface_addresses(); },
           [this] { relays_->update(); }});
@@ -262,6 +271,7 @@ void Daemon::stop() {
   control_->close();
   peer_server_->close();
   object_service_->stop();  // partial downloads stay for resume
+  pool_->close_all();
   auto finished = std::make_shared<bool>(false);
   auto finish = [this, finished] {
     if (*finished) return;
@@ -353,6 +363,8 @@ StatusReply Daemon::status() const {
   s.announce = announcer_->status();
   s.refused = directory_->refused();
   if (peer_server_) s.peers_served = peer_server_->stats();
+  s.downloads = object_service_->downloads();
+  s.links = pool_->stats();
   s.endpoints = book_->all();
   s.nat_method = config_.nat;
   s.nat_applies = nat_applies();

@@ -24,6 +24,7 @@
 #include "node/relay_manager.hpp"
 #include "node/swarm_directory.hpp"
 #include "node/timers.hpp"
+#include "transfer/peer_pool.hpp"
 #include "transfer/peer_server.hpp"
 
 namespace annexswarm {
@@ -73,7 +74,8 @@ private:
   std::unique_ptr<Announcer> announcer_;
   std::unique_ptr<EndpointBook> book_;
   std::shared_ptr<TlsCredentials> tls_;
-  std::shared_ptr<PeerDialer> dialer_;
+  std::shared_ptr<DirectDialer> dialer_;
+  std::unique_ptr<PeerPool> pool_;  // one link per member, shared by every service
   std::unique_ptr<PeerServer> peer_server_;
   std::uint16_t peer_port_ = 0;
   std::unique_ptr<DialBackResponder> dial_back_;

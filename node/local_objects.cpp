@@ -58,13 +58,13 @@ Result<bool> LocalObjects::remove_from_store(const AnnexKey& key, std::string_vi
   if (!removed) return Error{removed.error()};
   if (*removed) {
     log::info("removed {} from swarm store {}", key.str(), std::string(store));
-    changed(*index);
+    changed(*index, key, false);
   }
   return *removed;
 }
 
-void LocalObjects::changed(std::size_t index) {
-  if (on_changed_) on_changed_(index);
+void LocalObjects::changed(std::size_t index, const AnnexKey& key, bool present) {
+  if (on_changed_) on_changed_(index, key, present);
 }
 
 }  // namespace annexswarm

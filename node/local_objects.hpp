@@ -33,16 +33,19 @@ public:
   Result<std::size_t> store(const std::string& uuid);
   // Removes the key from one of our swarm stores; false when it was not there.
   Result<bool> remove_from_store(const AnnexKey& key, std::string_view store);
-  // A store's content changed through us: whoever lists keys should look again.
-  void changed(std::size_t index);
+  // A key came into a store (or left it) through us: whoever lists keys hears of it.
+  void changed(std::size_t index, const AnnexKey& key, bool present);
 
   void on_added(std::function<void(std::size_t index)> fn) { on_added_ = std::move(fn); }
-  void on_changed(std::function<void(std::size_t index)> fn) { on_changed_ = std::move(fn); }
+  void on_changed(std::function<void(std::size_t index, const AnnexKey& key, bool present)> fn) {
+    on_changed_ = std::move(fn);
+  }
 
 private:
   std::filesystem::path state_dir_;
   std::vector<AnnexRepo> repos_;
-  std::function<void(std::size_t)> on_added_, on_changed_;
+  std::function<void(std::size_t)> on_added_;
+  std::function<void(std::size_t, const AnnexKey&, bool)> on_changed_;
 };
 
 }  // namespace annexswarm

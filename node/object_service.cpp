@@ -5,7 +5,6 @@
 #include "node/gather.hpp"
 #include "node/log.hpp"
 #include "node/swarm_store.hpp"
-#include "transfer/peer_request.hpp"
 
 namespace annexswarm {
 namespace fs = std::filesystem;
@@ -19,14 +18,13 @@ ControlError no_swarm_error() {
 }  // namespace
 
 ObjectService::ObjectService(asio::io_context& io, Timers& timers, asio::any_io_executor disk,
-                             SwarmDirectory& directory, LocalObjects& objects, std::shared_ptr<PeerDialer> dialer,
-                             Settings settings)
+                             SwarmDirectory& directory, LocalObjects& objects, PeerPool& pool, Settings settings)
     : io_(io),
       timers_(timers),
       disk_(std::move(disk)),
       directory_(directory),
       objects_(objects),
-      dialer_(std::move(dialer)),
+      pool_(pool),
       settings_(std::move(settings)) {
   set_download_rate(settings_.download_rate);
 }
@@ -38,7 +36,18 @@ void ObjectService::set_download_rate(double rate) {
   download_limit_ = rate > 0 ? std::make_shared<RateLimiter>(rate) : nullptr;
 }
 
-void ObjectService::stop() { fetches_.clear(); }
+DownloadLimits ObjectService::limits() const {
+  DownloadLimits l;
+  l.stall = settings_.stall_timeout;
+  return l;
+}
+
+void ObjectService::stop() {
+  auto downloads = std::move(downloads_);
+  downloads_.clear();
+  for (auto& [id, d] : downloads)
+    if (d->fetcher) d->fetcher->cancel("the node is stopping");
+}
 
 void ObjectService::whereis(const WhereisRequest& request, Done<WhereisReply> done) {
   if (no_swarm()) return done(no_swarm_error());
@@ -110,8 +119,8 @@ void ObjectService::ask_all(const std::vector<FetchSource>& sources, const peer:
       timers_, sources.size(), kAskTimeout + std::chrono::seconds(1),
       [this, sources, request](std::size_t i, Answer<Answered> answer) {
         const auto& s = sources[i];
-        ask_peer(io_, *dialer_, s.address, directory_.swarms()[s.swarm], request, kAskTimeout,
-                 [answer](Answered a) { answer(std::move(a)); });
+        pool_.ask(s.address, directory_.swarms()[s.swarm], request, kAskTimeout,
+                  [answer](Answered a) { answer(std::move(a)); });
       },
       [sources, done = std::move(done)](std::vector<std::optional<Answered>> answers) {
         std::vector<std::pair<std::string, Answered>> out;
@@ -141,29 +150,69 @@ void ObjectService::copy_local(const AnnexKey& key, const fs::path& from, const 
   });
 }
 
-void ObjectService::get(const GetRequest& request, ProgressFn progress, Done<GetReply> done) {
+void ObjectService::get(const GetRequest& request, ProgressFn progress, Done<GetReply> done, OnGone on_gone) {
   const auto& key = request.key;
   if (!key.verifiable() && !request.unverified)
     return done(ControlError{ControlErrorCode::Unverifiable,
                              "key " + key.str() + " carries no hash, so its content cannot be verified; "
                              "pass --unverified to fetch it anyway"});
   if (auto local = objects_.locate(key, "")) return copy_local(key, *local, request.to, std::move(done));
-  find_sources(key, "", request.repo, [this, alive = alive_, request, progress, done](std::vector<FetchSource> sources) {
+  DownloadKey id{key.str(), request.to.string()};
+  // The same key to the same file (git-annex retrying, say): join the one under way.
+  bool running = downloads_.count(id) > 0;
+  if (!running) downloads_[id] = std::make_shared<Download>(Download{nullptr, {}, std::chrono::steady_clock::now()});
+  watch(id, std::move(progress), std::move(done), on_gone);
+  if (!running) start_download(id, request);
+}
+
+void ObjectService::watch(const DownloadKey& id, ProgressFn progress, Done<GetReply> done, const OnGone& on_gone) {
+  auto download = downloads_[id];
+  download->watchers.push_back({std::move(progress), std::move(done), false});
+  auto index = download->watchers.size() - 1;
+  if (!on_gone) return;
+  on_gone([this, alive = alive_, weak = std::weak_ptr<Download>(download), index, key = id.first] {
+    auto d = weak.lock();
+    if (!*alive || !d) return;
+    d->watchers[index].gone = true;
+    bool anyone = std::any_of(d->watchers.begin(), d->watchers.end(), [](const Watcher& w) { return !w.gone; });
+    if (anyone) return;
+    // Nobody waits for it any more: stop, keeping what came for the next try.
+    log::info("get {}: every caller has gone; stopping (the partial file stays)", key);
+    if (d->fetcher) d->fetcher->cancel("every caller has gone");
+  });
+}
+
+void ObjectService::start_download(const DownloadKey& id, const GetRequest& request) {
+  auto finish = [this, alive = alive_, id](Outcome<GetReply> outcome) {
     if (!*alive) return;
+    auto it = downloads_.find(id);
+    if (it == downloads_.end()) return;
+    auto download = it->second;
+    downloads_.erase(it);
+    for (auto& w : download->watchers)
+      if (!w.gone) w.done(outcome);
+  };
+  find_sources(request.key, "", request.repo, [this, alive = alive_, id, request, finish](std::vector<FetchSource> sources) {
+    if (!*alive) return;
+    auto it = downloads_.find(id);
+    if (it == downloads_.end()) return;
+    auto download = it->second;
     const auto& key = request.key;
-    if (sources.empty()) return done(ControlError{ControlErrorCode::NotFound, "no reachable node has " + key.str()});
-    auto started = std::chrono::steady_clock::now();
-    auto fetch_id = ++fetch_seq_;
-    auto fetcher = std::make_shared<Fetcher>(
-        io_, disk_, dialer_, directory_.swarms(), key, std::move(sources),
-        FetchOptions{request.to, request.unverified, 4, 16, download_limit_},
-        [progress, last = std::make_shared<std::chrono::steady_clock::time_point>()](const FetchProgress& p) {
-          auto now = std::chrono::steady_clock::now();
-          if (now - *last < std::chrono::milliseconds(200) && p.bytes_done != p.bytes_total) return;
-          *last = now;
-          progress({p.bytes_done, p.bytes_total, p.peers});
+    if (std::all_of(download->watchers.begin(), download->watchers.end(), [](const Watcher& w) { return w.gone; }))
+      return finish(ControlError{ControlErrorCode::Failed, "cancelled: every caller has gone"});
+    if (sources.empty()) return finish(ControlError{ControlErrorCode::NotFound, "no reachable node has " + key.str()});
+    auto started = download->started;
+    download->fetcher = std::make_shared<Fetcher>(
+        io_, disk_, pool_, directory_.swarms(), key, std::move(sources),
+        FetchOptions{request.to, request.unverified, 4, 16, download_limit_, limits()},
+        [weak = std::weak_ptr<Download>(download)](const FetchProgress& p) {
+          auto d = weak.lock();
+          if (!d) return;
+          Progress out{p.bytes_done, p.bytes_total, p.peers, p.stalled_seconds, p.waiting, p.waiting_why};
+          for (auto& w : d->watchers)
+            if (!w.gone) w.progress(out);
         },
-        [this, alive, key, done, started, fetch_id](std::optional<std::string> error, FetchReport report) {
+        [key, started, finish](std::optional<std::string> error, FetchReport report) {
           GetReply reply;
           reply.key = key.str();
           reply.bytes_from = report.bytes_from;
@@ -175,11 +224,9 @@ void ObjectService::get(const GetRequest& request, ProgressFn progress, Done<Get
           reply.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
           reply.error = error;
           for (const auto& [node, why] : report.dropped) log::warn("get {}: dropped peer {}: {}", key.str(), node, why);
-          done(std::move(reply));
-          if (*alive) fetches_.erase(fetch_id);
+          finish(std::move(reply));
         });
-    fetches_[fetch_id] = fetcher;
-    fetcher->start();
+    download->fetcher->start();
   });
 }
 
@@ -201,7 +248,7 @@ void ObjectService::store(const StoreRequest& request, ProgressFn progress, Done
       if (!*alive) return;
       if (!imported) return done(ControlError{ControlErrorCode::Failed, imported.error()});
       log::info("stored {} in swarm store {}", key.str(), objects_.at(index).uuid);
-      objects_.changed(index);
+      objects_.changed(index, key, true);
       done(StoreReply{key.str(), *imported});
     });
   });

@@ -2,8 +2,10 @@
 // The node's object requests from the control socket: get (a multi-source download,
 // or a verified copy of our own object), store into a swarm store, present (do the
 // holders confirm their copies now?) and remove from swarm stores. It finds sources in
-// the swarm directory, dials them through the PeerDialer, and reads and writes this
-// node's objects through LocalObjects.
+// the swarm directory, talks to them over the PeerPool, and reads and writes this node's
+// objects through LocalObjects. A second get of the same key to the same file joins the
+// download under way; a download whose every caller has gone is stopped (its partial
+// file stays for the next try).
 #include <asio/any_io_executor.hpp>
 #include <asio/io_context.hpp>
 
@@ -16,7 +18,7 @@
 #include "node/swarm_directory.hpp"
 #include "node/timers.hpp"
 #include "transfer/fetcher.hpp"
-#include "transfer/peer_dialer.hpp"
+#include "transfer/peer_pool.hpp"
 #include "transfer/rate_limiter.hpp"
 
 namespace annexswarm {
@@ -26,22 +28,24 @@ public:
   struct Settings {
     SelfAddress self;
     double download_rate = 0;  // bytes per second over all downloads; 0: unlimited
+    std::chrono::seconds stall_timeout{30};
   };
   ObjectService(asio::io_context& io, Timers& timers, asio::any_io_executor disk, SwarmDirectory& directory,
-                LocalObjects& objects, std::shared_ptr<PeerDialer> dialer, Settings settings);
+                LocalObjects& objects, PeerPool& pool, Settings settings);
   ~ObjectService();
 
   void whereis(const WhereisRequest& request, Done<WhereisReply> done);
   void discover(const DiscoverRequest& request, Done<DiscoverReply> done);
   void peers(Done<PeersReply> done);
-  void get(const GetRequest& request, ProgressFn progress, Done<GetReply> done);
+  void get(const GetRequest& request, ProgressFn progress, Done<GetReply> done, OnGone on_gone = {});
   void store(const StoreRequest& request, ProgressFn progress, Done<StoreReply> done);
   void present(const PresentRequest& request, Done<PresentReply> done);
   void remove(const RemoveRequest& request, Done<RemoveReply> done);
 
   // Downloads under way keep the limit they started with.
   void set_download_rate(double rate);
-  void stop();  // drops the downloads under way (their partial files stay for resume)
+  void stop();  // stops the downloads under way (their partial files stay for resume)
+  std::size_t downloads() const { return downloads_.size(); }
 
 private:
   // The key's providers (only those in repository/store `only_repo`, when given), plus
@@ -54,17 +58,30 @@ private:
   void copy_local(const AnnexKey& key, const std::filesystem::path& from, const std::filesystem::path& to,
                   Done<GetReply> done);
   bool no_swarm() const { return directory_.swarms().empty(); }
+  DownloadLimits limits() const;
+  struct Watcher {
+    ProgressFn progress;
+    Done<GetReply> done;
+    bool gone = false;
+  };
+  struct Download {
+    std::shared_ptr<Fetcher> fetcher;  // null while its sources are looked up
+    std::vector<Watcher> watchers;
+    std::chrono::steady_clock::time_point started;
+  };
+  using DownloadKey = std::pair<std::string, std::string>;  // key, destination
+  void start_download(const DownloadKey& id, const GetRequest& request);
+  void watch(const DownloadKey& id, ProgressFn progress, Done<GetReply> done, const OnGone& on_gone);
 
   asio::io_context& io_;
   Timers& timers_;
   asio::any_io_executor disk_;
   SwarmDirectory& directory_;
   LocalObjects& objects_;
-  std::shared_ptr<PeerDialer> dialer_;
+  PeerPool& pool_;
   Settings settings_;
   std::shared_ptr<RateLimiter> download_limit_;
-  std::map<std::uint64_t, std::shared_ptr<Fetcher>> fetches_;  // downloads in progress
-  std::uint64_t fetch_seq_ = 0;
+  std::map<DownloadKey, std::shared_ptr<Download>> downloads_;
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 };
 

@@ -24,7 +24,6 @@
 #include "node/timers.hpp"
 #include "protocol/peer_frames.hpp"
 #include "transfer/fetcher.hpp"
-#include "transfer/peer_request.hpp"
 
 namespace annexswarm {
 

@@ -14,12 +14,12 @@ constexpr auto kReplaceRelayAfter = 2s;
 constexpr auto kRelayOnlyStart = 1s;
 }  // namespace
 
-RelayManager::RelayManager(asio::io_context& io, Timers& timers, EndpointBook& book, std::shared_ptr<PeerDialer> dialer,
+RelayManager::RelayManager(asio::io_context& io, Timers& timers, EndpointBook& book, PeerPool& pool,
                            std::vector<SwarmToken> swarms, NodeId self, Settings settings, Mediator mediator)
     : io_(io),
       timers_(timers),
       book_(book),
-      dialer_(std::move(dialer)),
+      pool_(pool),
       swarms_(std::move(swarms)),
       self_(self),
       settings_(std::move(settings)),
@@ -94,7 +94,7 @@ void RelayManager::want_reservations(const std::string& why) {
   if (stopping_ || swarms_.empty() || settings_.reservations == 0) return;
   if (!reservations_) {
     reservations_ = std::make_unique<RelayReservations>(
-        io_, dialer_, swarms_,
+        io_, pool_, swarms_,
         [this](const asio::ip::tcp::endpoint& relay, Bytes token, NodeId from) { accept_circuit(relay, std::move(token), from); });
     reservations_->on_change([this](const std::string& w) { on_reservations_changed(w); });
   }

@@ -51,7 +51,7 @@ public:
     std::string note;
   };
 
-  RelayManager(asio::io_context& io, Timers& timers, EndpointBook& book, std::shared_ptr<PeerDialer> dialer,
+  RelayManager(asio::io_context& io, Timers& timers, EndpointBook& book, PeerPool& pool,
                std::vector<SwarmToken> swarms, NodeId self, Settings settings, Mediator mediator);
   ~RelayManager();
   void start();
@@ -69,7 +69,7 @@ private:
   asio::io_context& io_;
   Timers& timers_;
   EndpointBook& book_;
-  std::shared_ptr<PeerDialer> dialer_;
+  PeerPool& pool_;
   std::vector<SwarmToken> swarms_;
   NodeId self_;
   Settings settings_;

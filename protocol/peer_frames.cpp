@@ -12,10 +12,22 @@
 
 namespace annexswarm::peer {
 
+std::uint64_t chunk_count(std::uint64_t object_size, std::uint32_t chunk_size) {
+  return chunk_size == 0 ? 0 : object_size / chunk_size + (object_size % chunk_size != 0);
+}
+std::uint64_t page_count(std::uint64_t object_size, std::uint32_t chunk_size) {
+  auto chunks = chunk_count(object_size, chunk_size);
+  return std::max<std::uint64_t>(1, chunks / kManifestPageChunks + (chunks % kManifestPageChunks != 0));
+}
+
 const char* check(const ManifestReply& f) {
   if (f.chunk_size == 0) return "zero chunk size";
   if (f.hashes.size() % 32 != 0) return "hash list is not whole SHA-256 digests";
-  if ((f.object_size + f.chunk_size - 1) / f.chunk_size != f.hashes.size() / 32) return "chunk count";
+  auto chunks = chunk_count(f.object_size, f.chunk_size);
+  if (f.page >= page_count(f.object_size, f.chunk_size)) return "page";
+  auto first = std::uint64_t{f.page} * kManifestPageChunks;
+  auto here = std::min<std::uint64_t>(kManifestPageChunks, chunks - std::min(chunks, first));
+  if (f.hashes.size() / 32 != here) return "chunk count";
   return nullptr;
 }
 const char* check(const Get& f) {

@@ -6,7 +6,11 @@
 //   HAVE {id, keys, repo}      -> HAVE_REPLY {id, sizes (0 = absent, else size + 1)}
 //                                 (repo: only count copies in that repository or swarm
 //                                 store, by annex UUID; empty: anywhere on the node)
-//   MANIFEST {id, key}         -> MANIFEST_REPLY {id, chunk_size, chunk hashes}
+//   MANIFEST {id, key, page}   -> MANIFEST_REPLY {id, chunk_size, object_size, root, page,
+//                                 hashes}: the SHA-256 of each chunk of one page (up to
+//                                 kManifestPageChunks chunks); root = SHA-256 over every
+//                                 chunk hash, so peers that hold the same bytes name the
+//                                 same root, and an object of any size needs no large frame
 //   GET {id, key, offset, len} -> DATA {id, offset, bytes}... (the last one has fin)
 //   CANCEL {id}                   stops a GET early
 //   REMOVE {id, key, store}    -> HAVE_REPLY {id, [0]} once the key is gone from that
@@ -26,7 +30,9 @@
 //   A circuit: both ends open a plain TCP connection to the relay and send
 //   kCircuitMagic + the 32-byte token; the relay joins the two and copies bytes. The
 //   ends then run TLS and HELLO/PROOF between themselves, so the relay sees ciphertext.
-//   any request                -> ERROR {id, code, message} when it cannot be served
+//   any request                -> ERROR {id, code, message, retry_after_ms} when it cannot
+//                                 be served; Busy says when to ask again (a node at its
+//                                 peer cap, or a seeder still hashing the object)
 // On the wire a frame is a 4-byte big-endian length, then that many bytes of msgpack
 // [type, fields...]. A length over kMaxFrame is an error before anything is parsed.
 #include <cstdint>
@@ -42,7 +48,7 @@
 
 namespace annexswarm::peer {
 
-inline constexpr std::uint32_t kPeerProtocolVersion = 1;
+inline constexpr std::uint32_t kPeerProtocolVersion = 2;
 inline constexpr std::size_t kMaxDataBytes = 256 * 1024;  // payload of one DATA frame
 inline constexpr std::size_t kMaxFrame = kMaxDataBytes + 1024;
 inline constexpr std::size_t kMaxHaveKeys = 256;
@@ -50,7 +56,8 @@ inline constexpr std::size_t kMaxAddressText = 64;
 inline constexpr std::size_t kCircuitToken = 32;
 inline constexpr std::string_view kCircuitMagic = "ASRC";  // not a TLS record's first bytes
 inline constexpr std::size_t kMaxReasonText = 512;
-inline constexpr std::size_t kMaxManifestChunks = 65536;  // with 1 MiB chunks: 64 GiB objects
+inline constexpr std::uint32_t kManifestChunk = 1024 * 1024;   // bytes per chunk
+inline constexpr std::uint32_t kManifestPageChunks = 4096;     // chunk hashes per MANIFEST reply (128 KiB)
 
 enum class ErrorCode : std::uint32_t {
   BadFrame = 1,      // malformed or oversized frame; the connection closes
@@ -104,23 +111,31 @@ template <> inline constexpr auto kSpec<HaveReply> =
 struct Manifest {
   std::uint32_t id = 0;
   std::string key;
+  std::uint32_t page = 0;
   friend bool operator==(const Manifest&, const Manifest&) = default;
 };
 template <> inline constexpr auto kSpec<Manifest> =
-    spec<Manifest>(5, "MANIFEST", field(&Manifest::id), field(&Manifest::key, rule::Key{}));
+    spec<Manifest>(5, "MANIFEST", field(&Manifest::id), field(&Manifest::key, rule::Key{}), field(&Manifest::page));
 
 struct ManifestReply {
   std::uint32_t id = 0;
   std::uint32_t chunk_size = 0;
   std::uint64_t object_size = 0;
-  Bytes hashes;  // 32 bytes (SHA-256) per chunk
+  Bytes root;  // SHA-256 over every chunk hash of the object
+  std::uint32_t page = 0;
+  Bytes hashes;  // 32 bytes (SHA-256) per chunk of this page
   friend bool operator==(const ManifestReply&, const ManifestReply&) = default;
 };
 template <> inline constexpr auto kSpec<ManifestReply> =
     spec<ManifestReply>(6, "MANIFEST reply", field(&ManifestReply::id), field(&ManifestReply::chunk_size),
-                        field(&ManifestReply::object_size),
-                        field(&ManifestReply::hashes, rule::Blob{kMaxManifestChunks * 32}));
-const char* check(const ManifestReply& f);  // the hash count is what size and chunk size imply
+                        field(&ManifestReply::object_size), field(&ManifestReply::root, rule::Blob{32, 32}),
+                        field(&ManifestReply::page),
+                        field(&ManifestReply::hashes, rule::Blob{std::size_t{kManifestPageChunks} * 32}));
+// The page exists, and holds exactly the hashes that size, chunk size and page imply.
+const char* check(const ManifestReply& f);
+// Chunks of an object, and manifest pages it takes (at least one, for an empty object).
+std::uint64_t chunk_count(std::uint64_t object_size, std::uint32_t chunk_size);
+std::uint64_t page_count(std::uint64_t object_size, std::uint32_t chunk_size);
 
 struct Get {
   std::uint32_t id = 0;
@@ -176,11 +191,12 @@ struct ErrorFrame {
   std::uint32_t id = 0;
   ErrorCode code = ErrorCode::Internal;
   std::string message;
+  std::uint32_t retry_after_ms = 0;  // Busy: when to ask again
   friend bool operator==(const ErrorFrame&, const ErrorFrame&) = default;
 };
 template <> inline constexpr auto kSpec<ErrorFrame> =
     spec<ErrorFrame>(12, "ERROR", field(&ErrorFrame::id), field(&ErrorFrame::code),
-                     field(&ErrorFrame::message, rule::Text{kMaxReasonText}));
+                     field(&ErrorFrame::message, rule::Text{kMaxReasonText}), field(&ErrorFrame::retry_after_ms));
 
 struct Remove {
   std::uint32_t id = 0;

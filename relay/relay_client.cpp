@@ -1,24 +1,22 @@
 #include "relay/relay_client.hpp"
 
-
 namespace annexswarm {
 
 struct RelayReservations::Slot {
   RelayCandidate relay;
-  std::shared_ptr<PeerLink> link;
+  std::shared_ptr<PeerChannel> channel;
   asio::ip::tcp::endpoint endpoint;
   bool confirmed = false;
   bool gone = false;
   std::uint64_t circuits = 0;
-  std::uint32_t next_id = 1;
   std::unique_ptr<asio::steady_timer> renew;
   std::chrono::seconds ttl{120};
   std::chrono::steady_clock::time_point last_ok{};
 };
 
-RelayReservations::RelayReservations(asio::io_context& io, std::shared_ptr<PeerDialer> dialer,
-                                     std::vector<SwarmToken> swarms, IncomingFn incoming)
-    : io_(io), dialer_(std::move(dialer)), swarms_(std::move(swarms)), incoming_(std::move(incoming)) {}
+RelayReservations::RelayReservations(asio::io_context& io, PeerPool& pool, std::vector<SwarmToken> swarms,
+                                     IncomingFn incoming)
+    : io_(io), pool_(pool), swarms_(std::move(swarms)), incoming_(std::move(incoming)) {}
 
 RelayReservations::~RelayReservations() { release_all(); }
 
@@ -36,27 +34,39 @@ void RelayReservations::reserve(const std::vector<RelayCandidate>& candidates, s
 
 void RelayReservations::run(std::shared_ptr<Slot> slot) {
   std::weak_ptr<int> alive = lifetime_;
-  dialer_->dial(slot->relay.address, swarms_[slot->relay.swarm],
-                [this, alive, slot](Result<std::shared_ptr<PeerLink>> link) {
-                  if (alive.expired() || slot->gone) {
-                    if (link) (*link)->close();
-                    return;
-                  }
-                  if (!link) return drop(slot, "cannot reach relay " + slot->relay.address.node.hex() + ": " + link.error());
-                  slot->link = *link;
-                  slot->endpoint = slot->link->remote_endpoint();  // circuits are opened to it
-                  slot->link->send(peer::Reserve{slot->next_id++});
-                  receive(slot);
+  pool_.channel(slot->relay.address, swarms_[slot->relay.swarm],
+                [this, alive, slot](Result<std::shared_ptr<PeerChannel>> channel) {
+                  if (alive.expired() || slot->gone) return;
+                  if (!channel)
+                    return drop(slot, "cannot reach relay " + slot->relay.address.node.hex() + ": " + channel.error());
+                  slot->channel = *channel;
+                  slot->channel->pin();  // the reservation lives as long as this link
+                  slot->endpoint = slot->channel->remote_endpoint();  // circuits are opened to it
+                  slot->channel->on_unsolicited([this, alive, slot](const peer::Frame& frame) {
+                    auto* in = std::get_if<peer::Incoming>(&frame);
+                    if (alive.expired() || slot->gone || !in) return;
+                    ++slot->circuits;
+                    incoming_(slot->endpoint, in->token, in->from);
+                  });
+                  send_reserve(slot);
                 });
 }
 
-void RelayReservations::receive(std::shared_ptr<Slot> slot) {
+void RelayReservations::send_reserve(std::shared_ptr<Slot> slot) {
   std::weak_ptr<int> alive = lifetime_;
-  slot->link->receive([this, alive, slot](Result<peer::Frame> frame) {
-    if (alive.expired() || slot->gone) return;
-    if (!frame) return drop(slot, "relay " + slot->relay.address.node.hex() + " link lost: " + frame.error());
-    if (auto* reply = std::get_if<peer::ReserveReply>(&*frame)) {
-      if (!reply->ok) return drop(slot, "relay " + slot->relay.address.node.hex() + " refused: " + reply->reason);
+  slot->channel->request(peer::Reserve{}, [this, alive, slot](Result<peer::FrameView>& frame) {
+    if (alive.expired() || slot->gone) return false;
+    auto name = slot->relay.address.node.hex();
+    if (!frame) {
+      drop(slot, "relay " + name + " link lost: " + frame.error());
+      return false;
+    }
+    auto* f = std::get_if<peer::Frame>(&*frame);
+    if (auto* reply = f ? std::get_if<peer::ReserveReply>(f) : nullptr) {
+      if (!reply->ok) {
+        drop(slot, "relay " + name + " refused: " + reply->reason);
+        return false;
+      }
       bool first = !slot->confirmed;
       slot->confirmed = true;
       slot->ttl = std::chrono::seconds(std::max<std::uint32_t>(reply->ttl, 2));
@@ -65,13 +75,10 @@ void RelayReservations::receive(std::shared_ptr<Slot> slot) {
         renew(slot);
         if (on_change_) on_change_("");
       }
-    } else if (auto* in = std::get_if<peer::Incoming>(&*frame)) {
-      ++slot->circuits;
-      incoming_(slot->endpoint, in->token, in->from);
-    } else if (auto* err = std::get_if<peer::ErrorFrame>(&*frame)) {
-      return drop(slot, "relay " + slot->relay.address.node.hex() + ": " + err->message);
+    } else if (auto* err = f ? std::get_if<peer::ErrorFrame>(f) : nullptr) {
+      drop(slot, "relay " + name + ": " + err->message);
     }
-    receive(slot);
+    return false;
   });
 }
 
@@ -84,7 +91,8 @@ void RelayReservations::renew(std::shared_ptr<Slot> slot) {
     if (ec || alive.expired() || slot->gone) return;
     if (std::chrono::steady_clock::now() - slot->last_ok > slot->ttl)
       return drop(slot, "relay " + slot->relay.address.node.hex() + " stopped answering");
-    slot->link->send(peer::Reserve{slot->next_id++});
+    if (!slot->channel->open()) return drop(slot, "relay " + slot->relay.address.node.hex() + " link lost");
+    send_reserve(slot);
     renew(slot);
   });
 }
@@ -93,7 +101,10 @@ void RelayReservations::drop(const std::shared_ptr<Slot>& slot, const std::strin
   if (slot->gone) return;
   slot->gone = true;
   slot->renew->cancel();
-  if (slot->link) slot->link->close();
+  if (slot->channel) {
+    slot->channel->on_unsolicited(nullptr);
+    slot->channel->unpin();
+  }
   slots_.erase(slot->relay.address.node);
   if (on_change_) on_change_(why);
 }
@@ -102,7 +113,11 @@ void RelayReservations::release_all() {
   for (auto& [id, slot] : slots_) {
     slot->gone = true;
     slot->renew->cancel();
-    if (slot->link) slot->link->close();
+    if (slot->channel) {
+      slot->channel->on_unsolicited(nullptr);
+      slot->channel->unpin();
+      pool_.forget(id, "relay reservation released");  // the relay ends it at once
+    }
   }
   slots_.clear();
 }

@@ -1,8 +1,9 @@
 #pragma once
 // The node side of relaying: reservations on up to K relays for a node nobody can dial
-// directly. Each is an authenticated link to the relay on which RESERVE is renewed at
-// half its ttl and INCOMING announces a circuit. A relay that goes away is reported, so
-// the node can pick another.
+// directly. Each lives on the node's pooled link to the relay, pinned open: RESERVE is
+// renewed at half its ttl, and INCOMING announces a circuit. A relay that goes away (its
+// link breaks, or it stops answering for a whole ttl) is reported, so the node can pick
+// another.
 #include <asio/io_context.hpp>
 #include <asio/steady_timer.hpp>
 
@@ -12,7 +13,7 @@
 #include <memory>
 #include <string>
 
-#include "transfer/peer_dialer.hpp"
+#include "transfer/peer_pool.hpp"
 
 namespace annexswarm {
 
@@ -33,14 +34,14 @@ public:
   // A circuit is coming: connect to `relay_endpoint`, present `token`, serve TLS there.
   using IncomingFn = std::function<void(const asio::ip::tcp::endpoint& relay_endpoint, Bytes token, NodeId from)>;
 
-  RelayReservations(asio::io_context& io, std::shared_ptr<PeerDialer> dialer, std::vector<SwarmToken> swarms,
-                    IncomingFn incoming);
+  RelayReservations(asio::io_context& io, PeerPool& pool, std::vector<SwarmToken> swarms, IncomingFn incoming);
   ~RelayReservations();
 
   // Called whenever the set of confirmed reservations changes, or one fails (with why).
   void on_change(std::function<void(const std::string& why)> fn) { on_change_ = std::move(fn); }
   // Reserves on candidates not yet held until `count` are held or tried.
   void reserve(const std::vector<RelayCandidate>& candidates, std::size_t count);
+  // Lets every reservation go: the links to the relays close, so they end at once.
   void release_all();
   std::vector<Held> held() const;
   std::size_t confirmed_count() const;
@@ -48,12 +49,12 @@ public:
 private:
   struct Slot;
   void run(std::shared_ptr<Slot> slot);
-  void receive(std::shared_ptr<Slot> slot);
+  void send_reserve(std::shared_ptr<Slot> slot);
   void renew(std::shared_ptr<Slot> slot);
   void drop(const std::shared_ptr<Slot>& slot, const std::string& why);
 
   asio::io_context& io_;
-  std::shared_ptr<PeerDialer> dialer_;
+  PeerPool& pool_;
   std::vector<SwarmToken> swarms_;
   IncomingFn incoming_;
   std::function<void(const std::string&)> on_change_;

@@ -1,25 +1,27 @@
 #include "transfer/fetcher.hpp"
 
-#include <algorithm>
 #include <asio/post.hpp>
+
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
 namespace annexswarm {
 using namespace peer;
+using namespace std::chrono_literals;
 
-Fetcher::Fetcher(asio::io_context& io, asio::any_io_executor worker, std::shared_ptr<PeerDialer> dialer,
-                 std::vector<SwarmToken> swarms, AnnexKey key, std::vector<FetchSource> sources, FetchOptions options,
-                 ProgressFn progress, DoneFn done)
+Fetcher::Fetcher(asio::io_context& io, asio::any_io_executor worker, PeerPool& pool, std::vector<SwarmToken> swarms,
+                 AnnexKey key, std::vector<FetchSource> sources, FetchOptions options, ProgressFn progress, DoneFn done)
     : io_(io),
       worker_(std::move(worker)),
-      dialer_(std::move(dialer)),
+      pool_(pool),
       swarms_(std::move(swarms)),
       key_(std::move(key)),
       sources_(std::move(sources)),
       options_(std::move(options)),
       progress_(std::move(progress)),
       done_(std::move(done)),
+      timer_(io),
       pacing_(io) {
   part_path_ = options_.destination;
   part_path_ += ".part";
@@ -27,316 +29,318 @@ Fetcher::Fetcher(asio::io_context& io, asio::any_io_executor worker, std::shared
 
 void Fetcher::start() {
   if (!key_.verifiable() && !options_.allow_unverified)
-    return fail("key " + key_.str() + " carries no hash, so its content cannot be verified; "
-                "allow unverified downloads to fetch it anyway");
-  if (sources_.empty()) return fail("no provider of " + key_.str() + " is known");
+    return end("key " + key_.str() + " carries no hash, so its content cannot be verified; "
+               "allow unverified downloads to fetch it anyway");
   if (sources_.size() > options_.max_sources) sources_.resize(options_.max_sources);
-  dials_pending_ = sources_.size();
-  redials_.assign(sources_.size(), 0);
-  redialing_.assign(sources_.size(), false);
-  for (std::size_t i = 0; i < sources_.size(); ++i) dial(i);
+  std::vector<std::string> names;
+  for (const auto& s : sources_) names.push_back(s.address.node.hex().substr(0, 8));
+  auto limits = options_.limits;
+  limits.window = options_.window;
+  std::uint64_t seed = 1;
+  for (auto b : key_.str()) seed = seed * 131 + static_cast<unsigned char>(b);
+  machine_.emplace(std::move(names), key_.str(), key_.content_size(), limits, seed);
+  channels_.assign(sources_.size(), nullptr);
+  epochs_.assign(sources_.size(), 0);
+  paths_.assign(sources_.size(), "");
+  feed(M::Start{});
 }
 
-void Fetcher::dial(std::size_t source) {
-  const auto& s = sources_[source];
-  dialer_->dial(s.address, swarms_[s.swarm], [self = shared_from_this(), source](Result<std::shared_ptr<PeerLink>> link) {
-    self->on_link(source, std::move(link));
+void Fetcher::cancel(const std::string& why) {
+  if (ended_) return;
+  end("cancelled: " + why);
+}
+
+void Fetcher::feed(const M::Event& event) {
+  if (ended_ || !machine_) return;
+  auto actions = machine_->handle(event, M::Clock::now());
+  for (auto& a : actions) {
+    if (ended_) return;
+    apply(a);
+  }
+  if (!ended_) arm_timer();
+}
+
+void Fetcher::arm_timer() {
+  auto at = machine_->next_deadline();
+  if (!at) return;
+  if (timer_at_ && *timer_at_ <= *at && *timer_at_ > M::Clock::now()) return;  // an earlier one is armed
+  timer_at_ = *at;
+  timer_.expires_at(*at);
+  timer_.async_wait([self = shared_from_this()](const std::error_code& ec) {
+    if (ec) return;
+    self->timer_at_.reset();
+    self->feed(M::Tick{});
+    self->report_progress(true);
   });
 }
 
-void Fetcher::on_link(std::size_t source, Result<std::shared_ptr<PeerLink>> link) {
-  if (finished_) {
-    if (link) (*link)->close();
+void Fetcher::apply(M::Action& action) {
+  std::visit(
+      [this](auto& a) {
+        using A = std::decay_t<decltype(a)>;
+        if constexpr (std::is_same_v<A, M::Dial>) {
+          dial(a.peer);
+        } else if constexpr (std::is_same_v<A, M::RequestPage>) {
+          send_page(a);
+        } else if constexpr (std::is_same_v<A, M::RequestChunk>) {
+          send_chunk(a);
+        } else if constexpr (std::is_same_v<A, M::Cancel>) {
+          auto it = pending_.find(a.request);
+          if (it == pending_.end()) return;
+          if (it->second.channel) it->second.channel->cancel(it->second.channel_id);
+          pending_.erase(it);
+          std::erase_if(paced_, [&](const M::RequestChunk& r) { return r.request == a.request; });
+        } else if constexpr (std::is_same_v<A, M::Drop>) {
+          ++epochs_[a.peer];  // whatever that link still says is not heard
+          for (auto it = pending_.begin(); it != pending_.end();) {
+            if (it->second.peer == a.peer) {
+              if (it->second.channel) it->second.channel->cancel(it->second.channel_id);
+              it = pending_.erase(it);
+            } else {
+              ++it;
+            }
+          }
+          std::erase_if(paced_, [&](const M::RequestChunk& r) { return r.peer == a.peer; });
+          // A peer that sent bad data is cut off for everyone, not only this download.
+          if (a.bad_data && channels_[a.peer]) pool_.forget(sources_[a.peer].address.node, a.why);
+          channels_[a.peer].reset();
+        } else if constexpr (std::is_same_v<A, M::OpenSink>) {
+          open_sink(std::move(a.manifest));
+        } else if constexpr (std::is_same_v<A, M::CheckObject>) {
+          check_object();
+        } else if constexpr (std::is_same_v<A, M::Finish>) {
+          finish();
+        } else if constexpr (std::is_same_v<A, M::Fail>) {
+          end(a.why);
+        }
+      },
+      action);
+}
+
+void Fetcher::dial(M::PeerId peer) {
+  auto epoch = ++epochs_[peer];
+  const auto& s = sources_[peer];
+  pool_.channel(s.address, swarms_[s.swarm],
+                [self = shared_from_this(), peer, epoch](Result<std::shared_ptr<PeerChannel>> channel) {
+                  if (self->ended_ || self->epochs_[peer] != epoch) return;
+                  if (!channel) return self->feed(M::ConnectFailed{peer, channel.error()});
+                  self->channels_[peer] = *channel;
+                  self->paths_[peer] = (*channel)->remote_address();
+                  self->feed(M::Connected{peer});
+                });
+}
+
+void Fetcher::link_failed(M::PeerId peer, std::uint64_t epoch, const std::string& why) {
+  if (ended_ || epochs_[peer] != epoch) return;
+  ++epochs_[peer];  // one report per link
+  // The path that broke (an endpoint, or a relay that went away or cut the circuit) is
+  // tried last when the machine dials this peer again.
+  if (auto& channel = channels_[peer]) {
+    if (auto retry = channel->busy_retry()) {
+      channel.reset();
+      return feed(M::PeerBusy{peer, why, *retry});
+    }
+    auto remote = channel->remote_endpoint();
+    auto& address = sources_[peer].address;
+    std::stable_partition(address.endpoints.begin(), address.endpoints.end(),
+                          [&](const asio::ip::tcp::endpoint& e) { return e != remote; });
+    std::stable_partition(address.relays.begin(), address.relays.end(), [&](const RelayRoute& r) {
+      return std::find(r.endpoints.begin(), r.endpoints.end(), remote) == r.endpoints.end();
+    });
+    channel.reset();
+  }
+  feed(M::LinkLost{peer, why});
+}
+
+void Fetcher::send_page(const M::RequestPage& r) {
+  auto& channel = channels_[r.peer];
+  if (!channel) return;
+  auto epoch = epochs_[r.peer];
+  Pending p{r.peer, channel, 0, 0, 0, nullptr};
+  auto id = r.request;
+  pending_[id] = p;
+  pending_[id].channel_id = channel->request(Manifest{0, key_.str(), r.page},
+                                             [self = shared_from_this(), id, epoch](Result<FrameView>& frame) {
+                                               return self->on_answer(id, epoch, frame);
+                                             });
+}
+
+void Fetcher::send_chunk(const M::RequestChunk& r) {
+  if (options_.download_limit && (pacing_armed_ || !paced_.empty())) {
+    paced_.push_back(r);  // behind others already held back
     return;
   }
-  bool again = redialing_[source];
-  if (again) {
-    redialing_[source] = false;
-    --redials_pending_;
-  }
-  if (!link) {
-    auto& dropped = report_.dropped[sources_[source].address.node.hex()];
-    dropped = again ? dropped + "; dialling again failed: " + link.error() : link.error();
-    --dials_pending_;
-    if (again) return pump();
-    return maybe_choose_manifest();
-  }
-  if (again) {
-    auto node = sources_[source].address.node.hex();
-    report_.redialled[node] = report_.dropped[node];
-    report_.dropped.erase(node);
-  }
-  report_.paths[sources_[source].address.node.hex()] = (*link)->remote_address();
-  std::size_t index = peers_.size();
-  peers_.push_back(Peer{sources_[source].address.node, *link, std::nullopt, 0, true, source});
-  (*link)->send(Manifest{0, key_.str()});
-  receive_loop(index);
-}
-
-void Fetcher::receive_loop(std::size_t peer) {
-  auto self = shared_from_this();
-  peers_[peer].link->receive_view([self, peer](Result<FrameView> frame) {
-    if (self->finished_ || self->completing_ || !self->peers_[peer].alive) return;
-    if (!frame) return self->link_lost(peer, frame.error());
-    if (auto* data = std::get_if<DataView>(&*frame))
-      self->on_data(peer, *data);
-    else
-      self->on_frame(peer, std::move(std::get<Frame>(*frame)));
-    if (!self->finished_ && self->peers_[peer].alive) self->receive_loop(peer);
-  });
-}
-
-void Fetcher::on_data(std::size_t peer, const DataView& d) {
-  if (cancelled_.count(d.id)) {
-    if (d.fin) cancelled_.erase(d.id);
-    return;  // sent before our CANCEL arrived
-  }
-  auto it = requests_.find(d.id);
-  if (it == requests_.end() || it->second.peer != peer || !it->second.buffer)
-    return drop(peer, "sent data nobody asked for");
-  auto& buffer = *it->second.buffer;
-  std::uint64_t expected = static_cast<std::uint64_t>(it->second.chunk) * manifest_->chunk + buffer.size();
-  if (d.offset != expected) return drop(peer, "sent data out of order");
-  if (buffer.size() + d.bytes.size() > buffer.capacity()) return drop(peer, "sent more than was asked for");
-  buffer.insert(buffer.end(), d.bytes.begin(), d.bytes.end());
-  if (d.fin) chunk_arrived(d.id);
-}
-
-void Fetcher::on_frame(std::size_t peer, Frame frame) {
-  auto& p = peers_[peer];
-  if (auto* m = std::get_if<ManifestReply>(&frame)) {
-    if (p.manifest) return drop(peer, "sent a second manifest");
-    p.manifest = ObjectManifest{m->object_size, m->chunk_size, std::move(m->hashes)};
-    --dials_pending_;
-    if (manifest_) {  // a peer dialled again after the choice
-      if (*p.manifest != *manifest_) return drop(peer, "its manifest disagrees with the other peers'");
-      return pump();
-    }
-    return maybe_choose_manifest();
-  }
-  if (auto* e = std::get_if<ErrorFrame>(&frame)) {
-    if (cancelled_.erase(e->id)) return;  // a cancelled request may end either way
-    if (!p.manifest) --dials_pending_;
-    drop(peer, "refused: " + e->message);
-    return maybe_choose_manifest();
-  }
-  drop(peer, "sent an unexpected frame");
-}
-
-void Fetcher::maybe_choose_manifest() {
-  if (finished_ || manifest_ || dials_pending_ > 0) return;
-  // The manifest most peers agree on; a size in the key must match, and the chunk
-  // hashes must cover the size.
-  std::map<ObjectManifest, std::size_t> votes;
-  for (const auto& p : peers_) {
-    if (!p.alive || !p.manifest || (key_.content_size() && p.manifest->size != *key_.content_size())) continue;
-    const auto& m = *p.manifest;
-    if (m.chunk == 0 || m.hashes.size() % 32 != 0 || m.chunk_count() != (m.size + m.chunk - 1) / m.chunk) continue;
-    ++votes[m];
-  }
-  if (votes.empty()) {
-    auto why = dropped_summary();
-    return fail("no provider could serve " + key_.str() + (why.empty() ? "" : " (" + why + ")"));
-  }
-  auto best = std::max_element(votes.begin(), votes.end(),
-                               [](const auto& a, const auto& b) { return a.second < b.second; });
-  manifest_ = best->first;
-  for (std::size_t i = 0; i < peers_.size(); ++i)
-    if (peers_[i].alive && !(peers_[i].manifest && *peers_[i].manifest == *manifest_))
-      drop(i, "its manifest disagrees with the other peers'");
-  // Opening checks resumed chunks, which reads the partial file: on the worker.
-  asio::post(worker_, [self = shared_from_this(), part = part_path_, manifest = *manifest_,
-                       hash = key_.verifiable() ? key_.hash() : HashAlgorithm::None]() mutable {
-    auto sink = ChunkSink::open(part, std::move(manifest), ContentHash::start(hash));
-    auto& io = self->io_;  // before self moves into the handler
-    asio::post(io, [self = std::move(self), sink = std::move(sink)]() mutable { self->on_sink(std::move(sink)); });
-  });
-}
-
-void Fetcher::on_sink(Result<std::unique_ptr<ChunkSink>> sink) {
-  if (finished_) return;
-  if (!sink) return fail(sink.error());
-  sink_ = std::move(*sink);
-  report_.bytes_resumed = sink_->resumed_bytes();
-  scheduler_.emplace(manifest_->chunk_count(), sink_->done());
-  pump();
-}
-
-void Fetcher::pump() {
-  if (finished_ || !scheduler_) return;
-  if (scheduler_->complete()) return complete();
-  bool any_alive = false;
-  for (std::size_t i = 0; i < peers_.size(); ++i) {
-    auto& p = peers_[i];
-    if (!p.alive) continue;
-    any_alive = true;
-    while (!paused_ && p.in_flight < options_.window) {
-      auto chunk = scheduler_->next_for(i);
-      if (!chunk) break;
-      request(i, *chunk);
-    }
-  }
-  if (!any_alive && redials_pending_ == 0) fail("every provider failed (" + dropped_summary() + ")");
-}
-
-void Fetcher::request(std::size_t peer, std::size_t chunk) {
-  auto offset = static_cast<std::uint64_t>(chunk) * manifest_->chunk;
-  auto len = manifest_->chunk_length(chunk);
-  std::uint32_t id = next_id_++;
+  auto& channel = channels_[r.peer];
+  if (!channel) return;
+  auto epoch = epochs_[r.peer];
   auto buffer = std::make_shared<Bytes>();
-  buffer->reserve(len);
-  requests_[id] = Request{peer, chunk, std::move(buffer)};
-  ++peers_[peer].in_flight;
-  peers_[peer].link->send(Get{id, key_.str(), offset, len});
+  buffer->reserve(static_cast<std::size_t>(r.length));
+  auto id = r.request;
+  pending_[id] = Pending{r.peer, channel, 0, r.chunk, r.offset, buffer};
+  pending_[id].channel_id = channel->request(Get{0, key_.str(), r.offset, r.length},
+                                             [self = shared_from_this(), id, epoch](Result<FrameView>& frame) {
+                                               return self->on_answer(id, epoch, frame);
+                                             });
   if (!options_.download_limit) return;
-  auto wait = options_.download_limit->take(len, RateLimiter::Clock::now());
+  auto wait = options_.download_limit->take(static_cast<std::size_t>(r.length), RateLimiter::Clock::now());
   if (wait <= RateLimiter::Clock::duration::zero()) return;
-  // Over the download rate: no new request until these bytes are paid for.
-  paused_ = true;
+  // Over the download rate: no new request goes out until these bytes are paid for.
+  pacing_armed_ = true;
   pacing_.expires_after(wait);
   pacing_.async_wait([self = shared_from_this()](const std::error_code&) {
-    self->paused_ = false;
-    self->pump();
-  });
-}
-
-void Fetcher::chunk_arrived(std::uint32_t id) {
-  auto req = std::move(requests_[id]);
-  requests_.erase(id);
-  // The request keeps its slot (in_flight) until the worker has checked it, so memory
-  // stays bounded by the window however fast the network is.
-  asio::post(worker_, [self = shared_from_this(), sink = sink_, req = std::move(req)]() mutable {
-    auto verdict = sink->accept(req.chunk, *req.buffer);
-    auto bytes = req.buffer->size();
-    req.buffer.reset();
-    auto& io = self->io_;
-    asio::post(io, [self = std::move(self), peer = req.peer, chunk = req.chunk, verdict = std::move(verdict),
-                           bytes]() mutable { self->on_verdict(peer, chunk, std::move(verdict), bytes); });
-  });
-}
-
-void Fetcher::on_verdict(std::size_t peer, std::size_t chunk, Result<ChunkSink::Verdict> verdict, std::size_t bytes) {
-  auto& p = peers_[peer];
-  if (p.alive) --p.in_flight;
-  if (finished_) return;
-  if (!verdict) return fail(verdict.error());
-  switch (*verdict) {
-    case ChunkSink::Verdict::Corrupt:
-      scheduler_->on_failed(peer, chunk);
-      drop(peer, "sent a chunk that fails verification");
-      break;
-    case ChunkSink::Verdict::Duplicate:
-      break;
-    case ChunkSink::Verdict::Stored:
-      scheduler_->on_done(chunk);
-      cancel_duplicates(chunk);
-      report_.bytes_from[p.node.hex()] += bytes;
-      report_.bytes_fetched += bytes;
-      if (progress_) {
-        std::size_t alive = 0;
-        for (const auto& q : peers_) alive += q.alive;
-        progress_({report_.bytes_fetched + report_.bytes_resumed, manifest_->size, alive});
+    self->pacing_armed_ = false;
+    auto held = std::move(self->paced_);
+    self->paced_.clear();
+    for (std::size_t i = 0; i < held.size() && !self->ended_; ++i) {
+      self->send_chunk(held[i]);
+      if (self->pacing_armed_) {  // paced again: the rest waits its turn
+        self->paced_.insert(self->paced_.end(), held.begin() + static_cast<std::ptrdiff_t>(i) + 1, held.end());
+        break;
       }
-      break;
-  }
-  pump();
-}
-
-void Fetcher::cancel_duplicates(std::size_t chunk) {
-  for (auto it = requests_.begin(); it != requests_.end();) {
-    if (it->second.chunk != chunk) {
-      ++it;
-      continue;
     }
-    auto& p = peers_[it->second.peer];
-    --p.in_flight;
-    p.link->send(Cancel{it->first});
-    cancelled_.insert(it->first);
-    it = requests_.erase(it);
-  }
-}
-
-std::string Fetcher::dropped_summary() const {
-  std::string why;
-  for (const auto& [node, reason] : report_.dropped) why += (why.empty() ? "" : "; ") + node.substr(0, 8) + ": " + reason;
-  return why;
-}
-
-void Fetcher::drop(std::size_t peer, const std::string& why) {
-  auto& p = peers_[peer];
-  if (!p.alive) return;
-  p.alive = false;
-  report_.dropped[p.node.hex()] = why;
-  p.link->close();
-  for (auto it = requests_.begin(); it != requests_.end();) {
-    if (it->second.peer == peer) {
-      if (scheduler_) scheduler_->on_failed(peer, it->second.chunk);
-      it = requests_.erase(it);
-    } else {
-      ++it;
-    }
-  }
-  p.in_flight = 0;
-  if (scheduler_) asio::post(io_, [self = shared_from_this()] { self->pump(); });
-}
-
-void Fetcher::link_lost(std::size_t peer, const std::string& why) {
-  constexpr int kMaxRedials = 2;
-  auto& p = peers_[peer];
-  if (!p.alive) return;
-  auto source = p.source;
-  auto remote = p.link->remote_endpoint();
-  drop(peer, "link lost: " + why);
-  if (finished_ || completing_ || redials_[source] >= kMaxRedials) return;
-  ++redials_[source];
-  redialing_[source] = true;
-  ++redials_pending_;
-  ++dials_pending_;
-  // The path that broke (an endpoint, or a relay that went away or cut the circuit) is
-  // tried last this time.
-  auto& address = sources_[source].address;
-  std::stable_partition(address.endpoints.begin(), address.endpoints.end(),
-                        [&](const asio::ip::tcp::endpoint& e) { return e != remote; });
-  std::stable_partition(address.relays.begin(), address.relays.end(), [&](const RelayRoute& r) {
-    return std::find(r.endpoints.begin(), r.endpoints.end(), remote) == r.endpoints.end();
   });
-  dial(source);
 }
 
-void Fetcher::complete() {
-  if (completing_) return;
-  completing_ = true;
-  close_links();
-  asio::post(worker_, [self = shared_from_this(), sink = sink_]() mutable {
-    auto digest = sink->finish();
-    if (digest && !digest->empty() && *digest != self->key_.digest_hex()) sink->discard();
+bool Fetcher::on_answer(M::RequestId request, std::uint64_t epoch, Result<FrameView>& frame) {
+  auto it = pending_.find(request);
+  if (ended_ || it == pending_.end()) return false;
+  auto peer = it->second.peer;
+  if (epochs_[peer] != epoch) return false;
+  if (!frame) {
+    link_failed(peer, epoch, frame.error());
+    return false;
+  }
+  if (auto* data = std::get_if<DataView>(&*frame)) {
+    auto& p = it->second;
+    if (!p.buffer) {
+      feed(M::Refused{peer, request, ErrorCode::BadFrame, "sent DATA for a manifest request", 0});
+      return false;
+    }
+    if (data->offset != p.offset + p.buffer->size())
+      return link_failed(peer, epoch, "sent data out of order"), false;
+    if (p.buffer->size() + data->bytes.size() > p.buffer->capacity())
+      return link_failed(peer, epoch, "sent more than was asked for"), false;
+    p.buffer->insert(p.buffer->end(), data->bytes.begin(), data->bytes.end());
+    if (!data->fin) {
+      feed(M::DataSeen{peer});
+      return true;
+    }
+    auto buffer = std::move(p.buffer);
+    auto chunk = p.chunk;
+    pending_.erase(it);
+    feed(M::ChunkArrived{peer, request});
+    check_chunk(peer, std::move(buffer), chunk);
+    return false;
+  }
+  auto& f = std::get<Frame>(*frame);
+  pending_.erase(it);
+  if (auto* m = std::get_if<ManifestReply>(&f)) {
+    feed(M::PageArrived{peer, request, std::move(*m)});
+  } else if (auto* e = std::get_if<ErrorFrame>(&f)) {
+    feed(M::Refused{peer, request, e->code, e->message, e->retry_after_ms});
+  } else {
+    feed(M::Refused{peer, request, ErrorCode::BadFrame, std::string("answered with ") + frame_name(f), 0});
+  }
+  return false;
+}
+
+void Fetcher::open_sink(ObjectManifest manifest) {
+  // Opening checks the chunks already in the partial file (a restart, or another copy
+  // tried before), which reads it: on the worker. The old sink goes there too.
+  auto generation = ++sink_generation_;
+  auto old = std::move(sink_);
+  asio::post(worker_, [self = shared_from_this(), old = std::move(old), generation, part = part_path_,
+                       manifest = std::move(manifest),
+                       hash = key_.verifiable() ? key_.hash() : HashAlgorithm::None]() mutable {
+    old.reset();
+    auto sink = ChunkSink::open(part, std::move(manifest), ContentHash::start(hash));
     auto& io = self->io_;
-    asio::post(io, [self = std::move(self), digest = std::move(digest)] {
-      if (self->finished_) return;
-      if (!digest) return self->fail(digest.error());
-      if (!digest->empty() && *digest != self->key_.digest_hex())
-        // Every chunk matched a manifest that does not match the key: the agreeing peers lied.
-        return self->fail("the assembled object does not match the key's hash; discarded");
-      if (::rename(self->part_path_.c_str(), self->options_.destination.c_str()) != 0)
-        return self->fail("cannot move the object into " + self->options_.destination.string() + ": " +
-                          std::strerror(errno));
-      ::unlink((self->part_path_.string() + ".chunks").c_str());
-      self->finished_ = true;
-      self->done_(std::nullopt, self->report_);
+    asio::post(io, [self = std::move(self), generation, sink = std::move(sink)]() mutable {
+      if (self->ended_ || generation != self->sink_generation_) return;
+      if (!sink) return self->feed(M::LocalFailure{sink.error()});
+      self->sink_ = std::move(*sink);
+      self->feed(M::SinkOpened{self->sink_->done(), self->sink_->resumed_bytes()});
     });
   });
 }
 
-void Fetcher::close_links() {
-  for (auto& p : peers_)
-    if (p.alive) p.link->close();
+void Fetcher::check_chunk(M::PeerId peer, std::shared_ptr<Bytes> buffer, std::size_t chunk) {
+  // The request kept its window slot until now, and keeps it until the worker is done, so
+  // memory stays bounded by the window however fast the network is.
+  asio::post(worker_, [self = shared_from_this(), sink = sink_, generation = sink_generation_, peer, chunk,
+                       buffer = std::move(buffer)]() mutable {
+    auto verdict = sink->accept(chunk, *buffer);
+    auto bytes = buffer->size();
+    buffer.reset();
+    auto& io = self->io_;
+    asio::post(io, [self = std::move(self), generation, peer, chunk, verdict = std::move(verdict), bytes] {
+      if (generation != self->sink_generation_) return;
+      if (!verdict) return self->feed(M::LocalFailure{verdict.error()});
+      self->feed(M::ChunkChecked{peer, chunk, *verdict, bytes});
+      self->report_progress(false);
+    });
+  });
 }
 
-void Fetcher::fail(const std::string& why) {
-  if (finished_) return;
-  finished_ = true;
-  close_links();
-  done_(why, report_);
+void Fetcher::check_object() {
+  asio::post(worker_, [self = shared_from_this(), sink = sink_, generation = sink_generation_]() mutable {
+    auto digest = sink->finish();
+    auto& io = self->io_;
+    asio::post(io, [self = std::move(self), generation, digest = std::move(digest)] {
+      if (self->ended_ || generation != self->sink_generation_) return;
+      if (!digest) return self->feed(M::LocalFailure{digest.error()});
+      bool matches = digest->empty() || *digest == self->key_.digest_hex();
+      self->feed(M::ObjectChecked{matches});
+    });
+  });
+}
+
+void Fetcher::finish() {
+  if (::rename(part_path_.c_str(), options_.destination.c_str()) != 0)
+    return end("cannot move the object into " + options_.destination.string() + ": " + std::strerror(errno));
+  ::unlink((part_path_.string() + ".chunks").c_str());
+  report_progress(true);
+  end(std::nullopt);
+}
+
+void Fetcher::report_progress(bool force) {
+  if (!progress_ || !machine_) return;
+  auto now = M::Clock::now();
+  if (!force && now - last_progress_ < 200ms) return;
+  last_progress_ = now;
+  auto p = machine_->progress(now);
+  progress_({p.bytes_done, p.bytes_total, p.peers, p.waiting, p.waiting_why,
+             std::chrono::duration<double>(p.stalled).count()});
+}
+
+FetchReport Fetcher::report() const {
+  FetchReport out;
+  if (!machine_) return out;
+  const auto& r = machine_->report();
+  for (std::size_t p = 0; p < r.size(); ++p) {
+    auto node = sources_[p].address.node.hex();
+    if (r[p].bytes) out.bytes_from[node] = r[p].bytes;
+    if (!r[p].dropped.empty()) out.dropped[node] = r[p].dropped;
+    if (!r[p].redialled.empty()) out.redialled[node] = r[p].redialled;
+    if (!paths_[p].empty()) out.paths[node] = paths_[p];
+  }
+  out.bytes_fetched = machine_->bytes_fetched();
+  out.bytes_resumed = machine_->bytes_resumed();
+  return out;
+}
+
+void Fetcher::end(std::optional<std::string> error) {
+  if (ended_) return;
+  ended_ = true;
+  timer_.cancel();
+  pacing_.cancel();
+  for (auto& [id, p] : pending_)
+    if (p.channel) p.channel->cancel(p.channel_id);
+  pending_.clear();
+  channels_.clear();
+  auto done = std::move(done_);
+  done_ = nullptr;
+  if (done) done(std::move(error), report());
 }
 
 }  // namespace annexswarm

@@ -1,17 +1,15 @@
 #pragma once
-// Downloads one annex object from several swarm members at once.
-//  1. dial every source (TLS + membership, checking it is the node we meant);
-//  2. ask each for the object's manifest (SHA-256 per 1 MiB chunk); the manifest most
-//     peers agree on wins, and peers that disagree are dropped;
-//  3. keep up to `window` chunk requests in flight per peer (ChunkScheduler: faster
-//     peers get more, the tail is duplicated, and when one copy of a duplicated chunk
-//     arrives the other request is cancelled);
-//  4. hand each chunk to a ChunkSink on the worker executor, which checks it against the
-//     manifest, writes it into `<destination>.part`, lists it in `.part.chunks` (so a
-//     restarted download keeps it) and feeds the object hash in order; a peer whose
-//     chunk fails the check is dropped and reported, its chunks go to the others;
-//  5. check the object hash against the key, then rename over the destination.
-// The network thread never blocks on the disk or on hashing.
+// Downloads one annex object from several swarm members at once. A DownloadMachine decides
+// (which manifest, which chunk from whom, when a peer is stalled, silent, busy or lying,
+// when to give up); the Fetcher carries its actions out:
+//  - links come from the PeerPool (one per member, shared with every other request);
+//  - manifest pages and chunks are requests on those links, by id;
+//  - each chunk goes to a ChunkSink on the worker executor, which checks it against the
+//    manifest, writes it into `<destination>.part`, lists it in `.part.chunks` (so a
+//    restarted download keeps it) and feeds the object hash in order;
+//  - the whole object is checked against the key, then renamed over the destination.
+// The network thread never blocks on the disk or on hashing. A download stopped (every
+// peer gone, or cancelled because nobody waits for it) keeps its partial file.
 #include <asio/any_io_executor.hpp>
 #include <asio/io_context.hpp>
 #include <asio/steady_timer.hpp>
@@ -21,12 +19,11 @@
 #include <map>
 #include <memory>
 #include <optional>
-#include <set>
 
 #include "protocol/annex_key.hpp"
-#include "transfer/chunk_scheduler.hpp"
 #include "transfer/chunk_sink.hpp"
-#include "transfer/peer_dialer.hpp"
+#include "transfer/download_machine.hpp"
+#include "transfer/peer_pool.hpp"
 #include "transfer/rate_limiter.hpp"
 
 namespace annexswarm {
@@ -43,12 +40,16 @@ struct FetchOptions {
   std::size_t max_sources = 16;   // peers dialled at most
   // Shared by every download of a node; null: no cap.
   std::shared_ptr<RateLimiter> download_limit = nullptr;
+  DownloadLimits limits = {};
 };
 
 struct FetchProgress {
   std::uint64_t bytes_done = 0;
   std::uint64_t bytes_total = 0;
   std::size_t peers = 0;
+  std::size_t waiting = 0;         // busy peers waited for
+  std::string waiting_why;
+  double stalled_seconds = 0;      // since the last verified chunk
 };
 
 struct FetchReport {
@@ -68,72 +69,64 @@ public:
 
   // `worker` runs the disk writes and hashing; it must run one job at a time (a strand
   // or a one-thread pool).
-  Fetcher(asio::io_context& io, asio::any_io_executor worker, std::shared_ptr<PeerDialer> dialer,
-          std::vector<SwarmToken> swarms, AnnexKey key, std::vector<FetchSource> sources, FetchOptions options,
-          ProgressFn progress, DoneFn done);
+  Fetcher(asio::io_context& io, asio::any_io_executor worker, PeerPool& pool, std::vector<SwarmToken> swarms,
+          AnnexKey key, std::vector<FetchSource> sources, FetchOptions options, ProgressFn progress, DoneFn done);
   void start();
+  // Stops now (nobody waits for it any more); the partial file stays for the next try.
+  void cancel(const std::string& why);
+  const AnnexKey& key() const { return key_; }
+  const std::filesystem::path& destination() const { return options_.destination; }
 
 private:
-  struct Peer {
-    NodeId node;
-    std::shared_ptr<PeerLink> link;
-    std::optional<ObjectManifest> manifest;
-    std::size_t in_flight = 0;  // requests sent or being checked
-    bool alive = true;
-    std::size_t source = 0;
+  using M = DownloadMachine;
+  struct Pending {  // a request on a channel
+    M::PeerId peer;
+    std::shared_ptr<PeerChannel> channel;
+    std::uint32_t channel_id = 0;
+    std::size_t chunk = 0;
+    std::uint64_t offset = 0;
+    std::shared_ptr<Bytes> buffer;  // chunks only
   };
-  struct Request {
-    std::size_t peer;
-    std::size_t chunk;
-    std::shared_ptr<Bytes> buffer;
-  };
-  void dial(std::size_t source);
-  void on_link(std::size_t source, Result<std::shared_ptr<PeerLink>> link);
-  void receive_loop(std::size_t peer);
-  void on_data(std::size_t peer, const peer::DataView& data);
-  void on_frame(std::size_t peer, peer::Frame frame);
-  void maybe_choose_manifest();
-  void on_sink(Result<std::unique_ptr<ChunkSink>> sink);
-  void pump();
-  void request(std::size_t peer, std::size_t chunk);
-  void drop(std::size_t peer, const std::string& why);
-  // The link broke (not bad data): dial that source again, another path first.
-  void link_lost(std::size_t peer, const std::string& why);
-  void chunk_arrived(std::uint32_t id);
-  void on_verdict(std::size_t peer, std::size_t chunk, Result<ChunkSink::Verdict> verdict, std::size_t bytes);
-  void cancel_duplicates(std::size_t chunk);
-  void complete();
-  void fail(const std::string& why);
-  void close_links();
-  std::string dropped_summary() const;
+  void feed(const M::Event& event);
+  void apply(M::Action& action);
+  void dial(M::PeerId peer);
+  void send_page(const M::RequestPage& r);
+  void send_chunk(const M::RequestChunk& r);
+  bool on_answer(M::RequestId request, std::uint64_t epoch, Result<peer::FrameView>& frame);
+  void link_failed(M::PeerId peer, std::uint64_t epoch, const std::string& why);
+  void open_sink(ObjectManifest manifest);
+  void check_chunk(M::PeerId peer, std::shared_ptr<Bytes> buffer, std::size_t chunk);
+  void check_object();
+  void finish();
+  void end(std::optional<std::string> error);
+  void arm_timer();
+  void report_progress(bool force);
+  FetchReport report() const;
 
   asio::io_context& io_;
   asio::any_io_executor worker_;
-  std::shared_ptr<PeerDialer> dialer_;
+  PeerPool& pool_;
   std::vector<SwarmToken> swarms_;
   AnnexKey key_;
   std::vector<FetchSource> sources_;
   FetchOptions options_;
   ProgressFn progress_;
   DoneFn done_;
-
-  std::vector<Peer> peers_;
-  std::size_t dials_pending_ = 0;
-  std::vector<int> redials_;           // per source: times dialled again after a lost link
-  std::vector<bool> redialing_;        // per source: a dial again is under way
-  std::size_t redials_pending_ = 0;
-  std::optional<ObjectManifest> manifest_;
+  std::optional<M> machine_;
+  std::vector<std::shared_ptr<PeerChannel>> channels_;  // per peer, while in use
+  std::vector<std::uint64_t> epochs_;                   // per peer: which link its answers come from
+  std::vector<std::string> paths_;
+  std::map<M::RequestId, Pending> pending_;
   std::shared_ptr<ChunkSink> sink_;  // used on the worker only, once opened
-  std::optional<ChunkScheduler> scheduler_;
-  std::map<std::uint32_t, Request> requests_;
-  std::set<std::uint32_t> cancelled_;  // their frames may still arrive; ignored
-  std::uint32_t next_id_ = 1;
+  std::uint64_t sink_generation_ = 0;
+  asio::steady_timer timer_;
+  std::optional<M::Clock::time_point> timer_at_;
   asio::steady_timer pacing_;
-  bool paused_ = false;  // over the download rate until pacing_ fires
-  bool completing_ = false;
+  std::vector<M::RequestChunk> paced_;  // chunk requests held back by the download rate
+  bool pacing_armed_ = false;
+  M::Clock::time_point last_progress_{};
   std::filesystem::path part_path_;
-  FetchReport report_;
-  bool finished_ = false;
+  bool ended_ = false;
 };
 
 }  // namespace annexswarm

@@ -4,6 +4,7 @@
 #include <asio/write.hpp>
 
 #include "protocol/ip_address.hpp"
+#include "transfer/peer_pool.hpp"
 
 namespace annexswarm {
 
@@ -66,16 +67,24 @@ void DirectDialer::handshake(std::shared_ptr<asio::ip::tcp::socket> socket, std:
   auto stream = std::make_shared<TlsStream>(std::move(*socket), credentials_, TlsStream::Side::Client);
   auto link = std::make_shared<PeerLink>(stream, std::vector<SwarmToken>{attempt->swarm}, peer::Role::Dialer);
   auto settled = std::make_shared<bool>(false);
+  auto timed_out = std::make_shared<bool>(false);
   auto timer = std::make_shared<asio::steady_timer>(io_);
   timer->expires_after(timeouts_.handshake);
-  timer->async_wait([link, settled](const std::error_code& tec) {
-    if (!tec && !*settled) link->close();
+  timer->async_wait([link, settled, timed_out](const std::error_code& tec) {
+    if (tec || *settled) return;
+    *timed_out = true;
+    link->close();
   });
   std::optional<NodeId> expected;
   if (!attempt->peer.any_member) expected = attempt->peer.node;
-  link->establish(expected, [link, timer, settled, attempt, failed](Result<PeerLink::Established> r) {
+  link->establish(expected, [this, link, timer, settled, timed_out, attempt, failed](Result<PeerLink::Established> r) {
     *settled = true;
     timer->cancel();
+    // A peer that accepted the connection and then said nothing: say that, not what
+    // closing it made TLS report.
+    if (!r && *timed_out)
+      return failed("no TLS handshake and membership proof within " +
+                    std::to_string(timeouts_.handshake.count() / 1000) + " s (the peer accepted, then said nothing)");
     if (!r) return failed(r.error());
     attempt->peer.node = r->peer;
     auto done = std::move(attempt->done);
@@ -86,6 +95,42 @@ void DirectDialer::handshake(std::shared_ptr<asio::ip::tcp::socket> socket, std:
 void DirectDialer::try_relay(std::shared_ptr<Attempt> attempt, const RelayRoute& route, Failed failed) {
   // 1. Ask the relay for a circuit over an authenticated link; it tells the target.
   PeerAddress relay{route.relay, route.endpoints, {}, false};
+  if (relay_link_) {
+    relay_link_(relay, attempt->swarm, [this, attempt, failed](Result<std::shared_ptr<PeerChannel>> channel) {
+      if (!channel) return failed(channel.error());
+      auto link = *channel;
+      auto timer = std::make_shared<asio::steady_timer>(io_);
+      auto answered = std::make_shared<bool>(false);
+      auto relay_endpoint = link->remote_endpoint();
+      auto id = std::make_shared<std::uint32_t>(0);
+      timer->expires_after(timeouts_.handshake);
+      timer->async_wait([link, answered, id, failed](const std::error_code& ec) {
+        if (ec || *answered) return;
+        *answered = true;
+        link->cancel(*id);
+        failed("the relay did not answer CONNECT in time");
+      });
+      *id = link->request(peer::Connect{0, attempt->peer.node}, [this, attempt, failed, timer, answered,
+                                                                 relay_endpoint](Result<peer::FrameView>& frame) {
+        if (*answered) return false;
+        *answered = true;
+        timer->cancel();
+        auto* f = frame ? std::get_if<peer::Frame>(&*frame) : nullptr;
+        auto* reply = f ? std::get_if<peer::ConnectReply>(f) : nullptr;
+        if (!reply) {
+          failed(frame ? "unexpected answer to CONNECT" : frame.error());
+          return false;
+        }
+        if (!reply->ok) {
+          failed("refused: " + reply->reason);
+          return false;
+        }
+        open_circuit(attempt, relay_endpoint, reply->token, failed);
+        return false;
+      });
+    });
+    return;
+  }
   dial(relay, attempt->swarm, [this, attempt, failed](Result<std::shared_ptr<PeerLink>> control) {
     if (!control) return failed(control.error());
     auto link = *control;
@@ -104,19 +149,24 @@ void DirectDialer::try_relay(std::shared_ptr<Attempt> attempt, const RelayRoute&
       auto* reply = frame ? std::get_if<peer::ConnectReply>(&*frame) : nullptr;
       if (!reply) return failed(frame ? "unexpected answer to CONNECT" : frame.error());
       if (!reply->ok) return failed("refused: " + reply->reason);
-      // 2. A plain connection to the relay with the token; 3. TLS with the target through it.
-      auto socket = std::make_shared<asio::ip::tcp::socket>(io_);
-      auto preamble = std::make_shared<Bytes>(peer::kCircuitMagic.begin(), peer::kCircuitMagic.end());
-      preamble->insert(preamble->end(), reply->token.begin(), reply->token.end());
-      socket->async_connect(relay_endpoint, [this, socket, preamble, attempt, failed](const std::error_code& ec) {
-        if (ec) return failed("cannot connect for the circuit: " + ec.message());
-        asio::async_write(*socket, asio::buffer(*preamble),
-                          [this, socket, preamble, attempt, failed](const std::error_code& wec, std::size_t) {
-                            if (wec) return failed("circuit: " + wec.message());
-                            handshake(socket, attempt, failed);
-                          });
-      });
+      open_circuit(attempt, relay_endpoint, reply->token, failed);
     });
+  });
+}
+
+void DirectDialer::open_circuit(std::shared_ptr<Attempt> attempt, asio::ip::tcp::endpoint relay_endpoint, Bytes token,
+                                Failed failed) {
+  // 2. A plain connection to the relay with the token; 3. TLS with the target through it.
+  auto socket = std::make_shared<asio::ip::tcp::socket>(io_);
+  auto preamble = std::make_shared<Bytes>(peer::kCircuitMagic.begin(), peer::kCircuitMagic.end());
+  preamble->insert(preamble->end(), token.begin(), token.end());
+  socket->async_connect(relay_endpoint, [this, socket, preamble, attempt, failed](const std::error_code& ec) {
+    if (ec) return failed("cannot connect for the circuit: " + ec.message());
+    asio::async_write(*socket, asio::buffer(*preamble),
+                      [this, socket, preamble, attempt, failed](const std::error_code& wec, std::size_t) {
+                        if (wec) return failed("circuit: " + wec.message());
+                        handshake(socket, attempt, failed);
+                      });
   });
 }
 

@@ -39,8 +39,17 @@ public:
   virtual void dial(const PeerAddress& peer, const SwarmToken& swarm, DialFn done) = 0;
 };
 
+class PeerChannel;
+
 class DirectDialer final : public PeerDialer {
 public:
+  // How to reach a relay to ask it for a circuit: the node's shared link to it (the
+  // PeerPool). Unset: a link dialled for the question and closed after it.
+  using RelayLink =
+      std::function<void(const PeerAddress& relay, const SwarmToken& swarm,
+                         std::function<void(Result<std::shared_ptr<PeerChannel>>)> done)>;
+  void set_relay_link(RelayLink fn) { relay_link_ = std::move(fn); }
+
   struct Timeouts {
     std::chrono::milliseconds connect{5000};    // per endpoint
     std::chrono::milliseconds handshake{10000};  // TLS, HELLO and PROOF
@@ -60,9 +69,12 @@ private:
   // TLS, HELLO and PROOF on a connected socket, as the dialer.
   void handshake(std::shared_ptr<asio::ip::tcp::socket> socket, std::shared_ptr<Attempt> attempt, Failed failed);
 
+  void open_circuit(std::shared_ptr<Attempt> attempt, asio::ip::tcp::endpoint relay, Bytes token, Failed failed);
+
   asio::io_context& io_;
   std::shared_ptr<TlsCredentials> credentials_;
   Timeouts timeouts_;
+  RelayLink relay_link_;
 };
 
 }  // namespace annexswarm

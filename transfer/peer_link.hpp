@@ -35,6 +35,10 @@ public:
   // The same, but DATA arrives as a view into the link's buffer, valid during the call.
   void receive_view(std::function<void(Result<peer::FrameView>)> done);
   void close();
+  // The member at the other end (once established).
+  const NodeId& peer() const { return peer_; }
+  std::uint64_t unsent_bytes() const { return stream_->unsent_bytes(); }
+  void when_drained(std::function<void()> fn) { stream_->when_drained(std::move(fn)); }
   std::string remote_address() const { return stream_->remote_address(); }
   asio::ip::tcp::endpoint remote_endpoint() const { return stream_->remote_endpoint(); }
   asio::ip::tcp::endpoint local_endpoint() const { return stream_->local_endpoint(); }

@@ -7,26 +7,51 @@
 #include <asio/ip/v6_only.hpp>
 #include <asio/post.hpp>
 #include <asio/read.hpp>
-#include <asio/steady_timer.hpp>
+#include <algorithm>
+#include <array>
 #include <cerrno>
 #include <cstring>
 #include <deque>
-#include <algorithm>
-#include <array>
 
 #include "protocol/crypto.hpp"
 #include "protocol/ip_address.hpp"
 
 namespace annexswarm {
 using namespace peer;
+using namespace std::chrono_literals;
 
-Result<Bytes> chunk_hashes(const std::filesystem::path& file, std::uint64_t& size_out) {
+namespace {
+constexpr std::size_t kManifestCacheBytes = 64u << 20;  // of chunk hashes (a 1 TiB object: 32 MiB)
+constexpr std::size_t kManifestCacheEntries = 256;
+constexpr auto kHashJobUnwanted = 20s;  // nobody asked for the manifest this long: stop hashing
+constexpr auto kMaxAcceptDelay = 2s;
+
+std::int64_t now_ns() { return std::chrono::steady_clock::now().time_since_epoch().count(); }
+
+// An open object file, closed when the last read of it is done (a read may still be on
+// the reader thread when its GET is cancelled).
+struct OpenFile {
+  int fd = -1;
+  explicit OpenFile(int f) : fd(f) {}
+  ~OpenFile() {
+    if (fd >= 0) ::close(fd);
+  }
+  OpenFile(const OpenFile&) = delete;
+  OpenFile& operator=(const OpenFile&) = delete;
+};
+}  // namespace
+
+Result<FullManifest> hash_manifest(const std::filesystem::path& file, std::atomic<std::uint64_t>* hashed,
+                                   const std::function<bool()>& keep_going) {
   int fd = ::open(file.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) return Error{"cannot open " + file.string() + ": " + std::strerror(errno)};
-  Bytes hashes;
+  FullManifest out;
   Bytes buf(kManifestChunk);
-  size_out = 0;
   while (true) {
+    if (keep_going && !keep_going()) {
+      ::close(fd);
+      return Error{"nobody waits for the manifest any more"};
+    }
     std::size_t filled = 0;
     while (filled < buf.size()) {
       ssize_t n = ::read(fd, buf.data() + filled, buf.size() - filled);
@@ -41,65 +66,137 @@ Result<Bytes> chunk_hashes(const std::filesystem::path& file, std::uint64_t& siz
     }
     if (filled == 0) break;
     auto digest = crypto::sha256(ByteView(buf.data(), filled));
-    hashes.insert(hashes.end(), digest.begin(), digest.end());
-    size_out += filled;
+    out.hashes.insert(out.hashes.end(), digest.begin(), digest.end());
+    out.size += filled;
+    if (hashed) hashed->store(out.size);
     if (filled < buf.size()) break;
   }
   ::close(fd);
-  return hashes;
+  auto root = crypto::sha256(out.hashes);
+  out.root.assign(root.begin(), root.end());
+  return out;
 }
+
+// One hashing job, shared by every request for the same file version.
+struct PeerServer::HashJob {
+  std::uint64_t size = 0;
+  std::atomic<std::uint64_t> hashed{0};
+  std::atomic<std::int64_t> last_asked{0};  // steady clock, ns
+  std::vector<ManifestFn> waiters;          // io thread only
+};
 
 class PeerServer::Session : public std::enable_shared_from_this<Session> {
 public:
-  Session(PeerServer& server, std::shared_ptr<PeerLink> link, std::string from, std::string remote_ip)
+  Session(PeerServer& server, std::shared_ptr<PeerLink> link, std::string from, std::string remote_ip,
+          std::string account)
       : server_(server),
         link_(std::move(link)),
         from_(std::move(from)),
         remote_ip_(std::move(remote_ip)),
+        account_(std::move(account)),
+        timer_(server.io_),
         pacing_(server.io_),
         peer_upload_(server.limits_.upload_rate_per_peer),
-        open_links_(server.open_links_) {}
+        open_links_(server.open_links_),
+        lifetime_(server.lifetime_) {}
   // May run after the server is gone (handlers still held by the io_context): it touches
-  // only the shared link count.
-  ~Session() { --*open_links_; }
-
-  void close() {
-    if (closed_) return;
-    closed_ = true;
-    link_->close();
+  // only what it shares.
+  ~Session() {
+    if (member_) --*open_links_;
+    if (unauthenticated_ && !lifetime_.expired()) server_.leave_unauthenticated(account_);
   }
 
   void start() {
     auto self = shared_from_this();
+    // TLS, HELLO and PROOF within the deadline, or the connection goes.
+    timer_.expires_after(server_.limits_.handshake_deadline);
+    timer_.async_wait([weak = weak_from_this()](const std::error_code& ec) {
+      auto self = weak.lock();
+      if (ec || !self || self->member_ || self->closed_) return;
+      self->timed_out_ = true;
+      self->link_->close();
+    });
     link_->establish(std::nullopt, [self](Result<PeerLink::Established> r) {
+      if (self->lifetime_.expired()) return;
+      self->timer_.cancel();
+      self->unauthenticated_ = false;
+      self->server_.leave_unauthenticated(self->account_);
       if (!r) {
+        if (self->timed_out_) {
+          ++self->server_.stats_.handshake_timeouts;
+          return self->server_.refused(self->from_ + ": no TLS handshake and membership proof within " +
+                                       std::to_string(self->server_.limits_.handshake_deadline.count() / 1000) + " s");
+        }
         self->server_.refused(self->from_ + ": " + r.error());
         return;  // PeerLink told the peer why and closed
       }
+      if (self->server_.closed_) return self->link_->close();
       self->peer_ = r->peer;
       self->swarm_ = r->swarm;
+      if (*self->open_links_ >= self->server_.limits_.max_peers) {
+        // A member, but one too many: say so, and when to come back.
+        ++self->server_.stats_.busy_refusals;
+        auto retry = static_cast<std::uint32_t>(self->server_.limits_.busy_retry.count());
+        self->server_.refused(self->from_ + ": over the cap of " + std::to_string(self->server_.limits_.max_peers) +
+                              " peers (told to come back)");
+        self->closed_ = true;
+        self->link_->send(ErrorFrame{0, ErrorCode::Busy,
+                                     "node busy: serving " + std::to_string(*self->open_links_) + " members, its limit",
+                                     retry},
+                          [self](Result<bool>) { self->link_->close(); });
+        return;
+      }
+      self->member_ = true;
+      ++*self->open_links_;
       if (self->server_.on_member_ && !self->remote_ip_.empty())
         self->server_.on_member_(self->remote_ip_, self->link_->local_endpoint());
+      self->last_frame_ = Clock::now();
+      self->watch_idle();
       self->receive_loop();
     });
+  }
+
+  void close() {
+    if (closed_) return;
+    closed_ = true;
+    timer_.cancel();
+    link_->close();
   }
 
 private:
   using Request = std::variant<Have, Manifest, Get, Remove>;
 
+  void watch_idle() {
+    timer_.expires_after(server_.limits_.idle_deadline / 4);
+    timer_.async_wait([weak = weak_from_this()](const std::error_code& ec) {
+      auto self = weak.lock();
+      if (ec || !self || self->closed_ || self->lifetime_.expired()) return;
+      bool busy = self->current_ || !self->queue_.empty() || self->dialing_back_;
+      if (!busy && Clock::now() - self->last_frame_ >= self->server_.limits_.idle_deadline) return self->close();
+      self->watch_idle();
+    });
+  }
+
   // Frames are read all the time, so a CANCEL or PING is seen while a GET is being
-  // served; requests queue up and are served one after another.
+  // served; requests queue up and are served one after another. A peer whose replies
+  // pile up unsent is not read from until they drain.
   void receive_loop() {
     auto self = shared_from_this();
+    if (link_->unsent_bytes() > server_.limits_.max_unsent_bytes) {
+      return link_->when_drained([self] {
+        if (!self->closed_ && !self->lifetime_.expired()) self->receive_loop();
+      });
+    }
     link_->receive([self](Result<Frame> frame) {
-      if (self->closed_) return;
+      if (self->closed_ || self->lifetime_.expired()) return;
       if (!frame) {
         // Garbage or a dead link: say so if we still can, then hang up.
         self->closed_ = true;
-        self->link_->send(ErrorFrame{0, ErrorCode::BadFrame, frame.error()},
+        self->link_->send(ErrorFrame{0, ErrorCode::BadFrame, frame.error(), 0},
                           [self](Result<bool>) { self->link_->close(); });
         return;
       }
+      self->last_frame_ = Clock::now();
       std::visit([self](auto& f) { self->on_frame(f); }, *frame);
       if (!self->closed_) self->receive_loop();
     });
@@ -121,7 +218,7 @@ private:
       self->dialing_back_ = false;
       if (!self->closed_) self->link_->send(DialBackReply{id, ok, self->remote_ip_, std::move(reason)});
     };
-    if (dialing_back_) return link_->send(ErrorFrame{f.id, ErrorCode::Busy, "one DIAL_BACK at a time"});
+    if (dialing_back_) return link_->send(ErrorFrame{f.id, ErrorCode::Busy, "one DIAL_BACK at a time", 1000});
     if (!server_.dial_back_) return answer(false, "this node does not dial back");
     auto host = f.host.empty() ? remote_ip_ : f.host;
     // Members only reach this point; still, never aim our dials at our own machine or
@@ -150,17 +247,17 @@ private:
     auto r = server_.relay_.connect(peer_, f.target);
     link_->send(ConnectReply{f.id, r.ok(), r ? *r : Bytes{}, r ? std::string() : r.error()});
   }
-  void on_frame(const Hello&) { link_->send(ErrorFrame{0, ErrorCode::BadFrame, "unexpected HELLO"}); }
-  void on_frame(const Proof&) { link_->send(ErrorFrame{0, ErrorCode::BadFrame, "unexpected PROOF"}); }
+  void on_frame(const Hello&) { link_->send(ErrorFrame{0, ErrorCode::BadFrame, "unexpected HELLO", 0}); }
+  void on_frame(const Proof&) { link_->send(ErrorFrame{0, ErrorCode::BadFrame, "unexpected PROOF", 0}); }
   template <class Reply>
   void on_frame(const Reply&) {
-    link_->send(ErrorFrame{0, ErrorCode::Unsupported, "not a request"});
+    link_->send(ErrorFrame{0, ErrorCode::Unsupported, "not a request", 0});
   }
 
   void enqueue(Request request) {
     auto id = std::visit([](auto& q) { return q.id; }, request);
     if (queue_.size() >= kMaxQueuedRequests)
-      return link_->send(ErrorFrame{id, ErrorCode::Busy, "too many requests queued; wait for answers"});
+      return link_->send(ErrorFrame{id, ErrorCode::Busy, "too many requests queued; wait for answers", 1000});
     queue_.push_back(std::move(request));
     if (!current_) serve_next();
   }
@@ -179,7 +276,7 @@ private:
   void reply(const Frame& frame) {
     auto self = shared_from_this();
     link_->send(frame, [self](Result<bool> ok) {
-      if (ok) self->serve_next();
+      if (ok && !self->lifetime_.expired()) self->serve_next();
     });
   }
 
@@ -197,112 +294,190 @@ private:
   void serve(const Manifest& f) {
     auto key = AnnexKey::parse(f.key).value();
     auto path = server_.locate_(key, "");
-    if (!path) return reply(ErrorFrame{f.id, ErrorCode::NotPresent, "not held here"});
+    if (!path) return reply(ErrorFrame{f.id, ErrorCode::NotPresent, "not held here", 0});
     auto self = shared_from_this();
-    server_.manifest_of(*path, [self, id = f.id](Result<std::shared_ptr<const ManifestReply>> m) {
-      if (!m) return self->reply(ErrorFrame{id, ErrorCode::Internal, m.error()});
-      auto reply = **m;
-      reply.id = id;
-      self->reply(reply);
-    });
+    auto answered = std::make_shared<bool>(false);
+    server_.manifest_of(
+        *path,
+        [self, answered, id = f.id, page = f.page](Result<std::shared_ptr<const FullManifest>> m) {
+          if (*answered || self->closed_) return;
+          *answered = true;
+          if (!m) return self->reply(ErrorFrame{id, ErrorCode::Internal, m.error(), 0});
+          const auto& full = **m;
+          ManifestReply out{id, kManifestChunk, full.size, full.root, page, {}};
+          auto chunks = full.hashes.size() / 32;
+          auto first = std::min<std::size_t>(std::size_t{page} * kManifestPageChunks, chunks);
+          auto last = std::min<std::size_t>(first + kManifestPageChunks, chunks);
+          if (page >= page_count(full.size, kManifestChunk))
+            return self->reply(ErrorFrame{id, ErrorCode::BadRange, "no manifest page " + std::to_string(page), 0});
+          out.hashes.assign(full.hashes.begin() + static_cast<std::ptrdiff_t>(first * 32),
+                            full.hashes.begin() + static_cast<std::ptrdiff_t>(last * 32));
+          self->reply(out);
+        },
+        [self, answered, id = f.id](std::uint64_t hashed, std::uint64_t size) {
+          // A large object, still being hashed: come back later, and see how far it got.
+          if (*answered || self->closed_) return;
+          *answered = true;
+          auto percent = size ? hashed * 100 / size : 0;
+          self->reply(ErrorFrame{id, ErrorCode::Busy, "hashing the object: " + std::to_string(percent) + "%", 2000});
+        });
   }
 
   void serve(const Remove& f) {
-    if (!server_.remove_) return reply(ErrorFrame{f.id, ErrorCode::Unsupported, "this node keeps no swarm stores"});
+    if (!server_.remove_) return reply(ErrorFrame{f.id, ErrorCode::Unsupported, "this node keeps no swarm stores", 0});
     auto removed = server_.remove_(AnnexKey::parse(f.key).value(), f.store);
-    if (!removed) return reply(ErrorFrame{f.id, ErrorCode::NotPresent, removed.error()});
+    if (!removed) return reply(ErrorFrame{f.id, ErrorCode::NotPresent, removed.error(), 0});
     reply(HaveReply{f.id, {0}});
   }
 
   void serve(const Get& f) {
     auto key = AnnexKey::parse(f.key).value();
     auto path = server_.locate_(key, "");
-    if (!path) return reply(ErrorFrame{f.id, ErrorCode::NotPresent, "not held here"});
-    int fd = ::open(path->c_str(), O_RDONLY | O_CLOEXEC);
-    struct stat st;
-    if (fd < 0 || ::fstat(fd, &st) != 0) {
-      if (fd >= 0) ::close(fd);
-      return reply(ErrorFrame{f.id, ErrorCode::NotPresent, "cannot open the object"});
-    }
-    auto size = static_cast<std::uint64_t>(st.st_size);
-    if (f.offset >= size || f.length > size - f.offset) {
-      ::close(fd);
-      return reply(ErrorFrame{f.id, ErrorCode::BadRange, "range outside the object (size " + std::to_string(size) + ")"});
-    }
-    send_data(fd, f.id, f.offset, f.offset + f.length);
+    if (!path) return reply(ErrorFrame{f.id, ErrorCode::NotPresent, "not held here", 0});
+    // Opening and reading happen on the reader thread; the io thread only encrypts and sends.
+    auto self = shared_from_this();
+    asio::post(server_.reader_, [self, path = *path, f, lifetime = lifetime_] {
+      auto file = std::make_shared<OpenFile>(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+      struct stat st {};
+      bool ok = file->fd >= 0 && ::fstat(file->fd, &st) == 0;
+      auto size = static_cast<std::uint64_t>(st.st_size);
+      if (lifetime.expired()) return;
+      asio::post(self->server_.io_, [self, file, ok, size, f, lifetime] {
+        if (lifetime.expired() || self->closed_) return;
+        if (!ok) return self->reply(ErrorFrame{f.id, ErrorCode::NotPresent, "cannot open the object", 0});
+        if (f.offset >= size || f.length > size - f.offset)
+          return self->reply(
+              ErrorFrame{f.id, ErrorCode::BadRange, "range outside the object (size " + std::to_string(size) + ")", 0});
+        self->file_ = file;
+        ++self->generation_;
+        self->get_id_ = f.id;
+        self->next_read_ = f.offset;
+        self->end_ = f.offset + f.length;
+        self->read_ahead();
+      });
+    });
   }
 
-  // One DATA frame at a time: the next pread happens once the previous frame is sent,
-  // into the same buffer. The payload is read where the frame wants it, right after
-  // room for its header, so the bytes are never copied into a frame.
-  void send_data(int fd, std::uint32_t id, std::uint64_t offset, std::uint64_t end) {
-    auto n = static_cast<std::size_t>(std::min<std::uint64_t>(kMaxDataBytes, end - offset));
-    if (frame_.empty()) frame_.resize(kMaxDataHeader + kMaxDataBytes);
-    auto* payload = frame_.data() + kMaxDataHeader;
-    ssize_t got = ::pread(fd, payload, n, static_cast<off_t>(offset));
-    if (got != static_cast<ssize_t>(n)) {
-      ::close(fd);
-      return reply(ErrorFrame{id, ErrorCode::Internal, "the object changed while being read"});
-    }
+  // Two buffers: one frame is sent from one while the next is read into the other. The
+  // payload is read where the frame wants it, right after room for its header, so the
+  // bytes are never copied into a frame.
+  void read_ahead() {
+    if (reading_ || ready_ || next_read_ >= end_ || !file_) return;
+    auto n = static_cast<std::size_t>(std::min<std::uint64_t>(kMaxDataBytes, end_ - next_read_));
+    auto& buffer = buffers_[next_buffer_];
+    if (buffer.empty()) buffer.resize(kMaxDataHeader + kMaxDataBytes);
+    reading_ = true;
+    auto self = shared_from_this();
+    auto offset = next_read_;
+    asio::post(server_.reader_, [self, file = file_, generation = generation_, offset, n,
+                                 payload = buffer.data() + kMaxDataHeader, lifetime = lifetime_] {
+      ssize_t got = ::pread(file->fd, payload, n, static_cast<off_t>(offset));
+      if (lifetime.expired()) return;
+      asio::post(self->server_.io_, [self, got, n, offset, generation, lifetime] {
+        if (lifetime.expired()) return;
+        self->reading_ = false;
+        // A read for a GET that ended meanwhile: its buffer is simply free again.
+        if (generation != self->generation_) return self->read_ahead();
+        self->on_read(got == static_cast<ssize_t>(n), offset, n);
+      });
+    });
+  }
+
+  void on_read(bool ok, std::uint64_t offset, std::size_t n) {
+    if (closed_ || !file_) return;
+    if (!ok) return finish_get(ErrorFrame{get_id_, ErrorCode::Internal, "the object changed while being read", 0});
+    auto* payload = buffers_[next_buffer_].data() + kMaxDataHeader;
     if (server_.corrupt_for_test_)
       for (std::size_t i = 0; i < n; ++i) payload[i] ^= 0x5a;
-    auto header = encode_data_header(id, offset, offset + n == end, n);
+    auto header = encode_data_header(get_id_, offset, offset + n == end_, n);
     auto* start = payload - header.size();
     std::copy(header.begin(), header.end(), start);
-    server_.stats_.bytes_served += n;
-    served_ += n;
-    if (server_.hang_up_after_for_test_ && served_ > server_.hang_up_after_for_test_) {
-      ::close(fd);
-      closed_ = true;
-      return link_->close();
-    }
-    ByteView frame(start, header.size() + n);
-    auto now = RateLimiter::Clock::now();
-    auto wait = std::max(server_.upload_.take(n, now), peer_upload_.take(n, now));
-    if (wait > RateLimiter::Clock::duration::zero()) {
-      // Over the upload rate: hold this frame back until its bytes are paid for.
-      ++server_.stats_.frames_paced;
-      auto self = shared_from_this();
-      pacing_.expires_after(wait);
-      pacing_.async_wait([self, fd, id, next = offset + n, end, frame](const std::error_code&) {
-        self->transmit(fd, id, next, end, frame);
-      });
-      return;
-    }
-    transmit(fd, id, offset + n, end, frame);
+    ready_ = ByteView(start, header.size() + n);
+    ready_payload_ = n;
+    ready_last_ = offset + n == end_;
+    next_buffer_ ^= 1;
+    next_read_ = offset + n;
+    if (!sending_) send_ready();
   }
 
-  void transmit(int fd, std::uint32_t id, std::uint64_t next, std::uint64_t end, ByteView frame) {
+  void send_ready() {
+    if (!ready_ || closed_) return;
+    auto frame = *ready_;
+    bool last = ready_last_;
+    ready_.reset();
+    auto n = ready_payload_;
+    server_.stats_.bytes_served += n;
+    served_ += n;
+    if (server_.hang_up_after_for_test_ && served_ > server_.hang_up_after_for_test_) return close();
+    sending_ = true;
+    read_ahead();  // the next frame reads while this one goes out
+    auto now = RateLimiter::Clock::now();
+    auto wait = std::max(server_.upload_.take(frame.size(), now), peer_upload_.take(frame.size(), now));
     auto self = shared_from_this();
-    link_->send_encoded(frame, [self, fd, id, next, end](Result<bool> ok) {
-      if (!ok || next == end || self->cancel_current_) {
-        ::close(fd);
-        if (ok) self->serve_next();
-        return;
-      }
-      self->send_data(fd, id, next, end);
-    });
+    auto transmit = [self, frame, last] {
+      self->link_->send_encoded(frame, [self, last](Result<bool> ok) {
+        if (self->lifetime_.expired()) return;
+        self->sending_ = false;
+        if (!ok) return;
+        if (last || self->cancel_current_) return self->finish_get(std::nullopt);
+        if (self->ready_) return self->send_ready();
+        self->read_ahead();
+      });
+    };
+    if (wait <= RateLimiter::Clock::duration::zero()) return transmit();
+    // Over the upload rate: hold this frame back until its bytes are paid for.
+    ++server_.stats_.frames_paced;
+    pacing_.expires_after(wait);
+    pacing_.async_wait([transmit](const std::error_code&) { transmit(); });
+  }
+
+  void finish_get(std::optional<Frame> error) {
+    file_.reset();
+    ++generation_;
+    // A read still under way lands in a buffer nobody sends from.
+    ready_.reset();
+    next_read_ = end_ = 0;
+    if (error) return reply(*error);
+    serve_next();
   }
 
   PeerServer& server_;
   std::shared_ptr<PeerLink> link_;
-  std::string from_;  // the peer's address, for logs
+  std::string from_;       // the peer's address, for logs
   std::string remote_ip_;  // the address the peer is seen at (IPv4 without the v6 mapping)
+  std::string account_;    // whose unauthenticated allowance it uses
   NodeId peer_;
   std::size_t swarm_ = 0;
+  bool member_ = false;
+  bool unauthenticated_ = true;
+  bool timed_out_ = false;
   bool dialing_back_ = false;
   std::uint64_t served_ = 0;
+  asio::steady_timer timer_;  // the handshake deadline, then the idle watch
   asio::steady_timer pacing_;
   RateLimiter peer_upload_;
-  Bytes frame_;  // the DATA frame being sent
+  Clock::time_point last_frame_{};
+  // The GET being served.
+  std::shared_ptr<OpenFile> file_;
+  std::uint64_t generation_ = 0;  // which GET a read in flight belongs to
+  std::uint32_t get_id_ = 0;
+  std::uint64_t next_read_ = 0, end_ = 0;
+  std::array<Bytes, 2> buffers_;
+  std::size_t next_buffer_ = 0;
+  bool reading_ = false, sending_ = false;
+  std::optional<ByteView> ready_;  // a frame read and not yet sent
+  std::size_t ready_payload_ = 0;
+  bool ready_last_ = false;
   std::deque<Request> queue_;
   std::optional<std::uint32_t> current_;  // id of the request being served
   bool cancel_current_ = false;
   bool closed_ = false;
   std::shared_ptr<std::size_t> open_links_;
+  std::weak_ptr<int> lifetime_;
 };
 
-void PeerServer::manifest_of(const std::filesystem::path& path, ManifestFn done) {
+void PeerServer::manifest_of(const std::filesystem::path& path, ManifestFn done,
+                             std::function<void(std::uint64_t, std::uint64_t)> progress) {
   struct stat st;
   if (::stat(path.c_str(), &st) != 0) return done(Error{"cannot read " + path.string() + ": " + std::strerror(errno)});
   // A cached manifest is reused while the file is unchanged (annex objects never change
@@ -316,17 +491,46 @@ void PeerServer::manifest_of(const std::filesystem::path& path, ManifestFn done)
       return done(manifests_.front().second);
     }
   }
-  // Hashing a large object takes a while: off the io thread.
-  asio::post(hasher_, [this, alive = std::weak_ptr<int>(lifetime_), path, key, done = std::move(done)] {
-    std::uint64_t size = 0;
-    auto hashes = chunk_hashes(path, size);
-    asio::post(io_, [this, alive, key, size, done, hashes = std::move(hashes)]() mutable {
-      if (alive.expired()) return;  // the server is gone
-      if (!hashes) return done(Error{hashes.error()});
-      auto manifest = std::make_shared<const ManifestReply>(ManifestReply{0, kManifestChunk, size, std::move(*hashes)});
-      manifests_.emplace_front(key, manifest);
-      if (manifests_.size() > kManifestCacheEntries) manifests_.pop_back();
-      done(manifest);
+  auto& job = jobs_[key];
+  bool fresh = !job;
+  if (fresh) {
+    job = std::make_shared<HashJob>();
+    job->size = key.size;
+  }
+  job->last_asked = now_ns();
+  job->waiters.push_back(std::move(done));
+  if (key.size > limits_.large_object && progress) {
+    // Hashing takes a while: the asker comes back for it.
+    auto hashed = job->hashed.load();
+    progress(hashed, key.size);
+  }
+  if (!fresh) return;
+  // Hashing a large object takes a while: off the io thread, once for every asker, and
+  // only while somebody still asks.
+  asio::post(hasher_, [this, alive = std::weak_ptr<int>(lifetime_), path, key, job] {
+    auto wanted = [&job, alive] {
+      return !alive.expired() &&
+             std::chrono::nanoseconds(now_ns() - job->last_asked.load()) < std::chrono::nanoseconds(kHashJobUnwanted);
+    };
+    auto manifest = hash_manifest(path, &job->hashed, wanted);
+    if (alive.expired()) return;
+    asio::post(io_, [this, alive, key, job, manifest = std::move(manifest)]() mutable {
+      if (alive.expired()) return;
+      jobs_.erase(key);
+      Result<std::shared_ptr<const FullManifest>> result(Error{manifest ? "" : manifest.error()});
+      if (manifest) {
+        ++stats_.manifests_hashed;
+        auto shared = std::make_shared<const FullManifest>(std::move(*manifest));
+        manifest_bytes_ += shared->hashes.size();
+        manifests_.emplace_front(key, shared);
+        while (manifests_.size() > kManifestCacheEntries || manifest_bytes_ > kManifestCacheBytes) {
+          if (manifests_.size() == 1) break;
+          manifest_bytes_ -= manifests_.back().second->hashes.size();
+          manifests_.pop_back();
+        }
+        result = shared;
+      }
+      for (auto& waiter : job->waiters) waiter(result);
     });
   });
 }
@@ -339,11 +543,14 @@ PeerServer::PeerServer(asio::io_context& io, std::shared_ptr<TlsCredentials> cre
       locate_(std::move(locate)),
       limits_(limits),
       acceptor_(io),
+      accept_backoff_(io),
       upload_(limits.upload_rate) {}
 
 PeerServer::~PeerServer() {
   close();
+  lifetime_.reset();
   hasher_.join();
+  reader_.join();
 }
 
 Result<std::uint16_t> PeerServer::listen(const asio::ip::address& address, std::uint16_t port) {
@@ -363,9 +570,17 @@ void PeerServer::close() {
   closed_ = true;
   std::error_code ec;
   acceptor_.close(ec);
+  accept_backoff_.cancel();
   for (auto& weak : sessions_)
     if (auto session = weak.lock()) session->close();
   sessions_.clear();
+}
+
+PeerServerStats PeerServer::stats() const {
+  auto out = stats_;
+  out.links_open = *open_links_;
+  out.unauthenticated = unauthenticated_total_;
+  return out;
 }
 
 void PeerServer::refused(const std::string& why) {
@@ -373,41 +588,72 @@ void PeerServer::refused(const std::string& why) {
   if (on_refused_) on_refused_(why);
 }
 
+void PeerServer::leave_unauthenticated(const std::string& address) {
+  if (unauthenticated_total_) --unauthenticated_total_;
+  auto it = unauthenticated_.find(address);
+  if (it != unauthenticated_.end() && --it->second == 0) unauthenticated_.erase(it);
+}
+
+void PeerServer::accept_later() {
+  // Out of file descriptors (or memory): accepting again at once would spin. Wait, longer
+  // each time, and let closing links give some back.
+  accept_delay_ = std::min<std::chrono::milliseconds>(
+      accept_delay_ == std::chrono::milliseconds(0) ? std::chrono::milliseconds(100) : accept_delay_ * 2, kMaxAcceptDelay);
+  accept_backoff_.expires_after(accept_delay_);
+  accept_backoff_.async_wait([this, alive = std::weak_ptr<int>(lifetime_)](const std::error_code& ec) {
+    if (!ec && !alive.expired() && !closed_) accept();
+  });
+}
+
 void PeerServer::accept() {
-  acceptor_.async_accept([this](const std::error_code& ec, asio::ip::tcp::socket socket) {
-    if (closed_) return;
-    if (!ec) {
-      ++stats_.links_accepted;
-      std::error_code ignored;
-      auto remote = socket.remote_endpoint(ignored);
-      auto address = unmapped(remote.address());
-      auto from = host_port(address.to_string(), remote.port());
-      if (relay_.join) {
-        // A relay looks at the first bytes: a circuit's token, or a TLS handshake.
-        auto deadline = std::make_shared<asio::steady_timer>(io_, std::chrono::seconds(10));
-        auto shared = std::make_shared<asio::ip::tcp::socket>(std::move(socket));
-        deadline->async_wait([shared](const std::error_code& tec) {
-          std::error_code ignored;
-          if (!tec) shared->close(ignored);
-        });
-        classify(shared, from, address.to_string(), deadline);
-      } else {
-        serve_tls(std::move(socket), from, address.to_string());
-      }
+  acceptor_.async_accept([this, alive = std::weak_ptr<int>(lifetime_)](const std::error_code& ec,
+                                                                        asio::ip::tcp::socket socket) {
+    if (alive.expired() || closed_) return;
+    if (ec) {
+      if (ec == asio::error::operation_aborted) return;
+      ++stats_.accept_errors;
+      refused(std::string("accepting a connection failed: ") + ec.message());
+      return accept_later();
+    }
+    accept_delay_ = std::chrono::milliseconds(0);
+    ++stats_.links_accepted;
+    std::error_code ignored;
+    auto remote = socket.remote_endpoint(ignored);
+    auto address = unmapped(remote.address()).to_string();
+    auto from = host_port(address, remote.port());
+    auto& mine = unauthenticated_[address];
+    if (unauthenticated_total_ >= limits_.max_unauthenticated || mine >= limits_.max_unauthenticated_per_address) {
+      if (mine == 0) unauthenticated_.erase(address);
+      refused(from + ": too many connections still proving themselves (" + std::to_string(unauthenticated_total_) +
+              " in all)");
+      socket.close(ignored);
+      return accept();
+    }
+    ++mine;
+    ++unauthenticated_total_;
+    if (relay_.join) {
+      // A relay looks at the first bytes: a circuit's token, or a TLS handshake.
+      auto deadline = std::make_shared<asio::steady_timer>(io_, limits_.handshake_deadline);
+      auto shared = std::make_shared<asio::ip::tcp::socket>(std::move(socket));
+      deadline->async_wait([this, alive, shared, address](const std::error_code& tec) {
+        std::error_code ignored;
+        if (tec || alive.expired()) return;
+        shared->close(ignored);
+        leave_unauthenticated(address);
+        ++stats_.handshake_timeouts;
+      });
+      classify(shared, from, address, deadline);
+    } else {
+      serve_tls(std::move(socket), from, address);
     }
     accept();
   });
 }
 
 void PeerServer::serve_tls(asio::ip::tcp::socket socket, const std::string& from, const std::string& address) {
-  if (*open_links_ >= limits_.max_peers) {
-    refused(from + ": over the cap of " + std::to_string(limits_.max_peers) + " peers");  // before a handshake
-    return;
-  }
-  ++*open_links_;
   auto stream = std::make_shared<TlsStream>(std::move(socket), credentials_, TlsStream::Side::Server);
   auto link = std::make_shared<PeerLink>(stream, swarms_, Role::Listener);
-  auto session = std::make_shared<Session>(*this, link, from, address);
+  auto session = std::make_shared<Session>(*this, link, from, address, address);
   std::erase_if(sessions_, [](const std::weak_ptr<Session>& w) { return w.expired(); });
   sessions_.push_back(session);
   session->start();
@@ -416,7 +662,15 @@ void PeerServer::serve_tls(asio::ip::tcp::socket socket, const std::string& from
 void PeerServer::adopt(asio::ip::tcp::socket socket, const std::string& from) {
   if (closed_) return;
   ++stats_.links_accepted;
-  serve_tls(std::move(socket), from, "");
+  // Our end of a relay circuit: the relay already limits circuits; it still has to prove
+  // itself within the deadline like any connection.
+  ++unauthenticated_["relay circuit"];
+  ++unauthenticated_total_;
+  auto stream = std::make_shared<TlsStream>(std::move(socket), credentials_, TlsStream::Side::Server);
+  auto link = std::make_shared<PeerLink>(stream, swarms_, Role::Listener);
+  auto session = std::make_shared<Session>(*this, link, from, "", "relay circuit");
+  sessions_.push_back(session);
+  session->start();
 }
 
 void PeerServer::classify(std::shared_ptr<asio::ip::tcp::socket> socket, std::string from, std::string address,
@@ -424,12 +678,13 @@ void PeerServer::classify(std::shared_ptr<asio::ip::tcp::socket> socket, std::st
   std::weak_ptr<int> alive = lifetime_;
   socket->async_wait(asio::ip::tcp::socket::wait_read, [this, alive, socket, from, address, deadline](
                                                            const std::error_code& ec) {
-    if (alive.expired() || closed_) return;
-    if (ec) return;  // closed by the deadline, or gone
+    if (alive.expired()) return;
+    if (ec || closed_) return;  // closed by the deadline (which counted it out), or gone
     std::array<std::uint8_t, 4> head{};
     std::error_code pec;
     auto n = socket->receive(asio::buffer(head), asio::socket_base::message_peek, pec);
     if (pec || n == 0) {
+      if (deadline->cancel() > 0) leave_unauthenticated(address);
       std::error_code ignored;
       socket->close(ignored);
       return;
@@ -443,14 +698,16 @@ void PeerServer::classify(std::shared_ptr<asio::ip::tcp::socket> socket, std::st
       return;
     }
     if (!std::equal(kCircuitMagic.begin(), kCircuitMagic.end(), head.begin())) {
-      deadline->cancel();
-      return serve_tls(std::move(*socket), from, address);
+      if (deadline->cancel() == 0) return;  // the deadline fired meanwhile
+      return serve_tls(std::move(*socket), from, address);  // the session takes over the count
+
     }
     auto preamble = std::make_shared<Bytes>(kCircuitMagic.size() + kCircuitToken);
-    asio::async_read(*socket, asio::buffer(*preamble), [this, alive, socket, preamble, deadline](
+    asio::async_read(*socket, asio::buffer(*preamble), [this, alive, socket, preamble, deadline, address](
                                                            const std::error_code& rec, std::size_t) {
       if (alive.expired() || closed_ || rec) return;
-      deadline->cancel();
+      if (deadline->cancel() == 0) return;
+      leave_unauthenticated(address);  // the relay's own limits take over
       relay_.join(std::move(*socket), Bytes(preamble->begin() + kCircuitMagic.size(), preamble->end()));
     });
   });

@@ -1,13 +1,27 @@
 #pragma once
-// Serves annex objects to authenticated swarm members: TCP listener, TLS, PeerLink,
-// then HAVE / MANIFEST / GET requests, queued and answered one after another per link
-// (PING and CANCEL take effect at once). Objects are read straight from their files
-// (pread, one DATA frame at a time, the next read only once the previous frame is
-// sent), never buffered whole. Manifests are cached while their file is unchanged.
+// Serves annex objects to authenticated swarm members: TCP listener, TLS, PeerLink, then
+// requests, queued and answered one after another per link (PING and CANCEL take effect
+// at once).
+//  - A connection must finish TLS, HELLO and PROOF within the handshake deadline. Until it
+//    has, it counts against a cap on unauthenticated links (per source address and in
+//    all), never against the members' cap: silent sockets cannot lock members out.
+//  - A member over the members' cap is told so (ERROR Busy, with when to come back)
+//    instead of having its handshake torn.
+//  - The accept loop backs off when the process runs out of file descriptors instead of
+//    spinning.
+//  - A member link with nothing asked and no frame for the idle deadline is closed; a
+//    peer whose unsent replies pass a bound is not read from until they drain.
+//  - Objects are read on a reader thread, straight into the frame being sent (one read
+//    ahead of the send), never buffered whole. Manifests (SHA-256 per 1 MiB chunk, sent in
+//    pages) are hashed on a hasher thread once per file version, and cached; requests for
+//    one object share one hashing job, which stops when nobody asks for it any more; a
+//    large object still being hashed is answered Busy with how far it got.
 #include <asio/io_context.hpp>
 #include <asio/ip/tcp.hpp>
+#include <asio/steady_timer.hpp>
 #include <asio/thread_pool.hpp>
 
+#include <atomic>
 #include <filesystem>
 #include <functional>
 #include <list>
@@ -21,27 +35,46 @@
 
 namespace annexswarm {
 
-inline constexpr std::uint32_t kManifestChunk = 1024 * 1024;
+using peer::kManifestChunk;
 
 inline constexpr std::size_t kMaxQueuedRequests = 64;  // per link; more get ERROR Busy
-inline constexpr std::size_t kManifestCacheEntries = 64;
 
 struct PeerServerLimits {
-  std::size_t max_peers = 64;
-  double upload_rate = 0;           // bytes per second over all links; 0 = unlimited
-  double upload_rate_per_peer = 0;  // bytes per second on one link; 0 = unlimited
+  std::size_t max_peers = 64;           // members served at once
+  double upload_rate = 0;               // bytes per second over all links; 0 = unlimited
+  double upload_rate_per_peer = 0;      // bytes per second on one link; 0 = unlimited
+  std::chrono::milliseconds handshake_deadline{10000};  // TLS + HELLO + PROOF
+  std::size_t max_unauthenticated = 128;               // links still proving themselves, in all
+  std::size_t max_unauthenticated_per_address = 8;     // ... from one address
+  std::chrono::milliseconds idle_deadline{300000};     // a member link with nothing to do
+  std::size_t max_unsent_bytes = 4u << 20;             // replies waiting for the socket, per link
+  std::chrono::milliseconds busy_retry{2000};          // the hint a member over the cap gets
+  std::uint64_t large_object = 64u << 20;               // hashing more than this: answer Busy meanwhile
 };
 
 struct PeerServerStats {
   std::uint64_t links_accepted = 0;
-  std::uint64_t links_refused = 0;  // TLS or membership failures, or over the peer cap
+  std::uint64_t links_refused = 0;  // TLS or membership failures, caps, timeouts
+  std::uint64_t handshake_timeouts = 0;
+  std::uint64_t busy_refusals = 0;  // members over the cap, told to come back
+  std::uint64_t accept_errors = 0;  // e.g. out of file descriptors
   std::uint64_t bytes_served = 0;
   std::uint64_t frames_paced = 0;  // DATA frames held back by an upload limit
-  std::size_t links_open = 0;
+  std::size_t links_open = 0;      // members served now
+  std::size_t unauthenticated = 0;  // connections still proving themselves
+  std::uint64_t manifests_hashed = 0;
+};
+
+// Every chunk's SHA-256 and the root over them (what MANIFEST pages are cut from).
+struct FullManifest {
+  std::uint64_t size = 0;
+  Bytes hashes;
+  Bytes root;
 };
 
 class PeerServer {
 public:
+  using Clock = std::chrono::steady_clock;
   // Where the object of a key is on disk, if this node holds it in the repository or
   // swarm store with that annex UUID (empty: in any of them).
   using ObjectLocator =
@@ -54,11 +87,7 @@ public:
   ~PeerServer();
   Result<std::uint16_t> listen(const asio::ip::address& address, std::uint16_t port);
   void close();
-  PeerServerStats stats() const {
-    auto out = stats_;
-    out.links_open = *open_links_;
-    return out;
-  }
+  PeerServerStats stats() const;
   // New upload limits (a config reload); links opened from now on get the per-peer one.
   void set_upload_limits(double rate, double rate_per_peer) {
     limits_.upload_rate = rate;
@@ -91,7 +120,7 @@ public:
   void on_member(std::function<void(const std::string& remote_ip, const asio::ip::tcp::endpoint& local)> fn) {
     on_member_ = std::move(fn);
   }
-  // Told about every link refused (failed TLS or membership, over the peer cap), with why.
+  // Told about every link refused (failed TLS or membership, a cap, a timeout), with why.
   void on_refused(std::function<void(const std::string& why)> fn) { on_refused_ = std::move(fn); }
 
   // Test-only fault switches: corrupt every DATA frame this server sends; hang up every
@@ -101,19 +130,27 @@ public:
 
 private:
   class Session;
-  using ManifestFn = std::function<void(Result<std::shared_ptr<const peer::ManifestReply>>)>;
   struct ManifestCacheKey {
     std::string path;
     std::uint64_t dev, inode, size;
     std::int64_t mtime_ns;
-    friend bool operator==(const ManifestCacheKey&, const ManifestCacheKey&) = default;
+    friend auto operator<=>(const ManifestCacheKey&, const ManifestCacheKey&) = default;
   };
+  struct HashJob;
+  using ManifestFn = std::function<void(Result<std::shared_ptr<const FullManifest>>)>;
+
   void accept();
+  void accept_later();
   void classify(std::shared_ptr<asio::ip::tcp::socket> socket, std::string from, std::string address,
                 std::shared_ptr<asio::steady_timer> deadline);
   void serve_tls(asio::ip::tcp::socket socket, const std::string& from, const std::string& address);
   void refused(const std::string& why);
-  void manifest_of(const std::filesystem::path& path, ManifestFn done);
+  void leave_unauthenticated(const std::string& address);
+  // The object's manifest: cached, or hashed now. For a large object still being hashed,
+  // `progress` hears how far it got at once (the asker comes back); `done` runs when the
+  // job ends, for every asker.
+  void manifest_of(const std::filesystem::path& path, ManifestFn done,
+                   std::function<void(std::uint64_t hashed, std::uint64_t size)> progress);
 
   asio::io_context& io_;
   std::shared_ptr<TlsCredentials> credentials_;
@@ -124,7 +161,10 @@ private:
   RelayHooks relay_;
   PeerServerLimits limits_;
   asio::ip::tcp::acceptor acceptor_;
+  asio::steady_timer accept_backoff_;
+  std::chrono::milliseconds accept_delay_{0};
   asio::thread_pool hasher_{1};
+  asio::thread_pool reader_{1};
   PeerServerStats stats_;
   RateLimiter upload_;
   bool corrupt_for_test_ = false;
@@ -134,11 +174,17 @@ private:
   std::function<void(const std::string&, const asio::ip::tcp::endpoint&)> on_member_;
   std::shared_ptr<int> lifetime_ = std::make_shared<int>(0);  // lets posted work see the server is gone
   std::shared_ptr<std::size_t> open_links_ = std::make_shared<std::size_t>(0);
+  std::map<std::string, std::size_t> unauthenticated_;  // per address
+  std::size_t unauthenticated_total_ = 0;
   std::vector<std::weak_ptr<Session>> sessions_;  // closed with the server
-  std::list<std::pair<ManifestCacheKey, std::shared_ptr<const peer::ManifestReply>>> manifests_;
+  std::list<std::pair<ManifestCacheKey, std::shared_ptr<const FullManifest>>> manifests_;  // most recent first
+  std::size_t manifest_bytes_ = 0;
+  std::map<ManifestCacheKey, std::shared_ptr<HashJob>> jobs_;
 };
 
-// SHA-256 of each kManifestChunk-sized chunk of a file, concatenated.
-Result<Bytes> chunk_hashes(const std::filesystem::path& file, std::uint64_t& size_out);
+// SHA-256 of each kManifestChunk-sized chunk of a file, and the root over them. Stops
+// (with an error) when `keep_going` says so; `hashed` counts the bytes done.
+Result<FullManifest> hash_manifest(const std::filesystem::path& file, std::atomic<std::uint64_t>* hashed = nullptr,
+                                   const std::function<bool()>& keep_going = {});
 
 }  // namespace annexswarm

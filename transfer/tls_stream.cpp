@@ -227,6 +227,14 @@ void TlsStream::write(ByteView data, std::function<void(Result<bool>)> done) {
   flush();
 }
 
+void TlsStream::when_drained(std::function<void()> fn) {
+  if (unsent_bytes() == 0 || closed_ || error_) {
+    asio::post(socket_.get_executor(), std::move(fn));
+    return;
+  }
+  write_waiters_.emplace_back(pushed_, [fn = std::move(fn)](Result<bool>) { fn(); });
+}
+
 void TlsStream::read(std::function<void(Result<ByteView>)> done) {
   if (closed_) {
     asio::post(socket_.get_executor(), [done = std::move(done)] { done(Error{"connection closed"}); });

@@ -61,6 +61,10 @@ public:
   // Decrypts what is available (at least one byte); an error on close or failure. The
   // view is valid during the callback only.
   void read(std::function<void(Result<ByteView>)> done);
+  // Encrypted bytes handed to the socket and not yet taken by it.
+  std::uint64_t unsent_bytes() const { return pushed_ - written_; }
+  // Runs `fn` once everything written so far has reached the socket (or the stream failed).
+  void when_drained(std::function<void()> fn);
   void close();
 
 private:

@@ -70,9 +70,10 @@ struct Swarm {
 
   Outcome fetch(const std::string& which_key, std::vector<FetchSource> from, bool allow_unverified = false) {
     Outcome out;
-    FetchOptions options{dir.path() / "fetched", allow_unverified, 4, 16, nullptr};
+    FetchOptions options{dir.path() / "fetched", allow_unverified, 4, 16, nullptr, {}};
+    PeerPool pool(io, std::make_shared<DirectDialer>(io, client.credentials));
     auto fetcher = std::make_shared<Fetcher>(
-        io, disk.get_executor(), std::make_shared<DirectDialer>(io, client.credentials), std::vector<SwarmToken>{token}, AnnexKey::parse(which_key).value(), std::move(from),
+        io, disk.get_executor(), pool, std::vector<SwarmToken>{token}, AnnexKey::parse(which_key).value(), std::move(from),
         options, nullptr, [&](std::optional<std::string> error, FetchReport report) {
           out = {true, std::move(error), std::move(report)};
         });
@@ -162,16 +163,17 @@ BOOST_AUTO_TEST_CASE(a_partial_download_resumes_without_fetching_finished_chunks
 
 BOOST_AUTO_TEST_CASE(unreachable_or_impostor_peers_are_dropped_and_reported) {
   Swarm swarm(2);
+  test::TestIdentity ghost, nobody;
   auto sources = swarm.sources();
-  sources[1].address.node = swarm.seeders[0]->id;  // claims to dial seeder 0 at seeder 1's address
-  FetchSource dead{{swarm.seeders[1]->id, {tcp::endpoint(asio::ip::make_address("127.0.0.1"), 1)}}, 0};
+  sources[1].address.node = ghost.id;  // claims to dial `ghost` at seeder 1's address
+  FetchSource dead{{nobody.id, {tcp::endpoint(asio::ip::make_address("127.0.0.1"), 1)}}, 0};
   sources.push_back(dead);
   auto out = swarm.fetch(swarm.key, sources);
   BOOST_REQUIRE_MESSAGE(!out.error, out.error.value_or(""));
   BOOST_TEST((swarm.fetched() == swarm.content));
   // Each failed source is reported under the node id it was dialled as.
-  BOOST_TEST(out.report.dropped[swarm.seeders[0]->id.hex()].find("not the node dialled") != std::string::npos);
-  BOOST_TEST(out.report.dropped[swarm.seeders[1]->id.hex()].find("cannot connect") != std::string::npos);
+  BOOST_TEST(out.report.dropped[ghost.id.hex()].find("not the node dialled") != std::string::npos);
+  BOOST_TEST(out.report.dropped[nobody.id.hex()].find("cannot connect") != std::string::npos);
   BOOST_TEST(out.report.bytes_from.size() == 1u);
   BOOST_TEST(out.report.bytes_from.count(swarm.seeders[0]->id.hex()) == 1u);
 }

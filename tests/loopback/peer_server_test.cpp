@@ -154,7 +154,13 @@ BOOST_AUTO_TEST_CASE(links_over_the_peer_cap_are_refused_and_one_peers_rate_is_c
   std::vector<std::string> refusals;
   f.server->on_refused([&](const std::string& why) { refusals.push_back(why); });
   auto first = f.dial();
-  auto second = f.connect();  // the cap is 1: hung up before any handshake
+  // The cap is 1: a second member proves itself, then hears that the node is busy and
+  // when to come back, instead of a torn handshake.
+  auto second = f.dial();
+  auto busy = f.ask(*second, Ping{1});
+  BOOST_REQUIRE_EQUAL(busy.size(), 1u);
+  BOOST_TEST((std::get<ErrorFrame>(busy[0]).code == ErrorCode::Busy));
+  BOOST_TEST(std::get<ErrorFrame>(busy[0]).retry_after_ms > 0u);
   f.run_until([&] { return !refusals.empty(); });
   BOOST_TEST(refusals[0].find("over the cap of 1 peers") != std::string::npos, refusals[0]);
   // 600000 bytes with 1 MB/s for this peer: what exceeds the 256 KiB burst is held back.

@@ -36,6 +36,7 @@ struct RelayFixture {
   tcp::endpoint relay_at;
   // The target: serves `content`, reachable only through the relay.
   std::unique_ptr<PeerServer> target_server;
+  std::unique_ptr<PeerPool> target_pool;
   std::unique_ptr<RelayReservations> reservations;
 
   explicit RelayFixture(RelayLimits limits = {}) {
@@ -65,8 +66,9 @@ struct RelayFixture {
 
   void reserve() {
     auto dialer = std::make_shared<DirectDialer>(io, identity(1).credentials);
+    target_pool = std::make_unique<PeerPool>(io, dialer);
     reservations = std::make_unique<RelayReservations>(
-        io, dialer, std::vector<SwarmToken>{swarm}, [this](const tcp::endpoint& at, Bytes token, NodeId) {
+        io, *target_pool, std::vector<SwarmToken>{swarm}, [this](const tcp::endpoint& at, Bytes token, NodeId) {
           auto s = std::make_shared<tcp::socket>(io);
           s->connect(at);
           Bytes preamble(kCircuitMagic.begin(), kCircuitMagic.end());

@@ -324,6 +324,24 @@ void await_reservations(DaemonProcess& node, std::size_t count) {
   BOOST_REQUIRE_MESSAGE(ok, "no " << count << " relay reservation(s): " << relay.dump() << "\n" << node.log());
 }
 
+// Waits until `at` can look up how to reach `holder` (of repository `uuid`) through a relay:
+// its contact record with a relay endpoint is on the DHT where `at` looks. A get started
+// before that would not know the relayed path yet.
+void await_relayed_contact(DaemonProcess& at, DaemonProcess& holder, const std::string& uuid, std::size_t relays = 1) {
+  json last;
+  bool ok = wait_until([&] {
+    auto out = annex_swarm({"discover", uuid, "--json", "--state-dir", at.state_dir().string()});
+    if (out.exit_code != 0) return false;
+    last = json::parse(out.out);
+    std::size_t found = 0;
+    for (const auto& n : last["nodes"])
+      if (n.value("node", "") == holder.node_id())
+        for (const auto& e : n["endpoints"]) found += e.value("kind", "") == "relay";
+    return found >= relays;
+  }, std::chrono::seconds(60));
+  BOOST_REQUIRE_MESSAGE(ok, "no relayed contact for " << holder.node_id() << ": " << last.dump());
+}
+
 ProcessOutput get_key(DaemonProcess& node, const std::string& key, const fs::path& to) {
   return annex_swarm({"get", key, "--to", to.string(), "--json", "--state-dir", node.state_dir().string()});
 }
@@ -345,6 +363,8 @@ BOOST_AUTO_TEST_CASE(a_node_behind_plain_nat_is_reached_through_a_relay_that_see
   auto& h1 = lab.home_node(1, {"--nat", "upnp", "--relay", "off"});  // the public host is the only relay
   await_reservations(h2, 1);
   await_announced(h2);
+  await_relayed_contact(pub, h2, repo.uuid);
+  await_relayed_contact(h1, h2, repo.uuid);
   // The public host fetches it through the relay it runs itself (dialled on loopback)...
   BOOST_TEST(fetch_from_public(lab, pub, h2, key, content) == "127.0.0.1:4224");
   // ...and so does the node behind router 1.
@@ -375,6 +395,7 @@ BOOST_AUTO_TEST_CASE(the_relay_in_use_killed_mid_transfer_the_transfer_finishes_
   auto& h3 = lab.home_node(3, {"--nat", "none", "--download-rate", "1M"});  // the downloader, slowed down
   await_reservations(h2, 2);
   await_announced(h2);
+  await_relayed_contact(h3, h2, repo.uuid, 2);
   auto to = lab.tmp.path() / "got-by-h3";
   pid_t get = spawn_process({ANNEX_SWARM_BIN, "get", key, "--to", to.string(), "--json", "--state-dir",
                              h3.state_dir().string()},
@@ -415,6 +436,7 @@ BOOST_AUTO_TEST_CASE(a_circuit_over_its_byte_cap_is_cut_and_the_download_resumes
   auto& h3 = lab.home_node(3, {"--nat", "none"});
   await_reservations(h2, 2);
   await_announced(h2);
+  await_relayed_contact(h3, h2, repo.uuid, 2);
   auto to = lab.tmp.path() / "got-by-h3";
   auto got = get_key(h3, key, to);
   BOOST_TEST_INFO("get: " << got.out << got.err << "\nh3 log:\n" << h3.log());
@@ -445,15 +467,18 @@ BOOST_AUTO_TEST_CASE(one_download_takes_from_a_direct_source_and_a_relayed_one_a
   await_reservations(h2, 1);
   await_announced(h1);
   await_announced(h2);
+  await_relayed_contact(pub, h2, repo2.uuid);
   auto to = lab.tmp.path() / "got-by-pub";
   auto got = get_key(pub, key, to);
   BOOST_REQUIRE_MESSAGE(got.exit_code == 0, got.err + "\n" + pub.log());
   BOOST_TEST(read_text(to) == content);
   auto reply = json::parse(got.out);
+  BOOST_TEST_CONTEXT("get: " << got.out << got.err << "\npub log:\n" << pub.log()) {
   BOOST_TEST(reply["paths"].value(h1.node_id(), "") == "11.0.0.1:4224");   // direct, through the mapped port
   BOOST_TEST(reply["paths"].value(h2.node_id(), "") == "127.0.0.1:4224");  // through the relay on this host
   BOOST_TEST(reply["bytes_from"].value(h1.node_id(), 0) > 0);
   BOOST_TEST(reply["bytes_from"].value(h2.node_id(), 0) > 0);
+  }
 }
 
 BOOST_AUTO_TEST_SUITE_END()

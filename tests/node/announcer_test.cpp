@@ -32,7 +32,7 @@ struct World {
     announcer = std::make_unique<Announcer>(timers, directory, objects, Announcer::Settings{dir.path(), rate, 256, 3000s, 5s},
                                             Announcer::Mediator{[](std::function<void()> work) { work(); }, [] { return true; }});
     objects.on_added([this](std::size_t i) { announcer->repo_added(i); });
-    objects.on_changed([this](std::size_t i) { announcer->rescan_soon(i); });
+    objects.on_changed([this](std::size_t i, const AnnexKey& key, bool present) { announcer->key_changed(i, key, present); });
     announcer->start();
   }
   AnnexKey store(const std::string& content) {
@@ -41,7 +41,7 @@ struct World {
     std::ofstream(file, std::ios::binary) << content;
     auto index = objects.store(kStore).value();
     BOOST_REQUIRE(import_into_store(objects.at(index), key, file, nullptr));
-    objects.changed(index);
+    objects.changed(index, key, true);
     return key;
   }
   bool announced(const AnnexKey& key) {

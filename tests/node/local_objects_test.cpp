@@ -45,7 +45,7 @@ BOOST_AUTO_TEST_CASE(removing_what_is_not_there_is_no_error_and_no_change) {
   BOOST_REQUIRE(objects.open({}));
   objects.store(kStore).value();
   int changed = 0;
-  objects.on_changed([&](std::size_t) { ++changed; });
+  objects.on_changed([&](std::size_t, const AnnexKey&, bool) { ++changed; });
   auto key = AnnexKey::parse("SHA256E-s1--" + std::string(64, 'a')).value();
   auto r = objects.remove_from_store(key, kStore);
   BOOST_REQUIRE(r);

@@ -26,7 +26,7 @@ NodeId node(std::uint8_t b) {
 }
 
 struct Service {
-  asio::io_context io;  // never run: ask_peer's own timers never fire here
+  asio::io_context io;  // run only to deliver the pool's answers
   asio::thread_pool disk{1};
   test::ManualTimers timers;
   test::TempDir dir;
@@ -37,13 +37,14 @@ struct Service {
   SwarmDirectory directory{dht, timers, self, swarms, 5s};
   LocalObjects objects{dir.path()};
   std::shared_ptr<test::FailingDialer> dialer = std::make_shared<test::FailingDialer>();
+  PeerPool pool{io, dialer};
   std::unique_ptr<ObjectService> service;
 
   explicit Service(bool in_swarm = true) {
     if (!in_swarm) swarms.clear();
     BOOST_REQUIRE(objects.open({}));
     service = std::make_unique<ObjectService>(io, timers, disk.get_executor(), in_swarm ? directory : empty_directory,
-                                              objects, dialer, ObjectService::Settings{{self, "127.0.0.1", 4224}, 0});
+                                              objects, pool, ObjectService::Settings{{self, "127.0.0.1", 4224}, 0});
   }
   ~Service() { disk.join(); }
   SwarmDirectory empty_directory{dht, timers, self, {}, 5s};

@@ -4,6 +4,7 @@
 
 #include "node/relay_manager.hpp"
 #include "tests/support/fake_dialer.hpp"
+#include "transfer/peer_pool.hpp"
 #include "tests/support/manual_timers.hpp"
 #include "tests/support/test_support.hpp"
 
@@ -20,6 +21,7 @@ struct Relays {
                     {[] { return std::vector<Endpoint>{}; },
                      [this](const ContactRecord& c, std::uint16_t, bool) { published.push_back(c); },
                      [] { return true; }}};
+  PeerPool pool{io, std::make_shared<test::FailingDialer>()};
   int offers = 0, lookups = 0;
   bool nat_applies = true;
   std::unique_ptr<RelayManager> manager;
@@ -28,7 +30,7 @@ struct Relays {
     RelayManager::Settings s;
     s.mode = mode;
     manager = std::make_unique<RelayManager>(
-        io, timers, book, std::make_shared<test::FailingDialer>(), std::vector<SwarmToken>{SwarmToken::generate()},
+        io, timers, book, pool, std::vector<SwarmToken>{SwarmToken::generate()},
         NodeId{}, s,
         RelayManager::Mediator{[this](std::chrono::milliseconds, std::function<void(std::vector<Member>)> done) {
                                  ++lookups;

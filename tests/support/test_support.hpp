@@ -89,6 +89,7 @@ public:
   int wait_exit();   // exit status once stopped or dead
   std::string log() const;
   const std::filesystem::path& state_dir() const { return state_dir_; }
+  pid_t pid() const { return pid_; }
 
 private:
   std::filesystem::path state_dir_;

@@ -47,7 +47,8 @@ BOOST_AUTO_TEST_CASE(every_frame_type_round_trips) {
                             Remove{4, kKey, "5b3b4ab8-0e3a-4c4f-9c1c-2d6e1f0a9b77"},
                             HaveReply{1, {0, 7}},
                             Manifest{2, kKey},
-                            ManifestReply{2, 4, 6, Bytes(64, 1)},
+                            ManifestReply{2, 4, 6, Bytes(32, 5), 0, Bytes(64, 1)},
+                            ManifestReply{2, 1, 4097, Bytes(32, 5), 1, Bytes(32, 1)},
                             Get{3, kKey, 2, 4},
                             Data{3, 2, true, Bytes{'l', 'l', 'o', '\n'}},
                             Cancel{3},
@@ -143,8 +144,10 @@ BOOST_AUTO_TEST_CASE(requests_with_hostile_fields_are_refused) {
       Have{1, {kKey, "a/b"}, ""},                       // one bad key spoils the request
       Have{1, {kKey}, "../../etc"},                     // a scope that is not a UUID
       Remove{1, kKey, ""},                              // a removal must name its store
-      ManifestReply{1, 4, 6, Bytes(32, 1)},             // 6 bytes in 4-byte chunks need 2 hashes
-      ManifestReply{1, 0, 6, Bytes(64, 1)},             // zero chunk size
+      ManifestReply{1, 4, 6, Bytes(32, 5), 0, Bytes(32, 1)},  // 6 bytes in 4-byte chunks need 2 hashes
+      ManifestReply{1, 0, 6, Bytes(32, 5), 0, Bytes(64, 1)},  // zero chunk size
+      ManifestReply{1, 4, 6, Bytes(32, 5), 1, Bytes(64, 1)},  // no page 1 for 2 chunks
+      ManifestReply{1, 4, 6, Bytes(31, 5), 0, Bytes(64, 1)},  // a short root
       Proof{Bytes(31, 1)},                              // short MAC
   };
   for (const auto& f : bad) {
@@ -168,11 +171,28 @@ BOOST_AUTO_TEST_CASE(frames_that_break_their_rules_or_the_cap_are_encode_errors_
     BOOST_REQUIRE(!bytes);
     BOOST_TEST(bytes.error().find(frame_name(f)) != std::string::npos, bytes.error());
   }
-  // A manifest of 9,216 chunks (a 9 GiB object in 1 MiB chunks) does not fit one frame.
-  ManifestReply big{1, 1u << 20, 9216ull << 20, Bytes(9216 * 32, 7)};
-  auto bytes = encode_frame(big);
+  // Even without the field rules, nothing over the frame cap is ever encoded.
+  auto bytes = encode_frame_unchecked(Data{1, 0, false, Bytes(kMaxFrame, 0)});
   BOOST_REQUIRE(!bytes);
   BOOST_TEST(bytes.error().find("over the frame cap") != std::string::npos, bytes.error());
+}
+
+BOOST_AUTO_TEST_CASE(a_manifest_page_of_any_object_fits_one_frame) {
+  // A 1 TiB object in 1 MiB chunks: 1,048,576 chunks, 256 pages of 4096 hashes.
+  std::uint64_t size = 1ull << 40;
+  BOOST_TEST(page_count(size, kManifestChunk) == 256u);
+  ManifestReply last{9, kManifestChunk, size, Bytes(32, 1), 255, Bytes(std::size_t{kManifestPageChunks} * 32, 7)};
+  auto bytes = encode_frame(last);
+  BOOST_REQUIRE_MESSAGE(bytes, bytes.error());
+  BOOST_TEST(bytes->size() <= kMaxFrame + 4);
+  auto back = decode_frame_body(body_of(*bytes));
+  BOOST_REQUIRE(back);
+  BOOST_TEST((std::get<ManifestReply>(*back) == last));
+  // The last page of a 9 GiB object holds what is left: 9216 - 2 * 4096 chunks.
+  ManifestReply tail{1, kManifestChunk, 9ull << 30, Bytes(32, 1), 2, Bytes(1024 * 32, 7)};
+  BOOST_TEST(encode_frame(tail).ok());
+  tail.hashes.resize(1023 * 32);
+  BOOST_TEST(!encode_frame(tail).ok());  // one hash short of what the page holds
 }
 
 BOOST_AUTO_TEST_CASE(every_frame_type_has_its_own_type_number_and_name) {
