@@ -10,6 +10,7 @@
 #include <sstream>
 
 #include "app/cli.hpp"
+#include "app/client_commands.hpp"
 
 #include "discovery/commands.hpp"
 #include "discovery/special_remote.hpp"
@@ -21,18 +22,11 @@
 
 namespace fs = std::filesystem;
 using namespace annexswarm;
+using namespace annexswarm::app;
 
 namespace {
 
 constexpr int kUsageError = 2;
-
-fs::path default_state_dir() {
-  if (::geteuid() == 0) return "/var/lib/annex-swarm";
-  if (const char* xdg = std::getenv("XDG_STATE_HOME"); xdg && *xdg) return fs::path(xdg) / "annex-swarm";
-  if (const char* home = std::getenv("HOME"); home && *home)
-    return fs::path(home) / ".local" / "state" / "annex-swarm";
-  return fs::path("annex-swarm-state");
-}
 
 std::optional<fs::path> default_config_file() {
   fs::path candidate;
@@ -69,39 +63,6 @@ void print_usage(std::ostream& out) {
   for (const auto& s : daemon_settings())
     out << "  --" << s.name << " " << s.value_hint << (s.repeatable ? " (repeatable)" : "") << "\n      "
         << s.help << "; default: " << s.default_text << "\n";
-}
-
-// Splits "--name=value" / "--name value"; flags lists options that take no value.
-struct ParsedArgs {
-  std::vector<std::pair<std::string, std::string>> options;
-  std::vector<std::string> positional;
-  std::vector<std::string> errors;
-};
-
-ParsedArgs parse_args(int argc, char** argv, int first, const std::vector<std::string>& flags) {
-  ParsedArgs out;
-  for (int i = first; i < argc; ++i) {
-    std::string arg = argv[i];
-    if (arg.rfind("--", 0) != 0 || arg == "--") {
-      out.positional.push_back(arg);
-      continue;
-    }
-    std::string name = arg.substr(2), value;
-    auto eq = name.find('=');
-    bool is_flag = std::find(flags.begin(), flags.end(), name) != flags.end();
-    if (eq != std::string::npos) {
-      value = name.substr(eq + 1);
-      name = name.substr(0, eq);
-    } else if (!is_flag) {
-      if (i + 1 >= argc) {
-        out.errors.push_back("--" + name + " needs a value");
-        continue;
-      }
-      value = argv[++i];
-    }
-    out.options.emplace_back(name, value);
-  }
-  return out;
 }
 
 int run_daemon(int argc, char** argv, const TestHooks& hooks) {
@@ -204,49 +165,6 @@ int run_init(int argc, char** argv) {
   return 0;
 }
 
-int run_lookup(const std::string& command, int argc, char** argv) {
-  auto args = parse_args(argc, argv, 2, {"json", "help", "unverified"});
-  cli::LookupOptions options;
-  std::string to;
-  bool unverified = false;
-  options.state_dir = default_state_dir();
-  for (const auto& [name, value] : args.options) {
-    if (name == "state-dir") options.state_dir = value;
-    else if (name == "json") options.json = true;
-    else if (name == "format" && command == "discover") options.format = value;
-    else if (name == "to" && command == "get") to = value;
-    else if (name == "unverified" && command == "get") unverified = true;
-    else if (name == "help") {
-      print_usage(std::cout);
-      return 0;
-    } else {
-      std::cerr << "annex-swarm: unknown option --" << name << " for " << command << "\n";
-      return kUsageError;
-    }
-  }
-  for (const auto& e : args.errors) {
-    std::cerr << "annex-swarm: " << e << "\n";
-    return kUsageError;
-  }
-  std::size_t want = (command == "whereis" || command == "discover" || command == "get") ? 1 : 0;
-  if (args.positional.size() != want) {
-    std::cerr << "annex-swarm: " << command << " takes " << (want ? "one argument" : "no arguments")
-              << " (see 'annex-swarm help')\n";
-    return kUsageError;
-  }
-  if (command == "get") {
-    if (to.empty()) {
-      std::cerr << "annex-swarm: get needs --to PATH\n";
-      return kUsageError;
-    }
-    return cli::get(options, args.positional[0], to, unverified);
-  }
-  if (command == "whereis") return cli::whereis(options, args.positional[0]);
-  if (command == "discover") return cli::discover(options, args.positional[0]);
-  if (command == "status") return cli::status(options);
-  return cli::peers(options);
-}
-
 int run_swarm(int argc, char** argv) {
   std::string sub = argc > 2 ? argv[2] : "";
   if (sub == "new") {
@@ -276,9 +194,7 @@ int annexswarm::app::run(int argc, char** argv, const TestHooks& hooks) {
     if (command == "daemon") return run_daemon(argc, argv, hooks);
     if (command == "init") return run_init(argc, argv);
     if (command == "swarm") return run_swarm(argc, argv);
-    if (command == "whereis" || command == "discover" || command == "status" || command == "peers" ||
-        command == "get")
-      return run_lookup(command, argc, argv);
+    if (is_client_command(command)) return run_lookup(command, argc, argv);
     if (command == "help" || command == "--help" || command == "-h") {
       print_usage(std::cout);
       return 0;

@@ -37,6 +37,9 @@ enum class HashAlgorithm {
   Other,  // a hash backend (SKEIN) we recognise but cannot compute
 };
 
+// A git-annex repository UUID (8-4-4-4-12 hex digits).
+bool is_annex_uuid(std::string_view text);
+
 class AnnexKey {
 public:
   static constexpr std::size_t kMaxLength = 1024;

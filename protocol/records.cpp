@@ -56,16 +56,6 @@ Result<Record> decode_with(ByteView body, RecordKind kind, std::size_t field_cou
 
 }  // namespace
 
-bool is_annex_uuid(std::string_view text) {
-  if (text.size() != 36) return false;
-  for (std::size_t i = 0; i < text.size(); ++i) {
-    char c = text[i];
-    bool dash_pos = i == 8 || i == 13 || i == 18 || i == 23;
-    if (dash_pos ? c != '-' : !std::isxdigit(static_cast<unsigned char>(c))) return false;
-  }
-  return true;
-}
-
 std::string_view to_string(EndpointKind kind) {
   switch (kind) {
     case EndpointKind::Loopback: return "loopback";

@@ -12,6 +12,7 @@
 #include <string_view>
 #include <vector>
 
+#include "protocol/annex_key.hpp"
 #include "protocol/bytes.hpp"
 #include "protocol/result.hpp"
 #include "protocol/swarm_token.hpp"
@@ -27,7 +28,6 @@ inline constexpr std::size_t kMaxEndpoints = 16;
 
 enum class RecordKind : std::uint32_t { Contact = 1, Repo = 2, ProviderBucket = 4 };
 
-bool is_annex_uuid(std::string_view text);
 
 enum class EndpointKind { Loopback, Lan, Public, Mapped, Relay };
 std::string_view to_string(EndpointKind kind);

@@ -27,6 +27,7 @@ prefix=$tmp/prefix
 cmake --install "$build" --prefix "$prefix" >/dev/null
 bin=$prefix/bin/annex-swarm
 [ -x "$bin" ] || fail "no installed binary"
+[ -x "$prefix/bin/annex-swarm-node" ] || fail "no installed node binary (annex-swarm hands it every command but lookups)"
 [ -L "$prefix/bin/git-annex-remote-swarm" ] || fail "no git-annex-remote-swarm link"
 first=$(echo | "$prefix/bin/git-annex-remote-swarm" | head -1)
 [ "$first" = "VERSION 1" ] || fail "the installed special remote said '$first'"
