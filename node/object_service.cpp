@@ -192,7 +192,26 @@ void ObjectService::start_download(const DownloadKey& id, const GetRequest& requ
     for (auto& w : download->watchers)
       if (!w.gone) w.done(outcome);
   };
-  find_sources(request.key, "", request.repo, [this, alive = alive_, id, request, finish](std::vector<FetchSource> sources) {
+  // A small object needs one source: when the repository it is asked of is known (a
+  // sameas remote), its node serves it, without waiting for the key's providers.
+  auto size = request.key.content_size();
+  bool small = size && *size <= peer::kManifestChunk && !request.repo.empty();
+  auto lookup = [this, small, alive = alive_](const AnnexKey& key, const std::string& repo,
+                                              std::function<void(std::vector<FetchSource>)> then) {
+    if (!small) return find_sources(key, "", repo, std::move(then));
+    directory_.repo_nodes(repo, [this, alive, key, repo, then](std::vector<SwarmNode> nodes) {
+      if (!*alive) return;
+      std::erase_if(nodes, [this](const SwarmNode& n) { return n.node == directory_.self(); });
+      if (nodes.empty()) return find_sources(key, "", repo, then);
+      directory_.contacts(nodes, [this, alive, key, repo, then](std::vector<Member> contacts) {
+        if (!*alive) return;
+        auto sources = dialable(contacts, settings_.self);
+        if (sources.empty()) return find_sources(key, "", repo, then);
+        then(std::move(sources));
+      });
+    });
+  };
+  lookup(request.key, request.repo, [this, alive = alive_, id, request, finish](std::vector<FetchSource> sources) {
     if (!*alive) return;
     auto it = downloads_.find(id);
     if (it == downloads_.end()) return;
@@ -212,7 +231,7 @@ void ObjectService::start_download(const DownloadKey& id, const GetRequest& requ
           for (auto& w : d->watchers)
             if (!w.gone) w.progress(out);
         },
-        [key, started, finish](std::optional<std::string> error, FetchReport report) {
+        [this, key, started, finish](std::optional<std::string> error, FetchReport report) {
           GetReply reply;
           reply.key = key.str();
           reply.bytes_from = report.bytes_from;
@@ -224,6 +243,9 @@ void ObjectService::start_download(const DownloadKey& id, const GetRequest& requ
           reply.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
           reply.error = error;
           for (const auto& [node, why] : report.dropped) log::warn("get {}: dropped peer {}: {}", key.str(), node, why);
+          // Where a peer could not be reached, its contact record is read afresh next time.
+          for (const auto& [node, why] : report.dropped)
+            if (auto id = NodeId::from_hex(node)) directory_.forget_contact(*id);
           finish(std::move(reply));
         });
     download->fetcher->start();

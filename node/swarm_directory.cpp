@@ -1,5 +1,6 @@
 #include "node/swarm_directory.hpp"
 
+#include <algorithm>
 #include <map>
 
 #include "node/gather.hpp"
@@ -96,13 +97,25 @@ void SwarmDirectory::providers(const AnnexKey& key, std::function<void(std::vect
 }
 
 void SwarmDirectory::repo_nodes(const std::string& uuid, std::function<void(std::vector<SwarmNode>)> done) {
+  if (auto it = repo_cache_.find(uuid); it != repo_cache_.end()) {
+    if (timers_.now() - it->second.at < kContactCacheAge) return done(it->second.nodes);
+    repo_cache_.erase(it);
+  }
   read<RepoRecord>([this, uuid](std::size_t si) { return swarms_[si].repo_location(uuid); }, lookup_timeout_,
-                   decode_repo, [uuid, done = std::move(done)](auto records) {
+                   decode_repo, [this, uuid, done = std::move(done)](auto records) {
                      std::vector<SwarmNode> out;
                      for (auto& [si, rec] : records)
                        if (rec.uuid == uuid) out.push_back({si, rec.node});
+                     if (!out.empty()) repo_cache_[uuid] = {out, timers_.now()};
                      done(std::move(out));
                    });
+}
+
+void SwarmDirectory::forget_contact(const NodeId& node) {
+  std::erase_if(contact_cache_, [&](const auto& kv) { return kv.first.second == node; });
+  std::erase_if(repo_cache_, [&](const auto& kv) {
+    return std::any_of(kv.second.nodes.begin(), kv.second.nodes.end(), [&](const SwarmNode& n) { return n.node == node; });
+  });
 }
 
 void SwarmDirectory::contacts(const std::vector<SwarmNode>& nodes, std::function<void(std::vector<Member>)> done) {
@@ -111,11 +124,18 @@ void SwarmDirectory::contacts(const std::vector<SwarmNode>& nodes, std::function
       timers_, nodes.size(), lookup_timeout_ + kGatherSlack,
       [this, nodes](std::size_t i, Answer<Found> answer) {
         auto [si, node] = nodes[i];
+        auto key = std::make_pair(si, node);
+        if (auto it = contact_cache_.find(key); it != contact_cache_.end()) {
+          if (timers_.now() - it->second.at < kContactCacheAge && !it->second.found.empty())
+            return answer(it->second.found);
+          contact_cache_.erase(it);
+        }
         auto loc = swarms_[si].node_location(node);
-        dht_.get(loc, lookup_timeout_, [this, si = si, node = node, loc, answer](std::vector<DhtValue> values) {
+        dht_.get(loc, lookup_timeout_, [this, si = si, node = node, key, loc, answer](std::vector<DhtValue> values) {
           Found found;
           for (auto& rec : open_values<ContactRecord>(si, loc, values, decode_contact))
             if (rec.node == node) found.push_back({si, std::move(rec)});
+          if (!found.empty()) contact_cache_[key] = {found, timers_.now()};
           answer(std::move(found));
         });
       },

@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -54,10 +55,15 @@ public:
 
   // Nodes announcing the key (one provider per node and repository).
   void providers(const AnnexKey& key, std::function<void(std::vector<Provider>)> done);
-  // Nodes whose repo record says they serve annex repository `uuid`.
+  // Nodes whose repo record says they serve annex repository `uuid` (read again after
+  // kContactCacheAge; a repository rarely moves).
   void repo_nodes(const std::string& uuid, std::function<void(std::vector<SwarmNode>)> done);
-  // The contact records of these nodes (those found).
+  // The contact records of these nodes (those found). A record read in the last
+  // kContactCacheAge is used again without a lookup; forget_contact drops one (say, when
+  // dialling its endpoints failed).
+  static constexpr auto kContactCacheAge = std::chrono::seconds(30);
   void contacts(const std::vector<SwarmNode>& nodes, std::function<void(std::vector<Member>)> done);
+  void forget_contact(const NodeId& node);
   // Every member's contact record (this node's too), or only the relays'.
   void members(std::chrono::milliseconds timeout, std::function<void(std::vector<Member>)> done);
   void relays(std::chrono::milliseconds timeout, std::function<void(std::vector<Member>)> done);
@@ -89,6 +95,16 @@ private:
   std::chrono::milliseconds lookup_timeout_;
   RefusedValues refused_;
   log::RateLimited refused_log_;
+  struct CachedContact {
+    std::vector<Member> found;
+    Timers::Clock::time_point at;
+  };
+  std::map<std::pair<std::size_t, NodeId>, CachedContact> contact_cache_;
+  struct CachedRepo {
+    std::vector<SwarmNode> nodes;
+    Timers::Clock::time_point at;
+  };
+  std::map<std::string, CachedRepo> repo_cache_;
 };
 
 }  // namespace annexswarm
