@@ -401,14 +401,17 @@ void DownloadMachine::on(const ObjectChecked& e) {
     return;
   }
   // Every chunk matched this manifest, and the object does not match the key: the copy
-  // its backers hold is bad. Try the next one, keeping the chunks that match it too.
+  // its backers hold is bad. Try the next one, keeping the chunks that match it too. The
+  // sink and scheduler of the bad copy go first, so dropping its backers cannot start
+  // another check of it.
   auto& bad = candidates_[*chosen_];
   bad.bad = true;
-  for (auto b : bad.backers) gone(b, "its copy does not match the key's hash", true);
-  if (finished_) return;
+  auto backers = bad.backers;
   chosen_.reset();
   sink_open_ = false;
   scheduler_.reset();
+  for (auto b : backers) gone(b, "its copy does not match the key's hash", true);
+  if (finished_ || chosen_) return;  // failed, or dropping them chose the next copy
   bool other = std::any_of(candidates_.begin(), candidates_.end(), [](const Candidate& c) { return !c.bad; });
   if (!other) {
     bool asking = std::any_of(peers_.begin(), peers_.end(), [](const Peer& p) {

@@ -6,6 +6,7 @@
 #include <asio/io_context.hpp>
 #include <asio/thread_pool.hpp>
 #include <fstream>
+#include <map>
 #include <random>
 #include <sstream>
 
@@ -32,6 +33,7 @@ struct Swarm {
   std::string content;
   std::string key;
   std::vector<std::unique_ptr<Seeder>> seeders;
+  std::map<std::size_t, std::filesystem::path> replica;  // a seeder serving another file than `object`
   test::TestIdentity client;
 
   explicit Swarm(std::size_t count, std::size_t size = 9 * 1024 * 1024 + 12345, double slow_rate = 0) {
@@ -45,7 +47,8 @@ struct Swarm {
       // With slow_rate, the first seeder's uploads are capped.
       PeerServerLimits limits{64, i == 0 ? slow_rate : 0, 0};
       s->server = std::make_unique<PeerServer>(io, s->credentials, std::vector<SwarmToken>{token},
-                                               [this](const AnnexKey& k, std::string_view) -> std::optional<std::filesystem::path> {
+                                               [this, i](const AnnexKey& k, std::string_view) -> std::optional<std::filesystem::path> {
+                                                 if (k.str() == key && replica.count(i)) return replica[i];
                                                  if (k.str() == key) return dir.path() / "object";
                                                  return std::nullopt;
                                                },
@@ -117,6 +120,47 @@ BOOST_AUTO_TEST_CASE(a_peer_sending_corrupt_chunks_is_dropped_and_the_result_is_
   BOOST_REQUIRE(out.report.dropped.count(bad));
   BOOST_TEST(out.report.dropped[bad].find("fails verification") != std::string::npos);
   BOOST_TEST(out.report.bytes_from.count(bad) == 0u);
+}
+
+// The root of an object's manifest: SHA-256 over its chunks' SHA-256s.
+std::string manifest_root(const std::string& content) {
+  Bytes hashes;
+  for (std::size_t at = 0; at < content.size(); at += peer::kManifestChunk) {
+    auto h = crypto::sha256(as_bytes(std::string_view(content).substr(at, peer::kManifestChunk)));
+    hashes.insert(hashes.end(), h.begin(), h.end());
+  }
+  return to_hex(crypto::sha256(hashes));
+}
+
+BOOST_AUTO_TEST_CASE(one_good_and_one_corrupt_replica_the_good_one_wins_whichever_manifest_sorts_first) {
+  // Ten runs, each with other corrupt bytes (a flipped byte, a zeroed run, a chunk of
+  // another object's bytes), five where the corrupt manifest's root sorts first and five
+  // where it sorts last.
+  int corrupt_first = 0, corrupt_last = 0;
+  for (std::uint32_t variant = 0; corrupt_first + corrupt_last < 10; ++variant) {
+    BOOST_REQUIRE(variant < 200);
+    Swarm swarm(2, 5 * 1024 * 1024 + 77);
+    auto bad = swarm.content;
+    std::mt19937 rng(variant);
+    auto at = rng() % bad.size();
+    switch (variant % 3) {
+      case 0: bad[at] = static_cast<char>(bad[at] ^ 0x20); break;
+      case 1: std::fill_n(bad.begin() + static_cast<std::ptrdiff_t>(at), std::min<std::size_t>(4096, bad.size() - at), '\0'); break;
+      default:
+        for (std::size_t i = at; i < std::min(bad.size(), at + peer::kManifestChunk); ++i) bad[i] = static_cast<char>(rng());
+    }
+    bool sorts_first = manifest_root(bad) < manifest_root(swarm.content);
+    if ((sorts_first && corrupt_first == 5) || (!sorts_first && corrupt_last == 5)) continue;
+    (sorts_first ? corrupt_first : corrupt_last)++;
+    std::ofstream(swarm.dir.path() / "corrupt", std::ios::binary) << bad;
+    swarm.replica[1] = swarm.dir.path() / "corrupt";
+    auto out = swarm.fetch(swarm.key, swarm.sources());
+    BOOST_REQUIRE_MESSAGE(!out.error, "variant " << variant << ": " << out.error.value_or(""));
+    BOOST_TEST((swarm.fetched() == swarm.content), "variant " << variant);
+    // The good seeder was never dropped; the corrupt one served nothing that was kept
+    // beyond the chunks it shares with the good copy.
+    BOOST_TEST(out.report.dropped.count(swarm.seeders[0]->id.hex()) == 0u, "variant " << variant);
+  }
 }
 
 BOOST_AUTO_TEST_CASE(a_rate_capped_seeder_gets_less_work_than_a_fast_one) {

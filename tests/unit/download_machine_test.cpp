@@ -262,12 +262,16 @@ BOOST_AUTO_TEST_CASE(a_final_hash_mismatch_tries_the_next_copy_without_its_backe
   serve_until_check(run, {true, true});
   BOOST_REQUIRE_EQUAL(run.taken<M::CheckObject>().size(), 1u);
   run.on(M::ObjectChecked{false});
+  // No second check of the bad copy starts while its backers are dropped.
+  BOOST_REQUIRE_EQUAL(run.taken<M::CheckObject>().size(), 1u);
   // Its backer is dropped; the other copy's manifest is fetched and opened.
   BOOST_TEST(run.machine.report()[0].dropped.find("does not match the key") != std::string::npos);
   opens = run.taken<M::OpenSink>();
   BOOST_REQUIRE_EQUAL(opens.size(), 2u);
   BOOST_TEST((opens[1].manifest.hashes == good.hashes));
+  auto asked_before = run.taken<M::RequestChunk>().size();
   open_sink(run);
+  BOOST_TEST(run.taken<M::RequestChunk>().size() > asked_before);  // the good copy's chunks are asked for
   serve_until_check(run, {true, true});
   BOOST_REQUIRE_EQUAL(run.taken<M::CheckObject>().size(), 2u);
   run.on(M::ObjectChecked{true});
