@@ -3,19 +3,27 @@
 # run, on loopback, with a 256 MiB object in tmpfs.
 #   1. four seeders capped at 25 MB/s each vs aria2c from four nginx capped with limit_rate 25m;
 #   2. one uncapped seeder vs curl over HTTPS (TLS 1.3) from nginx;
-#   3. peak RSS of the downloading daemon.
-# Each figure is the median of --runs runs (default 3).
+#   3. peak RSS of the downloading daemon;
+#   4. a sparse object of --large-gib GiB (default 20, 0 skips it; a VM image as a user adds
+#      one) fetched end to end onto disk (--large-dir, default /var/tmp): its rate and the
+#      peak RSS of a downloading daemon started for it alone.
+# Each figure of 1 and 2 is the median of --runs runs (default 3).
 # Usage: bench/transfer_bench.sh [--bin build/app/annex-swarm] [--size-mib 256] [--runs 3]
+#                                [--large-gib 20] [--large-dir /var/tmp]
 set -euo pipefail
 
 BIN=build/app/annex-swarm
 SIZE_MIB=256
 RUNS=3
+LARGE_GIB=20
+LARGE_DIR=/var/tmp
 while [ $# -gt 0 ]; do
   case "$1" in
     --bin) BIN=$2; shift 2 ;;
     --size-mib) SIZE_MIB=$2; shift 2 ;;
     --runs) RUNS=$2; shift 2 ;;
+    --large-gib) LARGE_GIB=$2; shift 2 ;;
+    --large-dir) LARGE_DIR=$2; shift 2 ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -32,6 +40,7 @@ cleanup() {
   [ -f "$W/nginx.pid" ] && kill "$(cat "$W/nginx.pid")" 2>/dev/null || true
   wait 2>/dev/null || true
   rm -rf "$W"
+  [ -n "${L:-}" ] && rm -rf "$L"
 }
 trap cleanup EXIT
 export GIT_AUTHOR_NAME=bench GIT_AUTHOR_EMAIL=bench@example.org GIT_COMMITTER_NAME=bench GIT_COMMITTER_EMAIL=bench@example.org
@@ -154,6 +163,32 @@ done
 s2=$(printf '%s\n' "${ours[@]}" | median); c2=$(printf '%s\n' "${theirs[@]}" | median)
 hwm=$(awk '/VmHWM/ {print $2}' "/proc/$PID_down/status")
 
+if [ "$LARGE_GIB" -gt 0 ]; then
+  echo "== 4. a ${LARGE_GIB} GiB sparse object, one seeder, onto disk in $LARGE_DIR"
+  L=$(mktemp -d "$LARGE_DIR/annex-swarm-large.XXXXXX")
+  LBYTES=$((LARGE_GIB << 30))
+  avail=$(df --output=avail -B1 "$L" | tail -1)
+  [ "$avail" -gt $((LBYTES + (2 << 30))) ] || { echo "transfer_bench: $LARGE_DIR needs $((LARGE_GIB + 2)) GiB free" >&2; exit 1; }
+  truncate -s "$LBYTES" "$L/vm.img"
+  LKEY="SHA256E-s$LBYTES--$(sha256sum "$L/vm.img" | cut -d' ' -f1).img"
+  mkdir -p "$L/repo"
+  (cd "$L/repo" && git init -q && git annex init -q large)
+  lobj="$L/repo/.git/annex/objects/$(cd "$L/repo" && git annex examinekey --format='${hashdirmixed}' "$LKEY")$LKEY/$LKEY"
+  mkdir -p "$(dirname "$lobj")"
+  mv "$L/vm.img" "$lobj"
+  daemon seedL $((BASE + 7)) --bootstrap 127.0.0.1:$BASE --repo "$L/repo"
+  daemon downL $((BASE + 8)) --bootstrap 127.0.0.1:$BASE
+  wait_for 20 "$BIN" status --state-dir "$W/state-downL"
+  wait_for 120 "$BIN" whereis "$LKEY" --state-dir "$W/state-downL"
+  t0=$(now)
+  "$BIN" get "$LKEY" --to "$L/got.img" --state-dir "$W/state-downL" >/dev/null 2>"$W/large.err" ||
+    { echo "the ${LARGE_GIB} GiB get failed:" >&2; cat "$W/large.err" >&2; exit 1; }
+  tl=$(awk -v a="$t0" -v b="$(now)" 'BEGIN {print b - a}')
+  [ "$(stat -c %s "$L/got.img")" -eq "$LBYTES" ] || { echo "the ${LARGE_GIB} GiB copy has the wrong size" >&2; exit 1; }
+  hwm_large=$(awk '/VmHWM/ {print $2}' "/proc/$PID_downL/status")
+  rm -rf "$L"
+fi
+
 echo
 echo "figures (medians of $RUNS warm runs, ${SIZE_MIB} MiB, tmpfs, loopback, $(nproc) cores)"
 echo "  4 seeders at 25 MiB/s: annex-swarm $(rate $BYTES "$s1") MB/s = $(awk -v s="$s1" -v b=$BYTES -v c=$CAP 'BEGIN {printf "%.2f", b / s / (4 * c)}') x ideal;" \
@@ -162,3 +197,8 @@ echo "  1 uncapped seeder: annex-swarm $(rate $BYTES "$s2") MB/s; curl+nginx HTT
   "ours/curl $(awk -v s="$s2" -v c="$c2" 'BEGIN {printf "%.2f", c / s}')"
 echo "  cold first runs: annex-swarm $(rate $BYTES "$cold1") MB/s (4 seeders), $(rate $BYTES "$cold2") MB/s (1 seeder)"
 echo "  downloading daemon peak RSS: $((hwm / 1024)) MB"
+if [ "$LARGE_GIB" -gt 0 ]; then
+  echo "  ${LARGE_GIB} GiB sparse object, one seeder, to disk: $(rate $LBYTES "$tl") MB/s in ${tl%.*} s" \
+    "(the seeder hashes it for the manifest while serving; get verifies the key);" \
+    "downloading daemon peak RSS $((hwm_large / 1024)) MB"
+fi
