@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <fstream>
 #include <iostream>
+#include <set>
 #include <sstream>
 
 #include "app/cli.hpp"
@@ -45,7 +46,7 @@ std::optional<fs::path> default_config_file() {
 void print_usage(std::ostream& out) {
   out << "annex-swarm " ANNEX_SWARM_VERSION " - git-annex remotes as a swarm\n\n"
          "usage:\n"
-         "  annex-swarm init [--repo PATH|--no-repo] [--swarm TOKEN] [--bootstrap HOST:PORT] [--config FILE] [--force]\n"
+         "  annex-swarm init [--repo PATH|--no-repo] [--swarm-file FILE] [--bootstrap HOST:PORT] [--config FILE] [--force]\n"
          "                                                  first run: write a config serving this repository\n"
          "  annex-swarm daemon [--config FILE] [settings]   run a node (SIGHUP reloads the config file)\n"
          "  annex-swarm swarm new                           print a new private swarm token\n"
@@ -55,7 +56,7 @@ void print_usage(std::ostream& out) {
          "  annex-swarm status [--json]                     this node's state\n"
          "  annex-swarm peers [--json]                      swarm members this node can see\n"
          "  annex-swarm get KEY --to PATH [--unverified]    download KEY from every peer that has it\n"
-         "  git-annex-remote-swarm                          (this binary under that name) git-annex's special remote\n\n"
+         "  git-annex-remote-swarm                          git-annex's special remote (annex-swarm-node under that name)\n\n"
          "Every command takes --state-dir DIR to pick the node (default: " << default_state_dir().string()
       << ").\n"
          "whereis/discover/peers/get exit 0 when found, 1 when not found, 2 on error.\n\n"
@@ -69,30 +70,28 @@ int run_daemon(int argc, char** argv, const TestHooks& hooks) {
   auto args = parse_args(argc, argv, 2, {"help"});
   DaemonConfig config;
   std::vector<std::string> errors = args.errors;
-  std::optional<fs::path> config_file = default_config_file();
+  // A config file is read when named (--config), or the default one when the command
+  // line gives no setting at all: settings given there are the whole configuration.
+  std::optional<fs::path> config_file;
+  bool settings_given = false;
   for (const auto& [name, value] : args.options) {
     if (name == "help") {
       print_usage(std::cout);
       return 0;
     }
     if (name == "config") config_file = fs::path(value);
+    else settings_given = true;
   }
+  if (!config_file && !settings_given) config_file = default_config_file();
   for (const auto& p : args.positional) errors.push_back("unexpected argument '" + p + "'");
   if (config_file) {
     auto text = read_file(*config_file);
     if (!text) errors.push_back(text.error());
     else apply_config_text(config, *text, config_file->string(), errors);
   }
-  bool bootstrap_on_cli = false;
-  for (const auto& [name, value] : args.options) {
-    if (name == "config") continue;
-    if (name == "bootstrap" && !bootstrap_on_cli) {
-      config.bootstrap.clear();  // the command line replaces the file's list
-      bootstrap_on_cli = true;
-    }
-    apply_setting(config, name, value, errors, "--" + name);
-    config.cli_settings.emplace_back(name, value);  // kept over the file on SIGHUP
-  }
+  for (const auto& [name, value] : args.options)
+    if (name != "config") config.cli_settings.emplace_back(name, value);  // kept over the file on SIGHUP
+  apply_cli_settings(config, config.cli_settings, errors);
   config.config_file = config_file;
   if (config.state_dir.empty()) config.state_dir = default_state_dir();
   config.state_dir = fs::absolute(config.state_dir);
@@ -135,6 +134,13 @@ int run_init(int argc, char** argv) {
       auto token = SwarmToken::parse(value);
       if (!token) errors.push_back("--swarm: " + token.error());
       else options.swarm = *token;
+    } else if (name == "swarm-file") {
+      // The token from a file (the first one in it), so it never shows in ps.
+      DaemonConfig scratch;
+      std::vector<std::string> problems;
+      apply_setting(scratch, "swarm-file", value, problems, "--swarm-file");
+      errors.insert(errors.end(), problems.begin(), problems.end());
+      if (problems.empty()) options.swarm = scratch.swarms.front();
     } else {
       errors.push_back("unknown option --" + name + " for init");
     }
@@ -159,8 +165,9 @@ int run_init(int argc, char** argv) {
             << "next:\n"
             << "  start the node:        annex-swarm daemon" << (options.config_file == config_path_for_init() ? "" : " --config " + options.config_file.string())
             << "   (or: systemctl enable --now annex-swarm)\n"
-            << "  on your other nodes:   annex-swarm init --swarm TOKEN --bootstrap THIS_HOST:4224\n"
-            << "  in a git-annex clone:  git annex initremote swarm type=external externaltype=swarm encryption=none swarm=TOKEN\n"
+            << "  on your other nodes:   put the token in a file only you can read, then\n"
+            << "                         annex-swarm init --swarm-file FILE --bootstrap THIS_HOST:4224\n"
+            << "  in a git-annex clone:  git annex initremote swarm type=external externaltype=swarm encryption=none\n"
             << "                         (see README, 'Using it from git-annex')\n";
   return 0;
 }

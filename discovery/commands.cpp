@@ -139,7 +139,8 @@ int status(const LookupOptions& options) {
             << "dht       " << d.value("status", "") << ", " << d.value("good_nodes", 0) << " good nodes, "
             << d.value("dubious_nodes", 0) << " dubious\n";
   for (const auto& s : r["swarms"])
-    std::cout << "swarm     " << s.value("id", "") << (s.value("public", false) ? " (public)" : "") << "\n";
+    std::cout << "swarm     " << s.value("id", "") << (s.value("public", false) ? " (public)" : "")
+              << " (for git-annex remotes: swarmid=" << s.value("swarmid", "") << ")\n";
   for (const auto& repo : r["repos"]) {
     std::cout << "repo      " << repo.value("path", "") << " uuid " << repo.value("uuid", "") << ", "
               << repo.value("keys", 0) << " keys present\n";

@@ -1,5 +1,10 @@
 #include "discovery/special_remote.hpp"
 
+#include <fcntl.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <chrono>
 #include <condition_variable>
 #include <atomic>
@@ -18,6 +23,8 @@
 
 #include "discovery/control_client.hpp"
 #include "protocol/annex_key.hpp"
+#include "protocol/crypto.hpp"
+#include "protocol/peer_frames.hpp"
 #include "protocol/records.hpp"
 #include "protocol/swarm_token.hpp"
 
@@ -26,6 +33,90 @@ namespace fs = std::filesystem;
 using nlohmann::json;
 
 namespace {
+
+// Runs git with these arguments (no shell); its standard output into `out` when given.
+// True when it exited 0.
+bool run_git(const std::vector<std::string>& args, std::string* out) {
+  int pipe_fds[2];
+  if (::pipe2(pipe_fds, O_CLOEXEC) != 0) return false;
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  // Never git-annex's protocol pipe: git gets nothing on stdin.
+  posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
+  posix_spawn_file_actions_adddup2(&actions, pipe_fds[1], 1);
+  posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0);
+  std::vector<char*> argv{const_cast<char*>("git")};
+  for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+  argv.push_back(nullptr);
+  pid_t pid = 0;
+  int rc = posix_spawnp(&pid, "git", &actions, nullptr, argv.data(), environ);
+  posix_spawn_file_actions_destroy(&actions);
+  ::close(pipe_fds[1]);
+  if (rc != 0) {
+    ::close(pipe_fds[0]);
+    return false;
+  }
+  char buf[4096];
+  std::string text;
+  while (true) {
+    ssize_t n = ::read(pipe_fds[0], buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    if (text.size() < (1u << 20)) text.append(buf, static_cast<std::size_t>(n));
+  }
+  ::close(pipe_fds[0]);
+  int status = 0;
+  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  if (out) *out = std::move(text);
+  return WIFEXITED(status) && WEXITSTATUS(status) == 0;
+}
+
+// The object in the repository git-annex runs us in (the top of its work tree, with
+// GIT_DIR set), when that repository has it.
+std::optional<fs::path> local_object(const AnnexKey& key) {
+  const char* gd = std::getenv("GIT_DIR");
+  fs::path git_dir = gd && *gd ? fs::path(gd) : fs::path(".git");
+  std::error_code ec;
+  for (const auto& dir : {key.hash_dir_mixed(), key.hash_dir_lower()}) {
+    auto p = git_dir / "annex" / "objects" / dir / key.str() / key.str();
+    if (fs::is_regular_file(p, ec)) return p;
+  }
+  return std::nullopt;
+}
+
+// Proof-of-possession challenges made from our own copy: a fresh nonce and random ranges
+// each, with the answer only a holder of the same bytes can give (peer::prove_mac).
+json presence_challenges(const AnnexKey& key, const fs::path& object, std::size_t count) {
+  json out = json::array();
+  std::ifstream in(object, std::ios::binary);
+  std::error_code ec;
+  auto size = fs::file_size(object, ec);
+  if (!in || ec || size == 0) return out;
+  constexpr std::uint64_t kRange = 4096;
+  constexpr std::size_t kRanges = 8;
+  for (std::size_t c = 0; c < count; ++c) {
+    Bytes nonce(32);
+    crypto::random_fill(nonce);
+    std::vector<std::uint64_t> offsets, lengths;
+    Bytes bytes;
+    auto length = std::min<std::uint64_t>(kRange, size);
+    for (std::size_t r = 0; r < kRanges; ++r) {
+      std::uint64_t pick = 0;
+      crypto::random_fill(std::span(reinterpret_cast<std::uint8_t*>(&pick), sizeof pick));
+      auto offset = size > length ? pick % (size - length + 1) : 0;
+      auto at = bytes.size();
+      bytes.resize(at + length);
+      in.seekg(static_cast<std::streamoff>(offset));
+      if (!in.read(reinterpret_cast<char*>(bytes.data() + at), static_cast<std::streamsize>(length))) return json::array();
+      offsets.push_back(offset);
+      lengths.push_back(length);
+    }
+    out.push_back({{"nonce", to_hex(nonce)}, {"offsets", offsets}, {"lengths", lengths},
+                   {"mac", to_hex(peer::prove_mac(nonce, key.str(), bytes))}});
+  }
+  return out;
+}
 
 // Protocol lines must stay single lines whatever a message contains.
 std::string one_line(std::string text) {
@@ -130,7 +221,10 @@ private:
 struct Settings {
   std::mutex mutex;
   bool known = false;
-  SwarmToken swarm = SwarmToken::public_swarm();
+  std::string swarm_id;              // the swarm's public id; empty: not named yet
+  std::optional<SwarmToken> legacy;  // a token still kept in the remote's config (swarm=)
+  std::string state_dir_given;       // statedir= still kept in the remote's config
+  std::vector<std::string> pinned;   // nodes trusted to hold this remote's repository (pinned=)
   fs::path state_dir;
   std::string uuid;
   bool allow_unverified = false;
@@ -172,27 +266,58 @@ private:
     return word == "VALUE" ? value : "";
   }
 
-  // Reads the settings from git-annex; an error message when they are unusable.
+  // Reads the settings from git-annex; an error message when they are unusable. The
+  // remote's config (kept in the git-annex branch, in every clone) names the swarm only
+  // by its public id; the token stays with the daemons. A remote set up before that may
+  // still hold swarm=TOKEN and statedir=DIR: both still work (see initremote).
   std::optional<std::string> load_settings() {
     {
       std::lock_guard lock(settings_.mutex);
       if (settings_.known) return std::nullopt;
     }
-    auto token_text = ask("GETCONFIG swarm");
-    if (token_text.empty())
-      return "the remote has no swarm token; initremote it with swarm=TOKEN (make one with 'annex-swarm swarm new')";
-    auto token = SwarmToken::parse(token_text);
-    if (!token) return "swarm=" + token_text.substr(0, 12) + "...: " + token.error();
+    std::optional<SwarmToken> legacy;
+    std::string id = ask("GETCONFIG swarmid");
+    if (auto token_text = ask("GETCONFIG swarm"); !token_text.empty()) {
+      auto token = SwarmToken::parse(token_text);
+      if (!token) return "swarm=" + token_text.substr(0, 12) + "...: " + token.error();
+      legacy = *token;
+      id = token->public_id();
+    }
+    if (!id.empty() && (id.size() != 32 || id.find_first_not_of("0123456789abcdef") != std::string::npos))
+      return "swarmid=" + id + " is not a swarm id (32 hex digits; 'annex-swarm status' shows them)";
     auto state_dir = ask("GETCONFIG statedir");
+    // This repository's own choice of daemon: git config swarm.statedir.
+    auto local_dir = git_config_get("swarm.statedir");
     auto unverified = ask("GETCONFIG allow-unverified");
+    std::vector<std::string> pinned;
+    std::istringstream pins(ask("GETCONFIG pinned"));
+    for (std::string node; std::getline(pins, node, ',');)
+      if (!node.empty()) pinned.push_back(node);
     auto uuid = ask("GETUUID");
     std::lock_guard lock(settings_.mutex);
-    settings_.swarm = *token;
-    settings_.state_dir = state_dir.empty() ? default_state_dir_ : fs::path(state_dir);
+    settings_.pinned = pinned;
+    settings_.swarm_id = id;
+    settings_.legacy = legacy;
+    settings_.state_dir_given = state_dir;
+    settings_.state_dir = !state_dir.empty() ? fs::path(state_dir)
+                          : !local_dir.empty() ? fs::path(local_dir) : default_state_dir_;
     settings_.uuid = uuid;
     settings_.allow_unverified = unverified == "yes" || unverified == "true";
     settings_.known = true;
     return std::nullopt;
+  }
+
+  std::string swarm_id() {
+    std::lock_guard lock(settings_.mutex);
+    return settings_.swarm_id;
+  }
+
+  // `git config --get NAME` in the repository git-annex runs us in; empty when unset.
+  static std::string git_config_get(const std::string& name) {
+    std::string out;
+    if (!run_git({"config", "--get", name}, &out)) return "";
+    while (!out.empty() && (out.back() == '\n' || out.back() == '\r')) out.pop_back();
+    return out;
   }
 
   fs::path state_dir() {
@@ -229,14 +354,72 @@ private:
     return repo;
   }
 
+  // initremote and enableremote. What goes into the git-annex branch is the swarm's public
+  // id; a token given as swarm=TOKEN (or kept there by an older version) and a statedir=
+  // path are taken out of it: the id is kept instead, the path goes to this repository's
+  // git config (swarm.statedir), which never leaves it.
   void initremote() {
     if (auto problem = load_settings()) return ch_.send("INITREMOTE-FAILURE " + one_line(*problem));
+    std::string id, state_dir_given;
+    bool had_token = false;
+    {
+      std::lock_guard lock(settings_.mutex);
+      id = settings_.swarm_id;
+      had_token = settings_.legacy.has_value();
+      state_dir_given = settings_.state_dir_given;
+    }
+    if (id.empty()) {
+      // No swarm named: the local daemon's one private swarm.
+      auto status = daemon({{"op", "status"}});
+      if (!status)
+        return ch_.send("INITREMOTE-FAILURE name the swarm with swarmid=ID, or start the annex-swarm daemon that "
+                        "is in it (" + one_line(status.error()) + ")");
+      std::vector<std::string> ids;
+      for (const auto& s : (*status)["swarms"])
+        if (!s.value("public", false)) ids.push_back(s.value("swarmid", std::string()));
+      if (ids.size() != 1) {
+        std::string list;
+        for (const auto& i : ids) list += " " + i;
+        return ch_.send(ids.empty() ? "INITREMOTE-FAILURE the annex-swarm daemon at " + state_dir().string() +
+                                          " is in no private swarm; give it a token first (swarm-file)"
+                                    : "INITREMOTE-FAILURE the daemon is in several swarms; name one with swarmid=ID "
+                                      "(one of:" + list + ")");
+      }
+      id = ids[0];
+    }
+    if (!state_dir_given.empty()) {
+      if (!run_git({"config", "swarm.statedir", state_dir_given}, nullptr))
+        return ch_.send("INITREMOTE-FAILURE cannot record statedir in this repository's git config (git config "
+                        "swarm.statedir)");
+      ch_.send("SETCONFIG statedir ");
+    }
+    if (had_token) ch_.send("SETCONFIG swarm ");
+    ch_.send("SETCONFIG swarmid " + id);
+    // A remote standing for a repository (--sameas) pins the nodes serving it now: later
+    // only they are believed on their word that they hold a key (when there is no local
+    // copy to check them against). `git annex enableremote` pins again.
+    if (auto nodes = daemon({{"op", "discover"}, {"uuid", uuid()}}); nodes && !(*nodes)["nodes"].empty()) {
+      std::string pins;
+      for (const auto& n : (*nodes)["nodes"]) pins += (pins.empty() ? "" : ",") + n.value("node", std::string());
+      ch_.send("SETCONFIG pinned " + pins);
+      std::lock_guard lock(settings_.mutex);
+      settings_.pinned.clear();
+      std::istringstream in(pins);
+      for (std::string node; std::getline(in, node, ',');) settings_.pinned.push_back(node);
+    }
+    {
+      std::lock_guard lock(settings_.mutex);
+      settings_.swarm_id = id;
+      settings_.legacy.reset();
+    }
     ch_.send("INITREMOTE-SUCCESS");
   }
 
   void listconfigs() {
-    ch_.send("CONFIG swarm the swarm token (annex-swarm swarm new makes one)");
-    ch_.send("CONFIG statedir state dir of the annex-swarm daemon to use (default " + default_state_dir_.string() + ")");
+    ch_.send("CONFIG swarmid the swarm's public id, from 'annex-swarm status' (default: the daemon's one private swarm)");
+    ch_.send("CONFIG swarm (older remotes) the swarm token: taken out of the git-annex branch, only its id is kept");
+    ch_.send("CONFIG statedir state dir of the annex-swarm daemon to use (default " + default_state_dir_.string() +
+             "; kept in git config swarm.statedir, not in the git-annex branch)");
     ch_.send("CONFIG allow-unverified yes to fetch WORM and URL keys, whose content cannot be checked");
     ch_.send("CONFIGEND");
   }
@@ -246,16 +429,15 @@ private:
     auto status = daemon({{"op", "status"}});
     if (!status)
       return ch_.send("PREPARE-FAILURE no annex-swarm daemon answers (" + one_line(status.error()) +
-                      "); start one with 'annex-swarm daemon --swarm TOKEN'");
-    std::string id;
-    {
-      std::lock_guard lock(settings_.mutex);
-      id = settings_.swarm.id();
-    }
+                      "); start one ('annex-swarm init' once, then 'annex-swarm daemon')");
+    auto id = swarm_id();
+    if (id.empty())
+      return ch_.send("PREPARE-FAILURE the remote names no swarm; git annex enableremote it with swarmid=ID "
+                      "('annex-swarm status' shows the ids of the daemon's swarms)");
     for (const auto& s : (*status)["swarms"])
-      if (s.value("id", std::string()) == id) return ch_.send("PREPARE-SUCCESS");
+      if (s.value("swarmid", std::string()) == id) return ch_.send("PREPARE-SUCCESS");
     ch_.send("PREPARE-FAILURE the annex-swarm daemon at " + state_dir().string() + " is not in swarm " + id +
-             "; add --swarm with this remote's token to it");
+             "; give it that swarm's token (a swarm = TOKEN line in its 0600 config, or swarm-file)");
   }
 
   static fs::path absolute(const std::string& file) {
@@ -301,13 +483,29 @@ private:
 
   void checkpresent(const std::string& key) {
     if (auto problem = load_settings()) return ch_.send("CHECKPRESENT-UNKNOWN " + key + " " + one_line(*problem));
-    if (!AnnexKey::parse(key)) return ch_.send("CHECKPRESENT-UNKNOWN " + key + " not a valid annex key");
-    auto reply = daemon({{"op", "present"}, {"key", key}, {"repo", uuid()}});
+    auto parsed = AnnexKey::parse(key);
+    if (!parsed) return ch_.send("CHECKPRESENT-UNKNOWN " + key + " not a valid annex key");
+    json request = {{"op", "present"}, {"key", key}, {"repo", uuid()}};
+    // Before a drop git-annex asks with the object here: holders must prove they have it.
+    if (auto object = local_object(*parsed)) request["challenges"] = presence_challenges(*parsed, *object, 4);
+    {
+      std::lock_guard lock(settings_.mutex);
+      request["pinned"] = settings_.pinned;
+    }
+    auto reply = daemon(request);
     if (!reply) return ch_.send("CHECKPRESENT-UNKNOWN " + key + " " + one_line(reply.error()));
     if (reply->value("present", false)) return ch_.send("CHECKPRESENT-SUCCESS " + key);
-    if (reply->value("unknown", false))
-      return ch_.send("CHECKPRESENT-UNKNOWN " + key + " a node that should hold it did not answer: " +
-                      one_line(reply->value("unreachable", json::object()).dump()));
+    if (reply->value("unknown", false)) {
+      std::string why;
+      auto text = [](const json& v) { return v.is_string() ? v.get<std::string>() : v.dump(); };
+      const auto unproven = reply->value("unproven", json::object());
+      const auto unreachable = reply->value("unreachable", json::object());
+      for (const auto& [node, what] : unproven.items())
+        why += (why.empty() ? "" : "; ") + node.substr(0, 12) + ": " + text(what);
+      for (const auto& [node, what] : unreachable.items())
+        why += (why.empty() ? "" : "; ") + node.substr(0, 12) + " did not answer: " + text(what);
+      return ch_.send("CHECKPRESENT-UNKNOWN " + key + " not shown by its holders (" + one_line(why) + ")");
+    }
     ch_.send("CHECKPRESENT-FAILURE " + key);
   }
 
@@ -352,13 +550,8 @@ private:
 
   void getinfo() {
     load_settings();
-    std::string id;
-    {
-      std::lock_guard lock(settings_.mutex);
-      id = settings_.swarm.id();
-    }
     ch_.send("INFOFIELD swarm");
-    ch_.send("INFOVALUE " + id);
+    ch_.send("INFOVALUE " + swarm_id());
     ch_.send("INFOFIELD daemon state dir");
     ch_.send("INFOVALUE " + state_dir().string());
     if (auto status = daemon({{"op", "status"}})) {

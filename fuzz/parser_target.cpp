@@ -55,7 +55,8 @@ std::vector<std::vector<std::uint8_t>> parser_seeds() {
            peer::DialBack{5, "", 4224}, peer::DialBack{6, "2001:db8::1", 4224},
            peer::DialBackReply{5, false, "11.0.0.2", "Connection refused"}, peer::Reserve{7},
            peer::ReserveReply{7, true, 120, ""}, peer::Connect{8, node}, peer::ConnectReply{8, true, Bytes(32, 1), ""},
-           peer::Incoming{Bytes(32, 2), node}}) {
+           peer::Incoming{Bytes(32, 2), node}, peer::Prove{9, key, uuid, Bytes(32, 4), {0, 2}, {2, 4}},
+           peer::ProveReply{9, 6, Bytes(32, 5)}}) {
     auto whole = peer::encode_frame(f).value();
     seeds.push_back(whole);                              // a stream with one frame
     seeds.push_back(Bytes(whole.begin() + 4, whole.end()));  // the body alone

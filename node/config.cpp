@@ -2,7 +2,11 @@
 
 #include <arpa/inet.h>
 
+#include <algorithm>
+#include <cerrno>
 #include <charconv>
+#include <cstring>
+#include <fstream>
 #include <fmt/format.h>
 
 namespace annexswarm {
@@ -85,7 +89,8 @@ const std::vector<SettingDoc>& daemon_settings() {
       {"listen", "ADDR", "all interfaces", "address to bind, e.g. 127.0.0.1", false},
       {"bootstrap", "HOST:PORT", std::string_view(kPublicBootstrap),
        "DHT node to join through; 'none' starts a first node", true},
-      {"swarm", "TOKEN", "none", "swarm to join ('annex-swarm swarm new' makes a token)", true},
+      {"swarm", "TOKEN", "none", "swarm to join ('annex-swarm swarm new' makes a token); prefer swarm-file", true},
+      {"swarm-file", "FILE", "none", "file holding swarm tokens, one per line (keeps them out of ps and argv)", true},
       {"repo", "PATH", "none", "git-annex repository to serve and announce", true},
       {"lan-discovery", "on|off", "on", "find nodes on the local network by multicast", false},
       {"announce-rate", "N", "400", "most DHT puts per second when announcing keys", false},
@@ -154,9 +159,26 @@ void apply_setting(DaemonConfig& c, std::string_view name, std::string_view raw,
     for (const auto& s : c.swarms)
       if (s == *token) return;
     c.swarms.push_back(*token);
+  } else if (name == "swarm-file") {
+    // Tokens kept out of the command line and the config: one per line, # comments.
+    std::ifstream in{std::string(value)};
+    if (!in) return bad("cannot read " + std::string(value) + ": " + std::strerror(errno));
+    std::string line;
+    int number = 0, found = 0;
+    while (std::getline(in, line)) {
+      ++number;
+      auto text = trim(std::string_view(line).substr(0, line.find('#')));
+      if (text.empty()) continue;
+      auto token = SwarmToken::parse(text);
+      if (!token) return bad(std::string(value) + ":" + std::to_string(number) + ": " + token.error());
+      ++found;
+      if (std::find(c.swarms.begin(), c.swarms.end(), *token) == c.swarms.end()) c.swarms.push_back(*token);
+    }
+    if (found == 0) return bad(std::string(value) + " holds no swarm token");
   } else if (name == "repo") {
     if (value.empty()) return bad("needs a path");
     c.repos.emplace_back(std::string(value));
+    c.repo_origins.emplace_back(origin);
   } else if (name == "lan-discovery") {
     auto b = parse_bool(value);
     if (!b) return bad("expected on or off");
@@ -240,6 +262,22 @@ void apply_setting(DaemonConfig& c, std::string_view name, std::string_view raw,
     if (!log::parse_level(value, c.log_level)) return bad("expected debug, info, warn or error");
   } else {
     errors.push_back(fmt::format("{}: unknown setting '{}'", origin, name));
+  }
+}
+
+void apply_cli_settings(DaemonConfig& c, const std::vector<std::pair<std::string, std::string>>& settings,
+                        std::vector<std::string>& errors) {
+  // A list given on the command line replaces the file's (swarm and swarm-file are one list).
+  std::vector<std::string> replaced;
+  for (const auto& [name, value] : settings) {
+    auto list = name == "swarm-file" ? std::string("swarm") : name;
+    if (std::find(replaced.begin(), replaced.end(), list) == replaced.end()) {
+      if (list == "bootstrap") c.bootstrap.clear();
+      if (list == "swarm") c.swarms.clear();
+      if (list == "repo") c.repos.clear(), c.repo_origins.clear();
+      replaced.push_back(list);
+    }
+    apply_setting(c, name, value, errors, "--" + name);
   }
 }
 

@@ -25,6 +25,7 @@ struct DaemonConfig {
   std::vector<std::string> bootstrap{std::string(kPublicBootstrap)};
   std::vector<SwarmToken> swarms;
   std::vector<std::filesystem::path> repos;
+  std::vector<std::string> repo_origins;  // where each repo was set ("FILE:LINE", "--repo"), for errors
   bool lan_discovery = true;
   double announce_rate = 400;  // DHT puts per second
   std::size_t announce_window = 256;  // puts in flight
@@ -72,6 +73,11 @@ void apply_setting(DaemonConfig& config, std::string_view name, std::string_view
 // repeat). Every problem is reported, with its line number.
 void apply_config_text(DaemonConfig& config, std::string_view text, std::string_view origin,
                        std::vector<std::string>& errors);
+
+// Applies the command line's settings over a config file's: a list setting given there
+// (bootstrap, swarm/swarm-file, repo) replaces the file's list instead of adding to it.
+void apply_cli_settings(DaemonConfig& config, const std::vector<std::pair<std::string, std::string>>& settings,
+                        std::vector<std::string>& errors);
 
 // The refresh period used: records live 60 minutes on annex-swarm nodes but 10 minutes on
 // other OpenDHT nodes, so a node that may store on the public network refreshes sooner.

@@ -1,6 +1,7 @@
 #include "node/control_api.hpp"
 
 #include "protocol/ip_address.hpp"
+#include "protocol/peer_frames.hpp"
 
 namespace annexswarm {
 namespace fs = std::filesystem;
@@ -74,7 +75,31 @@ Parsed parse_keyed(const std::string& op, const json& request) {
   auto scope = uuid_field(request, op == "present" ? "repo" : "store");
   if (failed(scope)) return error_of(scope);
   auto uuid = std::get<std::string>(scope);
-  if (op == "present") return PresentRequest{k, uuid};
+  if (op == "present") {
+    PresentRequest present{k, uuid, {}, {}};
+    for (const auto& c : request.value("challenges", json::array())) {
+      if (!c.is_object()) return bad(ControlErrorCode::BadRequest, "a challenge is an object");
+      auto nonce = from_hex(c.value("nonce", std::string()));
+      auto mac = from_hex(c.value("mac", std::string()));
+      PresenceChallenge challenge;
+      try {
+        challenge.offsets = c.value("offsets", std::vector<std::uint64_t>{});
+        challenge.lengths = c.value("lengths", std::vector<std::uint64_t>{});
+      } catch (const json::exception&) {
+        return bad(ControlErrorCode::BadRequest, "challenge offsets and lengths are lists of numbers");
+      }
+      if (!nonce || nonce->size() != 32 || !mac || mac->size() != 32 ||
+          peer::check(peer::Prove{0, k.str(), "", *nonce, challenge.offsets, challenge.lengths}))
+        return bad(ControlErrorCode::BadRequest, "a challenge needs a 32-byte nonce and mac and valid ranges");
+      challenge.nonce = std::move(*nonce);
+      challenge.mac = std::move(*mac);
+      present.challenges.push_back(std::move(challenge));
+      if (present.challenges.size() > 64) return bad(ControlErrorCode::BadRequest, "at most 64 challenges");
+    }
+    for (const auto& n : request.value("pinned", json::array()))
+      if (n.is_string() && NodeId::from_hex(n.get<std::string>())) present.pinned.push_back(n.get<std::string>());
+    return present;
+  }
   if (op == "remove") return RemoveRequest{k, uuid};
   auto file = text(request, "file");
   if (!file || fs::path(*file).is_relative())
@@ -174,7 +199,8 @@ json to_json(const PeersReply& r) {
 json to_json(const StoreReply& r) { return {{"ok", true}, {"key", r.key}, {"bytes", r.bytes}}; }
 
 json to_json(const PresentReply& r) {
-  json out = {{"present", r.present}, {"confirmed_by", r.confirmed_by}, {"unreachable", r.unreachable}};
+  json out = {{"present", r.present}, {"confirmed_by", r.confirmed_by}, {"unreachable", r.unreachable},
+              {"unproven", r.unproven}};
   if (r.unknown) out["unknown"] = true;
   return out;
 }
@@ -255,12 +281,13 @@ json relay_json(const RelayManager::Status& r) {
 
 json to_json(const StatusReply& s) {
   json swarms = json::array();
-  for (const auto& [id, is_public] : s.swarms) swarms.push_back({{"id", id}, {"public", is_public}});
+  for (const auto& sw : s.swarms)
+    swarms.push_back({{"id", sw.id}, {"swarmid", sw.public_id}, {"public", sw.is_public}});
   json repos = json::array();
   for (const auto& r : s.announce.repos) {
     json per_swarm = json::array();
     for (std::size_t si = 0; si < r.per_swarm.size() && si < s.swarms.size(); ++si)
-      per_swarm.push_back({{"swarm", s.swarms[si].first}, {"announced", r.per_swarm[si].first}, {"keys", r.per_swarm[si].second}});
+      per_swarm.push_back({{"swarm", s.swarms[si].id}, {"announced", r.per_swarm[si].first}, {"keys", r.per_swarm[si].second}});
     repos.push_back({{"path", r.path.string()}, {"uuid", r.uuid}, {"scanned", r.scanned}, {"keys", r.keys},
                      {"invalid_names", r.invalid_names}, {"last_scan_seconds", r.last_scan_seconds},
                      {"swarms", std::move(per_swarm)}});

@@ -54,9 +54,20 @@ struct StoreRequest {
   std::string store;  // the swarm store's annex UUID
   std::filesystem::path file;
 };
+// A challenge the asker made from its own copy of the object (see peer::Prove): a holder
+// counts only when its answer matches `mac`.
+struct PresenceChallenge {
+  Bytes nonce;
+  std::vector<std::uint64_t> offsets, lengths;
+  Bytes mac;
+};
 struct PresentRequest {
   AnnexKey key;
   std::string repo;  // the repository or store whose copies count
+  // Made from the asker's local copy (git-annex asks before every drop). Empty: no local
+  // copy; then only a holder pinned for the repository counts, on its word.
+  std::vector<PresenceChallenge> challenges;
+  std::vector<std::string> pinned;  // node ids (hex)
 };
 struct RemoveRequest {
   AnnexKey key;
@@ -127,9 +138,10 @@ struct StoreReply {
 };
 struct PresentReply {
   bool present = false;
-  bool unknown = false;  // nobody confirmed, but a holder could not be asked
+  bool unknown = false;  // nobody confirmed, but a holder could not be asked or not be checked
   std::vector<std::string> confirmed_by;
   std::map<std::string, std::string> unreachable;
+  std::map<std::string, std::string> unproven;  // said it holds the key; did not show it
 };
 struct RemoveReply {
   std::vector<std::string> removed_from;
@@ -139,7 +151,12 @@ struct StatusReply {
   NodeId node;
   std::string state_dir;
   std::uint16_t port = 0;
-  std::vector<std::pair<std::string, bool>> swarms;  // id, public
+  struct Swarm {
+    std::string id;         // short, for people and logs
+    std::string public_id;  // what a git-annex remote names the swarm by (reveals nothing)
+    bool is_public = false;
+  };
+  std::vector<Swarm> swarms;
   struct Dht {
     std::string status;
     unsigned good_nodes = 0, dubious_nodes = 0, searches = 0;

@@ -79,7 +79,7 @@ Result<bool> Daemon::start() {
     return Error{"another annex-swarm daemon is running with state dir " + config_.state_dir.string()};
 
   // Served repositories first: a typo in --repo should fail before anything is announced.
-  if (auto r = objects_.open(config_.repos); !r) return Error{r.error()};
+  if (auto r = objects_.open(config_.repos, config_.repo_origins); !r) return Error{r.error()};
 
   bool created = false;
   auto identity = load_or_create_identity(config_.state_dir, created);
@@ -105,7 +105,24 @@ Result<bool> Daemon::start() {
     pool_->channel(relay, swarm, std::move(done));
   });
   // A dial-back must be a fresh dial: it tests whether the asker can be reached.
-  dial_back_ = std::make_unique<DialBackResponder>(dialer_, config_.swarms);
+  dial_back_ = std::make_unique<DialBackResponder>(
+      *timers_, dialer_, config_.swarms,
+      DialBackResponder::Mediator{
+          [this] {
+            auto own = interface_addresses();
+            if (book_)
+              for (const auto& e : book_->all())
+                if (e.kind != EndpointKind::Relay) own.push_back(e.host);
+            return own;
+          },
+          [this](const NodeId& node, std::size_t swarm, std::function<void(std::vector<Endpoint>)> done) {
+            directory_->forget_contact(node);  // its newest record: candidates come and go
+            directory_->contacts({SwarmNode{swarm, node}}, [node, done](std::vector<Member> members) {
+              for (auto& m : members)
+                if (m.contact.node == node) return done(std::move(m.contact.endpoints));
+              done({});
+            });
+          }});
   if (auto r = start_peer_server(dht_port); !r) return r;
 
   SelfAddress self{node_id_, config_.listen, peer_port_};
@@ -193,9 +210,9 @@ Result<bool> Daemon::start_peer_server(std::uint16_t dht_port) {
     if (!removed) return Error{removed.error()};
     return true;
   });
-  peer_server_->on_dial_back([this](const NodeId& node, std::size_t swarm, const std::string& host, std::uint16_t port,
-                                    std::function<void(Result<bool>)> done) {
-    dial_back_->dial_back(node, swarm, host, port, std::move(done));
+  peer_server_->on_dial_back([this](const NodeId& node, std::size_t swarm, const std::string& observed,
+                                    const std::string& host, std::uint16_t port, std::function<void(Result<bool>)> done) {
+    dial_back_->dial_back(node, swarm, DialBackAsk{observed, host, port}, std::move(done));
   });
   peer_server_->on_member([this](const std::string& remote_ip, const asio::ip::tcp::endpoint& local) {
     reach_->reached_from_outside(remote_ip, local);
@@ -208,6 +225,10 @@ Result<bool> Daemon::start_peer_server(std::uint16_t dht_port) {
   if (hooks_.corrupt_data) {
     log::warn("test fault switch on: every chunk this node serves is corrupted");
     peer_server_->corrupt_data_for_test(true);
+  }
+  if (hooks_.claim_everything) {
+    log::warn("test fault switch on: this node claims to hold every key it is asked about");
+    peer_server_->claim_everything_for_test(true);
   }
   std::error_code ec;
   auto address = config_.listen.empty() ? asio::ip::address(asio::ip::address_v6::any())
@@ -302,10 +323,7 @@ void Daemon::reload() {
   DaemonConfig fresh;
   std::vector<std::string> errors;
   apply_config_text(fresh, *text, config_.config_file->string(), errors);
-  for (const auto& [name, value] : config_.cli_settings) {
-    if (name == "bootstrap") fresh.bootstrap.clear();
-    apply_setting(fresh, name, value, errors, "--" + name);
-  }
+  apply_cli_settings(fresh, config_.cli_settings, errors);
   if (!errors.empty()) {
     for (const auto& e : errors) log::warn("SIGHUP: {}", e);
     return log::warn("SIGHUP: the config file has errors; keeping the running settings");
@@ -357,7 +375,7 @@ StatusReply Daemon::status() const {
   s.node = node_id_;
   s.state_dir = config_.state_dir.string();
   s.port = health.bound_port;
-  for (const auto& t : config_.swarms) s.swarms.emplace_back(t.id(), t.is_public());
+  for (const auto& t : config_.swarms) s.swarms.push_back({t.id(), t.public_id(), t.is_public()});
   s.dht = {health.status,        health.good_nodes,    health.dubious_nodes, health.searches,
            health.public_addresses, health.stored_values, health.stored_bytes};
   s.announce = announcer_->status();

@@ -34,6 +34,7 @@ namespace annexswarm {
 // node (tests/support/test_node_main.cpp) does.
 struct TestHooks {
   bool corrupt_data = false;              // every chunk served is corrupted
+  bool claim_everything = false;          // HAVE says "held" for any key; PROVE answers garbage
   std::filesystem::path relay_capture;    // the relay appends every byte it copies here
   bool relay_only = false;                // advertise no direct endpoint; hold relay reservations
 };

@@ -39,12 +39,14 @@ std::vector<std::string> interface_addresses() {
 
 std::vector<Endpoint> local_endpoints(const std::string& listen, std::uint16_t port,
                                       const std::vector<std::string>& interfaces) {
-  // Loopback and LAN addresses only: public ones wait for a dial-back.
+  // Loopback and LAN addresses; public ones only as candidates until a dial-back confirms
+  // them (members never dial a candidate).
   std::vector<Endpoint> out;
   auto add = [&](const std::string& host) {
     auto scope = address_scope(host);
     if (scope == AddressScope::Loopback) out.push_back({EndpointKind::Loopback, host, port});
     else if (scope == AddressScope::Private) out.push_back({EndpointKind::Lan, host, port});
+    else if (scope == AddressScope::Global) out.push_back({EndpointKind::Candidate, host, port});
   };
   if (!listen.empty() && address_scope(listen) != AddressScope::Unspecified) {
     add(listen);
@@ -110,6 +112,12 @@ void EndpointBook::set_relay_offered(bool offered) {
 std::vector<Endpoint> EndpointBook::advertised() const {
   // Dialling order: LAN, public and mapped, then relays.
   auto endpoints = settings_.relay_only ? std::vector<Endpoint>{} : mediator_.local();
+  // A candidate once confirmed is advertised as what it is.
+  std::erase_if(endpoints, [&](const Endpoint& e) {
+    return e.kind == EndpointKind::Candidate && std::any_of(confirmed_.begin(), confirmed_.end(), [&](const Endpoint& c) {
+             return c.host == e.host && c.port == e.port;
+           });
+  });
   for (const auto& list : {confirmed_, relay_})
     for (const auto& e : list)
       if (endpoints.size() < kMaxEndpoints && std::find(endpoints.begin(), endpoints.end(), e) == endpoints.end())

@@ -1,17 +1,20 @@
 #include "node/local_objects.hpp"
 
+#include <algorithm>
+
 #include "node/log.hpp"
 #include "node/swarm_store.hpp"
 
 namespace annexswarm {
 namespace fs = std::filesystem;
 
-Result<bool> LocalObjects::open(const std::vector<fs::path>& repos) {
+Result<bool> LocalObjects::open(const std::vector<fs::path>& repos, const std::vector<std::string>& origins) {
   std::string problems;
-  for (const auto& path : repos) {
-    auto repo = open_annex_repo(fs::absolute(path));
+  for (std::size_t i = 0; i < repos.size(); ++i) {
+    auto repo = open_annex_repo(fs::absolute(repos[i]));
     if (!repo) {
       problems += (problems.empty() ? "" : "\n") + repo.error();
+      if (i < origins.size() && !origins[i].empty()) problems += " (set at " + origins[i] + ")";
       continue;
     }
     repos_.push_back(std::move(*repo));
@@ -33,7 +36,20 @@ std::optional<fs::path> LocalObjects::locate(const AnnexKey& key, std::string_vi
     auto dir = repo.bare ? key.hash_dir_lower() : key.hash_dir_mixed();
     auto path = repo.objects_dir / dir / key.str() / key.str();
     std::error_code ec;
-    if (fs::is_regular_file(path, ec)) return path;
+    if (!fs::is_regular_file(path, ec)) continue;
+    // Served only when it really lies inside the annex (the objects folder itself may be
+    // a link to another disk): a symbolic link planted in the objects tree that points
+    // elsewhere (~/.ssh, /etc) never makes us serve what it points to.
+    auto real = fs::canonical(path, ec);
+    if (ec) continue;
+    auto root = fs::canonical(repo.objects_dir, ec);
+    if (ec) continue;
+    auto [end, at] = std::mismatch(root.begin(), root.end(), real.begin(), real.end());
+    if (end != root.end()) {
+      log::warn("not serving {}: it resolves to {}, outside {}", path.string(), real.string(), root.string());
+      continue;
+    }
+    return real;
   }
   return std::nullopt;
 }

@@ -21,7 +21,8 @@ public:
 
   // The repositories given, then the swarm stores found in the state dir. Every
   // repository that cannot be served is listed in the error, one per line.
-  Result<bool> open(const std::vector<std::filesystem::path>& repos);
+  // `origins`: where each repository was set (a config file line, an option), for errors.
+  Result<bool> open(const std::vector<std::filesystem::path>& repos, const std::vector<std::string>& origins = {});
   const std::vector<AnnexRepo>& all() const { return repos_; }
   const AnnexRepo& at(std::size_t index) const { return repos_[index]; }
   std::optional<std::size_t> index_of(std::string_view uuid) const;

@@ -10,6 +10,7 @@ std::vector<FetchSource> dialable(const std::vector<Member>& members, const Self
       std::error_code ec;
       auto address = asio::ip::make_address(e.host, ec);
       if (ec) continue;
+      if (e.kind == EndpointKind::Candidate) continue;  // not confirmed: for dial-back helpers only
       if (e.kind != EndpointKind::Relay) {
         source.address.endpoints.emplace_back(address, e.port);
         continue;

@@ -114,12 +114,17 @@ void ObjectService::find_sources(const AnnexKey& key, const std::string& only_re
 
 void ObjectService::ask_all(const std::vector<FetchSource>& sources, const peer::Frame& request,
                             std::function<void(std::vector<std::pair<std::string, Result<peer::Frame>>>)> done) {
+  ask_each(sources, [request](std::size_t) { return request; }, std::move(done));
+}
+
+void ObjectService::ask_each(const std::vector<FetchSource>& sources, std::function<peer::Frame(std::size_t)> request,
+                             std::function<void(std::vector<std::pair<std::string, Result<peer::Frame>>>)> done) {
   using Answered = Result<peer::Frame>;
   gather<Answered>(
       timers_, sources.size(), kAskTimeout + std::chrono::seconds(1),
       [this, sources, request](std::size_t i, Answer<Answered> answer) {
         const auto& s = sources[i];
-        pool_.ask(s.address, directory_.swarms()[s.swarm], request, kAskTimeout,
+        pool_.ask(s.address, directory_.swarms()[s.swarm], request(i), kAskTimeout,
                   [answer](Answered a) { answer(std::move(a)); });
       },
       [sources, done = std::move(done)](std::vector<std::optional<Answered>> answers) {
@@ -278,20 +283,65 @@ void ObjectService::store(const StoreRequest& request, ProgressFn progress, Done
 
 void ObjectService::present(const PresentRequest& request, Done<PresentReply> done) {
   // Only copies in that repository or swarm store count, and only when the node holding
-  // it confirms now: a DHT record may be up to an hour old.
-  if (objects_.locate(request.key, request.repo)) return done(PresentReply{true, false, {directory_.self().hex()}, {}});
-  find_sources(request.key, request.repo, request.repo, [this, request, done](std::vector<FetchSource> sources) {
-    ask_all(sources, peer::Have{1, {request.key.str()}, request.repo}, [done](auto answers) {
+  // it shows it now: a DHT record may be up to an hour old, and a member may lie. With
+  // challenges (made from the asker's own copy, before a drop) a holder must answer one;
+  // without, only a holder pinned for the repository counts, on its word; anyone else's
+  // "yes" makes the answer unknown, never present.
+  PresentReply mine;
+  if (objects_.locate(request.key, request.repo)) {
+    mine.present = true;
+    mine.confirmed_by.push_back(directory_.self().hex());
+    return done(std::move(mine));
+  }
+  find_sources(request.key, request.repo, request.repo, [this, alive = alive_, request, done](std::vector<FetchSource> sources) {
+    if (!*alive) return;
+    auto finish = [done](PresentReply reply) {
+      reply.present = !reply.confirmed_by.empty();
+      // Nobody showed it, but a holder could not be asked or checked: we do not know.
+      reply.unknown = !reply.present && (!reply.unreachable.empty() || !reply.unproven.empty());
+      done(std::move(reply));
+    };
+    if (!request.challenges.empty()) {
+      auto prove = [request](std::size_t i) -> peer::Frame {
+        const auto& c = request.challenges[i % request.challenges.size()];
+        return peer::Prove{1, request.key.str(), request.repo, c.nonce, c.offsets, c.lengths};
+      };
+      return ask_each(sources, prove, [this, alive, request, finish](auto answers) {
+        if (!*alive) return;
+        PresentReply reply;
+        for (std::size_t i = 0; i < answers.size(); ++i) {
+          const auto& [node, answer] = answers[i];
+          const auto& expected = request.challenges[i % request.challenges.size()].mac;
+          if (!answer) {
+            reply.unreachable[node] = answer.error();
+          } else if (auto* proof = std::get_if<peer::ProveReply>(&*answer)) {
+            if (proof->mac == expected) {
+              reply.confirmed_by.push_back(node);
+            } else {
+              reply.unproven[node] = "its answer to a proof of possession does not match the object";
+              log::warn("node {} says it holds {} but failed a proof of possession: not counted", node,
+                        request.key.str());
+            }
+          } else if (auto* e = std::get_if<peer::ErrorFrame>(&*answer); e && e->code != peer::ErrorCode::NotPresent) {
+            reply.unreachable[node] = e->message;
+          }
+        }
+        finish(std::move(reply));
+      });
+    }
+    ask_all(sources, peer::Have{1, {request.key.str()}, request.repo}, [request, finish](auto answers) {
       PresentReply reply;
       for (const auto& [node, answer] : answers) {
         auto* have = answer ? std::get_if<peer::HaveReply>(&*answer) : nullptr;
-        if (have && have->sizes.size() == 1 && have->sizes[0] > 0) reply.confirmed_by.push_back(node);
+        bool says_yes = have && have->sizes.size() == 1 && have->sizes[0] > 0;
+        bool pinned = std::find(request.pinned.begin(), request.pinned.end(), node) != request.pinned.end();
+        // An empty object is known from its key alone: any holder's word will do.
+        bool empty = request.key.content_size() == std::optional<std::uint64_t>(0);
+        if (says_yes && (pinned || empty)) reply.confirmed_by.push_back(node);
+        else if (says_yes) reply.unproven[node] = "says it holds it; nothing here to check that against";
         else if (!have) reply.unreachable[node] = answer ? "unexpected answer" : answer.error();
       }
-      reply.present = !reply.confirmed_by.empty();
-      // Nobody confirmed, but a holder could not be asked: we do not know.
-      reply.unknown = !reply.present && !reply.unreachable.empty();
-      done(std::move(reply));
+      finish(std::move(reply));
     });
   });
 }

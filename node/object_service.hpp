@@ -55,6 +55,9 @@ private:
   // Sends `request` to every source at once; each node's answer, or why there is none.
   void ask_all(const std::vector<FetchSource>& sources, const peer::Frame& request,
                std::function<void(std::vector<std::pair<std::string, Result<peer::Frame>>>)> done);
+  // The same with a request of its own for each source (request(i) for sources[i]).
+  void ask_each(const std::vector<FetchSource>& sources, std::function<peer::Frame(std::size_t)> request,
+                std::function<void(std::vector<std::pair<std::string, Result<peer::Frame>>>)> done);
   void copy_local(const AnnexKey& key, const std::filesystem::path& from, const std::filesystem::path& to,
                   Done<GetReply> done);
   bool no_swarm() const { return directory_.swarms().empty(); }

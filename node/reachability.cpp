@@ -280,26 +280,73 @@ Reachability::Status Reachability::status() const {
   return out;
 }
 
-void DialBackResponder::dial_back(const NodeId& node, std::size_t swarm, const std::string& host, std::uint16_t port,
-                                  std::function<void(Result<bool>)> done) {
-  if (in_flight_ >= kMaxDialBacks) return done(Error{"busy: too many dial-backs at once"});
+bool dial_back_allowed(const DialBackAsk& ask, const std::vector<std::string>& own_addresses,
+                       const std::vector<Endpoint>& asker_contact) {
   std::error_code ec;
-  auto address = asio::ip::make_address(host, ec);
-  if (ec) return done(Error{"not an IP address: " + host});
+  auto target = asio::ip::make_address(ask.host, ec);
+  if (ec || ask.port == 0) return false;
+  auto scope = address_scope(ask.host);
+  if (scope != AddressScope::Global && scope != AddressScope::Private) return false;
+  auto same = [&](const std::string& other) {
+    std::error_code e;
+    auto a = asio::ip::make_address(other, e);
+    return !e && unmapped(a) == unmapped(target);
+  };
+  if (std::any_of(own_addresses.begin(), own_addresses.end(), same)) return false;
+  if (same(ask.observed)) return true;
+  if (scope == AddressScope::Private && address_scope(ask.observed) != AddressScope::Private) return false;
+  return std::any_of(asker_contact.begin(), asker_contact.end(), [&](const Endpoint& e) {
+    return e.kind != EndpointKind::Relay && e.port == ask.port && same(e.host);
+  });
+}
+
+void DialBackResponder::dial_back(const NodeId& node, std::size_t swarm, const DialBackAsk& ask,
+                                  std::function<void(Result<bool>)> done) {
+  auto refuse = [this, &done, &node](const char* why) {
+    ++refused_;
+    log::debug("refused a dial-back for {}: {}", node.hex(), why);
+    done(Error{std::string(kGenericFailure)});
+  };
+  if (swarm >= swarms_.size()) return refuse("unknown swarm");
+  auto now = timers_.now();
+  auto& recent = recent_[node];
+  std::erase_if(recent, [&](auto t) { return now - t >= std::chrono::minutes(1); });
+  if (recent.size() >= kPerMemberPerMinute) return refuse("more than its share of dial-backs this minute");
+  if (in_flight_ >= kMaxDialBacks) return refuse("too many dial-backs at once");
+  recent.push_back(now);
+  // Members that stopped asking are forgotten.
+  if (recent_.size() > 1024)
+    std::erase_if(recent_, [&](auto& entry) { return entry.second.empty(); });
+  auto own = mediator_.own_addresses ? mediator_.own_addresses() : std::vector<std::string>{};
+  // Most asks are for the observed address: no record needed.
+  if (dial_back_allowed(ask, own, {})) return dial(node, swarm, ask, std::move(done));
+  if (!mediator_.contact) return refuse("not the address it is seen at");
+  ++in_flight_;  // the record lookup counts as one
+  mediator_.contact(node, swarm, [this, alive = alive_, node, swarm, ask, own, done](std::vector<Endpoint> contact) {
+    if (!*alive) return;
+    --in_flight_;
+    if (!dial_back_allowed(ask, own, contact)) {
+      ++refused_;
+      log::debug("refused a dial-back for {} to {}: neither where it is seen nor in its contact record", node.hex(),
+                 host_port(ask.host, ask.port));
+      return done(Error{std::string(kGenericFailure)});
+    }
+    dial(node, swarm, ask, done);
+  });
+}
+
+void DialBackResponder::dial(const NodeId& node, std::size_t swarm, const DialBackAsk& ask,
+                             std::function<void(Result<bool>)> done) {
   ++in_flight_;
-  PeerAddress peer{node, {asio::ip::tcp::endpoint(address, port)}};
-  dialer_->dial(peer, swarms_[swarm],
-                [this, prefix = host_port(host, port) + ": ", done = std::move(done)](Result<std::shared_ptr<PeerLink>> link) {
-                  --in_flight_;
-                  if (!link) {
-                    // The dialer names the endpoint; the asker knows which one it asked about.
-                    auto why = link.error();
-                    if (why.starts_with(prefix)) why.erase(0, prefix.size());
-                    return done(Error{why});
-                  }
-                  (*link)->close();
-                  done(true);
-                });
+  auto address = asio::ip::make_address(ask.host);
+  PeerAddress peer{node, {asio::ip::tcp::endpoint(address, ask.port)}};
+  dialer_->dial(peer, swarms_[swarm], [this, alive = alive_, done = std::move(done)](Result<std::shared_ptr<PeerLink>> link) {
+    if (!*alive) return;
+    --in_flight_;
+    if (!link) return done(Error{std::string(kGenericFailure)});
+    (*link)->close();
+    done(true);
+  });
 }
 
 }  // namespace annexswarm

@@ -11,9 +11,11 @@
 // decide() is the pure part: what a round of answers means. Reachability drives it.
 #include <chrono>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <asio/ip/tcp.hpp>
@@ -128,19 +130,54 @@ private:
 };
 
 // The other side of a reachability check: dial the asker back where it asks, and say
-// whether it answered there as itself. At most kMaxDialBacks at once.
+// whether it answered there as itself. A member must not be able to aim this node's dials
+// at anything else, so (dial_back_allowed):
+//  - the target is the address this node sees the asker at (any port: it is the asker's
+//    own address), or an endpoint (address and port) in the asker's signed contact record
+//    (a private one only when the asker itself is seen at a private address);
+//  - never loopback, link-local, reserved or unspecified, never one of this node's own
+//    addresses;
+//  - at most kPerMemberPerMinute dial-backs per member per minute, kMaxDialBacks at once;
+//  - every failure, refused or dialled, gives the asker one reason (kGenericFailure),
+//    so the answers tell it nothing about what listens near this node.
+struct DialBackAsk {
+  std::string observed;  // the asker's address as this node's peer server sees it
+  std::string host;      // where to dial (an IP literal)
+  std::uint16_t port = 0;
+};
+bool dial_back_allowed(const DialBackAsk& ask, const std::vector<std::string>& own_addresses,
+                       const std::vector<Endpoint>& asker_contact);
+
 class DialBackResponder {
 public:
   static constexpr std::size_t kMaxDialBacks = 8;
-  DialBackResponder(std::shared_ptr<PeerDialer> dialer, std::vector<SwarmToken> swarms)
-      : dialer_(std::move(dialer)), swarms_(std::move(swarms)) {}
-  void dial_back(const NodeId& node, std::size_t swarm, const std::string& host, std::uint16_t port,
-                 std::function<void(Result<bool>)> done);
+  static constexpr std::size_t kPerMemberPerMinute = 6;
+  static constexpr std::string_view kGenericFailure = "could not reach you there";
+  struct Mediator {
+    std::function<std::vector<std::string>()> own_addresses;
+    // The asker's contact record endpoints (empty when none is found).
+    std::function<void(const NodeId&, std::size_t swarm, std::function<void(std::vector<Endpoint>)>)> contact;
+  };
+  DialBackResponder(Timers& timers, std::shared_ptr<PeerDialer> dialer, std::vector<SwarmToken> swarms,
+                    Mediator mediator)
+      : timers_(timers), dialer_(std::move(dialer)), swarms_(std::move(swarms)), mediator_(std::move(mediator)) {}
+  ~DialBackResponder() { *alive_ = false; }
+  DialBackResponder(const DialBackResponder&) = delete;
+  DialBackResponder& operator=(const DialBackResponder&) = delete;
+  void dial_back(const NodeId& node, std::size_t swarm, const DialBackAsk& ask, std::function<void(Result<bool>)> done);
+  std::uint64_t refused() const { return refused_; }
 
 private:
+  void dial(const NodeId& node, std::size_t swarm, const DialBackAsk& ask, std::function<void(Result<bool>)> done);
+
+  Timers& timers_;
   std::shared_ptr<PeerDialer> dialer_;
   std::vector<SwarmToken> swarms_;
+  Mediator mediator_;
   std::size_t in_flight_ = 0;
+  std::map<NodeId, std::vector<Timers::Clock::time_point>> recent_;  // per member, the last minute's asks
+  std::uint64_t refused_ = 0;
+  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 };
 
 }  // namespace annexswarm

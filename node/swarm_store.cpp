@@ -45,11 +45,11 @@ fs::path object_path(const AnnexRepo& store, const AnnexKey& key) {
 
 Result<std::uint64_t> import_into_store(const AnnexRepo& store, const AnnexKey& key, const fs::path& file,
                                         const std::function<void(std::uint64_t)>& progress) {
-  return copy_verified(file, key, object_path(store, key), progress);
+  return copy_verified(file, key, object_path(store, key), progress, true);
 }
 
 Result<std::uint64_t> copy_verified(const fs::path& file, const AnnexKey& key, const fs::path& dest,
-                                    const std::function<void(std::uint64_t)>& progress) {
+                                    const std::function<void(std::uint64_t)>& progress, bool read_only) {
   std::error_code ec;
   fs::create_directories(dest.parent_path(), ec);
   if (ec) return Error{"cannot create " + dest.parent_path().string() + ": " + ec.message()};
@@ -57,7 +57,13 @@ Result<std::uint64_t> copy_verified(const fs::path& file, const AnnexKey& key, c
   if (in < 0) return Error{"cannot read " + file.string() + ": " + std::strerror(errno)};
   auto tmp = dest;
   tmp += ".tmp";
-  int out = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0444);
+  // A temp file left by a daemon killed mid-STORE (or anything planted there, a symbolic
+  // link included) is removed, and ours is created fresh, writable until it is complete.
+  if (::unlink(tmp.c_str()) != 0 && errno != ENOENT) {
+    ::close(in);
+    return Error{"cannot remove the stale " + tmp.string() + ": " + std::strerror(errno)};
+  }
+  int out = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
   if (out < 0) {
     ::close(in);
     return Error{"cannot write " + tmp.string() + ": " + std::strerror(errno)};
@@ -90,6 +96,8 @@ Result<std::uint64_t> copy_verified(const fs::path& file, const AnnexKey& key, c
     return fail("the file has " + std::to_string(total) + " bytes, the key says " + std::to_string(*expected));
   if (hash && hash->finish_hex() != key.digest_hex()) return fail("the file does not match the key's hash");
   if (::fsync(out) != 0) return fail("cannot flush " + tmp.string() + ": " + std::strerror(errno) + " (disk full?)");
+  // Read-only like git-annex's own objects, once complete.
+  if (read_only && ::fchmod(out, 0444) != 0) return fail("cannot make " + tmp.string() + " read-only: " + std::strerror(errno));
   ::close(in);
   ::close(out);
   if (::rename(tmp.c_str(), dest.c_str()) != 0) {

@@ -22,10 +22,12 @@ std::vector<std::string> existing_swarm_stores(const std::filesystem::path& stat
 
 // Copies `file` to `dest` through `dest`.tmp and a rename, checking it against the key's
 // size and hash on the way (keys without a hash are taken as they are). A crash or a full
-// disk leaves no partial object at `dest`.
+// disk leaves no partial object at `dest`; a stale `dest`.tmp is replaced. `read_only`:
+// the finished copy gets mode 0444 (store objects, like git-annex's own), set only once
+// it is complete, so a crash never leaves a temp file nobody can rewrite.
 Result<std::uint64_t> copy_verified(const std::filesystem::path& file, const AnnexKey& key,
                                     const std::filesystem::path& dest,
-                                    const std::function<void(std::uint64_t)>& progress);
+                                    const std::function<void(std::uint64_t)>& progress, bool read_only = false);
 // copy_verified into the store.
 Result<std::uint64_t> import_into_store(const AnnexRepo& store, const AnnexKey& key,
                                         const std::filesystem::path& file,

@@ -8,10 +8,6 @@
 
 namespace annexswarm::crypto {
 namespace {
-gnutls_datum_t datum(ByteView v) {
-  return {const_cast<unsigned char*>(v.data()), static_cast<unsigned>(v.size())};
-}
-
 void check(int rc, const char* what) {
   // Only reachable on a broken GnuTLS installation, never from input data.
   if (rc < 0) throw std::runtime_error(std::string(what) + ": " + gnutls_strerror(rc));

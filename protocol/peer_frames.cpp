@@ -36,6 +36,22 @@ const char* check(const Get& f) {
   return nullptr;
 }
 const char* check(const DialBack& f) { return f.port == 0 ? "port" : nullptr; }
+const char* check(const Prove& f) {
+  if (f.offsets.size() != f.lengths.size() || f.offsets.empty()) return "ranges";
+  for (std::size_t i = 0; i < f.offsets.size(); ++i) {
+    if (f.lengths[i] == 0 || f.lengths[i] > kMaxProveRange) return "range length";
+    if (f.offsets[i] > UINT64_MAX - f.lengths[i]) return "range";
+  }
+  return nullptr;
+}
+
+Bytes prove_mac(ByteView nonce, std::string_view key, ByteView range_bytes) {
+  Bytes message(key.begin(), key.end());
+  message.push_back(0);
+  message.insert(message.end(), range_bytes.begin(), range_bytes.end());
+  auto mac = crypto::hmac_sha256(nonce, message);
+  return Bytes(mac.begin(), mac.end());
+}
 const char* check(const ConnectReply& f) {
   return f.ok && f.token.size() != kCircuitToken ? "token" : nullptr;
 }

@@ -278,9 +278,43 @@ template <> inline constexpr auto kSpec<Incoming> =
     spec<Incoming>(20, "INCOMING", field(&Incoming::token, rule::Blob{kCircuitToken, kCircuitToken}),
                    field(&Incoming::from));
 
+// PROVE: does the holder have the object's bytes, not only its name? The asker picks a
+// fresh nonce and ranges of the object it holds itself; the holder answers prove_mac() over
+// those ranges of its copy, which only a holder of the bytes can compute. A HAVE that
+// says "yes" counts for nothing before git-annex drops a copy; a PROVE that matches does.
+inline constexpr std::size_t kMaxProveRanges = 16;
+inline constexpr std::uint64_t kMaxProveRange = 64 * 1024;
+struct Prove {
+  std::uint32_t id = 0;
+  std::string key;
+  std::string repo;  // annex UUID (a repository or a swarm store), or empty: any
+  Bytes nonce;       // 32 fresh random bytes
+  std::vector<std::uint64_t> offsets;
+  std::vector<std::uint64_t> lengths;
+  friend bool operator==(const Prove&, const Prove&) = default;
+};
+template <> inline constexpr auto kSpec<Prove> =
+    spec<Prove>(21, "PROVE", field(&Prove::id), field(&Prove::key, rule::Key{}), field(&Prove::repo, rule::Uuid{true}),
+                field(&Prove::nonce, rule::Blob{32, 32}), field(&Prove::offsets, rule::UintList{kMaxProveRanges}),
+                field(&Prove::lengths, rule::UintList{kMaxProveRanges}));
+const char* check(const Prove& f);  // one length per offset, each 1..kMaxProveRange, no overflow
+
+struct ProveReply {
+  std::uint32_t id = 0;
+  std::uint64_t size = 0;  // of the holder's copy
+  Bytes mac;               // prove_mac over the ranges asked
+  friend bool operator==(const ProveReply&, const ProveReply&) = default;
+};
+template <> inline constexpr auto kSpec<ProveReply> =
+    spec<ProveReply>(22, "PROVE reply", field(&ProveReply::id), field(&ProveReply::size),
+                     field(&ProveReply::mac, rule::Blob{32, 32}));
+
+// HMAC-SHA256 under the nonce of the key, then each range's bytes in order.
+Bytes prove_mac(ByteView nonce, std::string_view key, ByteView range_bytes);
+
 using Frame = std::variant<Hello, Proof, Have, HaveReply, Manifest, ManifestReply, Get, Data, Cancel,
                            Ping, Pong, ErrorFrame, Remove, DialBack, DialBackReply, Reserve, ReserveReply,
-                           Connect, ConnectReply, Incoming>;
+                           Connect, ConnectReply, Incoming, Prove, ProveReply>;
 
 // Proof of swarm membership bound to one TLS session: HMAC under the swarm secret of
 // the session's RFC 5705 exporter value. The role is mixed in so a peer cannot reflect

@@ -63,13 +63,14 @@ std::string_view to_string(EndpointKind kind) {
     case EndpointKind::Public: return "public";
     case EndpointKind::Mapped: return "mapped";
     case EndpointKind::Relay: return "relay";
+    case EndpointKind::Candidate: return "candidate";
   }
   return "unknown";
 }
 
 std::optional<EndpointKind> endpoint_kind_from_string(std::string_view text) {
   for (auto k : {EndpointKind::Loopback, EndpointKind::Lan, EndpointKind::Public,
-                 EndpointKind::Mapped, EndpointKind::Relay})
+                 EndpointKind::Mapped, EndpointKind::Relay, EndpointKind::Candidate})
     if (to_string(k) == text) return k;
   return std::nullopt;
 }

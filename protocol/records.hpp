@@ -29,7 +29,10 @@ inline constexpr std::size_t kMaxEndpoints = 16;
 enum class RecordKind : std::uint32_t { Contact = 1, Repo = 2, ProviderBucket = 4 };
 
 
-enum class EndpointKind { Loopback, Lan, Public, Mapped, Relay };
+// Candidate: a public address of the node's own not yet confirmed by a dial-back. Members
+// never dial it; it is in the record so that a dial-back helper may (it dials only where
+// the asker is seen or what its signed record names).
+enum class EndpointKind { Loopback, Lan, Public, Mapped, Relay, Candidate };
 std::string_view to_string(EndpointKind kind);
 std::optional<EndpointKind> endpoint_kind_from_string(std::string_view text);
 

@@ -76,6 +76,11 @@ std::string SwarmToken::id() const {
   return to_hex(ByteView(digest.data(), 4));
 }
 
+std::string SwarmToken::public_id() const {
+  auto digest = crypto::hmac_sha256(secret_, as_bytes("annex-swarm public swarm id"));
+  return to_hex(ByteView(digest.data(), 16));
+}
+
 DhtLocation SwarmToken::location(std::string_view label) const {
   auto digest = crypto::hmac_sha256(secret_, as_bytes(label));
   DhtLocation loc;

@@ -57,6 +57,9 @@ public:
   bool is_public() const;
   // A short name that is safe to print and log; it does not reveal the secret.
   std::string id() const;
+  // The swarm's public name (32 hex digits): what a git-annex remote's config keeps in
+  // the git-annex branch instead of the token. Knowing it gives no access to the swarm.
+  std::string public_id() const;
 
   DhtLocation location(std::string_view label) const;
   DhtLocation node_location(const NodeId& node) const;

@@ -1,6 +1,7 @@
 #include "transfer/chunk_sink.hpp"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -12,6 +13,29 @@
 #include "protocol/crypto.hpp"
 
 namespace annexswarm {
+namespace {
+// Opens (creating it if needed) a regular file, never following a symbolic link in its
+// last component; -1 with errno set otherwise (ELOOP for a link, EINVAL for a non-file).
+int open_regular(const std::filesystem::path& path, int flags) {
+  int fd = ::open(path.c_str(), flags | O_CREAT | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK, 0644);
+  if (fd < 0) return -1;
+  struct stat st {};
+  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    ::close(fd);
+    errno = EINVAL;
+    return -1;
+  }
+  // O_NONBLOCK only kept a FIFO from blocking the open; regular files ignore it, clear it anyway.
+  ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+  return fd;
+}
+
+std::string refusal(const std::filesystem::path& path, int err) {
+  if (err == ELOOP) return "refusing to write " + path.string() + ": it is a symbolic link (remove it and try again)";
+  if (err == EINVAL) return "refusing to write " + path.string() + ": it is not a regular file";
+  return "cannot write " + path.string() + ": " + std::strerror(err);
+}
+}  // namespace
 
 std::size_t ObjectManifest::chunk_length(std::size_t index) const {
   auto offset = static_cast<std::uint64_t>(index) * chunk;
@@ -38,12 +62,15 @@ Result<std::unique_ptr<ChunkSink>> ChunkSink::open(std::filesystem::path part, O
                                                    std::optional<ContentHash> hash) {
   std::unique_ptr<ChunkSink> sink(new ChunkSink(std::move(part), std::move(manifest), std::move(hash)));
   auto& s = *sink;
-  s.part_fd_ = ::open(s.part_.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-  if (s.part_fd_ < 0) return Error{"cannot write " + s.part_.string() + ": " + std::strerror(errno)};
+  // Never through a symbolic link, and only into a regular file: a link planted at
+  // DEST.part must not make us overwrite what it points to.
+  s.part_fd_ = open_regular(s.part_, O_RDWR);
+  if (s.part_fd_ < 0) return Error{refusal(s.part_, errno)};
   if (::ftruncate(s.part_fd_, static_cast<off_t>(s.manifest_.size)) != 0)
     return Error{"cannot size " + s.part_.string() + ": " + std::strerror(errno) + " (disk full?)"};
   // Resume: chunks listed as done are kept if they still match the manifest.
-  std::ifstream list(s.list_);
+  std::ifstream list;
+  if (struct stat st {}; ::lstat(s.list_.c_str(), &st) == 0 && S_ISREG(st.st_mode)) list.open(s.list_);
   std::size_t index;
   Bytes buf;
   while (list >> index) {
@@ -56,8 +83,8 @@ Result<std::unique_ptr<ChunkSink>> ChunkSink::open(std::filesystem::path part, O
       s.resumed_bytes_ += buf.size();
     }
   }
-  s.list_fd_ = ::open(s.list_.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
-  if (s.list_fd_ < 0) return Error{"cannot write " + s.list_.string() + ": " + std::strerror(errno)};
+  s.list_fd_ = open_regular(s.list_, O_WRONLY | O_APPEND);
+  if (s.list_fd_ < 0) return Error{refusal(s.list_, errno)};
   if (auto r = s.advance_hash(s.done_.size(), {}); !r) return Error{r.error()};
   return sink;
 }

@@ -99,8 +99,11 @@ public:
   // Dials `host`:`port` and checks that member `node` of swarm number `swarm` answers
   // there (DIAL_BACK); `done` gets whether it did, or why not. Without one, DIAL_BACK is
   // answered with a refusal.
-  using DialBackFn = std::function<void(const NodeId& node, std::size_t swarm, const std::string& host,
-                                        std::uint16_t port, std::function<void(Result<bool>)> done)>;
+  // `observed`: the asker's address as seen here; `host`: where it asks to be dialled
+  // (the observed address when it named none). The policy is the callee's.
+  using DialBackFn = std::function<void(const NodeId& node, std::size_t swarm, const std::string& observed,
+                                        const std::string& host, std::uint16_t port,
+                                        std::function<void(Result<bool>)> done)>;
   void on_dial_back(DialBackFn fn) { dial_back_ = std::move(fn); }
   // A relay's part (see relay/): RESERVE and CONNECT requests, and plain connections
   // that start with kCircuitMagic and a token. Without them both are refused.
@@ -126,6 +129,7 @@ public:
   // Test-only fault switches: corrupt every DATA frame this server sends; hang up every
   // link once it has served `bytes` (a seeder that vanishes mid-transfer).
   void corrupt_data_for_test(bool on) { corrupt_for_test_ = on; }
+  void claim_everything_for_test(bool on) { claim_everything_for_test_ = on; }
   void hang_up_after_for_test(std::uint64_t bytes) { hang_up_after_for_test_ = bytes; }
 
 private:
@@ -168,6 +172,7 @@ private:
   PeerServerStats stats_;
   RateLimiter upload_;
   bool corrupt_for_test_ = false;
+  bool claim_everything_for_test_ = false;
   std::uint64_t hang_up_after_for_test_ = 0;
   bool closed_ = false;
   std::function<void(const std::string&)> on_refused_;

@@ -135,6 +135,53 @@ BOOST_AUTO_TEST_CASE(a_repository_behind_an_unreachable_url_is_reached_through_t
   BOOST_TEST(refused.out.find("stands for repository") != std::string::npos, refused.out);
 }
 
+BOOST_AUTO_TEST_CASE(a_member_claiming_copies_it_does_not_hold_cannot_make_a_drop_lose_data) {
+  Swarm swarm;
+  // A (the home server, offline for now) holds big.bin; B is a clone with the file and a
+  // sameas remote for A. A liar serves a repository that claims A's UUID, holds nothing,
+  // and says "held" to every question.
+  auto content = random_content(2u << 20, 5);
+  auto a = make_annex_repo(swarm.dir.path() / "a", {});
+  std::ofstream(a.path / "big.bin", std::ios::binary) << content;
+  sh(a.path, "git annex add -q big.bin && git commit -qm big");
+  auto key = a.key_of("big.bin");
+  auto b_path = swarm.dir.path() / "b";
+  sh(swarm.dir.path(), "git clone -q a b && cd b && git annex init -q b && git annex get -q big.bin");
+  sh(b_path, "git remote set-url origin " + (swarm.dir.path() / "moved-away").string());
+  auto fake = swarm.dir.path() / "fake";
+  sh(swarm.dir.path(), "git clone -q a fake && cd fake && git config annex.uuid " + a.uuid + " && git annex init -q fake");
+  auto mine = swarm.node("mine");
+  swarm.initremote(b_path, "home-swarm", *mine, "--sameas=origin");
+  // The swarm remote is B's only way to A now.
+  sh(b_path, "git remote remove origin");
+  auto liar = swarm.node("liar", {"--test-fault", "claim-everything", "--repo", fake.string()});
+  BOOST_REQUIRE(wait_until([&] {
+    auto out = annex_swarm({"discover", a.uuid, "--json", "--state-dir", mine->state_dir().string()});
+    return out.exit_code == 0 && out.out.find(liar->node_id()) != std::string::npos;
+  }));
+  auto drop = [&] { return run_process({"sh", "-c", "cd '" + b_path.string() + "' && git annex drop big.bin 2>&1"}); };
+  auto lied_to = drop();
+  BOOST_TEST(lied_to.exit_code != 0, lied_to.out);
+  BOOST_TEST(fs::exists(b_path / "big.bin"));
+  std::ifstream in(b_path / "big.bin", std::ios::binary);
+  BOOST_TEST((std::string(std::istreambuf_iterator<char>(in), {}) == content));
+  BOOST_TEST(mine->log().find("failed a proof of possession") != std::string::npos);
+  // The remote's answer: not known, with the reason (never "present").
+  auto asked = run_process({"sh", "-c", "cd '" + b_path.string() + "' && git annex checkpresentkey " + key +
+                                            " home-swarm 2>&1"});
+  BOOST_TEST(asked.exit_code != 0);
+  BOOST_TEST(asked.out.find("not shown by its holders") != std::string::npos, asked.out);
+
+  // The real home server comes back: it shows it holds the bytes, and the drop goes ahead.
+  auto home = swarm.node("home", {"--repo", a.path.string()});
+  BOOST_REQUIRE(wait_until([&] {
+    auto out = annex_swarm({"discover", a.uuid, "--json", "--state-dir", mine->state_dir().string()});
+    return out.exit_code == 0 && out.out.find(home->node_id()) != std::string::npos;
+  }));
+  auto dropped = drop();
+  BOOST_TEST(dropped.exit_code == 0, dropped.out + mine->log());
+}
+
 BOOST_AUTO_TEST_CASE(a_swarm_store_never_counts_another_repositorys_annex_copy) {
   Swarm swarm;
   auto a = make_annex_repo(swarm.dir.path() / "a", {{"doc.txt", "only in A's annex\n"}});
@@ -163,14 +210,55 @@ BOOST_AUTO_TEST_CASE(a_swarm_store_never_counts_another_repositorys_annex_copy) 
   sh(a.path, "git annex fsck -q doc.txt");
 }
 
+BOOST_AUTO_TEST_CASE(the_token_and_the_state_dir_never_enter_the_git_annex_branch) {
+  Swarm swarm;
+  auto local = swarm.node("local");
+  auto content = random_content(3u << 20, 11);
+  auto repo = make_annex_repo(swarm.dir.path() / "repo", {});
+  std::ofstream(repo.path / "f.bin", std::ios::binary) << content;
+  sh(repo.path, "git annex add -q f.bin && git commit -qm f");
+  // Given as swarm=TOKEN and statedir=DIR (as a user of an older version would): both
+  // are taken out of the remote's config; the swarm's public id is kept instead.
+  swarm.initremote(repo.path, "swarm", *local);
+  sh(repo.path, "git annex copy -q --to swarm f.bin && git annex sync -q 2>&1");
+  auto history = sh(repo.path, "git log -p git-annex");
+  auto id = SwarmToken::parse(swarm.token).value().public_id();
+  BOOST_TEST(history.find(swarm.token) == std::string::npos);
+  BOOST_TEST(history.find(swarm.token.substr(7, 20)) == std::string::npos);  // nor a piece of it
+  BOOST_TEST(history.find(local->state_dir().string()) == std::string::npos);
+  BOOST_TEST(history.find("swarmid=" + id) != std::string::npos);
+  BOOST_TEST(sh(repo.path, "git config swarm.statedir") == local->state_dir().string() + "\n");
+
+  // Another clone whose node has the token only in its 0600 config file.
+  sh(swarm.dir.path(), "git clone -q repo clone && cd clone && git annex init -q clone");
+  auto config = swarm.dir.path() / "clone-node.conf";
+  {
+    std::ofstream out(config);
+    out << "swarm = " << swarm.token << "\nbootstrap = " << swarm.bootstrap << "\n";
+  }
+  fs::permissions(config, fs::perms::owner_read | fs::perms::owner_write);
+  auto other = start_loopback_daemon(swarm.dir.path(), "clone-node", {"--config", config.string()});
+  auto clone = swarm.dir.path() / "clone";
+  sh(clone, "git annex enableremote swarm statedir=" + other->state_dir().string() + " 2>&1");
+  BOOST_REQUIRE(wait_until([&] {
+    return run_process({"sh", "-c", "cd '" + clone.string() + "' && git annex get -q --from swarm f.bin"}).exit_code == 0;
+  }));
+  std::ifstream in(clone / "f.bin", std::ios::binary);
+  BOOST_TEST((std::string(std::istreambuf_iterator<char>(in), {}) == content));
+  sh(clone, "git annex sync -q 2>&1");
+  history = sh(clone, "git log -p git-annex");
+  BOOST_TEST(history.find(other->state_dir().string()) == std::string::npos);
+  BOOST_TEST(history.find(swarm.token) == std::string::npos);
+}
+
 BOOST_AUTO_TEST_CASE(every_reply_follows_the_protocol_even_on_bad_input) {
   TempDir dir;
   auto token = SwarmToken::generate().str();
-  // Answers to the remote's own questions (GETCONFIG swarm, statedir, allow-unverified,
-  // GETUUID) follow the first request that needs them.
+  // Answers to the remote's own questions (GETCONFIG swarmid, swarm, statedir,
+  // allow-unverified, pinned, GETUUID) follow the first request that needs them.
   std::string input = "EXTENSIONS INFO GETGITREMOTENAME\n"
                       "CHECKPRESENT ../../etc/passwd\n"
-                      "VALUE " + token + "\nVALUE " + (dir.path() / "none").string() + "\nVALUE\n"
+                      "VALUE\nVALUE " + token + "\nVALUE " + (dir.path() / "none").string() + "\nVALUE\nVALUE\n"
                       "VALUE 11111111-2222-3333-4444-555555555555\n"
                       "TRANSFER STORE ../../etc/passwd /etc/passwd\n"
                       "TRANSFER SIDEWAYS KEY file\n"
@@ -188,8 +276,8 @@ BOOST_AUTO_TEST_CASE(every_reply_follows_the_protocol_even_on_bad_input) {
   std::istringstream in(out.out);
   for (std::string l; std::getline(in, l);) lines.push_back(l);
   std::vector<std::string> expected_starts{
-      "VERSION 1", "EXTENSIONS INFO", "GETCONFIG swarm", "GETCONFIG statedir", "GETCONFIG allow-unverified",
-      "GETUUID", "CHECKPRESENT-UNKNOWN ../../etc/passwd not a valid annex key",
+      "VERSION 1", "EXTENSIONS INFO", "GETCONFIG swarmid", "GETCONFIG swarm", "GETCONFIG statedir", "GETCONFIG allow-unverified",
+      "GETCONFIG pinned", "GETUUID", "CHECKPRESENT-UNKNOWN ../../etc/passwd not a valid annex key",
       "TRANSFER-FAILURE STORE ../../etc/passwd not a valid annex key", "UNSUPPORTED-REQUEST", "UNSUPPORTED-REQUEST",
       "REMOVE-FAILURE SHA256E-s1--", "PREPARE-FAILURE no annex-swarm daemon answers", "AVAILABILITY GLOBAL",
       "UNSUPPORTED-REQUEST", "UNSUPPORTED-REQUEST"};

@@ -33,6 +33,11 @@ first=$(echo | "$prefix/bin/git-annex-remote-swarm" | head -1)
 [ "$first" = "VERSION 1" ] || fail "the installed special remote said '$first'"
 "$bin" version | grep -q '^annex-swarm ' || fail "version"
 [ -f "$prefix/share/annex-swarm/annex-swarm.conf.example" ] || fail "no example config"
+# Every daemon setting is documented in the example config.
+for setting in $("$bin" daemon --help | sed -n 's/^  --\([a-z-]*\).*/\1/p'); do
+  grep -q "^#$setting = " "$prefix/share/annex-swarm/annex-swarm.conf.example" ||
+    fail "the example config does not document $setting"
+done
 grep -q '^u annex-swarm ' "$prefix/lib/sysusers.d/annex-swarm.conf" || fail "no sysusers entry for the service user"
 
 unit=$prefix/lib/systemd/system/annex-swarm.service
@@ -75,8 +80,14 @@ daemon=""
 mkdir -p "$tmp/fake"
 printf '#!/bin/sh\necho "$@"\n' >"$tmp/fake/annex-swarm" && chmod +x "$tmp/fake/annex-swarm"
 args=$(env -i PATH="$tmp/fake:/usr/bin:/bin" ANNEX_SWARM_SWARM=tok ANNEX_SWARM_UPLOAD_RATE=10M \
-       ANNEX_SWARM_BOOTSTRAP="a:1 b:2" sh "$prefix/share/annex-swarm/docker-entrypoint.sh")
-for want in "daemon" "--swarm tok" "--upload-rate 10M" "--bootstrap a:1 --bootstrap b:2"; do
+       ANNEX_SWARM_STATE_DIR="$tmp/cstate" ANNEX_SWARM_BOOTSTRAP="a:1 b:2" \
+       sh "$prefix/share/annex-swarm/docker-entrypoint.sh" 2>/dev/null)
+for want in "daemon" "--swarm-file $tmp/cstate/swarm-tokens.from-env" "--upload-rate 10M" \
+            "--bootstrap a:1 --bootstrap b:2"; do
   grep -q -- "$want" <<<"$args" || fail "entrypoint gave '$args', without '$want'"
 done
+# The token itself is never an argument; it is in a file only its owner reads.
+for a in $args; do [ "$a" != tok ] || fail "the entrypoint put the token on the command line: '$args'"; done
+[ "$(cat "$tmp/cstate/swarm-tokens.from-env")" = tok ] || fail "the entrypoint did not keep the token in its file"
+[ "$(stat -c %a "$tmp/cstate/swarm-tokens.from-env")" = 600 ] || fail "the token file is readable by others"
 echo "install test passed"

@@ -96,11 +96,12 @@ BOOST_AUTO_TEST_CASE(relay_endpoints_come_last_and_relay_only_hides_the_rest) {
   BOOST_TEST(b.book->all().size() == 2u);  // status still lists the LAN endpoint
 }
 
-BOOST_AUTO_TEST_CASE(local_endpoints_are_loopback_and_lan_only) {
+BOOST_AUTO_TEST_CASE(local_endpoints_are_loopback_and_lan_and_public_ones_only_candidates) {
   auto eps = local_endpoints("", 4224, {"192.168.1.2", "11.0.0.5", "fe80::1", "10.1.2.3"});
-  BOOST_REQUIRE(eps.size() == 2u);
+  BOOST_REQUIRE(eps.size() == 3u);
   BOOST_TEST(eps[0].host == "192.168.1.2");
-  BOOST_TEST(eps[1].host == "10.1.2.3");
+  BOOST_TEST((eps[1] == Endpoint{EndpointKind::Candidate, "11.0.0.5", 4224}));
+  BOOST_TEST(eps[2].host == "10.1.2.3");
   auto bound = local_endpoints("127.0.0.1", 5000, {"192.168.1.2"});
   BOOST_REQUIRE(bound.size() == 1u);
   BOOST_TEST((bound[0] == Endpoint{EndpointKind::Loopback, "127.0.0.1", 5000}));

@@ -1,6 +1,10 @@
 // Local objects: swarm stores made on demand, never over a repository, and where keys are.
 #include <boost/test/unit_test.hpp>
 
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <fstream>
 
 #include "node/local_objects.hpp"
@@ -37,6 +41,65 @@ BOOST_AUTO_TEST_CASE(a_store_is_made_once_and_found_again_after_a_restart) {
   BOOST_TEST(again.locate(key, kStore).has_value());
   BOOST_TEST(again.locate(key, "").has_value());
   BOOST_TEST(!again.locate(key, kOther).has_value());
+}
+
+BOOST_AUTO_TEST_CASE(a_read_only_temp_file_left_by_a_killed_store_does_not_block_the_next_store) {
+  test::TempDir dir;
+  std::string content = "bytes\n";
+  auto key = AnnexKey::parse("SHA256E-s6--" + to_hex(crypto::sha256(as_bytes(content)))).value();
+  std::ofstream(dir.path() / "f") << content;
+  auto store = swarm_store(dir.path(), kStore);
+  auto object = store.objects_dir / key.hash_dir_lower() / key.str() / key.str();
+  std::filesystem::create_directories(object.parent_path());
+  auto tmp = object.string() + ".tmp";
+  std::ofstream(tmp) << "half of it";
+  ::chmod(tmp.c_str(), 0444);
+  // As the container's unprivileged user: root would ignore the mode bits.
+  bool as_root = ::geteuid() == 0;
+  if (as_root) {
+    for (auto& p : std::filesystem::recursive_directory_iterator(dir.path()))
+      BOOST_REQUIRE(::lchown(p.path().c_str(), 65534, 65534) == 0);
+    BOOST_REQUIRE(::chown(dir.path().c_str(), 65534, 65534) == 0);
+  } else {
+    BOOST_TEST_MESSAGE("not root: the store runs as this user");
+  }
+  pid_t child = ::fork();
+  BOOST_REQUIRE(child >= 0);
+  if (child == 0) {
+    if (as_root && (::setgid(65534) != 0 || ::setuid(65534) != 0)) ::_exit(3);
+    auto r = import_into_store(store, key, dir.path() / "f", nullptr);
+    ::_exit(r ? 0 : 1);
+  }
+  int status = 0;
+  ::waitpid(child, &status, 0);
+  BOOST_TEST(WIFEXITED(status));
+  BOOST_TEST(WEXITSTATUS(status) == 0);
+  struct stat st {};
+  BOOST_REQUIRE(::stat(object.c_str(), &st) == 0);
+  BOOST_TEST((st.st_mode & 0777) == 0444u);  // read-only once complete, like git-annex's objects
+  BOOST_TEST(!std::filesystem::exists(tmp));
+  std::ifstream in(object);
+  std::string got((std::istreambuf_iterator<char>(in)), {});
+  BOOST_TEST(got == content);
+}
+
+BOOST_AUTO_TEST_CASE(an_object_that_resolves_outside_the_annex_is_not_served) {
+  test::TempDir dir;
+  LocalObjects objects(dir.path());
+  BOOST_REQUIRE(objects.open({}));
+  auto index = objects.store(kStore).value();
+  std::string content = "secret\n";
+  std::ofstream(dir.path() / "outside") << content;
+  auto key = AnnexKey::parse("SHA256E-s7--" + to_hex(crypto::sha256(as_bytes(content)))).value();
+  auto object = objects.at(index).objects_dir / key.hash_dir_lower() / key.str() / key.str();
+  std::filesystem::create_directories(object.parent_path());
+  std::filesystem::create_symlink(dir.path() / "outside", object);
+  BOOST_TEST(!objects.locate(key, kStore).has_value());
+  // A link that stays inside the annex is still an object.
+  std::filesystem::remove(object);
+  std::filesystem::copy_file(dir.path() / "outside", object.string() + ".real");
+  std::filesystem::create_symlink(object.filename().string() + ".real", object);
+  BOOST_TEST(objects.locate(key, kStore).has_value());
 }
 
 BOOST_AUTO_TEST_CASE(removing_what_is_not_there_is_no_error_and_no_change) {

@@ -4,6 +4,7 @@
 #include <boost/test/unit_test.hpp>
 
 #include "node/reachability.hpp"
+#include "tests/support/fake_dialer.hpp"
 #include "tests/support/manual_timers.hpp"
 #include "tests/support/test_support.hpp"
 
@@ -215,6 +216,68 @@ BOOST_AUTO_TEST_CASE(a_member_from_the_internet_confirms_our_public_address_by_i
   d.reach->reached_from_outside("192.168.1.9", asio::ip::tcp::endpoint(asio::ip::make_address("11.0.0.8"), 4224));
   d.reach->reached_from_outside("11.0.0.20", asio::ip::tcp::endpoint(asio::ip::make_address("11.0.0.8"), 9999));
   BOOST_TEST(d.book.confirmed().size() == 1u);
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+BOOST_AUTO_TEST_SUITE(dial_back_policy)
+
+BOOST_AUTO_TEST_CASE(only_where_the_asker_is_seen_or_what_its_contact_record_says) {
+  std::vector<std::string> own{"11.0.0.7", "192.168.1.2"};
+  std::vector<Endpoint> contact{{EndpointKind::Mapped, "11.0.0.30", 5000, ""},
+                                {EndpointKind::Lan, "192.168.1.30", 4224, ""},
+                                {EndpointKind::Relay, "11.0.0.40", 4224, "ab"}};
+  auto allowed = [&](std::string observed, std::string host, std::uint16_t port) {
+    return dial_back_allowed({std::move(observed), std::move(host), port}, own, contact);
+  };
+  BOOST_TEST(allowed("11.0.0.20", "11.0.0.20", 4224));     // where it is seen, any port
+  BOOST_TEST(allowed("11.0.0.20", "11.0.0.20", 6000));
+  BOOST_TEST(allowed("11.0.0.20", "11.0.0.30", 5000));     // its record's mapped endpoint
+  BOOST_TEST(!allowed("11.0.0.20", "11.0.0.30", 22));      // ...at that port only
+  BOOST_TEST(!allowed("11.0.0.20", "11.0.0.99", 4224));    // anywhere else on the internet
+  BOOST_TEST(!allowed("11.0.0.20", "11.0.0.40", 4224));    // a relay endpoint is the relay's
+  BOOST_TEST(!allowed("11.0.0.20", "192.168.1.30", 4224)); // private, asker not on a private network
+  BOOST_TEST(allowed("192.168.1.9", "192.168.1.30", 4224)); // ...unless it is
+  BOOST_TEST(allowed("192.168.1.9", "192.168.1.9", 4224));
+  BOOST_TEST(!allowed("11.0.0.7", "11.0.0.7", 4224));      // this node's own address, even if seen there
+  BOOST_TEST(!allowed("192.168.1.2", "192.168.1.2", 4224));
+  BOOST_TEST(!allowed("127.0.0.1", "127.0.0.1", 4224));    // loopback, link-local, reserved
+  BOOST_TEST(!allowed("::1", "::1", 4224));
+  BOOST_TEST(!allowed("169.254.3.4", "169.254.3.4", 4224));
+  BOOST_TEST(!allowed("fe80::1", "fe80::1", 4224));
+  BOOST_TEST(!allowed("11.0.0.20", "224.0.0.1", 4224));
+  BOOST_TEST(!allowed("11.0.0.20", "0.0.0.0", 4224));
+  BOOST_TEST(!allowed("11.0.0.20", "11.0.0.20", 0));
+  BOOST_TEST(!allowed("11.0.0.20", "::ffff:11.0.0.7", 4224));  // own, written as IPv6
+}
+
+BOOST_AUTO_TEST_CASE(a_member_gets_a_few_dial_backs_a_minute_and_one_reason_for_every_failure) {
+  test::ManualTimers timers;
+  auto dialer = std::make_shared<test::FailingDialer>("cannot connect: Connection refused");
+  int lookups = 0;
+  DialBackResponder responder(timers, dialer, {SwarmToken::generate()},
+                              {[] { return std::vector<std::string>{"11.0.0.7"}; },
+                               [&](const NodeId&, std::size_t, std::function<void(std::vector<Endpoint>)> done) {
+                                 ++lookups;
+                                 done({});
+                               }});
+  NodeId asker = test::TestIdentity().id;
+  std::vector<std::string> reasons;
+  auto ask = [&](std::string host) {
+    responder.dial_back(asker, 0, {"11.0.0.20", std::move(host), 4224},
+                        [&](Result<bool> r) { reasons.push_back(r ? "ok" : r.error()); });
+  };
+  ask("11.0.0.20");  // dialled: fails, with the generic reason, not the connect error
+  ask("11.0.0.99");  // not where it is seen, not in its record: never dialled
+  BOOST_TEST(dialer->dialled.size() == 1u);
+  BOOST_TEST(lookups == 1);
+  for (int i = 0; i < 6; ++i) ask("11.0.0.20");
+  BOOST_TEST(dialer->dialled.size() == 5u);  // 6 a minute in all
+  for (const auto& r : reasons) BOOST_TEST(r == "could not reach you there");
+  BOOST_TEST(responder.refused() == 3u);
+  timers.advance(61s);
+  ask("11.0.0.20");
+  BOOST_TEST(dialer->dialled.size() == 6u);
 }
 
 BOOST_AUTO_TEST_SUITE_END()

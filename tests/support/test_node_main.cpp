@@ -1,5 +1,6 @@
 // annex-swarm-test-node: the annex-swarm binary with test hooks. The daemon takes
 //   --test-fault corrupt-data     every chunk this node serves is corrupted
+//   --test-fault claim-everything HAVE says "held" for any key; PROVE answers garbage
 //   --test-relay-capture FILE     the relay appends every byte it copies to FILE
 //   --test-relay-only on|off      advertise no direct endpoint; hold relay reservations
 // before its usual settings. The annex-swarm binary itself has none of these.
@@ -24,11 +25,12 @@ int main(int argc, char** argv) {
     };
     if (arg == "--test-fault") {
       auto v = value();
-      if (v != "corrupt-data" && v != "none") {
-        std::cerr << "annex-swarm-test-node: --test-fault: expected corrupt-data or none\n";
+      if (v != "corrupt-data" && v != "claim-everything" && v != "none") {
+        std::cerr << "annex-swarm-test-node: --test-fault: expected corrupt-data, claim-everything or none\n";
         return 2;
       }
       hooks.corrupt_data = v == "corrupt-data";
+      hooks.claim_everything = v == "claim-everything";
     } else if (arg == "--test-relay-capture") {
       hooks.relay_capture = value();
     } else if (arg == "--test-relay-only") {

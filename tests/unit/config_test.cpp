@@ -2,6 +2,8 @@
 
 #include "tests/support/test_support.hpp"
 
+#include <fstream>
+
 #include "node/config.hpp"
 
 using namespace annexswarm;
@@ -101,6 +103,55 @@ BOOST_AUTO_TEST_CASE(bootstrap_none_makes_a_first_node_with_long_refresh) {
   BOOST_TEST(effective_refresh(c).count() == 50 * 60);
   apply_setting(c, "bootstrap", "192.168.1.2:4224", errors, "--bootstrap");
   BOOST_TEST(effective_refresh(c).count() == 50 * 60);
+}
+
+BOOST_AUTO_TEST_CASE(command_line_lists_replace_the_files_lists) {
+  DaemonConfig c;
+  std::vector<std::string> errors;
+  auto a = SwarmToken::generate(), b = SwarmToken::generate();
+  apply_config_text(c,
+                    "bootstrap = 10.0.0.1:4000\nbootstrap = 10.0.0.2:4000\nswarm = " + a.str() +
+                        "\nrepo = /srv/one\nrepo = /srv/two\n",
+                    "node.conf", errors);
+  apply_cli_settings(c, {{"bootstrap", "10.0.0.3:4000"}, {"bootstrap", "10.0.0.4:4000"}, {"swarm", b.str()},
+                         {"repo", "/srv/three"}},
+                     errors);
+  BOOST_TEST(errors.empty());
+  BOOST_TEST(c.bootstrap == (std::vector<std::string>{"10.0.0.3:4000", "10.0.0.4:4000"}));
+  BOOST_REQUIRE(c.swarms.size() == 1u);
+  BOOST_TEST((c.swarms[0] == b));
+  BOOST_TEST(c.repos == (std::vector<std::filesystem::path>{"/srv/three"}));
+  BOOST_TEST(c.repo_origins == (std::vector<std::string>{"--repo"}));
+  // Lists not given on the command line stay the file's.
+  DaemonConfig d;
+  apply_config_text(d, "repo = /srv/one\n", "node.conf", errors);
+  apply_cli_settings(d, {{"port", "5000"}}, errors);
+  BOOST_TEST(d.repo_origins == (std::vector<std::string>{"node.conf:1"}));
+}
+
+BOOST_AUTO_TEST_CASE(a_swarm_file_holds_tokens_and_its_errors_name_file_and_line) {
+  test::TempDir dir;
+  auto a = SwarmToken::generate(), b = SwarmToken::generate();
+  auto good = dir.path() / "tokens";
+  std::ofstream(good) << "# the family swarm\n" << a.str() << "\n\n" << b.str() << "  # the office\n";
+  DaemonConfig c;
+  std::vector<std::string> errors;
+  apply_cli_settings(c, {{"swarm-file", good.string()}}, errors);
+  BOOST_TEST(errors.empty());
+  BOOST_REQUIRE(c.swarms.size() == 2u);
+  BOOST_TEST((c.swarms[0] == a));
+  BOOST_TEST((c.swarms[1] == b));
+
+  auto bad = dir.path() / "bad";
+  std::ofstream(bad) << a.str() << "\nswarm1-notatoken\n";
+  apply_cli_settings(c, {{"swarm-file", bad.string()}}, errors);
+  BOOST_REQUIRE(errors.size() == 1u);
+  BOOST_TEST(errors[0].find(bad.string() + ":2:") != std::string::npos, errors[0]);
+  errors.clear();
+  apply_config_text(c, "swarm-file = " + (dir.path() / "missing").string() + "\n", "node.conf", errors);
+  BOOST_REQUIRE(errors.size() == 1u);
+  BOOST_TEST(errors[0].starts_with("node.conf:1"), errors[0]);
+  BOOST_TEST(errors[0].find("cannot read") != std::string::npos, errors[0]);
 }
 
 BOOST_AUTO_TEST_CASE(rates_take_decimal_suffixes) {

@@ -65,7 +65,9 @@ BOOST_AUTO_TEST_CASE(every_frame_type_round_trips) {
                             Connect{10, NodeId{}},
                             ConnectReply{10, true, Bytes(kCircuitToken, 3), ""},
                             ConnectReply{11, false, {}, "no reservation"},
-                            Incoming{Bytes(kCircuitToken, 4), NodeId{}}};
+                            Incoming{Bytes(kCircuitToken, 4), NodeId{}},
+                            Prove{12, kKey, "", Bytes(32, 6), {0, 4096}, {1, kMaxProveRange}},
+                            ProveReply{12, 4097, Bytes(32, 8)}};
   for (const auto& f : frames) {
     auto whole = encoded(f);
     auto decoded = decode_frame_body(body_of(whole));
@@ -101,6 +103,30 @@ BOOST_AUTO_TEST_CASE(relay_frames_refuse_short_tokens_and_node_ids) {
   Bytes body{0x93, 0x12, 0x01, 0xc4, 19};
   body.resize(body.size() + 19, 7);
   BOOST_TEST(!decode_frame_body(body));
+}
+
+BOOST_AUTO_TEST_CASE(prove_frames_refuse_unmatched_empty_or_oversized_ranges) {
+  BOOST_TEST(!decode_frame_body(body_of(hostile(Prove{1, kKey, "", Bytes(32, 1), {0, 1}, {1}}))));
+  BOOST_TEST(!decode_frame_body(body_of(hostile(Prove{1, kKey, "", Bytes(32, 1), {}, {}}))));
+  BOOST_TEST(!decode_frame_body(body_of(hostile(Prove{1, kKey, "", Bytes(32, 1), {0}, {0}}))));
+  BOOST_TEST(!decode_frame_body(body_of(hostile(Prove{1, kKey, "", Bytes(32, 1), {0}, {kMaxProveRange + 1}}))));
+  BOOST_TEST(!decode_frame_body(body_of(hostile(Prove{1, kKey, "", Bytes(32, 1), {UINT64_MAX}, {2}}))));
+  BOOST_TEST(!decode_frame_body(body_of(hostile(Prove{1, kKey, "", Bytes(31, 1), {0}, {1}}))));
+  BOOST_TEST(!decode_frame_body(body_of(hostile(Prove{1, "../../etc", "", Bytes(32, 1), {0}, {1}}))));
+  BOOST_TEST(!decode_frame_body(body_of(hostile(ProveReply{1, 5, Bytes(16, 1)}))));
+  // And what a sender would put on the wire is refused where it is sent.
+  BOOST_TEST(!encode_frame(Prove{1, kKey, "", Bytes(32, 1), std::vector<std::uint64_t>(17, 0),
+                                 std::vector<std::uint64_t>(17, 1)}));
+}
+
+BOOST_AUTO_TEST_CASE(the_proof_mac_covers_the_nonce_the_key_and_the_bytes) {
+  Bytes nonce(32, 1), bytes{'a', 'b', 'c'};
+  auto mac = prove_mac(nonce, kKey, bytes);
+  BOOST_TEST(mac.size() == 32u);
+  BOOST_TEST((prove_mac(nonce, kKey, bytes) == mac));
+  BOOST_TEST((prove_mac(Bytes(32, 2), kKey, bytes) != mac));
+  BOOST_TEST((prove_mac(nonce, "SHA256E-s3--x", bytes) != mac));
+  BOOST_TEST((prove_mac(nonce, kKey, Bytes{'a', 'b', 'd'}) != mac));
 }
 
 BOOST_AUTO_TEST_CASE(data_header_then_payload_is_the_data_frame) {

@@ -1,0 +1,152 @@
+// Trust, with real daemons on 127.0.0.1: a member cannot aim a node's dials anywhere but
+// at itself, and files are written safely (no symbolic link followed, no stale temp file
+// in the way).
+#include <boost/test/unit_test.hpp>
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <fstream>
+
+#include "node/endpoint_book.hpp"
+#include "protocol/ip_address.hpp"
+#include "protocol/swarm_token.hpp"
+#include "tests/support/test_support.hpp"
+#include "transfer/peer_dialer.hpp"
+#include "transfer/peer_link.hpp"
+
+using namespace annexswarm;
+using namespace annexswarm::test;
+using nlohmann::json;
+using asio::ip::tcp;
+using namespace std::chrono_literals;
+
+namespace {
+
+std::string read_file(const std::filesystem::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  return {std::istreambuf_iterator<char>(in), {}};
+}
+
+// A listener that counts the connections it accepts.
+struct CountingListener {
+  CountingListener(asio::io_context& io, const std::string& host) : acceptor(io, {asio::ip::make_address(host), 0}) {
+    accept();
+  }
+  void accept() {
+    acceptor.async_accept([this](std::error_code ec, tcp::socket) {
+      if (ec) return;
+      ++accepted;
+      accept();
+    });
+  }
+  std::uint16_t port() const { return acceptor.local_endpoint().port(); }
+  tcp::acceptor acceptor;
+  int accepted = 0;
+};
+
+}  // namespace
+
+BOOST_AUTO_TEST_SUITE(dial_back)
+
+BOOST_AUTO_TEST_CASE(a_member_cannot_aim_dial_backs_at_loopback_the_node_itself_or_a_private_network) {
+  TempDir dir;
+  auto swarm = SwarmToken::generate();
+  auto node = start_loopback_daemon(dir.path(), "node", {"--bootstrap", "none", "--swarm", swarm.str()});
+  asio::io_context io;
+  CountingListener on_loopback(io, "127.0.0.1");
+  // One of the machine's own addresses (the daemon's too: it listens on 127.0.0.1 only,
+  // but the host's interfaces are its own).
+  std::optional<CountingListener> on_own;
+  for (const auto& a : interface_addresses())
+    if (address_scope(a) == AddressScope::Private || address_scope(a) == AddressScope::Global) {
+      on_own.emplace(io, a);
+      break;
+    }
+
+  TestIdentity me;
+  DirectDialer dialer(io, me.credentials);
+  auto id = NodeId::from_hex(node->node_id());
+  BOOST_REQUIRE(id);
+  std::shared_ptr<PeerLink> link;
+  dialer.dial({*id, {tcp::endpoint(asio::ip::make_address("127.0.0.1"), node->port())}, {}, false}, swarm,
+              [&](Result<std::shared_ptr<PeerLink>> r) {
+                BOOST_REQUIRE_MESSAGE(r, r.error());
+                link = *r;
+              });
+  run_io_until(io, [&] { return link != nullptr; }, 30s);
+
+  auto ask = [&](const std::string& host, std::uint16_t port) {
+    static std::uint32_t id = 0;
+    std::optional<peer::Frame> reply;
+    link->send(peer::DialBack{++id, host, port});
+    link->receive([&](Result<peer::Frame> f) {
+      BOOST_REQUIRE_MESSAGE(f, f.error());
+      reply = *f;
+    });
+    run_io_until(io, [&] { return reply.has_value(); }, 30s);
+    auto* answer = std::get_if<peer::DialBackReply>(&*reply);
+    BOOST_REQUIRE_MESSAGE(answer, "the reply to DIAL_BACK " << host << " is " << peer::frame_name(*reply));
+    return *answer;
+  };
+  // Where the asker is seen (loopback here), loopback named outright, a private network
+  // the asker is not seen on: each refused, with the one generic reason.
+  std::vector<std::pair<std::string, std::uint16_t>> targets{
+      {"", on_loopback.port()}, {"127.0.0.1", on_loopback.port()}, {"10.255.255.1", 4224}, {"169.254.1.1", 4224}};
+  if (on_own) targets.emplace_back(on_own->acceptor.local_endpoint().address().to_string(), on_own->port());
+  else BOOST_TEST_MESSAGE("no non-loopback interface address: the node's-own-address case is skipped");
+  for (const auto& [host, port] : targets) {
+    auto answer = ask(host, port);
+    BOOST_TEST(!answer.ok, "DIAL_BACK " << host << ":" << port);
+    BOOST_TEST(answer.reason == "could not reach you there");
+  }
+  io.poll();
+  BOOST_TEST(on_loopback.accepted == 0);
+  if (on_own) BOOST_TEST(on_own->accepted == 0);
+  link->close();
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+BOOST_AUTO_TEST_SUITE(files_written_safely)
+
+BOOST_AUTO_TEST_CASE(a_symbolic_link_at_dest_part_is_refused_and_its_target_untouched) {
+  TempDir dir;
+  auto swarm = SwarmToken::generate().str();
+  auto first = start_loopback_daemon(dir.path(), "first", {"--bootstrap", "none", "--swarm", swarm});
+  auto bootstrap = "127.0.0.1:" + std::to_string(first->port());
+  auto repo = make_annex_repo(dir.path() / "repo", {{"f.bin", std::string(3 << 20, 'x')}});
+  auto key = sh(repo.path, "git annex lookupkey f.bin");
+  key.erase(key.find_last_not_of('\n') + 1);
+  auto seeder = start_loopback_daemon(dir.path(), "seeder",
+                                      {"--bootstrap", bootstrap, "--swarm", swarm, "--repo", repo.path.string()});
+  auto down = start_loopback_daemon(dir.path(), "down", {"--bootstrap", bootstrap, "--swarm", swarm});
+  BOOST_REQUIRE(wait_until([&] {
+    return annex_swarm({"whereis", key, "--state-dir", down->state_dir().string()}).exit_code == 0;
+  }, 120s));
+
+  auto victim = dir.path() / "precious.txt";
+  { std::ofstream(victim) << "keep me"; }
+  auto to = dir.path() / "out.bin";
+  std::filesystem::create_symlink(victim, to.string() + ".part");
+  auto out = annex_swarm({"get", key, "--to", to.string(), "--state-dir", down->state_dir().string()});
+  BOOST_TEST(out.exit_code == 2);
+  BOOST_TEST(out.err.find("symbolic link") != std::string::npos, out.err);
+  BOOST_TEST(read_file(victim) == "keep me");
+  BOOST_TEST(!std::filesystem::exists(to));
+
+  // The same for the chunk list beside it.
+  std::filesystem::remove(to.string() + ".part");
+  std::filesystem::create_symlink(victim, to.string() + ".part.chunks");
+  out = annex_swarm({"get", key, "--to", to.string(), "--state-dir", down->state_dir().string()});
+  BOOST_TEST(out.exit_code == 2);
+  BOOST_TEST(read_file(victim) == "keep me");
+
+  // Gone, the download works.
+  std::filesystem::remove(to.string() + ".part.chunks");
+  out = annex_swarm({"get", key, "--to", to.string(), "--state-dir", down->state_dir().string()});
+  BOOST_REQUIRE_MESSAGE(out.exit_code == 0, out.err);
+  BOOST_TEST(std::filesystem::file_size(to) == 3u << 20);
+}
+
+BOOST_AUTO_TEST_SUITE_END()
