@@ -220,9 +220,12 @@ void DownloadMachine::maybe_choose() {
   if (chosen_ || finished_) return;
   bool anyone = std::any_of(candidates_.begin(), candidates_.end(), [](const Candidate& c) { return !c.bad; });
   if (!anyone) return;
+  // A peer whose link broke (or that is busy) and waits to be dialled again holds nobody
+  // back: it may join the copy chosen without it (a provider gone but still on the DHT is
+  // this case, and must not cost every download the grace period).
   bool all_answered = std::none_of(peers_.begin(), peers_.end(), [](const Peer& p) {
-    return p.state == State::Dialing || p.state == State::AwaitingManifest ||
-           (p.state == State::Waiting && !p.candidate);
+    return (p.state == State::Dialing && !p.redialing) || (p.state == State::AwaitingManifest && !p.redialing) ||
+           (p.state == State::Waiting && !p.candidate && !p.redialing);
   });
   if (all_answered || (choose_at_ && now_ >= *choose_at_)) choose();
 }

@@ -195,6 +195,22 @@ BOOST_AUTO_TEST_CASE(a_link_lost_before_the_manifest_is_dialled_again_and_the_do
   BOOST_TEST(run.machine.report()[0].redialled.find("connection reset") != std::string::npos);
 }
 
+BOOST_AUTO_TEST_CASE(a_peer_whose_link_broke_before_its_manifest_does_not_delay_the_choice) {
+  Copy copy(4 * kChunk);
+  Run run(2, copy.size);
+  run.on(M::Start{});
+  run.on(M::Connected{0});
+  run.on(M::Connected{1});
+  run.on(M::LinkLost{1, "connection reset"});  // a provider gone, still on the DHT
+  auto page_requests = run.taken<M::RequestPage>();
+  run.on(M::PageArrived{0, page_requests[0].request, copy.page(0)});
+  BOOST_TEST(run.taken<M::OpenSink>().size() == 1u);  // at once, not after the grace
+  open_sink(run);
+  serve_until_check(run, {true, true});
+  run.on(M::ObjectChecked{true});
+  BOOST_TEST(run.done());
+}
+
 BOOST_AUTO_TEST_CASE(a_peer_silent_before_its_manifest_holds_nobody_back) {
   Copy copy(8 * kChunk);
   Run run(2, copy.size);
