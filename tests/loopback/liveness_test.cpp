@@ -26,13 +26,6 @@ using namespace std::chrono_literals;
 
 namespace {
 
-std::size_t chunks_listed(const std::filesystem::path& to) {
-  std::ifstream list(to.string() + ".part.chunks");
-  std::size_t n = 0, index;
-  while (list >> index) ++n;
-  return n;
-}
-
 // A TCP connection to 127.0.0.1:port from `source` (another loopback address, so what it
 // does counts against that address, not the members'), or -1.
 int connect_from(const char* source, std::uint16_t port) {

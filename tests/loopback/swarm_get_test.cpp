@@ -18,14 +18,6 @@ using nlohmann::json;
 
 namespace {
 
-// How many chunks a download in progress to `to` has finished (its .part.chunks list).
-std::size_t chunks_listed(const std::filesystem::path& to) {
-  std::ifstream list(to.string() + ".part.chunks");
-  std::size_t n = 0, index;
-  while (list >> index) ++n;
-  return n;
-}
-
 struct GetNetwork {
   TempDir dir;
   std::string swarm = SwarmToken::generate().str();

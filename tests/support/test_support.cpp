@@ -59,6 +59,13 @@ std::string sh(const fs::path& dir, const std::string& command) {
   return out.out;
 }
 
+std::size_t chunks_listed(const fs::path& to) {
+  std::ifstream list(to.string() + ".part.chunks");
+  std::size_t n = 0, index;
+  while (list >> index) ++n;
+  return n;
+}
+
 std::string AnnexRepo::key_of(const std::string& file) const {
   auto out = sh(path, "git annex lookupkey '" + file + "'");
   return out.substr(0, out.find('\n'));

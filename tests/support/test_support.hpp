@@ -68,6 +68,9 @@ AnnexRepo make_annex_repo(const std::filesystem::path& path,
 
 ProcessOutput annex_swarm(const std::vector<std::string>& args);
 
+// How many chunks a download in progress to `to` has finished (its .part.chunks list).
+std::size_t chunks_listed(const std::filesystem::path& to);
+
 // An annex-swarm daemon process, stopped with SIGTERM when destroyed; the test fails
 // when it then exits with an error or its log holds a sanitizer report.
 class DaemonProcess {
