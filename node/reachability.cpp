@@ -314,9 +314,11 @@ void DialBackResponder::dial_back(const NodeId& node, std::size_t swarm, const D
   if (recent.size() >= kPerMemberPerMinute) return refuse("more than its share of dial-backs this minute");
   if (in_flight_ >= kMaxDialBacks) return refuse("too many dial-backs at once");
   recent.push_back(now);
-  // Members that stopped asking are forgotten.
+  // Members that stopped asking are forgotten, so the table stays small.
   if (recent_.size() > 1024)
-    std::erase_if(recent_, [&](auto& entry) { return entry.second.empty(); });
+    std::erase_if(recent_, [&](auto& entry) {
+      return entry.second.empty() || now - entry.second.back() >= std::chrono::minutes(1);
+    });
   auto own = mediator_.own_addresses ? mediator_.own_addresses() : std::vector<std::string>{};
   // Most asks are for the observed address: no record needed.
   if (dial_back_allowed(ask, own, {})) return dial(node, swarm, ask, std::move(done));

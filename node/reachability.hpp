@@ -151,7 +151,7 @@ bool dial_back_allowed(const DialBackAsk& ask, const std::vector<std::string>& o
 class DialBackResponder {
 public:
   static constexpr std::size_t kMaxDialBacks = 8;
-  static constexpr std::size_t kPerMemberPerMinute = 6;
+  static constexpr std::size_t kPerMemberPerMinute = 20;
   static constexpr std::string_view kGenericFailure = "could not reach you there";
   struct Mediator {
     std::function<std::vector<std::string>()> own_addresses;

@@ -271,13 +271,14 @@ BOOST_AUTO_TEST_CASE(a_member_gets_a_few_dial_backs_a_minute_and_one_reason_for_
   ask("11.0.0.99");  // not where it is seen, not in its record: never dialled
   BOOST_TEST(dialer->dialled.size() == 1u);
   BOOST_TEST(lookups == 1);
-  for (int i = 0; i < 6; ++i) ask("11.0.0.20");
-  BOOST_TEST(dialer->dialled.size() == 5u);  // 6 a minute in all
+  constexpr auto kMinute = DialBackResponder::kPerMemberPerMinute;
+  for (std::size_t i = 0; i < kMinute; ++i) ask("11.0.0.20");
+  BOOST_TEST(dialer->dialled.size() == kMinute - 1);  // kMinute asks a minute in all, one of them refused
   for (const auto& r : reasons) BOOST_TEST(r == "could not reach you there");
   BOOST_TEST(responder.refused() == 3u);
   timers.advance(61s);
   ask("11.0.0.20");
-  BOOST_TEST(dialer->dialled.size() == 6u);
+  BOOST_TEST(dialer->dialled.size() == kMinute);
 }
 
 BOOST_AUTO_TEST_SUITE_END()
