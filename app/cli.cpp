@@ -56,6 +56,8 @@ void print_usage(std::ostream& out) {
          "  annex-swarm status [--json]                     this node's state\n"
          "  annex-swarm peers [--json]                      swarm members this node can see\n"
          "  annex-swarm get KEY --to PATH [--unverified]    download KEY from every peer that has it\n"
+         "  annex-swarm trash [--json]                      what this node's swarm stores removed (kept trash-grace)\n"
+         "  annex-swarm restore KEY --store UUID            take a removed key back into its swarm store\n"
          "  git-annex-remote-swarm                          git-annex's special remote (annex-swarm-node under that name)\n\n"
          "Every command takes --state-dir DIR to pick the node (default: " << default_state_dir().string()
       << ").\n"

@@ -54,13 +54,13 @@ ParsedArgs parse_args(int argc, char** argv, int first, const std::vector<std::s
 
 bool is_client_command(const std::string& command) {
   return command == "whereis" || command == "discover" || command == "status" || command == "peers" ||
-         command == "get";
+         command == "get" || command == "trash" || command == "restore";
 }
 
 int run_lookup(const std::string& command, int argc, char** argv) {
   auto args = parse_args(argc, argv, 2, {"json", "help", "unverified"});
   cli::LookupOptions options;
-  std::string to;
+  std::string to, store;
   bool unverified = false;
   options.state_dir = default_state_dir();
   for (const auto& [name, value] : args.options) {
@@ -69,6 +69,7 @@ int run_lookup(const std::string& command, int argc, char** argv) {
     else if (name == "format" && command == "discover") options.format = value;
     else if (name == "to" && command == "get") to = value;
     else if (name == "unverified" && command == "get") unverified = true;
+    else if (name == "store" && command == "restore") store = value;
     else if (name == "help") {
       std::cout << "see 'annex-swarm help'\n";
       return 0;
@@ -81,7 +82,7 @@ int run_lookup(const std::string& command, int argc, char** argv) {
     std::cerr << "annex-swarm: " << e << "\n";
     return kUsageError;
   }
-  std::size_t want = (command == "whereis" || command == "discover" || command == "get") ? 1 : 0;
+  std::size_t want = (command == "whereis" || command == "discover" || command == "get" || command == "restore") ? 1 : 0;
   if (args.positional.size() != want) {
     std::cerr << "annex-swarm: " << command << " takes " << (want ? "one argument" : "no arguments")
               << " (see 'annex-swarm help')\n";
@@ -97,6 +98,14 @@ int run_lookup(const std::string& command, int argc, char** argv) {
   if (command == "whereis") return cli::whereis(options, args.positional[0]);
   if (command == "discover") return cli::discover(options, args.positional[0]);
   if (command == "status") return cli::status(options);
+  if (command == "trash") return cli::trash(options);
+  if (command == "restore") {
+    if (store.empty()) {
+      std::cerr << "annex-swarm: restore needs --store UUID (annex-swarm trash lists them)\n";
+      return kUsageError;
+    }
+    return cli::restore(options, args.positional[0], store);
+  }
   return cli::peers(options);
 }
 

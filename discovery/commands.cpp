@@ -208,6 +208,28 @@ int peers(const LookupOptions& options) {
   return list.empty() ? kNotFound : kFound;
 }
 
+int trash(const LookupOptions& options) {
+  auto reply = ask(options, {{"op", "trash"}});
+  if (!reply) return kError;
+  const auto list = reply->value("trash", json::array());
+  if (options.json) {
+    std::cout << reply->dump(2) << "\n";
+  } else {
+    for (const auto& t : list)
+      std::cout << t.value("key", "") << " store=" << t.value("store", "") << " " << t.value("bytes", 0)
+                << " bytes, purged in " << t.value("purged_in_seconds", 0) << " s\n";
+  }
+  return list.empty() ? kNotFound : kFound;
+}
+
+int restore(const LookupOptions& options, const std::string& key, const std::string& store) {
+  auto reply = ask(options, {{"op", "restore"}, {"key", key}, {"store", store}});
+  if (!reply) return kError;
+  if (!options.json) std::cerr << "annex-swarm: " << key << " is back in swarm store " << store << "\n";
+  else std::cout << reply->dump(2) << "\n";
+  return kFound;
+}
+
 int get(const LookupOptions& options, const std::string& key_text, const std::string& to, bool unverified) {
   auto key = AnnexKey::parse(key_text);
   if (!key) {

@@ -48,7 +48,7 @@ std::vector<std::vector<std::uint8_t>> parser_seeds() {
   seeds.push_back(seal_record(fuzz_swarm(), fuzz_swarm().nodes_location(), seeds[0]));
   for (const peer::Frame& f : std::vector<peer::Frame>{
            peer::Hello{1, 4096, "0a1b2c3d", "annex-swarm"}, peer::Proof{Bytes(32, 7)}, peer::Have{1, {key, key}, uuid},
-           peer::Remove{4, key, uuid},
+           peer::Remove{4, key, uuid, Bytes(32, 3)},
            peer::HaveReply{1, {0, 7}}, peer::Manifest{2, key}, peer::ManifestReply{2, 4, 6, Bytes(32, 3), 0, Bytes(64, 1)},
            peer::Get{3, key, 0, 6}, peer::Data{3, 0, true, Bytes(6, 'x')}, peer::Cancel{3}, peer::Ping{9},
            peer::Pong{9}, peer::ErrorFrame{3, peer::ErrorCode::NotPresent, "not here"},

@@ -55,8 +55,8 @@ Result<std::chrono::seconds> parse_duration(std::string_view text) {
   if (text.empty()) return Error{"empty duration"};
   std::int64_t scale = 1;
   char unit = text.back();
-  if (unit == 's' || unit == 'm' || unit == 'h') {
-    scale = unit == 's' ? 1 : unit == 'm' ? 60 : 3600;
+  if (unit == 's' || unit == 'm' || unit == 'h' || unit == 'd') {
+    scale = unit == 's' ? 1 : unit == 'm' ? 60 : unit == 'h' ? 3600 : 86400;
     text.remove_suffix(1);
   }
   auto n = parse_number<std::int64_t>(text);
@@ -104,6 +104,8 @@ const std::vector<SettingDoc>& daemon_settings() {
       {"upload-rate", "BYTES/S", "0 (unlimited)", "most bytes per second served to all peers, e.g. 25M", false},
       {"upload-rate-per-peer", "BYTES/S", "0 (unlimited)", "most bytes per second served to one peer", false},
       {"download-rate", "BYTES/S", "0 (unlimited)", "most bytes per second fetched, over all downloads", false},
+      {"trash-grace", "DURATION", "1d",
+       "objects removed from swarm stores stay in the trash this long ('annex-swarm restore' takes one back)", false},
       {"stall-timeout", "DURATION", "30s",
        "a peer asked for data that sends nothing this long is given up on (its chunks go to others)", false},
       {"nat", "auto|upnp|natpmp|none", "auto",
@@ -191,6 +193,10 @@ void apply_setting(DaemonConfig& c, std::string_view name, std::string_view raw,
     auto r = parse_number<std::uint32_t>(value);
     if (!r || *r == 0 || *r > 65536) return bad("expected 1-65536");
     c.announce_window = *r;
+  } else if (name == "trash-grace") {
+    auto d = parse_duration(value);
+    if (!d) return bad(d.error());
+    c.trash_grace = *d;
   } else if (name == "stall-timeout") {
     auto d = parse_duration(value);
     if (!d) return bad(d.error());

@@ -37,6 +37,7 @@ struct DaemonConfig {
   double upload_rate = 0;                  // bytes per second served to peers; 0 = unlimited
   double upload_rate_per_peer = 0;         // the same, for one peer
   double download_rate = 0;                // bytes per second over all downloads; 0 = unlimited
+  std::chrono::seconds trash_grace{86400};  // objects removed from swarm stores are kept this long
   std::chrono::seconds stall_timeout{30};  // a peer asked for data that sends nothing this long is given up
   nat::NatMethod nat = nat::NatMethod::Auto;  // port mapping on the home router
   std::chrono::seconds nat_lease{3600};

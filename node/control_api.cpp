@@ -101,6 +101,7 @@ Parsed parse_keyed(const std::string& op, const json& request) {
     return present;
   }
   if (op == "remove") return RemoveRequest{k, uuid};
+  if (op == "restore") return RestoreRequest{k, uuid};
   auto file = text(request, "file");
   if (!file || fs::path(*file).is_relative())
     return bad(ControlErrorCode::BadRequest, "store needs an absolute \"file\" path");
@@ -125,7 +126,8 @@ std::variant<ControlRequest, ControlError> parse_control_request(const json& req
     if (!is_annex_uuid(*uuid)) return bad(ControlErrorCode::BadUuid, "'" + *uuid + "' is not a git-annex repository uuid");
     return DiscoverRequest{*uuid};
   }
-  if (op == "store" || op == "present" || op == "remove") return parse_keyed(op, request);
+  if (op == "store" || op == "present" || op == "remove" || op == "restore") return parse_keyed(op, request);
+  if (op == "trash") return TrashRequest{};
   return bad(ControlErrorCode::UnknownOp, "unknown request '" + op + "'");
 }
 
@@ -208,6 +210,16 @@ json to_json(const PresentReply& r) {
 json to_json(const RemoveReply& r) {
   return {{"ok", r.failed.empty()}, {"removed_from", r.removed_from}, {"failed", r.failed}};
 }
+
+json to_json(const TrashReply& r) {
+  json entries = json::array();
+  for (const auto& e : r.entries)
+    entries.push_back({{"store", e.store}, {"key", e.key}, {"bytes", e.bytes}, {"removed_unix", e.removed_unix},
+                       {"purged_in_seconds", e.purged_in_seconds}});
+  return {{"trash", std::move(entries)}};
+}
+
+json to_json(const RestoreReply& r) { return {{"ok", true}, {"key", r.key}, {"store", r.store}}; }
 
 json nat_json(const StatusReply& s) {
   using Clock = std::chrono::steady_clock;
@@ -361,6 +373,8 @@ void ControlApi::handle(const json& request, ControlResponder responder) {
         else if constexpr (std::is_same_v<R, StoreRequest>) handlers_.store(r, progress, answer);
         else if constexpr (std::is_same_v<R, PresentRequest>) handlers_.present(r, answer);
         else if constexpr (std::is_same_v<R, RemoveRequest>) handlers_.remove(r, answer);
+        else if constexpr (std::is_same_v<R, TrashRequest>) handlers_.trash(answer);
+        else if constexpr (std::is_same_v<R, RestoreRequest>) handlers_.restore(r, answer);
       },
       std::get<ControlRequest>(parsed));
 }

@@ -73,8 +73,14 @@ struct RemoveRequest {
   AnnexKey key;
   std::string store;
 };
+// What swarm stores on this node moved to the trash (kept `trash-grace`), and taking one back.
+struct TrashRequest {};
+struct RestoreRequest {
+  AnnexKey key;
+  std::string store;
+};
 using ControlRequest = std::variant<StatusRequest, WhereisRequest, GetRequest, DiscoverRequest, PeersRequest,
-                                    StoreRequest, PresentRequest, RemoveRequest>;
+                                    StoreRequest, PresentRequest, RemoveRequest, TrashRequest, RestoreRequest>;
 
 std::variant<ControlRequest, ControlError> parse_control_request(const nlohmann::json& request);
 
@@ -147,6 +153,20 @@ struct RemoveReply {
   std::vector<std::string> removed_from;
   std::map<std::string, std::string> failed;
 };
+struct TrashEntry {
+  std::string store;
+  std::string key;
+  std::uint64_t bytes = 0;
+  std::int64_t removed_unix = 0;
+  std::int64_t purged_in_seconds = 0;
+};
+struct TrashReply {
+  std::vector<TrashEntry> entries;
+};
+struct RestoreReply {
+  std::string key;
+  std::string store;
+};
 struct StatusReply {
   NodeId node;
   std::string state_dir;
@@ -186,6 +206,8 @@ struct ControlHandlers {
   std::function<void(const StoreRequest&, ProgressFn, Done<StoreReply>)> store;
   std::function<void(const PresentRequest&, Done<PresentReply>)> present;
   std::function<void(const RemoveRequest&, Done<RemoveReply>)> remove;
+  std::function<void(Done<TrashReply>)> trash;
+  std::function<void(const RestoreRequest&, Done<RestoreReply>)> restore;
 };
 
 class ControlApi {

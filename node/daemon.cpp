@@ -9,6 +9,7 @@
 #include "node/identity.hpp"
 #include "node/log.hpp"
 #include "node/state_files.hpp"
+#include "node/swarm_store.hpp"
 #include "protocol/ip_address.hpp"
 
 namespace annexswarm {
@@ -177,7 +178,13 @@ Result<bool> Daemon::start() {
       [this](Done<PeersReply> d) { object_service_->peers(std::move(d)); },
       [this](const StoreRequest& r, ProgressFn p, Done<StoreReply> d) { object_service_->store(r, std::move(p), std::move(d)); },
       [this](const PresentRequest& r, Done<PresentReply> d) { object_service_->present(r, std::move(d)); },
-      [this](const RemoveRequest& r, Done<RemoveReply> d) { object_service_->remove(r, std::move(d)); }});
+      [this](const RemoveRequest& r, Done<RemoveReply> d) { object_service_->remove(r, std::move(d)); },
+      [this](Done<TrashReply> d) { d(trash()); },
+      [this](const RestoreRequest& r, Done<RestoreReply> d) {
+        auto restored = objects_.restore(r.key, r.store);
+        if (!restored) return d(ControlError{ControlErrorCode::NotFound, restored.error()});
+        d(RestoreReply{r.key.str(), r.store});
+      }});
   control_ = std::make_unique<ControlServer>(
       io_, [this](const nlohmann::json& request, ControlResponder responder) { api_->handle(request, responder); });
   if (auto r = control_->listen(config_.state_dir / "control.sock"); !r) return Error{r.error()};
@@ -187,6 +194,7 @@ Result<bool> Daemon::start() {
     announcer_->dht_connected();
     reach_->check("the DHT connected");
   });
+  purge_trash();
   if (config_.swarms.empty()) log::warn("no --swarm given: this node announces nothing");
   for (const auto& s : config_.swarms) log::info("member of swarm {}{}", s.id(), s.is_public() ? " (public)" : "");
   for (const auto& r : objects_.all()) log::info("serving {} (annex uuid {})", r.path.string(), r.uuid);
@@ -205,10 +213,20 @@ Result<bool> Daemon::start_peer_server(std::uint16_t dht_port) {
       io_, tls_, config_.swarms,
       [this](const AnnexKey& key, std::string_view scope) { return objects_.locate(key, scope); },
       PeerServerLimits{config_.max_peers, config_.upload_rate, config_.upload_rate_per_peer});
-  peer_server_->on_remove([this](const AnnexKey& key, std::string_view store) -> Result<bool> {
-    auto removed = objects_.remove_from_store(key, store);
-    if (!removed) return Error{removed.error()};
-    return true;
+  // Only a member holding the store's write capability may remove from it, never in the
+  // public swarm; every removal asked is logged with who asked, and goes to the trash.
+  peer_server_->on_remove([this](const PeerServer::StoreRemoval& r) -> std::variant<bool, PeerServer::Refusal> {
+    const auto& token = config_.swarms[r.swarm];
+    auto refuse = [&](const std::string& why) {
+      log::warn("refused to remove {} from swarm store {} for node {}: {}", r.key, r.store, r.asker.hex(), why);
+      return PeerServer::Refusal{peer::ErrorCode::NotAllowed, why};
+    };
+    if (token.is_public()) return refuse("nothing is removed on request in the public swarm");
+    if (r.capability != token.store_capability(r.store)) return refuse("no write capability for that store");
+    auto removed = objects_.remove_from_store(AnnexKey::parse(r.key).value(), r.store);
+    if (!removed) return PeerServer::Refusal{peer::ErrorCode::NotPresent, removed.error()};
+    if (*removed) log::info("removed {} from swarm store {} at the request of node {}", r.key, r.store, r.asker.hex());
+    return *removed;
   });
   peer_server_->on_dial_back([this](const NodeId& node, std::size_t swarm, const std::string& observed,
                                     const std::string& host, std::uint16_t port, std::function<void(Result<bool>)> done) {
@@ -282,9 +300,30 @@ void Daemon::build_reachability(std::uint16_t dht_port) {
           [this] { relays_->update(); }});
 }
 
+TrashReply Daemon::trash() const {
+  TrashReply out;
+  auto now = std::filesystem::file_time_type::clock::now();
+  auto wall = std::chrono::system_clock::now();
+  for (const auto& t : list_trash(objects_.trash_dir())) {
+    auto age = std::chrono::duration_cast<std::chrono::seconds>(now - t.removed);
+    auto removed = std::chrono::duration_cast<std::chrono::seconds>((wall - age).time_since_epoch()).count();
+    out.entries.push_back({t.store, t.key, t.bytes, removed, std::max<std::int64_t>(0, (config_.trash_grace - age).count())});
+  }
+  return out;
+}
+
+void Daemon::purge_trash() {
+  // Objects removed from swarm stores stay in the trash for trash-grace.
+  auto cutoff = std::filesystem::file_time_type::clock::now() - config_.trash_grace;
+  if (auto n = annexswarm::purge_trash(objects_.trash_dir(), cutoff))
+    log::info("purged {} object(s) kept in the trash longer than {} s", n, config_.trash_grace.count());
+  trash_timer_->schedule(std::chrono::hours(1), [this] { purge_trash(); });
+}
+
 void Daemon::stop() {
   if (stopping_) return;
   stopping_ = true;
+  trash_timer_->cancel();
   announcer_->stop();  // saves the announce state
   book_->stop();
   relays_->stop();     // releases reservations

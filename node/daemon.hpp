@@ -56,6 +56,8 @@ private:
   void reload();  // SIGHUP: read the config file again; apply what can change while running
   void wait_for_signal();
   StatusReply status() const;
+  TrashReply trash() const;
+  void purge_trash();  // then again in an hour
   bool nat_applies() const;
 
   DaemonConfig config_;
@@ -86,6 +88,7 @@ private:
   std::unique_ptr<ControlApi> api_;
   std::unique_ptr<ControlServer> control_;
   asio::steady_timer stop_timer_{io_};
+  std::unique_ptr<Timer> trash_timer_ = timers_->make_timer();
   bool stopping_ = false;
 };
 

@@ -70,13 +70,23 @@ Result<std::size_t> LocalObjects::store(const std::string& uuid) {
 Result<bool> LocalObjects::remove_from_store(const AnnexKey& key, std::string_view store) {
   auto index = index_of(store);
   if (!index || !repos_[*index].store) return Error{"no swarm store " + std::string(store) + " on this node"};
-  auto removed = annexswarm::remove_from_store(repos_[*index], key);
+  auto removed = annexswarm::remove_from_store(repos_[*index], key, trash_dir());
   if (!removed) return Error{removed.error()};
   if (*removed) {
-    log::info("removed {} from swarm store {}", key.str(), std::string(store));
+    log::info("moved {} from swarm store {} to the trash", key.str(), std::string(store));
     changed(*index, key, false);
   }
   return *removed;
+}
+
+Result<bool> LocalObjects::restore(const AnnexKey& key, std::string_view store) {
+  auto index = index_of(store);
+  if (!index || !repos_[*index].store) return Error{"no swarm store " + std::string(store) + " on this node"};
+  auto restored = restore_from_trash(repos_[*index], key, trash_dir());
+  if (!restored) return Error{restored.error()};
+  log::info("took {} back into swarm store {} from the trash", key.str(), std::string(store));
+  changed(*index, key, true);
+  return true;
 }
 
 void LocalObjects::changed(std::size_t index, const AnnexKey& key, bool present) {

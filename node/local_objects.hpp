@@ -32,8 +32,11 @@ public:
 
   // The swarm store with that UUID, made when new. An error when it is a repository.
   Result<std::size_t> store(const std::string& uuid);
-  // Removes the key from one of our swarm stores; false when it was not there.
+  // Moves the key from one of our swarm stores to the trash; false when it was not there.
   Result<bool> remove_from_store(const AnnexKey& key, std::string_view store);
+  // Takes a trashed key back into its store.
+  Result<bool> restore(const AnnexKey& key, std::string_view store);
+  std::filesystem::path trash_dir() const { return state_dir_ / "trash"; }
   // A key came into a store (or left it) through us: whoever lists keys hears of it.
   void changed(std::size_t index, const AnnexKey& key, bool present);
 

@@ -356,7 +356,11 @@ void ObjectService::remove(const RemoveRequest& request, Done<RemoveReply> done)
   }
   // Every other node whose record says its store holds the key removes it too.
   find_sources(request.key, request.store, "", [this, request, done](std::vector<FetchSource> sources) {
-    ask_all(sources, peer::Remove{1, request.key.str(), request.store}, [done](auto answers) {
+    auto remove = [this, request, sources](std::size_t i) -> peer::Frame {
+      const auto& token = directory_.swarms()[sources[i].swarm];
+      return peer::Remove{1, request.key.str(), request.store, token.store_capability(request.store)};
+    };
+    ask_each(sources, remove, [done](auto answers) {
       RemoveReply reply;
       for (const auto& [node, answer] : answers) {
         if (answer && std::holds_alternative<peer::HaveReply>(*answer)) reply.removed_from.push_back(node);

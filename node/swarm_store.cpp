@@ -108,15 +108,60 @@ Result<std::uint64_t> copy_verified(const fs::path& file, const AnnexKey& key, c
   return total;
 }
 
-Result<bool> remove_from_store(const AnnexRepo& store, const AnnexKey& key) {
+Result<bool> remove_from_store(const AnnexRepo& store, const AnnexKey& key, const fs::path& trash) {
   auto path = object_path(store, key);
-  if (::unlink(path.c_str()) != 0) {
+  struct stat st {};
+  if (::lstat(path.c_str(), &st) != 0) {
     if (errno == ENOENT) return false;
     return Error{"cannot remove " + path.string() + ": " + std::strerror(errno)};
   }
+  auto dest = trash / store.uuid / key.str();
   std::error_code ec;
+  fs::create_directories(dest.parent_path(), ec);
+  if (ec) return Error{"cannot make the trash " + dest.parent_path().string() + ": " + ec.message()};
+  if (::rename(path.c_str(), dest.c_str()) != 0)
+    return Error{"cannot move " + path.string() + " to the trash: " + std::strerror(errno)};
+  // The grace period runs from now.
+  ::utimensat(AT_FDCWD, dest.c_str(), nullptr, AT_SYMLINK_NOFOLLOW);
   fs::remove(path.parent_path(), ec);  // the KEY directory, when empty
   return true;
+}
+
+Result<bool> restore_from_trash(const AnnexRepo& store, const AnnexKey& key, const fs::path& trash) {
+  auto from = trash / store.uuid / key.str();
+  struct stat st {};
+  if (::lstat(from.c_str(), &st) != 0 || !S_ISREG(st.st_mode))
+    return Error{"the trash of store " + store.uuid + " does not hold " + key.str()};
+  auto dest = object_path(store, key);
+  std::error_code ec;
+  fs::create_directories(dest.parent_path(), ec);
+  if (ec) return Error{"cannot create " + dest.parent_path().string() + ": " + ec.message()};
+  if (::rename(from.c_str(), dest.c_str()) != 0)
+    return Error{"cannot put " + key.str() + " back: " + std::strerror(errno)};
+  return true;
+}
+
+std::vector<Trashed> list_trash(const fs::path& trash) {
+  std::vector<Trashed> out;
+  std::error_code ec;
+  for (const auto& store : fs::directory_iterator(trash, ec)) {
+    if (!store.is_directory(ec) || !is_annex_uuid(store.path().filename().string())) continue;
+    for (const auto& entry : fs::directory_iterator(store.path(), ec)) {
+      if (!entry.is_regular_file(ec)) continue;
+      out.push_back({store.path().filename().string(), entry.path().filename().string(), entry.file_size(ec),
+                     entry.last_write_time(ec)});
+    }
+  }
+  std::sort(out.begin(), out.end(), [](const Trashed& a, const Trashed& b) { return a.removed < b.removed; });
+  return out;
+}
+
+std::size_t purge_trash(const fs::path& trash, fs::file_time_type cutoff) {
+  std::size_t purged = 0;
+  std::error_code ec;
+  for (const auto& t : list_trash(trash))
+    if (t.removed < cutoff && fs::remove(trash / t.store / t.key, ec)) ++purged;
+  return purged;
 }
 
 }  // namespace annexswarm

@@ -32,7 +32,20 @@ Result<std::uint64_t> copy_verified(const std::filesystem::path& file, const Ann
 Result<std::uint64_t> import_into_store(const AnnexRepo& store, const AnnexKey& key,
                                         const std::filesystem::path& file,
                                         const std::function<void(std::uint64_t)>& progress);
-// True when the key was there.
-Result<bool> remove_from_store(const AnnexRepo& store, const AnnexKey& key);
+// Moves the key's object out of the store into `trash` (<trash>/<store uuid>/KEY, its
+// time set to now), where it stays until purge_trash; true when the key was there.
+Result<bool> remove_from_store(const AnnexRepo& store, const AnnexKey& key, const std::filesystem::path& trash);
+// Puts a trashed object back into the store; an error when the trash does not hold it.
+Result<bool> restore_from_trash(const AnnexRepo& store, const AnnexKey& key, const std::filesystem::path& trash);
+
+struct Trashed {
+  std::string store;  // uuid
+  std::string key;
+  std::uint64_t bytes = 0;
+  std::filesystem::file_time_type removed;
+};
+std::vector<Trashed> list_trash(const std::filesystem::path& trash);
+// Deletes what was trashed before `cutoff`; how many objects went.
+std::size_t purge_trash(const std::filesystem::path& trash, std::filesystem::file_time_type cutoff);
 
 }  // namespace annexswarm

@@ -68,6 +68,7 @@ enum class ErrorCode : std::uint32_t {
   Busy = 6,          // too many peers or requests; retry later
   Unsupported = 7,   // unknown request type or protocol version
   Internal = 8,
+  NotAllowed = 9,    // the request needs a power the asker did not show (a store's write capability)
 };
 
 // Each frame: its fields, then its wire definition (type number, name, fields in wire
@@ -202,11 +203,12 @@ struct Remove {
   std::uint32_t id = 0;
   std::string key;
   std::string store;  // the swarm store's annex UUID
+  Bytes capability;   // the store's write capability (SwarmToken::store_capability)
   friend bool operator==(const Remove&, const Remove&) = default;
 };
 template <> inline constexpr auto kSpec<Remove> =
     spec<Remove>(13, "REMOVE", field(&Remove::id), field(&Remove::key, rule::Key{}),
-                 field(&Remove::store, rule::Uuid{false}));
+                 field(&Remove::store, rule::Uuid{false}), field(&Remove::capability, rule::Blob{32, 32}));
 
 struct DialBack {
   std::uint32_t id = 0;

@@ -76,6 +76,11 @@ std::string SwarmToken::id() const {
   return to_hex(ByteView(digest.data(), 4));
 }
 
+Bytes SwarmToken::store_capability(std::string_view store_uuid) const {
+  auto digest = crypto::hmac_sha256(secret_, as_bytes("annex-swarm store write/" + std::string(store_uuid)));
+  return Bytes(digest.begin(), digest.end());
+}
+
 std::string SwarmToken::public_id() const {
   auto digest = crypto::hmac_sha256(secret_, as_bytes("annex-swarm public swarm id"));
   return to_hex(ByteView(digest.data(), 16));

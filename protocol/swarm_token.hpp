@@ -69,6 +69,9 @@ public:
   DhtLocation nodes_location() const;
   DhtLocation relays_location() const;
 
+  // The write capability of swarm store `store_uuid` (32 bytes): REMOVE must carry it.
+  Bytes store_capability(std::string_view store_uuid) const;
+
   // Key for sealing record bodies (AES-256-GCM).
   const crypto::AeadKey& record_key() const { return record_key_; }
   // A stable 64-bit DHT value id for one publisher's record at one location.

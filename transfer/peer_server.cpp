@@ -360,8 +360,8 @@ private:
 
   void serve(const Remove& f) {
     if (!server_.remove_) return reply(ErrorFrame{f.id, ErrorCode::Unsupported, "this node keeps no swarm stores", 0});
-    auto removed = server_.remove_(AnnexKey::parse(f.key).value(), f.store);
-    if (!removed) return reply(ErrorFrame{f.id, ErrorCode::NotPresent, removed.error(), 0});
+    auto removed = server_.remove_(StoreRemoval{peer_, swarm_, f.key, f.store, f.capability});
+    if (auto* refusal = std::get_if<Refusal>(&removed)) return reply(ErrorFrame{f.id, refusal->code, refusal->why, 0});
     reply(HaveReply{f.id, {0}});
   }
 

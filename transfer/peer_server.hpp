@@ -79,8 +79,21 @@ public:
   // swarm store with that annex UUID (empty: in any of them).
   using ObjectLocator =
       std::function<std::optional<std::filesystem::path>(const AnnexKey&, std::string_view repo)>;
-  // Removes a key from one of this node's swarm stores; an error when `store` is not one.
-  using StoreRemover = std::function<Result<bool>(const AnnexKey&, std::string_view store)>;
+  // A member asks to remove a key from one of this node's swarm stores. The callee checks
+  // the asker's power (the store's write capability) and answers true (removed), false
+  // (not there), or a refusal with its error code.
+  struct StoreRemoval {
+    NodeId asker;
+    std::size_t swarm = 0;
+    std::string key;  // a valid annex key
+    std::string store;
+    Bytes capability;
+  };
+  struct Refusal {
+    peer::ErrorCode code;
+    std::string why;
+  };
+  using StoreRemover = std::function<std::variant<bool, Refusal>(const StoreRemoval&)>;
 
   PeerServer(asio::io_context& io, std::shared_ptr<TlsCredentials> credentials, std::vector<SwarmToken> swarms,
              ObjectLocator locate, PeerServerLimits limits = {});

@@ -193,9 +193,12 @@ BOOST_AUTO_TEST_CASE(have_and_manifest_describe_the_object) {
 BOOST_AUTO_TEST_CASE(have_counts_only_the_repository_asked_about_and_remove_drops_from_a_store) {
   Fixture f;
   std::vector<std::string> removed;
-  f.server->on_remove([&](const AnnexKey& k, std::string_view store) -> Result<bool> {
-    if (store != kStore) return Error{"not a swarm store here"};
-    removed.push_back(k.str());
+  f.server->on_remove([&](const PeerServer::StoreRemoval& r) -> std::variant<bool, PeerServer::Refusal> {
+    BOOST_TEST(r.swarm == 0u);
+    if (r.capability != f.swarm.store_capability(r.store))
+      return PeerServer::Refusal{ErrorCode::NotAllowed, "no write capability"};
+    if (r.store != kStore) return PeerServer::Refusal{ErrorCode::NotPresent, "not a swarm store here"};
+    removed.push_back(r.key);
     return true;
   });
   auto link = f.dial();
@@ -205,9 +208,13 @@ BOOST_AUTO_TEST_CASE(have_counts_only_the_repository_asked_about_and_remove_drop
   BOOST_TEST(sizes("") == f.content.size() + 1);
   BOOST_TEST(sizes(kStore) == f.content.size() + 1);
   BOOST_TEST(sizes(kOtherRepo) == 0u);  // held here, but not in that repository
-  auto refused = f.ask(*link, Remove{3, f.key, std::string(kOtherRepo)});
+  auto refused = f.ask(*link, Remove{3, f.key, std::string(kOtherRepo), f.swarm.store_capability(kOtherRepo)});
   BOOST_TEST((std::get<ErrorFrame>(refused[0]).code == ErrorCode::NotPresent));
-  auto done = f.ask(*link, Remove{4, f.key, std::string(kStore)});
+  // The asker's power is the callee's to check; its refusal reaches the asker with its code.
+  auto powerless = f.ask(*link, Remove{5, f.key, std::string(kStore), Bytes(32, 0)});
+  BOOST_TEST((std::get<ErrorFrame>(powerless[0]).code == ErrorCode::NotAllowed));
+  BOOST_TEST(removed.empty());
+  auto done = f.ask(*link, Remove{4, f.key, std::string(kStore), f.swarm.store_capability(kStore)});
   BOOST_TEST((std::get<HaveReply>(done[0]).sizes == std::vector<std::uint64_t>{0}));
   BOOST_TEST(removed == std::vector<std::string>{f.key});
 }

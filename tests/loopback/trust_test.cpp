@@ -8,7 +8,9 @@
 
 #include <fstream>
 
+#include "discovery/control_client.hpp"
 #include "node/endpoint_book.hpp"
+#include "protocol/crypto.hpp"
 #include "protocol/ip_address.hpp"
 #include "protocol/swarm_token.hpp"
 #include "tests/support/test_support.hpp"
@@ -45,6 +47,37 @@ struct CountingListener {
   int accepted = 0;
 };
 
+// An authenticated member link to a daemon on 127.0.0.1, as a node of our own.
+struct MemberLink {
+  MemberLink(asio::io_context& io, const DaemonProcess& daemon, const SwarmToken& swarm) : io(io) {
+    DirectDialer dialer(io, me.credentials);
+    auto id = NodeId::from_hex(daemon.node_id());
+    BOOST_REQUIRE(id);
+    dialer.dial({*id, {tcp::endpoint(asio::ip::make_address("127.0.0.1"), daemon.port())}, {}, false}, swarm,
+                [&](Result<std::shared_ptr<PeerLink>> r) {
+                  BOOST_REQUIRE_MESSAGE(r, r.error());
+                  link = *r;
+                });
+    run_io_until(io, [&] { return link != nullptr; }, 30s);
+  }
+  ~MemberLink() {
+    if (link) link->close();
+  }
+  peer::Frame ask(const peer::Frame& request) {
+    std::optional<peer::Frame> reply;
+    link->send(request);
+    link->receive([&](Result<peer::Frame> f) {
+      BOOST_REQUIRE_MESSAGE(f, f.error());
+      reply = *f;
+    });
+    run_io_until(io, [&] { return reply.has_value(); }, 30s);
+    return *reply;
+  }
+  asio::io_context& io;
+  TestIdentity me;
+  std::shared_ptr<PeerLink> link;
+};
+
 }  // namespace
 
 BOOST_AUTO_TEST_SUITE(dial_back)
@@ -64,29 +97,12 @@ BOOST_AUTO_TEST_CASE(a_member_cannot_aim_dial_backs_at_loopback_the_node_itself_
       break;
     }
 
-  TestIdentity me;
-  DirectDialer dialer(io, me.credentials);
-  auto id = NodeId::from_hex(node->node_id());
-  BOOST_REQUIRE(id);
-  std::shared_ptr<PeerLink> link;
-  dialer.dial({*id, {tcp::endpoint(asio::ip::make_address("127.0.0.1"), node->port())}, {}, false}, swarm,
-              [&](Result<std::shared_ptr<PeerLink>> r) {
-                BOOST_REQUIRE_MESSAGE(r, r.error());
-                link = *r;
-              });
-  run_io_until(io, [&] { return link != nullptr; }, 30s);
-
+  MemberLink member(io, *node, swarm);
   auto ask = [&](const std::string& host, std::uint16_t port) {
     static std::uint32_t id = 0;
-    std::optional<peer::Frame> reply;
-    link->send(peer::DialBack{++id, host, port});
-    link->receive([&](Result<peer::Frame> f) {
-      BOOST_REQUIRE_MESSAGE(f, f.error());
-      reply = *f;
-    });
-    run_io_until(io, [&] { return reply.has_value(); }, 30s);
-    auto* answer = std::get_if<peer::DialBackReply>(&*reply);
-    BOOST_REQUIRE_MESSAGE(answer, "the reply to DIAL_BACK " << host << " is " << peer::frame_name(*reply));
+    auto reply = member.ask(peer::DialBack{++id, host, port});
+    auto* answer = std::get_if<peer::DialBackReply>(&reply);
+    BOOST_REQUIRE_MESSAGE(answer, "the reply to DIAL_BACK " << host << " is " << peer::frame_name(reply));
     return *answer;
   };
   // Where the asker is seen (loopback here), loopback named outright, a private network
@@ -103,7 +119,6 @@ BOOST_AUTO_TEST_CASE(a_member_cannot_aim_dial_backs_at_loopback_the_node_itself_
   io.poll();
   BOOST_TEST(on_loopback.accepted == 0);
   if (on_own) BOOST_TEST(on_own->accepted == 0);
-  link->close();
 }
 
 BOOST_AUTO_TEST_SUITE_END()
@@ -147,6 +162,77 @@ BOOST_AUTO_TEST_CASE(a_symbolic_link_at_dest_part_is_refused_and_its_target_unto
   out = annex_swarm({"get", key, "--to", to.string(), "--state-dir", down->state_dir().string()});
   BOOST_REQUIRE_MESSAGE(out.exit_code == 0, out.err);
   BOOST_TEST(std::filesystem::file_size(to) == 3u << 20);
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+BOOST_AUTO_TEST_SUITE(scoped_removal)
+
+namespace {
+const std::string kStore = "0c3f9e2a-1111-2222-3333-444455556666";
+
+// A key put into the daemon's swarm store `kStore` as git-annex-remote-swarm does (STORE).
+std::string store_one(const TempDir& dir, const DaemonProcess& daemon) {
+  std::string content = "kept by the swarm\n";
+  auto key = "SHA256E-s" + std::to_string(content.size()) + "--" + to_hex(crypto::sha256(as_bytes(content)));
+  std::ofstream(dir.path() / "kept.txt") << content;
+  auto client = ControlClient::connect(daemon.state_dir());
+  BOOST_REQUIRE_MESSAGE(client, client.error());
+  auto reply = client->request({{"op", "store"}, {"key", key}, {"file", (dir.path() / "kept.txt").string()},
+                                {"store", kStore}});
+  std::string why = reply ? reply->dump() : reply.error();
+  BOOST_REQUIRE_MESSAGE(reply && reply->value("ok", false), why);
+  return key;
+}
+
+std::uint64_t held(MemberLink& m, const std::string& key) {
+  auto reply = m.ask(peer::Have{1, {key}, kStore});
+  return std::get<peer::HaveReply>(reply).sizes.at(0);
+}
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(only_the_stores_write_capability_removes_and_the_trash_gives_it_back) {
+  TempDir dir;
+  auto swarm = SwarmToken::generate();
+  auto holder = start_loopback_daemon(dir.path(), "holder", {"--bootstrap", "none", "--swarm", swarm.str()});
+  auto key = store_one(dir, *holder);
+  asio::io_context io;
+  MemberLink member(io, *holder, swarm);
+  BOOST_REQUIRE(held(member, key) > 0u);
+
+  auto refused = member.ask(peer::Remove{2, key, kStore, Bytes(32, 0)});
+  auto* error = std::get_if<peer::ErrorFrame>(&refused);
+  BOOST_REQUIRE(error);
+  BOOST_TEST((error->code == peer::ErrorCode::NotAllowed));
+  BOOST_TEST(held(member, key) > 0u);
+  BOOST_TEST(holder->log().find("refused to remove " + key) != std::string::npos);
+
+  auto removed = member.ask(peer::Remove{3, key, kStore, swarm.store_capability(kStore)});
+  BOOST_REQUIRE(std::holds_alternative<peer::HaveReply>(removed));
+  BOOST_TEST(held(member, key) == 0u);
+  // Logged with who asked; kept in the trash.
+  BOOST_TEST(holder->log().find("at the request of node " + member.me.id.hex()) != std::string::npos);
+  auto trash = annex_swarm({"trash", "--json", "--state-dir", holder->state_dir().string()});
+  BOOST_REQUIRE_MESSAGE(trash.exit_code == 0, trash.err);
+  BOOST_TEST(trash.out.find(key) != std::string::npos);
+  auto restored = annex_swarm({"restore", key, "--store", kStore, "--state-dir", holder->state_dir().string()});
+  BOOST_REQUIRE_MESSAGE(restored.exit_code == 0, restored.err);
+  BOOST_TEST(held(member, key) > 0u);
+  BOOST_TEST(annex_swarm({"trash", "--state-dir", holder->state_dir().string()}).exit_code == 1);  // empty
+}
+
+BOOST_AUTO_TEST_CASE(nothing_is_removed_on_request_in_the_public_swarm) {
+  TempDir dir;
+  auto swarm = SwarmToken::public_swarm();
+  auto holder = start_loopback_daemon(dir.path(), "holder", {"--bootstrap", "none", "--swarm", "public"});
+  auto key = store_one(dir, *holder);
+  asio::io_context io;
+  MemberLink member(io, *holder, swarm);
+  auto refused = member.ask(peer::Remove{2, key, kStore, swarm.store_capability(kStore)});
+  auto* error = std::get_if<peer::ErrorFrame>(&refused);
+  BOOST_REQUIRE(error);
+  BOOST_TEST((error->code == peer::ErrorCode::NotAllowed));
+  BOOST_TEST(held(member, key) > 0u);
 }
 
 BOOST_AUTO_TEST_SUITE_END()

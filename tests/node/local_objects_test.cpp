@@ -102,6 +102,39 @@ BOOST_AUTO_TEST_CASE(an_object_that_resolves_outside_the_annex_is_not_served) {
   BOOST_TEST(objects.locate(key, kStore).has_value());
 }
 
+BOOST_AUTO_TEST_CASE(a_removed_object_waits_in_the_trash_until_restored_or_purged) {
+  test::TempDir dir;
+  LocalObjects objects(dir.path());
+  BOOST_REQUIRE(objects.open({}));
+  auto index = objects.store(kStore).value();
+  std::vector<bool> changes;
+  objects.on_changed([&](std::size_t, const AnnexKey&, bool present) { changes.push_back(present); });
+  std::string content = "bytes\n";
+  auto key = AnnexKey::parse("SHA256E-s6--" + to_hex(crypto::sha256(as_bytes(content)))).value();
+  std::ofstream(dir.path() / "f") << content;
+  BOOST_REQUIRE(import_into_store(objects.at(index), key, dir.path() / "f", nullptr));
+  BOOST_REQUIRE(objects.remove_from_store(key, kStore).value());
+  BOOST_TEST(!objects.locate(key, kStore).has_value());
+  auto trashed = list_trash(objects.trash_dir());
+  BOOST_REQUIRE(trashed.size() == 1u);
+  BOOST_TEST(trashed[0].key == key.str());
+  BOOST_TEST(trashed[0].store == kStore);
+  BOOST_TEST(trashed[0].bytes == content.size());
+  // Within the grace period: back, and served again.
+  BOOST_TEST(purge_trash(objects.trash_dir(), trashed[0].removed) == 0u);
+  BOOST_REQUIRE(objects.restore(key, kStore));
+  BOOST_TEST(objects.locate(key, kStore).has_value());
+  BOOST_TEST(list_trash(objects.trash_dir()).empty());
+  BOOST_TEST(!objects.restore(key, kStore));  // not in the trash any more
+  BOOST_TEST((changes == std::vector<bool>{false, true}));
+  // After it: gone for good.
+  BOOST_REQUIRE(objects.remove_from_store(key, kStore).value());
+  auto after = list_trash(objects.trash_dir())[0].removed + std::chrono::seconds(1);
+  BOOST_TEST(purge_trash(objects.trash_dir(), after) == 1u);
+  BOOST_TEST(list_trash(objects.trash_dir()).empty());
+  BOOST_TEST(!objects.restore(key, kStore));
+}
+
 BOOST_AUTO_TEST_CASE(removing_what_is_not_there_is_no_error_and_no_change) {
   test::TempDir dir;
   LocalObjects objects(dir.path());

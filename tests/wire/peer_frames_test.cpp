@@ -44,7 +44,7 @@ BOOST_AUTO_TEST_CASE(every_frame_type_round_trips) {
                             Proof{Bytes(32, 9)},
                             Have{1, {kKey, "WORM-s1-m1--x"}, ""},
                             Have{1, {kKey}, "5b3b4ab8-0e3a-4c4f-9c1c-2d6e1f0a9b77"},
-                            Remove{4, kKey, "5b3b4ab8-0e3a-4c4f-9c1c-2d6e1f0a9b77"},
+                            Remove{4, kKey, "5b3b4ab8-0e3a-4c4f-9c1c-2d6e1f0a9b77", Bytes(32, 7)},
                             HaveReply{1, {0, 7}},
                             Manifest{2, kKey},
                             ManifestReply{2, 4, 6, Bytes(32, 5), 0, Bytes(64, 1)},
