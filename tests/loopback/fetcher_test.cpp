@@ -137,9 +137,9 @@ BOOST_AUTO_TEST_CASE(one_good_and_one_corrupt_replica_the_good_one_wins_whicheve
   // another object's bytes), five where the corrupt manifest's root sorts first and five
   // where it sorts last.
   int corrupt_first = 0, corrupt_last = 0;
+  Swarm swarm(2, 5 * 1024 * 1024 + 77);  // each run serves its corrupt copy from a file of its own
   for (std::uint32_t variant = 0; corrupt_first + corrupt_last < 10; ++variant) {
     BOOST_REQUIRE(variant < 200);
-    Swarm swarm(2, 5 * 1024 * 1024 + 77);
     auto bad = swarm.content;
     std::mt19937 rng(variant);
     auto at = rng() % bad.size();
@@ -152,8 +152,10 @@ BOOST_AUTO_TEST_CASE(one_good_and_one_corrupt_replica_the_good_one_wins_whicheve
     bool sorts_first = manifest_root(bad) < manifest_root(swarm.content);
     if ((sorts_first && corrupt_first == 5) || (!sorts_first && corrupt_last == 5)) continue;
     (sorts_first ? corrupt_first : corrupt_last)++;
-    std::ofstream(swarm.dir.path() / "corrupt", std::ios::binary) << bad;
-    swarm.replica[1] = swarm.dir.path() / "corrupt";
+    auto corrupt = swarm.dir.path() / ("corrupt-" + std::to_string(variant));
+    std::ofstream(corrupt, std::ios::binary) << bad;
+    swarm.replica[1] = corrupt;
+    std::filesystem::remove(swarm.dir.path() / "fetched");
     auto out = swarm.fetch(swarm.key, swarm.sources());
     BOOST_REQUIRE_MESSAGE(!out.error, "variant " << variant << ": " << out.error.value_or(""));
     BOOST_TEST((swarm.fetched() == swarm.content), "variant " << variant);
