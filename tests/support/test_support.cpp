@@ -126,6 +126,12 @@ DaemonProcess::~DaemonProcess() {
   }
 }
 
+std::string DaemonProcess::ended_how() const {
+  if (exit_status_ < 0) return "still running";
+  return exit_status_ >= 128 ? "killed by signal " + std::to_string(exit_status_ - 128)
+                             : "exit status " + std::to_string(exit_status_);
+}
+
 bool DaemonProcess::wait_ready() {
   return wait_until([&] {
     if (pid_ < 0) return true;
@@ -179,7 +185,7 @@ std::unique_ptr<DaemonProcess> start_loopback_daemon(const fs::path& dir, const 
                                                      std::vector<std::string> args) {
   args.insert(args.end(), {"--port", "0", "--listen", "127.0.0.1", "--poll-interval", "1s"});
   auto d = std::make_unique<DaemonProcess>(dir / ("state-" + name), args);
-  BOOST_REQUIRE_MESSAGE(d->wait_ready(), "daemon " + name + " did not start:\n" + d->log());
+  BOOST_REQUIRE_MESSAGE(d->wait_ready(), "daemon " + name + " did not start (" + d->ended_how() + "):\n" + d->log());
   return d;
 }
 

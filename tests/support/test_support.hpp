@@ -90,6 +90,8 @@ public:
   void stop();
   void kill_hard();  // SIGKILL: a crash, nothing saved on the way out
   int wait_exit();   // exit status once stopped or dead
+  // How a daemon that did not start ended: "exit status N" or "killed by signal N".
+  std::string ended_how() const;
   std::string log() const;
   const std::filesystem::path& state_dir() const { return state_dir_; }
   pid_t pid() const { return pid_; }
