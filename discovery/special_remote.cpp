@@ -399,13 +399,15 @@ private:
     // only they are believed on their word that they hold a key (when there is no local
     // copy to check them against). `git annex enableremote` pins again.
     if (auto nodes = daemon({{"op", "discover"}, {"uuid", uuid()}}); nodes && !(*nodes)["nodes"].empty()) {
+      std::vector<std::string> pinned;
       std::string pins;
-      for (const auto& n : (*nodes)["nodes"]) pins += (pins.empty() ? "" : ",") + n.value("node", std::string());
+      for (const auto& n : (*nodes)["nodes"]) {
+        pinned.push_back(n.value("node", std::string()));
+        pins += (pins.empty() ? "" : ",") + pinned.back();
+      }
       ch_.send("SETCONFIG pinned " + pins);
       std::lock_guard lock(settings_.mutex);
-      settings_.pinned.clear();
-      std::istringstream in(pins);
-      for (std::string node; std::getline(in, node, ',');) settings_.pinned.push_back(node);
+      settings_.pinned = std::move(pinned);
     }
     {
       std::lock_guard lock(settings_.mutex);
