@@ -302,11 +302,7 @@ bool dial_back_allowed(const DialBackAsk& ask, const std::vector<std::string>& o
 
 void DialBackResponder::dial_back(const NodeId& node, std::size_t swarm, const DialBackAsk& ask,
                                   std::function<void(Result<bool>)> done) {
-  auto refuse = [this, &done, &node](const char* why) {
-    ++refused_;
-    log::debug("refused a dial-back for {}: {}", node.hex(), why);
-    done(Error{std::string(kGenericFailure)});
-  };
+  auto refuse = [&](const char* why) { refuse_dial(node, ask, why, done); };
   if (swarm >= swarms_.size()) return refuse("unknown swarm");
   auto now = timers_.now();
   auto& recent = recent_[node];
@@ -327,14 +323,17 @@ void DialBackResponder::dial_back(const NodeId& node, std::size_t swarm, const D
   mediator_.contact(node, swarm, [this, alive = alive_, node, swarm, ask, own, done](std::vector<Endpoint> contact) {
     if (!*alive) return;
     --in_flight_;
-    if (!dial_back_allowed(ask, own, contact)) {
-      ++refused_;
-      log::debug("refused a dial-back for {} to {}: neither where it is seen nor in its contact record", node.hex(),
-                 host_port(ask.host, ask.port));
-      return done(Error{std::string(kGenericFailure)});
-    }
+    if (!dial_back_allowed(ask, own, contact))
+      return refuse_dial(node, ask, "neither where it is seen nor in its contact record", done);
     dial(node, swarm, ask, done);
   });
+}
+
+void DialBackResponder::refuse_dial(const NodeId& node, const DialBackAsk& ask, const char* why,
+                                    const std::function<void(Result<bool>)>& done) {
+  ++refused_;
+  log::debug("refused a dial-back for {} to {}: {}", node.hex(), host_port(ask.host, ask.port), why);
+  done(Error{std::string(kGenericFailure)});
 }
 
 void DialBackResponder::dial(const NodeId& node, std::size_t swarm, const DialBackAsk& ask,

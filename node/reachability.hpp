@@ -169,6 +169,9 @@ public:
 
 private:
   void dial(const NodeId& node, std::size_t swarm, const DialBackAsk& ask, std::function<void(Result<bool>)> done);
+  // Every refusal: counted, logged for this node's owner, one reason for the asker.
+  void refuse_dial(const NodeId& node, const DialBackAsk& ask, const char* why,
+                   const std::function<void(Result<bool>)>& done);
 
   Timers& timers_;
   std::shared_ptr<PeerDialer> dialer_;
