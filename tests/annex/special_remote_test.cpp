@@ -96,9 +96,7 @@ BOOST_AUTO_TEST_CASE(a_repository_behind_an_unreachable_url_is_reached_through_t
   // Repository A (the home server) and C (another copy) both hold big.bin; B is a clone
   // whose URL for A no longer works.
   auto content = random_content(12u << 20, 7);
-  auto a = make_annex_repo(swarm.dir.path() / "a", {});
-  std::ofstream(a.path / "big.bin", std::ios::binary) << content;
-  sh(a.path, "git annex add -q big.bin && git commit -qm big");
+  auto a = make_annex_repo(swarm.dir.path() / "a", {{"big.bin", content}});
   auto key = a.key_of("big.bin");
   auto c_path = swarm.dir.path() / "c";
   sh(swarm.dir.path(), "git clone -q a c && cd c && git annex init -q c && git annex get -q big.bin");
@@ -141,9 +139,7 @@ BOOST_AUTO_TEST_CASE(a_member_claiming_copies_it_does_not_hold_cannot_make_a_dro
   // sameas remote for A. A liar serves a repository that claims A's UUID, holds nothing,
   // and says "held" to every question.
   auto content = random_content(2u << 20, 5);
-  auto a = make_annex_repo(swarm.dir.path() / "a", {});
-  std::ofstream(a.path / "big.bin", std::ios::binary) << content;
-  sh(a.path, "git annex add -q big.bin && git commit -qm big");
+  auto a = make_annex_repo(swarm.dir.path() / "a", {{"big.bin", content}});
   auto key = a.key_of("big.bin");
   auto b_path = swarm.dir.path() / "b";
   sh(swarm.dir.path(), "git clone -q a b && cd b && git annex init -q b && git annex get -q big.bin");
@@ -214,9 +210,7 @@ BOOST_AUTO_TEST_CASE(the_token_and_the_state_dir_never_enter_the_git_annex_branc
   Swarm swarm;
   auto local = swarm.node("local");
   auto content = random_content(3u << 20, 11);
-  auto repo = make_annex_repo(swarm.dir.path() / "repo", {});
-  std::ofstream(repo.path / "f.bin", std::ios::binary) << content;
-  sh(repo.path, "git annex add -q f.bin && git commit -qm f");
+  auto repo = make_annex_repo(swarm.dir.path() / "repo", {{"f.bin", content}});
   // Given as swarm=TOKEN and statedir=DIR (as a user of an older version would): both
   // are taken out of the remote's config; the swarm's public id is kept instead.
   swarm.initremote(repo.path, "swarm", *local);

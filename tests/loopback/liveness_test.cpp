@@ -89,10 +89,7 @@ struct Swarm {
   std::unique_ptr<DaemonProcess> seeder(const std::string& name, std::vector<std::string> extra = {},
                                         std::vector<std::string> launcher = {}) {
     auto repo_path = dir.path() / ("repo-" + name);
-    std::filesystem::create_directories(repo_path);
-    std::ofstream(repo_path / "big.bin", std::ios::binary) << content;
-    auto repo = make_annex_repo(repo_path, {});
-    sh(repo_path, "git annex add -q big.bin && git commit -qm big");
+    auto repo = make_annex_repo(repo_path, {{"big.bin", content}});
     key = repo.key_of("big.bin");
     extra.insert(extra.end(), {"--repo", repo_path.string()});
     return start(name, extra, launcher);

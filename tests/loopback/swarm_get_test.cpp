@@ -47,10 +47,7 @@ struct GetNetwork {
 
   std::unique_ptr<DaemonProcess> start_seeder(const std::string& name, std::vector<std::string> extra) {
     auto repo_path = dir.path() / ("repo-" + name);
-    std::filesystem::create_directories(repo_path);
-    std::ofstream(repo_path / "big.bin", std::ios::binary) << content;
-    auto repo = make_annex_repo(repo_path, {});
-    sh(repo_path, "git annex add -q big.bin && git commit -qm big");
+    auto repo = make_annex_repo(repo_path, {{"big.bin", content}});
     key = repo.key_of("big.bin");
     std::vector<std::string> args{"--bootstrap", bootstrap, "--swarm", swarm, "--repo", repo_path.string()};
     args.insert(args.end(), extra.begin(), extra.end());
@@ -150,10 +147,7 @@ BOOST_AUTO_TEST_CASE(a_downloader_killed_halfway_resumes_after_restart) {
     std::memcpy(&other[i], &v, 8);
   }
   auto repo_path = net.dir.path() / "repo-slow";
-  std::filesystem::create_directories(repo_path);
-  std::ofstream(repo_path / "other.bin", std::ios::binary) << other;
-  auto repo = make_annex_repo(repo_path, {});
-  sh(repo_path, "git annex add -q other.bin && git commit -qm other");
+  auto repo = make_annex_repo(repo_path, {{"other.bin", other}});
   auto key = repo.key_of("other.bin");
   auto slow = net.start("slow", {"--bootstrap", net.bootstrap, "--swarm", net.swarm, "--repo", repo_path.string(),
                                  "--upload-rate", "6M"});

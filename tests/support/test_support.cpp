@@ -76,7 +76,7 @@ AnnexRepo make_annex_repo(const fs::path& path, const std::vector<std::pair<std:
   sh(path, "git init -q . && git config user.email test@example.org && git config user.name test && "
            "git annex init -q test");
   for (const auto& [name, content] : files) {
-    std::ofstream(path / name) << content;
+    std::ofstream(path / name, std::ios::binary) << content;
     sh(path, "git annex add -q '" + name + "'");
   }
   sh(path, "git commit -q --allow-empty -m files");

@@ -57,7 +57,7 @@ void run_io_until(asio::io_context& io, const std::function<bool()>& condition,
 // Runs a shell command line in `dir`; fails the test when it exits non-zero.
 std::string sh(const std::filesystem::path& dir, const std::string& command);
 
-// A git-annex repository with some annexed files.
+// A git-annex repository with some annexed files (name, bytes), committed.
 struct AnnexRepo {
   std::filesystem::path path;
   std::string uuid;
