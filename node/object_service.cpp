@@ -187,7 +187,7 @@ void ObjectService::watch(const DownloadKey& id, ProgressFn progress, Done<GetRe
   });
 }
 
-void ObjectService::start_download(const DownloadKey& id, const GetRequest& request) {
+void ObjectService::start_download(const DownloadKey& id, const GetRequest& request, bool second_try) {
   auto finish = [this, alive = alive_, id](Outcome<GetReply> outcome) {
     if (!*alive) return;
     auto it = downloads_.find(id);
@@ -216,7 +216,7 @@ void ObjectService::start_download(const DownloadKey& id, const GetRequest& requ
       });
     });
   };
-  lookup(request.key, request.repo, [this, alive = alive_, id, request, finish](std::vector<FetchSource> sources) {
+  lookup(request.key, request.repo, [this, alive = alive_, id, request, finish, second_try](std::vector<FetchSource> sources) {
     if (!*alive) return;
     auto it = downloads_.find(id);
     if (it == downloads_.end()) return;
@@ -236,7 +236,9 @@ void ObjectService::start_download(const DownloadKey& id, const GetRequest& requ
           for (auto& w : d->watchers)
             if (!w.gone) w.progress(out);
         },
-        [this, key, started, finish](std::optional<std::string> error, FetchReport report) {
+        [this, alive = alive_, id, request, started, finish, second_try](std::optional<std::string> error,
+                                                                         FetchReport report) {
+          const auto& key = request.key;
           GetReply reply;
           reply.key = key.str();
           reply.bytes_from = report.bytes_from;
@@ -249,8 +251,24 @@ void ObjectService::start_download(const DownloadKey& id, const GetRequest& requ
           reply.error = error;
           for (const auto& [node, why] : report.dropped) log::warn("get {}: dropped peer {}: {}", key.str(), node, why);
           // Where a peer could not be reached, its contact record is read afresh next time.
+          // If it was remembered from an earlier lookup, "next time" is now: once.
+          bool stale = false;
           for (const auto& [node, why] : report.dropped)
-            if (auto id = NodeId::from_hex(node)) directory_.forget_contact(*id);
+            if (auto peer = NodeId::from_hex(node)) {
+              stale = stale || directory_.answered_from_cache(*peer);
+              directory_.forget_contact(*peer);
+            }
+          if (error && stale && !second_try) {
+            log::info("get {}: peers unreachable at the addresses remembered from an earlier lookup; "
+                      "reading their contact records afresh and trying again", key.str());
+            return asio::post(io_, [this, alive, id, request] {
+              if (!*alive) return;
+              auto it = downloads_.find(id);
+              if (it == downloads_.end()) return;
+              it->second->fetcher.reset();
+              start_download(id, request, true);
+            });
+          }
           finish(std::move(reply));
         });
     download->fetcher->start();

@@ -73,7 +73,9 @@ private:
     std::chrono::steady_clock::time_point started;
   };
   using DownloadKey = std::pair<std::string, std::string>;  // key, destination
-  void start_download(const DownloadKey& id, const GetRequest& request);
+  // `second_try`: the first try failed on peers whose addresses came from the contact
+  // cache; this one reads their records afresh (and does not try a third time).
+  void start_download(const DownloadKey& id, const GetRequest& request, bool second_try = false);
   void watch(const DownloadKey& id, ProgressFn progress, Done<GetReply> done, const OnGone& on_gone);
 
   asio::io_context& io_;

@@ -126,8 +126,10 @@ void SwarmDirectory::contacts(const std::vector<SwarmNode>& nodes, std::function
         auto [si, node] = nodes[i];
         auto key = std::make_pair(si, node);
         if (auto it = contact_cache_.find(key); it != contact_cache_.end()) {
-          if (timers_.now() - it->second.at < kContactCacheAge && !it->second.found.empty())
+          if (timers_.now() - it->second.at < kContactCacheAge && !it->second.found.empty()) {
+            from_cache_.insert(node);
             return answer(it->second.found);
+          }
           contact_cache_.erase(it);
         }
         auto loc = swarms_[si].node_location(node);
@@ -135,7 +137,12 @@ void SwarmDirectory::contacts(const std::vector<SwarmNode>& nodes, std::function
           Found found;
           for (auto& rec : open_values<ContactRecord>(si, loc, values, decode_contact))
             if (rec.node == node) found.push_back({si, std::move(rec)});
-          if (!found.empty()) contact_cache_[key] = {found, timers_.now()};
+          from_cache_.erase(node);
+          auto settled = std::none_of(found.begin(), found.end(), [](const Member& m) {
+            return std::any_of(m.contact.endpoints.begin(), m.contact.endpoints.end(),
+                               [](const Endpoint& e) { return e.kind == EndpointKind::Candidate; });
+          });
+          if (!found.empty() && settled) contact_cache_[key] = {found, timers_.now()};
           answer(std::move(found));
         });
       },

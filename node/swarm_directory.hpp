@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -59,11 +60,14 @@ public:
   // kContactCacheAge; a repository rarely moves).
   void repo_nodes(const std::string& uuid, std::function<void(std::vector<SwarmNode>)> done);
   // The contact records of these nodes (those found). A record read in the last
-  // kContactCacheAge is used again without a lookup; forget_contact drops one (say, when
-  // dialling its endpoints failed).
+  // kContactCacheAge is used again without a lookup, unless it lists an unconfirmed
+  // candidate (that node is checking its addresses and will publish again soon);
+  // forget_contact drops one (say, when dialling its endpoints failed).
+  // answered_from_cache tells whether the last answer for `node` came from the cache.
   static constexpr auto kContactCacheAge = std::chrono::seconds(30);
   void contacts(const std::vector<SwarmNode>& nodes, std::function<void(std::vector<Member>)> done);
   void forget_contact(const NodeId& node);
+  bool answered_from_cache(const NodeId& node) const { return from_cache_.count(node) > 0; }
   // Every member's contact record (this node's too), or only the relays'.
   void members(std::chrono::milliseconds timeout, std::function<void(std::vector<Member>)> done);
   void relays(std::chrono::milliseconds timeout, std::function<void(std::vector<Member>)> done);
@@ -100,6 +104,7 @@ private:
     Timers::Clock::time_point at;
   };
   std::map<std::pair<std::size_t, NodeId>, CachedContact> contact_cache_;
+  std::set<NodeId> from_cache_;
   struct CachedRepo {
     std::vector<SwarmNode> nodes;
     Timers::Clock::time_point at;

@@ -225,4 +225,48 @@ BOOST_AUTO_TEST_CASE(a_seeder_killed_mid_transfer_costs_only_its_chunks) {
   BOOST_TEST(reply["bytes_fetched"].get<std::uint64_t>() == net.content.size());
 }
 
+// A node remembers where it last reached a peer for a little while; when the peer has
+// moved since (a restart on another port, a new address from DHCP), the get must not
+// fail on the old address: it reads the peer's record afresh and tries again.
+BOOST_AUTO_TEST_CASE(a_seeder_that_moved_is_reached_at_its_new_address) {
+  auto& net = network();
+  auto repo_path = net.dir.path() / "repo-mover";
+  auto repo = make_annex_repo(repo_path, {{"one.txt", "first object of the mover\n"},
+                                          {"two.txt", "second object of the mover\n"}});
+  std::vector<std::string> args{"--bootstrap", net.bootstrap, "--swarm", net.swarm, "--repo", repo_path.string()};
+  auto mover = net.start("mover", args);
+  auto whereis = [&](const std::string& key) {
+    return annex_swarm({"whereis", key, "--state-dir", net.downloader->state_dir().string()}).exit_code == 0;
+  };
+  BOOST_REQUIRE(wait_until([&] { return whereis(repo.key_of("one.txt")) && whereis(repo.key_of("two.txt")); }));
+  auto get = [&](const std::string& file) {
+    return annex_swarm({"get", repo.key_of(file), "--to", (net.dir.path() / ("moved-" + file)).string(), "--json",
+                        "--state-dir", net.downloader->state_dir().string()});
+  };
+  auto first = get("one.txt");  // the downloader now remembers the mover's address
+  BOOST_REQUIRE_MESSAGE(first.exit_code == 0, first.err);
+  auto old_port = mover->port();
+  mover->stop();
+  mover->wait_exit();  // a restart: the old process has let go of the state dir
+  mover = net.start("mover", args);  // same identity, a new port
+  BOOST_REQUIRE(mover->port() != old_port);
+  // Its new record is on the DHT (read by another node, which has nothing remembered).
+  auto new_port = mover->port();
+  std::string last;
+  BOOST_REQUIRE_MESSAGE(wait_until([&] {
+    auto out = annex_swarm({"discover", repo.uuid, "--json", "--state-dir", net.first->state_dir().string()});
+    last = out.out + out.err;
+    if (out.exit_code != 0) return false;
+    auto reply = json::parse(out.out);
+    for (const auto& n : reply["nodes"])
+      for (const auto& e : n["endpoints"])
+        if (e.value("port", 0) == new_port) return true;
+    return false;
+  }), "the mover's new address " << new_port << " never showed: " << last << "\n" << mover->log());
+  auto second = get("two.txt");
+  BOOST_REQUIRE_MESSAGE(second.exit_code == 0, second.err << "\n" << net.downloader->log());
+  BOOST_TEST(net.read("moved-two.txt") == "second object of the mover\n");
+  BOOST_TEST(net.downloader->log().find("reading their contact records afresh") != std::string::npos);
+}
+
 BOOST_AUTO_TEST_SUITE_END()
