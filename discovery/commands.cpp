@@ -154,7 +154,7 @@ int status(const LookupOptions& options) {
   const auto& ig = r["ignored_values"];
   std::cout << "ignored   " << ig.value("unsigned", 0) << " unsigned, " << ig.value("undecryptable", 0)
             << " undecryptable, " << ig.value("malformed", 0) << " malformed, " << ig.value("forged", 0)
-            << " forged DHT values\n";
+            << " forged, " << ig.value("expired", 0) << " expired DHT values\n";
   if (r.contains("nat") && r["nat"].is_object()) {
     const auto& n = r["nat"];
     std::cout << "nat       " << n.value("method", "") << ": " << n.value("state", "");

@@ -21,7 +21,7 @@ void parse_untrusted(const std::uint8_t* data, std::size_t size) {
   (void)AnnexKey::parse(std::string_view(reinterpret_cast<const char*>(data), size));
   (void)address_scope(std::string_view(reinterpret_cast<const char*>(data), size));
   auto opened = open_record(fuzz_swarm(), fuzz_swarm().nodes_location(), input);
-  if (opened) (void)decode_contact(*opened);
+  if (opened) (void)decode_contact(opened->body);
   (void)peer::decode_frame_body(input);
   (void)peer::decode_frame_body_view(input);
   // The same bytes as a stream, fed in two pieces.
@@ -45,7 +45,7 @@ std::vector<std::vector<std::uint8_t>> parser_seeds() {
       encode(RepoRecord{node, uuid}),
       encode(ProviderBucketRecord{node, uuid, 17, {1, 2, 0x0102030405060708ull}}),
   };
-  seeds.push_back(seal_record(fuzz_swarm(), fuzz_swarm().nodes_location(), seeds[0]));
+  seeds.push_back(seal_record(fuzz_swarm(), fuzz_swarm().nodes_location(), seeds[0], 1800000000));
   for (const peer::Frame& f : std::vector<peer::Frame>{
            peer::Hello{1, 4096, "0a1b2c3d", "annex-swarm"}, peer::Proof{Bytes(32, 7)}, peer::Have{1, {key, key}, uuid},
            peer::Remove{4, key, uuid, Bytes(32, 3)},

@@ -208,7 +208,7 @@ void Announcer::tick() {
       ++issued;
       auto tags = std::move(job.tags);
       job.tags = {};  // the table only needs bucket and seq back
-      directory_.put_bucket(si, objects_.at(ri).uuid, job.bucket, job.seq, tags,
+      directory_.put_bucket(si, objects_.at(ri).uuid, job.bucket, tags,
                             [this, alive = alive_, si, ri, job = std::move(job)](bool ok) {
                               if (!*alive) return;
                               --in_flight_;

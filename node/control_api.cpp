@@ -81,7 +81,7 @@ Parsed parse_keyed(const std::string& op, const json& request) {
       if (!c.is_object()) return bad(ControlErrorCode::BadRequest, "a challenge is an object");
       auto nonce = from_hex(c.value("nonce", std::string()));
       auto mac = from_hex(c.value("mac", std::string()));
-      PresenceChallenge challenge;
+      PossessionChallenge challenge;
       try {
         challenge.offsets = c.value("offsets", std::vector<std::uint64_t>{});
         challenge.lengths = c.value("lengths", std::vector<std::uint64_t>{});
@@ -337,7 +337,8 @@ json to_json(const StatusReply& s) {
           {"ignored_values", {{"unsigned", s.refused.unsigned_values},
                               {"undecryptable", s.refused.undecryptable},
                               {"malformed", s.refused.malformed},
-                              {"forged", s.refused.forged}}},
+                              {"forged", s.refused.forged},
+                              {"expired", s.refused.expired}}},
           {"peers_served", std::move(peers_served)},
           {"downloads", s.downloads},
           {"links", {{"open", s.links.open}, {"dials", s.links.dials}, {"reused", s.links.reused}}},

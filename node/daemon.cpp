@@ -10,6 +10,7 @@
 #include "node/log.hpp"
 #include "node/state_files.hpp"
 #include "node/swarm_store.hpp"
+#include "protocol/crypto.hpp"
 #include "protocol/ip_address.hpp"
 
 namespace annexswarm {
@@ -93,7 +94,11 @@ Result<bool> Daemon::start() {
   if (auto r = dht_->start({config_.port, config_.listen, identity_, config_.lan_discovery}); !r) return Error{r.error()};
   auto dht_port = dht_->health().bound_port;
   log::info("DHT listening on UDP port {}", dht_port);
-  directory_ = std::make_unique<SwarmDirectory>(*dht_, *timers_, node_id_, config_.swarms, config_.lookup_timeout);
+  // Our DHT value ids come from a secret of this node alone, derived from its private key.
+  auto key_bytes = identity_.first->serialize();
+  auto value_secret = crypto::hmac_sha256(ByteView(key_bytes.data(), key_bytes.size()), as_bytes("annex-swarm value ids v1"));
+  directory_ = std::make_unique<SwarmDirectory>(*dht_, *timers_, node_id_, config_.swarms, config_.lookup_timeout,
+                                                value_secret);
 
   auto tls = TlsCredentials::from_identity(identity_);
   if (!tls) return Error{tls.error()};
@@ -128,10 +133,10 @@ Result<bool> Daemon::start() {
 
   SelfAddress self{node_id_, config_.listen, peer_port_};
   book_ = std::make_unique<EndpointBook>(
-      *timers_, EndpointBook::Settings{node_id_, config_.state_dir, effective_refresh(config_), hooks_.relay_only},
+      *timers_, EndpointBook::Settings{node_id_, effective_refresh(config_), hooks_.relay_only},
       EndpointBook::Mediator{
           [this] { return local_endpoints(config_.listen, peer_port_, interface_addresses()); },
-          [this](const ContactRecord& c, std::uint16_t seq, bool relay) { directory_->put_contact(c, seq, relay); },
+          [this](const ContactRecord& c, bool relay) { directory_->put_contact(c, relay); },
           [this] { return dht_->connected(); }});
   announcer_ = std::make_unique<Announcer>(
       *timers_, *directory_, objects_,

@@ -132,28 +132,10 @@ std::vector<Endpoint> EndpointBook::all() const {
   return out;
 }
 
-std::uint16_t EndpointBook::sequence_for(const Bytes& body) {
-  // Storage nodes replace a signed value only by a higher sequence number, so a contact
-  // record whose endpoints changed (even across restarts) must carry the next one.
-  auto path = settings_.state_dir / "contact.state";
-  std::uint16_t seq = 0;
-  std::string saved_hex;
-  if (auto text = read_file(path)) {
-    std::istringstream in(*text);
-    in >> seq >> saved_hex;
-  }
-  if (saved_hex == to_hex(body)) return seq;
-  if (!saved_hex.empty()) ++seq;
-  if (auto r = write_file_atomic(path, std::to_string(seq) + " " + to_hex(body) + "\n", 0600); !r)
-    log::warn("cannot save contact state: {}", r.error());
-  return seq;
-}
-
 void EndpointBook::publish() {
   if (stopping_) return;
   ContactRecord contact{settings_.self, kProtocolVersion, relay_offered_ ? kCapabilityRelay : 0u, advertised()};
-  auto seq = sequence_for(encode(contact));
-  mediator_.put_contact(contact, seq, relay_offered_);
+  mediator_.put_contact(contact, relay_offered_);
 }
 
 }  // namespace annexswarm

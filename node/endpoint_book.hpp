@@ -2,8 +2,8 @@
 // The endpoint book: the one owner of how this node can be reached — its local (loopback
 // and LAN) endpoints, the public and mapped ones a dial-back confirmed, and the "via
 // relay R" ones of the reservations it holds — and the only code that publishes the
-// contact record. Any change is published at once with the next sequence number (kept
-// in the state dir across restarts); the record is put again every refresh period.
+// contact record. Any change is published at once; the record is put again every
+// refresh period (SwarmDirectory stamps each put with the time and the next sequence number).
 #include <chrono>
 #include <filesystem>
 #include <functional>
@@ -28,13 +28,12 @@ class EndpointBook {
 public:
   struct Settings {
     NodeId self;
-    std::filesystem::path state_dir;
     std::chrono::seconds refresh{3000};
     bool relay_only = false;  // test only: advertise no direct endpoint
   };
   struct Mediator {
     std::function<std::vector<Endpoint>()> local;  // loopback and LAN endpoints now
-    std::function<void(const ContactRecord&, std::uint16_t seq, bool relay)> put_contact;
+    std::function<void(const ContactRecord&, bool relay)> put_contact;
     std::function<bool()> connected;  // the DHT has peers
   };
 
@@ -64,7 +63,6 @@ public:
   void publish();
 
 private:
-  std::uint16_t sequence_for(const Bytes& body);
   void refresh();
 
   Timers& timers_;

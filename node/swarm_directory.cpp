@@ -1,6 +1,7 @@
 #include "node/swarm_directory.hpp"
 
 #include <algorithm>
+#include <cstring>
 #include <map>
 
 #include "node/gather.hpp"
@@ -9,11 +10,53 @@ namespace annexswarm {
 namespace {
 // DhtClient::get answers by its own timeout; this only guards against one that does not.
 constexpr auto kGatherSlack = std::chrono::seconds(2);
+
+// What one signer publishes once at a location (the slot names of stamp()).
+std::string slot_of(const ContactRecord&) { return "contact"; }
+std::string slot_of(const RepoRecord& r) { return "repo/" + r.uuid; }
+std::string slot_of(const ProviderBucketRecord& r) { return "provider/" + r.repo_uuid; }
 }  // namespace
 
 SwarmDirectory::SwarmDirectory(DhtClient& dht, Timers& timers, NodeId self, std::vector<SwarmToken> swarms,
-                               std::chrono::milliseconds lookup_timeout)
-    : dht_(dht), timers_(timers), self_(self), swarms_(std::move(swarms)), lookup_timeout_(lookup_timeout) {}
+                               std::chrono::milliseconds lookup_timeout, crypto::Sha256Digest value_secret)
+    : dht_(dht),
+      timers_(timers),
+      self_(self),
+      swarms_(std::move(swarms)),
+      lookup_timeout_(lookup_timeout),
+      value_secret_(value_secret) {}
+
+std::uint64_t SwarmDirectory::unix_now() const {
+  auto since = timers_.wall_now().time_since_epoch();
+  return static_cast<std::uint64_t>(std::max<std::int64_t>(0, std::chrono::duration_cast<std::chrono::seconds>(since).count()));
+}
+
+SwarmDirectory::Stamp SwarmDirectory::stamp(const SwarmToken& token, const DhtLocation& location,
+                                            const std::string& slot) {
+  auto now = unix_now();
+  std::uint64_t epoch = now >> 16;
+  std::uint32_t seq = now & 0xffff;
+  auto& last = stamps_[{location.hex(), slot}];
+  if (last.epoch > epoch || (last.epoch == epoch && last.seq >= seq)) {
+    epoch = last.epoch;
+    seq = last.seq + 1;
+    if (seq > 0xffff) {
+      ++epoch;
+      seq = 0;
+    }
+  }
+  last = {epoch, seq};
+  Bytes input(16);
+  auto name = token.value_id(slot);
+  for (int b = 0; b < 8; ++b) {
+    input[b] = static_cast<std::uint8_t>(name >> (8 * b));
+    input[8 + b] = static_cast<std::uint8_t>(epoch >> (8 * b));
+  }
+  auto digest = crypto::hmac_sha256(value_secret_, input);
+  std::uint64_t id = 0;
+  std::memcpy(&id, digest.data(), sizeof id);
+  return {id == 0 ? 1 : id, static_cast<std::uint16_t>(seq), now};  // OpenDHT reserves id 0
+}
 
 void SwarmDirectory::refuse(std::uint64_t& counter, const DhtLocation& location, const std::string& why) {
   ++counter;
@@ -25,19 +68,29 @@ void SwarmDirectory::refuse(std::uint64_t& counter, const DhtLocation& location,
 template <class Record>
 std::vector<Record> SwarmDirectory::open_values(std::size_t swarm, const DhtLocation& location,
                                                 const std::vector<DhtValue>& values, Decoder<Record> decode) {
-  // The newest sequence number per (signer, value id) wins: storage nodes may lag.
-  std::map<std::pair<NodeId, std::uint64_t>, std::pair<std::uint16_t, Record>> latest;
+  // Per signer and record slot (its value id changes with the epoch), the newest issue
+  // time wins: storage nodes may lag, and the value of the last epoch lingers.
+  auto now = unix_now();
+  std::map<std::pair<NodeId, std::string>, std::pair<std::uint64_t, Record>> latest;
   for (const auto& v : values) {
     if (!v.is_signed) {
       refuse(refused_.unsigned_values, location, "unsigned value");
       continue;
     }
-    auto body = open_record(swarms_[swarm], location, v.data);
-    if (!body) {
-      refuse(refused_.undecryptable, location, body.error());
+    auto opened = open_record(swarms_[swarm], location, v.data);
+    if (!opened) {
+      refuse(refused_.undecryptable, location, opened.error());
       continue;
     }
-    auto record = decode(ByteView(*body));
+    auto lifetime = static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::seconds>(kRecordLifetime).count());
+    if (opened->issued_at + lifetime + kRecordClockSkew < now || opened->issued_at > now + kRecordClockSkew) {
+      refuse(refused_.expired, location,
+             opened->issued_at > now ? "record issued in the future (the signer's clock is wrong)"
+                                     : "record issued " + std::to_string(now - opened->issued_at) +
+                                           " s ago, longer than a record lives (replayed?)");
+      continue;
+    }
+    auto record = decode(ByteView(opened->body));
     if (!record) {
       refuse(refused_.malformed, location, record.error());
       continue;
@@ -47,10 +100,10 @@ std::vector<Record> SwarmDirectory::open_values(std::size_t swarm, const DhtLoca
              "record names node " + record->node.hex() + " but is signed by " + v.owner.hex());
       continue;
     }
-    auto slot = std::make_pair(v.owner, v.id);
+    auto slot = std::make_pair(v.owner, slot_of(*record));
     auto it = latest.find(slot);
-    if (it == latest.end() || static_cast<std::int16_t>(v.seq - it->second.first) > 0)
-      latest.insert_or_assign(slot, std::make_pair(v.seq, std::move(*record)));
+    if (it == latest.end() || opened->issued_at > it->second.first)
+      latest.insert_or_assign(slot, std::make_pair(opened->issued_at, std::move(*record)));
   }
   std::vector<Record> out;
   for (auto& [slot, entry] : latest) out.push_back(std::move(entry.second));
@@ -174,31 +227,35 @@ void SwarmDirectory::relays(std::chrono::milliseconds timeout, std::function<voi
                       });
 }
 
-void SwarmDirectory::put_contact(const ContactRecord& contact, std::uint16_t seq, bool relay) {
+void SwarmDirectory::put_contact(const ContactRecord& contact, bool relay) {
   auto body = encode(contact);
   for (const auto& token : swarms_) {
-    auto id = token.value_id("contact/" + self_.hex());
     std::vector<DhtLocation> locations{token.node_location(self_), token.nodes_location()};
     if (relay) locations.push_back(token.relays_location());
-    for (const auto& loc : locations) dht_.put(loc, id, seq, seal_record(token, loc, body), [](bool) {});
+    for (const auto& loc : locations) {
+      auto s = stamp(token, loc, slot_of(contact));
+      dht_.put(loc, s.value_id, s.seq, seal_record(token, loc, body, s.issued_at), [](bool) {});
+    }
   }
 }
 
 void SwarmDirectory::put_repo(const std::string& uuid) {
-  auto body = encode(RepoRecord{self_, uuid});
+  RepoRecord record{self_, uuid};
+  auto body = encode(record);
   for (const auto& token : swarms_) {
     auto loc = token.repo_location(uuid);
-    dht_.put(loc, token.value_id("repo/" + self_.hex() + "/" + uuid), 0, seal_record(token, loc, body), [](bool) {});
+    auto s = stamp(token, loc, slot_of(record));
+    dht_.put(loc, s.value_id, s.seq, seal_record(token, loc, body, s.issued_at), [](bool) {});
   }
 }
 
 void SwarmDirectory::put_bucket(std::size_t swarm, const std::string& repo_uuid, std::uint32_t bucket,
-                                std::uint16_t seq, const std::vector<std::uint64_t>& tags,
-                                std::function<void(bool)> done) {
+                                const std::vector<std::uint64_t>& tags, std::function<void(bool)> done) {
   const auto& token = swarms_[swarm];
   auto loc = token.bucket_location(bucket);
-  auto sealed = seal_record(token, loc, encode(ProviderBucketRecord{self_, repo_uuid, bucket, tags}));
-  dht_.put(loc, token.value_id("provider/" + self_.hex() + "/" + repo_uuid), seq, std::move(sealed), std::move(done));
+  ProviderBucketRecord record{self_, repo_uuid, bucket, tags};
+  auto s = stamp(token, loc, slot_of(record));
+  dht_.put(loc, s.value_id, s.seq, seal_record(token, loc, encode(record), s.issued_at), std::move(done));
 }
 
 }  // namespace annexswarm

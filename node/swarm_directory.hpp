@@ -25,6 +25,7 @@ struct RefusedValues {
   std::uint64_t undecryptable = 0;
   std::uint64_t malformed = 0;
   std::uint64_t forged = 0;  // the record names another node than its signer, or another place
+  std::uint64_t expired = 0;  // issued longer ago than a record lives (a replay), or in the future
 };
 
 // A node in one of our swarms (the index into swarms()).
@@ -47,8 +48,10 @@ struct Member {
 
 class SwarmDirectory {
 public:
+  // `value_secret` is this node's own (derived from its private key): it makes the DHT
+  // value ids of our records, which no other member can then predict and take first.
   SwarmDirectory(DhtClient& dht, Timers& timers, NodeId self, std::vector<SwarmToken> swarms,
-                 std::chrono::milliseconds lookup_timeout);
+                 std::chrono::milliseconds lookup_timeout, crypto::Sha256Digest value_secret);
 
   const std::vector<SwarmToken>& swarms() const { return swarms_; }
   const NodeId& self() const { return self_; }
@@ -74,10 +77,11 @@ public:
   std::chrono::milliseconds lookup_timeout() const { return lookup_timeout_; }
 
   // Writes, in every swarm. A contact record goes to node/<id> and "nodes" (and
-  // "relays" when the node offers relaying).
-  void put_contact(const ContactRecord& contact, std::uint16_t seq, bool relay);
+  // "relays" when the node offers relaying). Every put is stamped with the time, so
+  // every put (a refresh too) carries the next sequence number: see stamp().
+  void put_contact(const ContactRecord& contact, bool relay);
   void put_repo(const std::string& uuid);
-  void put_bucket(std::size_t swarm, const std::string& repo_uuid, std::uint32_t bucket, std::uint16_t seq,
+  void put_bucket(std::size_t swarm, const std::string& repo_uuid, std::uint32_t bucket,
                   const std::vector<std::uint64_t>& tags, std::function<void(bool ok)> done);
 
 private:
@@ -91,14 +95,32 @@ private:
   std::vector<Record> open_values(std::size_t swarm, const DhtLocation& location, const std::vector<DhtValue>& values,
                                   Decoder<Record> decode);
   void refuse(std::uint64_t& counter, const DhtLocation& location, const std::string& why);
+  // Value id, sequence number and issue time of our next put at `location` for `slot`.
+  // A storage node replaces a signed value only by one with a higher sequence number,
+  // and ours are 16 bits: the number is the time within an epoch of 65536 s (so it rises
+  // across restarts without saved state), one more than the last when that is not
+  // higher, and the value id changes with the epoch (the old value expires on its own).
+  struct Stamp {
+    std::uint64_t value_id = 0;
+    std::uint16_t seq = 0;
+    std::uint64_t issued_at = 0;
+  };
+  Stamp stamp(const SwarmToken& token, const DhtLocation& location, const std::string& slot);
+  std::uint64_t unix_now() const;
 
   DhtClient& dht_;
   Timers& timers_;
   NodeId self_;
   std::vector<SwarmToken> swarms_;
   std::chrono::milliseconds lookup_timeout_;
+  crypto::Sha256Digest value_secret_;
   RefusedValues refused_;
   log::RateLimited refused_log_;
+  struct LastStamp {
+    std::uint64_t epoch = 0;
+    std::uint32_t seq = 0;
+  };
+  std::map<std::pair<std::string, std::string>, LastStamp> stamps_;  // (location hex, slot)
   struct CachedContact {
     std::vector<Member> found;
     Timers::Clock::time_point at;

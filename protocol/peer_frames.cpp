@@ -243,7 +243,7 @@ Result<Bytes> encode_frame_unchecked(const Frame& frame) { return encode(frame, 
 Bytes membership_mac(const SwarmToken& swarm, ByteView exporter, Role role) {
   Bytes input{static_cast<std::uint8_t>(role)};
   input.insert(input.end(), exporter.begin(), exporter.end());
-  auto mac = crypto::hmac_sha256(swarm.record_key(), input);
+  auto mac = crypto::hmac_sha256(swarm.proof_key(), input);
   return Bytes(mac.begin(), mac.end());
 }
 

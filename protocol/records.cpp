@@ -10,7 +10,7 @@
 namespace annexswarm {
 namespace {
 
-constexpr std::array<std::uint8_t, 3> kSealMagic{'A', 'S', 1};
+constexpr std::array<std::uint8_t, 3> kSealMagic{'A', 'S', 2};  // 2: with the issue time
 
 // Limits for the msgpack parser: no record needs more, so hostile input cannot make
 // the parser allocate much.
@@ -206,31 +206,37 @@ Result<ProviderBucketRecord> decode_provider_bucket(ByteView body) {
   });
 }
 
-Bytes seal_record(const SwarmToken& swarm, const DhtLocation& location, ByteView body) {
+Bytes seal_record(const SwarmToken& swarm, const DhtLocation& location, ByteView body, std::uint64_t issued_at) {
+  Bytes plain(8);
+  for (int b = 0; b < 8; ++b) plain[b] = static_cast<std::uint8_t>(issued_at >> (56 - 8 * b));
+  plain.insert(plain.end(), body.begin(), body.end());
   Bytes nonce_input(location.bytes.begin(), location.bytes.end());
-  nonce_input.insert(nonce_input.end(), body.begin(), body.end());
-  auto mac = crypto::hmac_sha256(swarm.record_key(), nonce_input);
+  nonce_input.insert(nonce_input.end(), plain.begin(), plain.end());
+  auto mac = crypto::hmac_sha256(swarm.nonce_key(), nonce_input);
   crypto::AeadNonce nonce;
   std::copy_n(mac.begin(), nonce.size(), nonce.begin());
 
   Bytes out(kSealMagic.begin(), kSealMagic.end());
   out.insert(out.end(), nonce.begin(), nonce.end());
-  auto sealed = crypto::aead_seal(swarm.record_key(), nonce, location.bytes, body);
+  auto sealed = crypto::aead_seal(swarm.record_key(), nonce, location.bytes, plain);
   out.insert(out.end(), sealed.begin(), sealed.end());
   return out;
 }
 
-Result<Bytes> open_record(const SwarmToken& swarm, const DhtLocation& location, ByteView sealed) {
+Result<OpenedRecord> open_record(const SwarmToken& swarm, const DhtLocation& location, ByteView sealed) {
   constexpr std::size_t header = kSealMagic.size() + crypto::kAeadNonceSize;
   if (sealed.size() > kMaxSealedRecord) return Error{"sealed record is oversized"};
-  if (sealed.size() < header + crypto::kAeadTagSize) return Error{"sealed record is truncated"};
+  if (sealed.size() < header + 8 + crypto::kAeadTagSize) return Error{"sealed record is truncated"};
   if (!std::equal(kSealMagic.begin(), kSealMagic.end(), sealed.begin()))
-    return Error{"not an annex-swarm record"};
+    return Error{"not an annex-swarm record (or one from an older version)"};
   crypto::AeadNonce nonce;
   std::copy_n(sealed.begin() + kSealMagic.size(), nonce.size(), nonce.begin());
-  auto body = crypto::aead_open(swarm.record_key(), nonce, location.bytes, sealed.subspan(header));
-  if (!body) return Error{"record does not open with this swarm's key"};
-  return std::move(*body);
+  auto plain = crypto::aead_open(swarm.record_key(), nonce, location.bytes, sealed.subspan(header));
+  if (!plain) return Error{"record does not open with this swarm's key"};
+  OpenedRecord out;
+  for (int b = 0; b < 8; ++b) out.issued_at = (out.issued_at << 8) | (*plain)[b];
+  out.body.assign(plain->begin() + 8, plain->end());
+  return out;
 }
 
 }  // namespace annexswarm

@@ -2,8 +2,8 @@
 // Swarm records on the DHT. Each body is a msgpack array [version, kind, fields...],
 // size-capped, then sealed with AES-256-GCM under the swarm's record key, with the DHT
 // location as associated data (a record copied to another location does not open).
-// The nonce is synthetic (HMAC of location and body), so re-putting an unchanged record
-// yields the same bytes and refreshes it on the DHT instead of adding a copy.
+// The plaintext is the issue time (8 bytes, big-endian) and the body; the nonce is
+// synthetic (HMAC under the swarm's nonce key of location, time and body).
 // The node signs each value with its OpenDHT key (so only it can replace the value);
 // the reader checks that the record's node id is the signer's.
 #include <cstdint>
@@ -85,7 +85,15 @@ Result<ContactRecord> decode_contact(ByteView body);
 Result<RepoRecord> decode_repo(ByteView body);
 Result<ProviderBucketRecord> decode_provider_bucket(ByteView body);
 
-Bytes seal_record(const SwarmToken& swarm, const DhtLocation& location, ByteView body);
-Result<Bytes> open_record(const SwarmToken& swarm, const DhtLocation& location, ByteView sealed);
+// A sealed record carries the time it was issued (Unix seconds) inside the ciphertext,
+// so a reader can refuse one replayed after its lifetime; the time is chosen by the
+// signer and is only as good as its clock (readers allow kRecordClockSkew).
+inline constexpr std::uint64_t kRecordClockSkew = 300;  // seconds
+struct OpenedRecord {
+  Bytes body;
+  std::uint64_t issued_at = 0;
+};
+Bytes seal_record(const SwarmToken& swarm, const DhtLocation& location, ByteView body, std::uint64_t issued_at);
+Result<OpenedRecord> open_record(const SwarmToken& swarm, const DhtLocation& location, ByteView sealed);
 
 }  // namespace annexswarm

@@ -27,8 +27,10 @@ Result<NodeId> NodeId::from_hex(std::string_view hex) {
 }
 
 SwarmToken::SwarmToken(const Secret& secret) : secret_(secret) {
-  auto key = crypto::hmac_sha256(secret_, as_bytes("annex-swarm record key v1"));
+  auto key = crypto::hmac_sha256(secret_, as_bytes("annex-swarm record key v2"));
   std::copy(key.begin(), key.end(), record_key_.begin());
+  nonce_key_ = crypto::hmac_sha256(secret_, as_bytes("annex-swarm record nonce key v1"));
+  proof_key_ = crypto::hmac_sha256(secret_, as_bytes("annex-swarm membership proof key v1"));
 }
 
 SwarmToken SwarmToken::generate() {

@@ -72,9 +72,15 @@ public:
   // The write capability of swarm store `store_uuid` (32 bytes): REMOVE must carry it.
   Bytes store_capability(std::string_view store_uuid) const;
 
-  // Key for sealing record bodies (AES-256-GCM).
+  // Keys derived from the secret, one per use, so no two uses share a key: sealing
+  // record bodies (AES-256-GCM), making their synthetic nonces, and the membership
+  // proof of a peer link.
   const crypto::AeadKey& record_key() const { return record_key_; }
-  // A stable 64-bit DHT value id for one publisher's record at one location.
+  const crypto::Sha256Digest& nonce_key() const { return nonce_key_; }
+  const crypto::Sha256Digest& proof_key() const { return proof_key_; }
+  // A per-swarm name (64 bits) for one publisher's record slot, e.g. "contact/<node>".
+  // Every member can compute it, so it is not the DHT value id itself: the publisher
+  // mixes it with a secret of its own (see SwarmDirectory).
   std::uint64_t value_id(std::string_view what) const;
 
   friend bool operator==(const SwarmToken& a, const SwarmToken& b) { return a.secret_ == b.secret_; }
@@ -83,6 +89,8 @@ private:
   explicit SwarmToken(const Secret& secret);
   Secret secret_{};
   crypto::AeadKey record_key_{};
+  crypto::Sha256Digest nonce_key_{};
+  crypto::Sha256Digest proof_key_{};
 };
 
 }  // namespace annexswarm

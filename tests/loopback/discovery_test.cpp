@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <cstring>
+#include <ctime>
 #include <set>
 
 #include <opendht/dhtrunner.h>
@@ -15,6 +16,7 @@
 #include <future>
 
 #include "node/dht_node.hpp"
+#include "node/identity.hpp"
 #include "protocol/annex_key.hpp"
 #include "protocol/records.hpp"
 #include "protocol/swarm_token.hpp"
@@ -266,6 +268,7 @@ BOOST_AUTO_TEST_CASE(no_value_from_the_dht_was_refused_in_a_clean_swarm) {
   auto ignored = net.asker->status()["ignored_values"];
   BOOST_TEST(ignored["undecryptable"].get<int>() == 0);
   BOOST_TEST(ignored["forged"].get<int>() == 0);
+  BOOST_TEST(ignored["expired"].get<int>() == 0);
 }
 
 BOOST_AUTO_TEST_CASE(hostile_dht_values_are_counted_and_never_trusted) {
@@ -303,10 +306,17 @@ BOOST_AUTO_TEST_CASE(hostile_dht_values_are_counted_and_never_trusted) {
   auto other = SwarmToken::generate();
   BOOST_TEST(put(dht::Blob(300, 0x41), false, 11));
   BOOST_TEST(put(dht::Blob(300, 0x42), true, 12));
-  auto sealed_other = seal_record(other, loc, forged);
+  auto now = static_cast<std::uint64_t>(std::time(nullptr));
+  auto sealed_other = seal_record(other, loc, forged, now);
   BOOST_TEST(put(dht::Blob(sealed_other.begin(), sealed_other.end()), true, 13));
-  auto sealed_forged = seal_record(token, loc, forged);
+  auto sealed_forged = seal_record(token, loc, forged, now);
   BOOST_TEST(put(dht::Blob(sealed_forged.begin(), sealed_forged.end()), true, 14));
+  // A record of our own, signed right, but issued two hours ago: what a replay of an
+  // old value looks like once its lifetime is over.
+  NodeId attacker_id = node_id_of(cfg.dht_config.id);
+  auto stale = seal_record(token, loc, encode(ProviderBucketRecord{attacker_id, net.repo_c.uuid, index.bucket, {index.tag}}),
+                           now - 7200);
+  BOOST_TEST(put(dht::Blob(stale.begin(), stale.end()), true, 15));
 
   // Lookups still return exactly the honest provider, and each hostile value is counted.
   std::set<std::pair<std::string, std::string>> honest{{b, net.repo_b.uuid}};
@@ -315,7 +325,7 @@ BOOST_AUTO_TEST_CASE(hostile_dht_values_are_counted_and_never_trusted) {
     if (net.providers(*net.asker, key_b) != honest) return false;
     ignored = net.asker->status()["ignored_values"];
     return ignored["unsigned"].get<int>() > 0 && ignored["undecryptable"].get<int>() > 0 &&
-           ignored["forged"].get<int>() > 0;
+           ignored["forged"].get<int>() > 0 && ignored["expired"].get<int>() > 0;
   }));
   BOOST_TEST(net.providers(*net.asker, key_b) == honest);
   attacker.join();

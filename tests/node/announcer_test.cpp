@@ -23,7 +23,7 @@ struct World {
   NodeId self;
   test::FakeDht dht{self};
   SwarmToken swarm = SwarmToken::generate();
-  SwarmDirectory directory{dht, timers, self, {swarm}, 5s};
+  SwarmDirectory directory{dht, timers, self, {swarm}, 5s, {}};
   LocalObjects objects{dir.path()};
   std::unique_ptr<Announcer> announcer;
 

@@ -34,7 +34,7 @@ struct Service {
   test::FakeDht dht{self};
   SwarmToken swarm = SwarmToken::generate();
   std::vector<SwarmToken> swarms{swarm};
-  SwarmDirectory directory{dht, timers, self, swarms, 5s};
+  SwarmDirectory directory{dht, timers, self, swarms, 5s, {}};
   LocalObjects objects{dir.path()};
   std::shared_ptr<test::FailingDialer> dialer = std::make_shared<test::FailingDialer>();
   PeerPool pool{io, dialer};
@@ -47,16 +47,17 @@ struct Service {
                                               objects, pool, ObjectService::Settings{{self, "127.0.0.1", 4224}, 0});
   }
   ~Service() { disk.join(); }
-  SwarmDirectory empty_directory{dht, timers, self, {}, 5s};
+  SwarmDirectory empty_directory{dht, timers, self, {}, 5s, {}};
 
   // Another node announces `key` in store kStore and has a contact record.
   void holder(const NodeId& who, const AnnexKey& key) {
     auto index = swarm.key_index(key);
     auto loc = swarm.bucket_location(index.bucket);
-    dht.plant(loc, {true, who, 1, 0, seal_record(swarm, loc, encode(ProviderBucketRecord{who, kStore, index.bucket, {index.tag}}))});
+    dht.plant(loc, {true, who, 1, 0, seal_record(swarm, loc, encode(ProviderBucketRecord{who, kStore, index.bucket, {index.tag}}), timers.unix_seconds())});
     for (auto l : {swarm.node_location(who), swarm.nodes_location()})
       dht.plant(l, {true, who, 2, 0,
-                    seal_record(swarm, l, encode(ContactRecord{who, kProtocolVersion, 0, {{EndpointKind::Loopback, "127.0.0.1", 9}}}))});
+                    seal_record(swarm, l, encode(ContactRecord{who, kProtocolVersion, 0, {{EndpointKind::Loopback, "127.0.0.1", 9}}}),
+                                timers.unix_seconds())});
   }
 };
 

@@ -113,11 +113,10 @@ namespace {
 // The driver with fake helpers: answers come when the test says.
 struct Driver {
   test::ManualTimers timers;
-  test::TempDir dir;
   std::vector<ContactRecord> published;
-  EndpointBook book{timers, {NodeId{}, dir.path(), 3000s, false},
+  EndpointBook book{timers, {NodeId{}, 3000s, false},
                     {[] { return std::vector<Endpoint>{}; },
-                     [this](const ContactRecord& c, std::uint16_t, bool) { published.push_back(c); },
+                     [this](const ContactRecord& c, bool) { published.push_back(c); },
                      [] { return true; }}};
   std::vector<FetchSource> bootstrap, members;
   std::vector<std::pair<peer::DialBack, std::function<void(Result<peer::Frame>)>>> asked;

@@ -15,11 +15,10 @@ namespace {
 struct Relays {
   asio::io_context io;  // never run: nothing here may need the network
   test::ManualTimers timers;
-  test::TempDir dir;
   std::vector<ContactRecord> published;
-  EndpointBook book{timers, {NodeId{}, dir.path(), 3000s, false},
+  EndpointBook book{timers, {NodeId{}, 3000s, false},
                     {[] { return std::vector<Endpoint>{}; },
-                     [this](const ContactRecord& c, std::uint16_t, bool) { published.push_back(c); },
+                     [this](const ContactRecord& c, bool) { published.push_back(c); },
                      [] { return true; }}};
   PeerPool pool{io, std::make_shared<test::FailingDialer>()};
   int offers = 0, lookups = 0;

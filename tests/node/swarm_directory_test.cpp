@@ -2,6 +2,8 @@
 // node plants is refused and counted; a lookup that never ends still answers.
 #include <boost/test/unit_test.hpp>
 
+#include <set>
+
 #include "node/swarm_directory.hpp"
 #include "tests/support/fake_dht.hpp"
 #include "tests/support/manual_timers.hpp"
@@ -20,12 +22,20 @@ AnnexKey key() {
   return AnnexKey::parse("SHA256E-s6--5891b5b522d5df086d0ff0b110fbd9d21bb4fc7163af34d08286a2e846f6be03.txt").value();
 }
 
+crypto::Sha256Digest secret(std::uint8_t b) {
+  crypto::Sha256Digest s;
+  s.fill(b);
+  return s;
+}
+
 struct Net {
   test::ManualTimers timers;
   NodeId self = node(1);
   test::FakeDht dht{self};
   SwarmToken a = SwarmToken::generate(), b = SwarmToken::generate();
-  SwarmDirectory dir{dht, timers, self, {a, b}, 5s};
+  SwarmDirectory dir{dht, timers, self, {a, b}, 5s, secret(1)};
+  // The directory's clock, as the Unix time a record is stamped with.
+  std::uint64_t now() const { return timers.unix_seconds(); }
 };
 }  // namespace
 
@@ -33,7 +43,7 @@ BOOST_AUTO_TEST_SUITE(swarm_directory)
 
 BOOST_AUTO_TEST_CASE(a_contact_record_put_is_found_in_every_swarm) {
   Net n;
-  n.dir.put_contact({n.self, kProtocolVersion, 0, {{EndpointKind::Lan, "192.168.1.2", 4224}}}, 0, false);
+  n.dir.put_contact({n.self, kProtocolVersion, 0, {{EndpointKind::Lan, "192.168.1.2", 4224}}}, false);
   std::vector<Member> found;
   n.dir.members(5s, [&](std::vector<Member> m) { found = std::move(m); });
   BOOST_REQUIRE(found.size() == 2u);  // once per swarm
@@ -48,7 +58,7 @@ BOOST_AUTO_TEST_CASE(a_contact_record_put_is_found_in_every_swarm) {
 BOOST_AUTO_TEST_CASE(a_provider_is_found_by_its_key_in_the_swarm_that_holds_it) {
   Net n;
   auto index = n.a.key_index(key());
-  n.dir.put_bucket(0, kUuid, index.bucket, 0, {index.tag}, [](bool) {});
+  n.dir.put_bucket(0, kUuid, index.bucket, {index.tag}, [](bool) {});
   std::vector<Provider> found;
   n.dir.providers(key(), [&](std::vector<Provider> p) { found = std::move(p); });
   BOOST_REQUIRE(found.size() == 1u);
@@ -61,17 +71,82 @@ BOOST_AUTO_TEST_CASE(the_newest_version_of_a_record_wins_over_older_copies) {
   Net n;
   auto index = n.a.key_index(key());
   auto loc = n.a.bucket_location(index.bucket);
-  auto id = n.a.value_id("provider/" + n.self.hex() + "/" + kUuid);
-  // seq 1 holds the key, seq 2 dropped it; a lagging storage node still hands out seq 1.
-  auto v1 = seal_record(n.a, loc, encode(ProviderBucketRecord{n.self, kUuid, index.bucket, {index.tag}}));
-  auto v2 = seal_record(n.a, loc, encode(ProviderBucketRecord{n.self, kUuid, index.bucket, {}}));
-  n.dht.plant(loc, {true, n.self, id, 2, v2});
-  n.dht.plant(loc, {false, n.self, id, 1, v1});  // not signed: refused outright
-  n.dht.plant(loc, {true, n.self, id + 1, 1, v1});
+  // An older version held the key, the newer one dropped it; a storage node still hands
+  // out the older one under the last epoch's value id (and an unsigned copy of it).
+  auto v1 = seal_record(n.a, loc, encode(ProviderBucketRecord{n.self, kUuid, index.bucket, {index.tag}}), n.now() - 60);
+  auto v2 = seal_record(n.a, loc, encode(ProviderBucketRecord{n.self, kUuid, index.bucket, {}}), n.now());
+  n.dht.plant(loc, {true, n.self, 7, 2, v2});
+  n.dht.plant(loc, {false, n.self, 7, 1, v1});  // not signed: refused outright
+  n.dht.plant(loc, {true, n.self, 8, 9, v1});   // a higher seq under another id does not matter
   std::vector<Provider> found;
   n.dir.providers(key(), [&](std::vector<Provider> p) { found = std::move(p); });
-  BOOST_TEST(found.size() == 1u);  // only the other value id still names it
+  BOOST_TEST(found.empty());
   BOOST_TEST(n.dir.refused().unsigned_values == 1u);
+}
+
+BOOST_AUTO_TEST_CASE(a_record_replayed_after_its_lifetime_is_refused_and_counted) {
+  Net n;
+  auto loc = n.a.nodes_location();
+  auto lifetime = static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::seconds>(kRecordLifetime).count());
+  ContactRecord old{node(7), kProtocolVersion, 0, {{EndpointKind::Public, "11.0.0.7", 4224}}};
+  ContactRecord fresh{node(8), kProtocolVersion, 0, {{EndpointKind::Public, "11.0.0.8", 4224}}};
+  ContactRecord future{node(9), kProtocolVersion, 0, {{EndpointKind::Public, "11.0.0.9", 4224}}};
+  // A copy kept since it was current, put back long after; one just inside the lifetime
+  // (with the allowed clock skew); one from a clock far ahead.
+  n.dht.plant(loc, {true, node(7), 1, 0, seal_record(n.a, loc, encode(old), n.now() - lifetime - kRecordClockSkew - 1)});
+  n.dht.plant(loc, {true, node(8), 2, 0, seal_record(n.a, loc, encode(fresh), n.now() - lifetime)});
+  n.dht.plant(loc, {true, node(9), 3, 0, seal_record(n.a, loc, encode(future), n.now() + 3 * kRecordClockSkew)});
+  std::vector<Member> found;
+  n.dir.members(5s, [&](std::vector<Member> m) { found = std::move(m); });
+  BOOST_REQUIRE(found.size() == 1u);
+  BOOST_TEST((found[0].contact.node == node(8)));
+  BOOST_TEST(n.dir.refused().expired == 2u);
+  // The same bytes later: what was current is refused once its lifetime has passed.
+  n.timers.advance(std::chrono::seconds(kRecordClockSkew + 1));
+  n.dir.members(5s, [&](std::vector<Member> m) { found = std::move(m); });
+  BOOST_TEST(found.empty());
+  BOOST_TEST(n.dir.refused().expired == 5u);
+}
+
+BOOST_AUTO_TEST_CASE(every_put_is_accepted_by_the_storage_rule_across_refreshes_restarts_and_epochs) {
+  Net n;
+  ContactRecord c{n.self, kProtocolVersion, 0, {{EndpointKind::Public, "11.0.0.1", 4224}}};
+  auto loc = n.a.node_location(n.self);
+  auto ids = [&] {
+    std::set<std::uint64_t> out;
+    for (const auto& v : n.dht.values_at(loc)) out.insert(v.id);
+    return out;
+  };
+  n.dir.put_contact(c, false);
+  n.dir.put_contact(c, false);  // the same record again within the second: the next number
+  n.timers.advance(600s);
+  n.dir.put_contact(c, false);  // a refresh: a new issue time, so a new number
+  BOOST_TEST(n.dht.refused_puts == 0u);
+  auto first_ids = ids();
+  BOOST_REQUIRE(first_ids.size() == 1u);
+  // Nobody else can compute our value id from the swarm secret alone.
+  BOOST_TEST(*first_ids.begin() != n.a.value_id("contact"));
+  // A restart (no saved state) a little later still puts a higher number.
+  n.timers.advance(2s);
+  SwarmDirectory restarted{n.dht, n.timers, n.self, {n.a, n.b}, 5s, secret(1)};
+  restarted.put_contact(c, false);
+  BOOST_TEST(n.dht.refused_puts == 0u);
+  BOOST_TEST(ids() == first_ids);
+  // Numbers are 16 bits: the next epoch (65536 s) puts under a new id, not a lower number.
+  n.timers.advance(std::chrono::seconds(65536));
+  restarted.put_contact(c, false);
+  BOOST_TEST(n.dht.refused_puts == 0u);
+  BOOST_TEST(ids().size() == 2u);
+  std::vector<Member> found;
+  restarted.contacts({{0, n.self}}, [&](std::vector<Member> m) { found = std::move(m); });
+  BOOST_TEST(found.size() == 1u);  // the lingering value of the last epoch is the same slot
+  // Another node's directory names its values differently.
+  test::FakeDht other_dht{node(2)};
+  SwarmDirectory other{other_dht, n.timers, node(2), {n.a}, 5s, secret(2)};
+  other.put_contact({node(2), kProtocolVersion, 0, {}}, false);
+  auto theirs = other_dht.values_at(n.a.node_location(node(2)));
+  BOOST_REQUIRE(theirs.size() == 1u);
+  BOOST_TEST(!ids().count(theirs[0].id));
 }
 
 BOOST_AUTO_TEST_CASE(hostile_values_are_refused_and_counted_by_reason) {
@@ -79,10 +154,10 @@ BOOST_AUTO_TEST_CASE(hostile_values_are_refused_and_counted_by_reason) {
   auto loc = n.a.nodes_location();
   ContactRecord mine{node(7), kProtocolVersion, 0, {}};
   // Another swarm's record, garbage sealed right, a record naming another node, unsigned.
-  n.dht.plant(loc, {true, node(7), 1, 0, seal_record(n.b, loc, encode(mine))});
-  n.dht.plant(loc, {true, node(7), 2, 0, seal_record(n.a, loc, Bytes{0x93, 1, 2, 3})});
-  n.dht.plant(loc, {true, node(8), 3, 0, seal_record(n.a, loc, encode(mine))});
-  n.dht.plant(loc, {false, node(7), 4, 0, seal_record(n.a, loc, encode(mine))});
+  n.dht.plant(loc, {true, node(7), 1, 0, seal_record(n.b, loc, encode(mine), n.now())});
+  n.dht.plant(loc, {true, node(7), 2, 0, seal_record(n.a, loc, Bytes{0x93, 1, 2, 3}, n.now())});
+  n.dht.plant(loc, {true, node(8), 3, 0, seal_record(n.a, loc, encode(mine), n.now())});
+  n.dht.plant(loc, {false, node(7), 4, 0, seal_record(n.a, loc, encode(mine), n.now())});
   std::vector<Member> found;
   n.dir.members(5s, [&](std::vector<Member> m) { found = std::move(m); });
   BOOST_TEST(found.empty());
@@ -97,7 +172,7 @@ BOOST_AUTO_TEST_CASE(a_provider_record_filed_under_another_bucket_is_forged) {
   auto index = n.a.key_index(key());
   auto loc = n.a.bucket_location(index.bucket);
   auto other = (index.bucket + 1) % kKeyBuckets;
-  n.dht.plant(loc, {true, node(9), 1, 0, seal_record(n.a, loc, encode(ProviderBucketRecord{node(9), kUuid, other, {index.tag}}))});
+  n.dht.plant(loc, {true, node(9), 1, 0, seal_record(n.a, loc, encode(ProviderBucketRecord{node(9), kUuid, other, {index.tag}}), n.now())});
   std::vector<Provider> found;
   n.dir.providers(key(), [&](std::vector<Provider> p) { found = std::move(p); });
   BOOST_TEST(found.empty());
@@ -119,7 +194,7 @@ BOOST_AUTO_TEST_CASE(a_lookup_the_dht_never_answers_ends_after_its_deadline) {
 
 BOOST_AUTO_TEST_CASE(contacts_come_back_for_the_nodes_asked_only) {
   Net n;
-  n.dir.put_contact({n.self, kProtocolVersion, kCapabilityRelay, {{EndpointKind::Public, "11.0.0.1", 4224}}}, 3, true);
+  n.dir.put_contact({n.self, kProtocolVersion, kCapabilityRelay, {{EndpointKind::Public, "11.0.0.1", 4224}}}, true);
   std::vector<Member> found;
   n.dir.contacts({{0, n.self}, {1, node(5)}}, [&](std::vector<Member> m) { found = std::move(m); });
   BOOST_REQUIRE(found.size() == 1u);

@@ -17,6 +17,14 @@ public:
            std::function<void(bool)> done) override {
     ++puts;
     if (fail_puts) return done(false);
+    // As OpenDHT's storage nodes do with a signed value: another owner's id is not ours
+    // to take, and our own is replaced only by a higher sequence number (or the same
+    // bytes again).
+    for (const auto& v : values_at(location))
+      if (v.id == value_id && (v.owner != self_ || seq < v.seq || (seq == v.seq && v.data != data))) {
+        ++refused_puts;
+        return done(false);
+      }
     plant(location, {true, self_, value_id, seq, std::move(data)});
     done(true);
   }
@@ -50,7 +58,7 @@ public:
   bool is_connected = true;
   bool fail_puts = false;
   bool hold_gets = false;
-  std::size_t puts = 0, gets = 0;
+  std::size_t puts = 0, gets = 0, refused_puts = 0;
   std::deque<std::function<void()>> held;
 
 private:

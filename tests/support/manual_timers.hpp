@@ -17,6 +17,11 @@ public:
   std::chrono::system_clock::time_point wall_now() const override {
     return std::chrono::system_clock::time_point(std::chrono::hours(500000)) + (now_ - Clock::time_point{});
   }
+  // wall_now() as the Unix time a DHT record is stamped with.
+  std::uint64_t unix_seconds() const {
+    return static_cast<std::uint64_t>(
+        std::chrono::duration_cast<std::chrono::seconds>(wall_now().time_since_epoch()).count());
+  }
 
   std::unique_ptr<Timer> make_timer() override { return std::make_unique<ManualTimer>(*this); }
   void post(std::function<void()> fn) override { posted_.push_back(std::move(fn)); }

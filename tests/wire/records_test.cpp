@@ -94,7 +94,7 @@ BOOST_AUTO_TEST_CASE(a_full_bucket_is_capped_at_the_encoder) {
   BOOST_TEST(encode(big).size() <= kMaxRecordBody);
   // Storage nodes running annex-swarm accept even a full bucket record.
   auto swarm = SwarmToken::generate();
-  BOOST_TEST(seal_record(swarm, swarm.bucket_location(1), encode(big)).size() <= kMaxDhtValue);
+  BOOST_TEST(seal_record(swarm, swarm.bucket_location(1), encode(big), 1800000000).size() <= kMaxDhtValue);
 }
 
 BOOST_AUTO_TEST_CASE(contact_with_bad_endpoint_is_refused_unknown_kind_skipped) {
@@ -121,8 +121,11 @@ BOOST_AUTO_TEST_CASE(sealed_record_opens_only_with_its_swarm_and_location) {
   auto key = AnnexKey::parse(kKey).value();
   auto loc = swarm.bucket_location(swarm.key_index(key).bucket);
   auto body = encode(ProviderBucketRecord{node(3), kUuid, swarm.key_index(key).bucket, {swarm.key_index(key).tag}});
-  auto sealed = seal_record(swarm, loc, body);
-  BOOST_TEST(open_record(swarm, loc, sealed).value() == body);
+  auto sealed = seal_record(swarm, loc, body, 1800000000);
+  auto opened = open_record(swarm, loc, sealed);
+  BOOST_REQUIRE(opened);
+  BOOST_TEST(opened->body == body);
+  BOOST_TEST(opened->issued_at == 1800000000u);
   BOOST_TEST(!open_record(other, loc, sealed));
   BOOST_TEST(!open_record(swarm, swarm.nodes_location(), sealed));  // replayed elsewhere
   BOOST_TEST(!open_record(swarm, swarm.bucket_location((swarm.key_index(key).bucket + 1) % kKeyBuckets), sealed));
@@ -135,15 +138,17 @@ BOOST_AUTO_TEST_CASE(sealed_record_opens_only_with_its_swarm_and_location) {
   BOOST_TEST(!open_record(swarm, loc, Bytes(kMaxSealedRecord + 1, 0)));
 }
 
-BOOST_AUTO_TEST_CASE(sealing_is_deterministic_so_refreshes_are_identical) {
+BOOST_AUTO_TEST_CASE(sealing_is_deterministic_and_the_issue_time_changes_the_bytes) {
   auto swarm = SwarmToken::generate();
   auto loc = swarm.nodes_location();
   auto body = encode(RepoRecord{node(2), kUuid});
-  BOOST_TEST(seal_record(swarm, loc, body) == seal_record(swarm, loc, body));
+  const std::uint64_t t = 1800000000;
+  BOOST_TEST(seal_record(swarm, loc, body, t) == seal_record(swarm, loc, body, t));
+  BOOST_TEST(seal_record(swarm, loc, body, t) != seal_record(swarm, loc, body, t + 1));
   auto other = encode(RepoRecord{node(3), kUuid});
-  BOOST_TEST(seal_record(swarm, loc, body) != seal_record(swarm, loc, other));
+  BOOST_TEST(seal_record(swarm, loc, body, t) != seal_record(swarm, loc, other, t));
   // The sealed bytes do not contain the plaintext.
-  auto sealed = seal_record(swarm, loc, body);
+  auto sealed = seal_record(swarm, loc, body, t);
   std::string s(sealed.begin(), sealed.end());
   BOOST_TEST(s.find(kUuid) == std::string::npos);
 }
