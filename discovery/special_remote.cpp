@@ -24,7 +24,7 @@
 #include "discovery/control_client.hpp"
 #include "protocol/annex_key.hpp"
 #include "protocol/crypto.hpp"
-#include "protocol/peer_frames.hpp"
+#include "protocol/possession.hpp"
 #include "protocol/records.hpp"
 #include "protocol/swarm_token.hpp"
 
@@ -85,36 +85,13 @@ std::optional<fs::path> local_object(const AnnexKey& key) {
   return std::nullopt;
 }
 
-// Proof-of-possession challenges made from our own copy: a fresh nonce and random ranges
-// each, with the answer only a holder of the same bytes can give (peer::prove_mac).
+// Proof-of-possession challenges made from our own copy (see protocol/possession.hpp).
 json presence_challenges(const AnnexKey& key, const fs::path& object, std::size_t count) {
   json out = json::array();
-  std::ifstream in(object, std::ios::binary);
-  std::error_code ec;
-  auto size = fs::file_size(object, ec);
-  if (!in || ec || size == 0) return out;
-  constexpr std::uint64_t kRange = 4096;
-  constexpr std::size_t kRanges = 8;
-  for (std::size_t c = 0; c < count; ++c) {
-    Bytes nonce(32);
-    crypto::random_fill(nonce);
-    std::vector<std::uint64_t> offsets, lengths;
-    Bytes bytes;
-    auto length = std::min<std::uint64_t>(kRange, size);
-    for (std::size_t r = 0; r < kRanges; ++r) {
-      std::uint64_t pick = 0;
-      crypto::random_fill(std::span(reinterpret_cast<std::uint8_t*>(&pick), sizeof pick));
-      auto offset = size > length ? pick % (size - length + 1) : 0;
-      auto at = bytes.size();
-      bytes.resize(at + length);
-      in.seekg(static_cast<std::streamoff>(offset));
-      if (!in.read(reinterpret_cast<char*>(bytes.data() + at), static_cast<std::streamsize>(length))) return json::array();
-      offsets.push_back(offset);
-      lengths.push_back(length);
-    }
-    out.push_back({{"nonce", to_hex(nonce)}, {"offsets", offsets}, {"lengths", lengths},
-                   {"mac", to_hex(peer::prove_mac(nonce, key.str(), bytes))}});
-  }
+  auto made = make_challenges(key.str(), object, count);
+  if (!made) return out;
+  for (const auto& c : *made)
+    out.push_back({{"nonce", to_hex(c.nonce)}, {"offsets", c.offsets}, {"lengths", c.lengths}, {"mac", to_hex(c.mac)}});
   return out;
 }
 

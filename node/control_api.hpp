@@ -20,6 +20,7 @@
 #include "node/relay_manager.hpp"
 #include "node/swarm_directory.hpp"
 #include "protocol/annex_key.hpp"
+#include "protocol/possession.hpp"
 #include "protocol/records.hpp"
 #include "transfer/peer_pool.hpp"
 #include "transfer/peer_server.hpp"
@@ -56,17 +57,12 @@ struct StoreRequest {
 };
 // A challenge the asker made from its own copy of the object (see peer::Prove): a holder
 // counts only when its answer matches `mac`.
-struct PresenceChallenge {
-  Bytes nonce;
-  std::vector<std::uint64_t> offsets, lengths;
-  Bytes mac;
-};
 struct PresentRequest {
   AnnexKey key;
   std::string repo;  // the repository or store whose copies count
   // Made from the asker's local copy (git-annex asks before every drop). Empty: no local
   // copy; then only a holder pinned for the repository counts, on its word.
-  std::vector<PresenceChallenge> challenges;
+  std::vector<PossessionChallenge> challenges;
   std::vector<std::string> pinned;  // node ids (hex)
 };
 struct RemoveRequest {

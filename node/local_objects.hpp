@@ -37,6 +37,7 @@ public:
   // Takes a trashed key back into its store.
   Result<bool> restore(const AnnexKey& key, std::string_view store);
   std::filesystem::path trash_dir() const { return state_dir_ / "trash"; }
+  std::filesystem::path audit_dir() const { return state_dir_ / "audits"; }  // see AuditBook
   // A key came into a store (or left it) through us: whoever lists keys hears of it.
   void changed(std::size_t index, const AnnexKey& key, bool present);
 

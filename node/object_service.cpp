@@ -2,6 +2,8 @@
 
 #include <asio/post.hpp>
 
+#include <limits>
+
 #include "node/gather.hpp"
 #include "node/log.hpp"
 #include "node/swarm_store.hpp"
@@ -24,6 +26,7 @@ ObjectService::ObjectService(asio::io_context& io, Timers& timers, asio::any_io_
       disk_(std::move(disk)),
       directory_(directory),
       objects_(objects),
+      audits_(objects.audit_dir()),
       pool_(pool),
       settings_(std::move(settings)) {
   set_download_rate(settings_.download_rate);
@@ -280,6 +283,15 @@ void ObjectService::store(const StoreRequest& request, ProgressFn progress, Done
   if (!index) return done(ControlError{ControlErrorCode::NotAStore, index.error()});
   auto repo = objects_.at(*index);
   asio::post(disk_, [this, &io = io_, alive = alive_, request, repo, index = *index, progress, done] {
+    // Objects in the trash give way to a new one when space runs out, oldest first.
+    std::error_code ec;
+    auto needed = request.key.content_size().value_or(std::filesystem::file_size(request.file, ec)) + (1u << 20);
+    auto trash = objects_.trash_dir();
+    auto purged = purge_trash_for_space(trash, needed, [at = trash.parent_path()] {
+      std::error_code sec;
+      auto space = std::filesystem::space(at, sec);
+      return sec ? std::numeric_limits<std::uint64_t>::max() : static_cast<std::uint64_t>(space.available);
+    });
     auto last = std::make_shared<std::chrono::steady_clock::time_point>();
     auto imported = import_into_store(repo, request.key, request.file, [&io, alive, progress, last](std::uint64_t bytes) {
       auto now = std::chrono::steady_clock::now();
@@ -289,9 +301,15 @@ void ObjectService::store(const StoreRequest& request, ProgressFn progress, Done
         if (*alive) progress({bytes, std::nullopt, std::nullopt});
       });
     });
-    asio::post(io, [this, alive, key = request.key, imported, index, done] {
+    // Audits made now, from the bytes just stored, let this node check other holders of
+    // the store later without a copy of its own.
+    Result<bool> audited = true;
+    if (imported) audited = audits_.record(repo.uuid, request.key, store_object_path(repo, request.key));
+    asio::post(io, [this, alive, key = request.key, imported, audited, purged, index, done] {
       if (!*alive) return;
+      if (purged) log::info("space ran out: {} object(s) taken from the trash before their grace period ended", purged);
       if (!imported) return done(ControlError{ControlErrorCode::Failed, imported.error()});
+      if (!audited) log::warn("stored {}, but could not keep audits of it: {}", key.str(), audited.error());
       log::info("stored {} in swarm store {}", key.str(), objects_.at(index).uuid);
       objects_.changed(index, key, true);
       done(StoreReply{key.str(), *imported});
@@ -301,10 +319,11 @@ void ObjectService::store(const StoreRequest& request, ProgressFn progress, Done
 
 void ObjectService::present(const PresentRequest& request, Done<PresentReply> done) {
   // Only copies in that repository or swarm store count, and only when the node holding
-  // it shows it now: a DHT record may be up to an hour old, and a member may lie. With
-  // challenges (made from the asker's own copy, before a drop) a holder must answer one;
-  // without, only a holder pinned for the repository counts, on its word; anyone else's
-  // "yes" makes the answer unknown, never present.
+  // it shows it now: a DHT record may be up to an hour old, and a member may lie. A holder
+  // counts when it answers a proof-of-possession challenge: one made from the asker's own
+  // copy (before a drop), or else one of the audits this node kept when it stored the key.
+  // With neither, only a holder pinned for the repository counts, on its word; anyone
+  // else's "yes" makes the answer unknown, never present.
   PresentReply mine;
   if (objects_.locate(request.key, request.repo)) {
     mine.present = true;
@@ -313,53 +332,47 @@ void ObjectService::present(const PresentRequest& request, Done<PresentReply> do
   }
   find_sources(request.key, request.repo, request.repo, [this, alive = alive_, request, done](std::vector<FetchSource> sources) {
     if (!*alive) return;
-    auto finish = [done](PresentReply reply) {
+    std::vector<std::optional<PossessionChallenge>> challenges(sources.size());
+    for (std::size_t i = 0; i < sources.size(); ++i) {
+      if (!request.challenges.empty()) challenges[i] = request.challenges[i % request.challenges.size()];
+      else if (!request.repo.empty()) challenges[i] = audits_.take(request.repo, request.key);
+    }
+    auto ask = [request, challenges](std::size_t i) -> peer::Frame {
+      if (!challenges[i]) return peer::Have{1, {request.key.str()}, request.repo};
+      const auto& c = *challenges[i];
+      return peer::Prove{1, request.key.str(), request.repo, c.nonce, c.offsets, c.lengths};
+    };
+    ask_each(sources, ask, [this, alive, request, challenges, done](auto answers) {
+      if (!*alive) return;
+      PresentReply reply;
+      // An empty object is known from its key alone: any holder's word will do.
+      bool empty = request.key.content_size() == std::optional<std::uint64_t>(0);
+      for (std::size_t i = 0; i < answers.size(); ++i) {
+        const auto& [node, answer] = answers[i];
+        bool pinned = std::find(request.pinned.begin(), request.pinned.end(), node) != request.pinned.end();
+        if (!answer) {
+          reply.unreachable[node] = answer.error();
+        } else if (auto* proof = std::get_if<peer::ProveReply>(&*answer); proof && challenges[i]) {
+          if (proof->mac == challenges[i]->mac) {
+            reply.confirmed_by.push_back(node);
+          } else {
+            reply.unproven[node] = "its answer to a proof of possession does not match the object";
+            log::warn("node {} says it holds {} but failed a proof of possession: not counted", node, request.key.str());
+          }
+        } else if (auto* have = std::get_if<peer::HaveReply>(&*answer)) {
+          bool says_yes = have->sizes.size() == 1 && have->sizes[0] > 0;
+          if (says_yes && (pinned || empty)) reply.confirmed_by.push_back(node);
+          else if (says_yes) reply.unproven[node] = "says it holds it; nothing here to check that against";
+        } else if (auto* e = std::get_if<peer::ErrorFrame>(&*answer)) {
+          if (e->code != peer::ErrorCode::NotPresent) reply.unreachable[node] = e->message;
+        } else {
+          reply.unreachable[node] = "unexpected answer";
+        }
+      }
       reply.present = !reply.confirmed_by.empty();
       // Nobody showed it, but a holder could not be asked or checked: we do not know.
       reply.unknown = !reply.present && (!reply.unreachable.empty() || !reply.unproven.empty());
       done(std::move(reply));
-    };
-    if (!request.challenges.empty()) {
-      auto prove = [request](std::size_t i) -> peer::Frame {
-        const auto& c = request.challenges[i % request.challenges.size()];
-        return peer::Prove{1, request.key.str(), request.repo, c.nonce, c.offsets, c.lengths};
-      };
-      return ask_each(sources, prove, [this, alive, request, finish](auto answers) {
-        if (!*alive) return;
-        PresentReply reply;
-        for (std::size_t i = 0; i < answers.size(); ++i) {
-          const auto& [node, answer] = answers[i];
-          const auto& expected = request.challenges[i % request.challenges.size()].mac;
-          if (!answer) {
-            reply.unreachable[node] = answer.error();
-          } else if (auto* proof = std::get_if<peer::ProveReply>(&*answer)) {
-            if (proof->mac == expected) {
-              reply.confirmed_by.push_back(node);
-            } else {
-              reply.unproven[node] = "its answer to a proof of possession does not match the object";
-              log::warn("node {} says it holds {} but failed a proof of possession: not counted", node,
-                        request.key.str());
-            }
-          } else if (auto* e = std::get_if<peer::ErrorFrame>(&*answer); e && e->code != peer::ErrorCode::NotPresent) {
-            reply.unreachable[node] = e->message;
-          }
-        }
-        finish(std::move(reply));
-      });
-    }
-    ask_all(sources, peer::Have{1, {request.key.str()}, request.repo}, [request, finish](auto answers) {
-      PresentReply reply;
-      for (const auto& [node, answer] : answers) {
-        auto* have = answer ? std::get_if<peer::HaveReply>(&*answer) : nullptr;
-        bool says_yes = have && have->sizes.size() == 1 && have->sizes[0] > 0;
-        bool pinned = std::find(request.pinned.begin(), request.pinned.end(), node) != request.pinned.end();
-        // An empty object is known from its key alone: any holder's word will do.
-        bool empty = request.key.content_size() == std::optional<std::uint64_t>(0);
-        if (says_yes && (pinned || empty)) reply.confirmed_by.push_back(node);
-        else if (says_yes) reply.unproven[node] = "says it holds it; nothing here to check that against";
-        else if (!have) reply.unreachable[node] = answer ? "unexpected answer" : answer.error();
-      }
-      finish(std::move(reply));
     });
   });
 }
@@ -372,6 +385,7 @@ void ObjectService::remove(const RemoveRequest& request, Done<RemoveReply> done)
     if (auto r = objects_.remove_from_store(request.key, request.store); !r)
       return done(ControlError{ControlErrorCode::Failed, r.error()});
   }
+  audits_.forget(request.store, request.key);  // git-annex no longer counts this remote's copies
   // Every other node whose record says its store holds the key removes it too.
   find_sources(request.key, request.store, "", [this, request, done](std::vector<FetchSource> sources) {
     auto remove = [this, request, sources](std::size_t i) -> peer::Frame {

@@ -12,6 +12,7 @@
 #include <map>
 #include <memory>
 
+#include "node/audit_book.hpp"
 #include "node/control_api.hpp"
 #include "node/local_objects.hpp"
 #include "node/member_address.hpp"
@@ -83,6 +84,7 @@ private:
   asio::any_io_executor disk_;
   SwarmDirectory& directory_;
   LocalObjects& objects_;
+  AuditBook audits_;
   PeerPool& pool_;
   Settings settings_;
   std::shared_ptr<RateLimiter> download_limit_;

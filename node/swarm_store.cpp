@@ -37,15 +37,13 @@ std::vector<std::string> existing_swarm_stores(const fs::path& state_dir) {
   return out;
 }
 
-namespace {
-fs::path object_path(const AnnexRepo& store, const AnnexKey& key) {
+fs::path store_object_path(const AnnexRepo& store, const AnnexKey& key) {
   return store.objects_dir / key.hash_dir_lower() / key.str() / key.str();
 }
-}  // namespace
 
 Result<std::uint64_t> import_into_store(const AnnexRepo& store, const AnnexKey& key, const fs::path& file,
                                         const std::function<void(std::uint64_t)>& progress) {
-  return copy_verified(file, key, object_path(store, key), progress, true);
+  return copy_verified(file, key, store_object_path(store, key), progress, true);
 }
 
 Result<std::uint64_t> copy_verified(const fs::path& file, const AnnexKey& key, const fs::path& dest,
@@ -109,7 +107,7 @@ Result<std::uint64_t> copy_verified(const fs::path& file, const AnnexKey& key, c
 }
 
 Result<bool> remove_from_store(const AnnexRepo& store, const AnnexKey& key, const fs::path& trash) {
-  auto path = object_path(store, key);
+  auto path = store_object_path(store, key);
   struct stat st {};
   if (::lstat(path.c_str(), &st) != 0) {
     if (errno == ENOENT) return false;
@@ -132,7 +130,7 @@ Result<bool> restore_from_trash(const AnnexRepo& store, const AnnexKey& key, con
   struct stat st {};
   if (::lstat(from.c_str(), &st) != 0 || !S_ISREG(st.st_mode))
     return Error{"the trash of store " + store.uuid + " does not hold " + key.str()};
-  auto dest = object_path(store, key);
+  auto dest = store_object_path(store, key);
   std::error_code ec;
   fs::create_directories(dest.parent_path(), ec);
   if (ec) return Error{"cannot create " + dest.parent_path().string() + ": " + ec.message()};
@@ -161,6 +159,17 @@ std::size_t purge_trash(const fs::path& trash, fs::file_time_type cutoff) {
   std::error_code ec;
   for (const auto& t : list_trash(trash))
     if (t.removed < cutoff && fs::remove(trash / t.store / t.key, ec)) ++purged;
+  return purged;
+}
+
+std::size_t purge_trash_for_space(const fs::path& trash, std::uint64_t needed,
+                                  const std::function<std::uint64_t()>& available) {
+  std::size_t purged = 0;
+  std::error_code ec;
+  for (const auto& t : list_trash(trash)) {
+    if (available() >= needed) break;
+    if (fs::remove(trash / t.store / t.key, ec)) ++purged;
+  }
   return purged;
 }
 

@@ -28,6 +28,8 @@ std::vector<std::string> existing_swarm_stores(const std::filesystem::path& stat
 Result<std::uint64_t> copy_verified(const std::filesystem::path& file, const AnnexKey& key,
                                     const std::filesystem::path& dest,
                                     const std::function<void(std::uint64_t)>& progress, bool read_only = false);
+// Where the store keeps `key`'s object.
+std::filesystem::path store_object_path(const AnnexRepo& store, const AnnexKey& key);
 // copy_verified into the store.
 Result<std::uint64_t> import_into_store(const AnnexRepo& store, const AnnexKey& key,
                                         const std::filesystem::path& file,
@@ -47,5 +49,9 @@ struct Trashed {
 std::vector<Trashed> list_trash(const std::filesystem::path& trash);
 // Deletes what was trashed before `cutoff`; how many objects went.
 std::size_t purge_trash(const std::filesystem::path& trash, std::filesystem::file_time_type cutoff);
+// Space runs out: deletes trashed objects, oldest first, until `available()` (the bytes
+// free where the store writes) reaches `needed` or the trash is empty; how many went.
+std::size_t purge_trash_for_space(const std::filesystem::path& trash, std::uint64_t needed,
+                                  const std::function<std::uint64_t()>& available);
 
 }  // namespace annexswarm

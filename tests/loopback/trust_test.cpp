@@ -1,12 +1,14 @@
 // Trust, with real daemons on 127.0.0.1: a member cannot aim a node's dials anywhere but
-// at itself, and files are written safely (no symbolic link followed, no stale temp file
-// in the way).
+// at itself, files are written safely (no symbolic link followed, no stale temp file in
+// the way), only the store's write capability removes, and a store copy counts only when
+// its holder answers an audit.
 #include <boost/test/unit_test.hpp>
 
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <fstream>
+#include <set>
 
 #include "discovery/control_client.hpp"
 #include "node/endpoint_book.hpp"
@@ -166,16 +168,13 @@ BOOST_AUTO_TEST_CASE(a_symbolic_link_at_dest_part_is_refused_and_its_target_unto
 
 BOOST_AUTO_TEST_SUITE_END()
 
-BOOST_AUTO_TEST_SUITE(scoped_removal)
-
 namespace {
 const std::string kStore = "0c3f9e2a-1111-2222-3333-444455556666";
 
 // A key put into the daemon's swarm store `kStore` as git-annex-remote-swarm does (STORE).
-std::string store_one(const TempDir& dir, const DaemonProcess& daemon) {
-  std::string content = "kept by the swarm\n";
+std::string store_one(const TempDir& dir, const DaemonProcess& daemon, const std::string& content = "kept by the swarm\n") {
   auto key = "SHA256E-s" + std::to_string(content.size()) + "--" + to_hex(crypto::sha256(as_bytes(content)));
-  std::ofstream(dir.path() / "kept.txt") << content;
+  std::ofstream(dir.path() / "kept.txt", std::ios::binary) << content;
   auto client = ControlClient::connect(daemon.state_dir());
   BOOST_REQUIRE_MESSAGE(client, client.error());
   auto reply = client->request({{"op", "store"}, {"key", key}, {"file", (dir.path() / "kept.txt").string()},
@@ -190,6 +189,8 @@ std::uint64_t held(MemberLink& m, const std::string& key) {
   return std::get<peer::HaveReply>(reply).sizes.at(0);
 }
 }  // namespace
+
+BOOST_AUTO_TEST_SUITE(scoped_removal)
 
 BOOST_AUTO_TEST_CASE(only_the_stores_write_capability_removes_and_the_trash_gives_it_back) {
   TempDir dir;
@@ -236,3 +237,72 @@ BOOST_AUTO_TEST_CASE(nothing_is_removed_on_request_in_the_public_swarm) {
 }
 
 BOOST_AUTO_TEST_SUITE_END()
+
+BOOST_AUTO_TEST_SUITE(store_audits)
+
+// The node that stored a key keeps audits of it. With no copy of its own left, another
+// holder of the store counts only when it answers one; a member that announces the key
+// and answers anything is not counted, and without audits nobody's word is enough.
+BOOST_AUTO_TEST_CASE(without_a_copy_a_holder_counts_only_when_it_answers_an_audit_kept_at_store_time) {
+  TempDir dir;
+  auto swarm = SwarmToken::generate();
+  auto storer = start_loopback_daemon(dir.path(), "storer", {"--bootstrap", "none", "--swarm", swarm.str()});
+  auto bootstrap = "127.0.0.1:" + std::to_string(storer->port());
+  auto keeper = start_loopback_daemon(dir.path(), "keeper", {"--bootstrap", bootstrap, "--swarm", swarm.str()});
+  auto liar = start_loopback_daemon(dir.path(), "liar",
+                                    {"--bootstrap", bootstrap, "--swarm", swarm.str(), "--test-fault", "claim-everything"});
+  auto other = start_loopback_daemon(dir.path(), "other", {"--bootstrap", bootstrap, "--swarm", swarm.str()});
+  std::string content(1u << 20, '\0');
+  for (std::size_t i = 0; i < content.size(); ++i) content[i] = static_cast<char>((i * 2654435761u) >> 13);
+  auto key = store_one(dir, *storer, content);
+  BOOST_REQUIRE(store_one(dir, *keeper, content) == key);
+  BOOST_REQUIRE(store_one(dir, *liar, content) == key);
+  auto parsed = AnnexKey::parse(key).value();
+  auto audits = storer->state_dir() / "audits" / kStore / key;
+  BOOST_REQUIRE(std::filesystem::exists(audits));
+  // The storer loses its own copy (a disk replaced, say).
+  auto own = storer->state_dir() / "stores" / kStore / "annex" / "objects" / parsed.hash_dir_lower() / key / key;
+  BOOST_REQUIRE(std::filesystem::remove(own));
+  // Both other holders are announced where the storer and the other node look.
+  auto sees_both = [&](const DaemonProcess& at) {
+    auto out = annex_swarm({"whereis", key, "--json", "--state-dir", at.state_dir().string()});
+    if (out.exit_code != 0) return false;
+    std::set<std::string> nodes;
+    auto reply = json::parse(out.out);
+    for (const auto& p : reply["providers"]) nodes.insert(p.value("node", ""));
+    return nodes.count(keeper->node_id()) && nodes.count(liar->node_id());
+  };
+  BOOST_REQUIRE(wait_until([&] { return sees_both(*storer) && sees_both(*other); }));
+
+  auto present = [&](const DaemonProcess& at) {
+    auto client = ControlClient::connect(at.state_dir());
+    BOOST_REQUIRE_MESSAGE(client, client.error());
+    auto reply = client->request({{"op", "present"}, {"key", key}, {"repo", kStore}});
+    BOOST_REQUIRE_MESSAGE(reply, reply.error());
+    return *reply;
+  };
+  auto at_storer = present(*storer);
+  BOOST_TEST_MESSAGE("storer: " << at_storer.dump());
+  BOOST_TEST(at_storer.value("present", false));
+  BOOST_TEST((at_storer["confirmed_by"] == json::array({keeper->node_id()})));
+  BOOST_TEST(at_storer["unproven"].contains(liar->node_id()));
+  BOOST_TEST(storer->log().find("node " + liar->node_id() + " says it holds " + key + " but failed a proof") !=
+             std::string::npos);
+  // Each audit is used once (one per holder asked: the keeper's, the liar's).
+  auto used = [&] {
+    std::ifstream in(audits);
+    std::string version, size, seed;
+    std::uint32_t next = 0;
+    in >> version >> size >> seed >> next;
+    return next;
+  };
+  BOOST_TEST(used() == 2u);
+  // A node that did not store it has no audits: the holders' word makes it unknown.
+  auto at_other = present(*other);
+  BOOST_TEST_MESSAGE("other: " << at_other.dump());
+  BOOST_TEST(!at_other.value("present", false));
+  BOOST_TEST(at_other.value("unknown", false));
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+

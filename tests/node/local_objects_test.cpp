@@ -6,7 +6,9 @@
 #include <unistd.h>
 
 #include <fstream>
+#include <set>
 
+#include "node/audit_book.hpp"
 #include "node/local_objects.hpp"
 #include "node/swarm_store.hpp"
 #include "protocol/crypto.hpp"
@@ -133,6 +135,67 @@ BOOST_AUTO_TEST_CASE(a_removed_object_waits_in_the_trash_until_restored_or_purge
   BOOST_TEST(purge_trash(objects.trash_dir(), after) == 1u);
   BOOST_TEST(list_trash(objects.trash_dir()).empty());
   BOOST_TEST(!objects.restore(key, kStore));
+}
+
+BOOST_AUTO_TEST_CASE(when_space_runs_out_the_trash_gives_way_oldest_first) {
+  test::TempDir dir;
+  LocalObjects objects(dir.path());
+  BOOST_REQUIRE(objects.open({}));
+  auto index = objects.store(kStore).value();
+  std::vector<AnnexKey> keys;
+  for (std::string content : {"first\n", "second", "third\n"}) {
+    auto key = AnnexKey::parse("SHA256E-s6--" + to_hex(crypto::sha256(as_bytes(content)))).value();
+    std::ofstream(dir.path() / "f") << content;
+    BOOST_REQUIRE(import_into_store(objects.at(index), key, dir.path() / "f", nullptr));
+    BOOST_REQUIRE(objects.remove_from_store(key, kStore).value());
+    // Trashed one after the other (the file times order them).
+    std::filesystem::last_write_time(objects.trash_dir() / kStore / key.str(),
+                                     std::filesystem::file_time_type::clock::now() - std::chrono::hours(10 - keys.size()));
+    keys.push_back(key);
+  }
+  // 100 bytes free, and each object purged frees 50 (a fake of the file system's count).
+  std::uint64_t free_bytes = 100;
+  auto available = [&] { return free_bytes + 50 * (3 - list_trash(objects.trash_dir()).size()); };
+  BOOST_TEST(purge_trash_for_space(objects.trash_dir(), 80, available) == 0u);  // room enough: all stay
+  BOOST_TEST(purge_trash_for_space(objects.trash_dir(), 190, available) == 2u);
+  auto left = list_trash(objects.trash_dir());
+  BOOST_REQUIRE(left.size() == 1u);
+  BOOST_TEST(left[0].key == keys[2].str());  // the newest stays
+  BOOST_TEST(purge_trash_for_space(objects.trash_dir(), 1000, available) == 1u);  // all it can
+}
+
+BOOST_AUTO_TEST_CASE(audits_kept_at_store_time_are_answered_only_from_the_same_bytes_and_used_once) {
+  test::TempDir dir;
+  std::string content(100000, 'a');
+  for (std::size_t i = 0; i < content.size(); ++i) content[i] = static_cast<char>((i * 7919) >> 3);
+  auto key = AnnexKey::parse("SHA256E-s100000--" + to_hex(crypto::sha256(as_bytes(content)))).value();
+  std::ofstream(dir.path() / "object", std::ios::binary) << content;
+  auto altered = content;  // one bit in every 2000 bytes: whatever 4 KiB a range reads
+  for (std::size_t i = 0; i < altered.size(); i += 2000) altered[i] ^= 1;
+  std::ofstream(dir.path() / "altered", std::ios::binary) << altered;
+
+  AuditBook audits(dir.path() / "audits");
+  BOOST_TEST(!audits.take(kStore, key));  // nothing stored: nothing to audit with
+  BOOST_REQUIRE(audits.record(kStore, key, dir.path() / "object"));
+  struct stat st {};
+  BOOST_REQUIRE(::stat((dir.path() / "audits" / kStore / key.str()).c_str(), &st) == 0);
+  BOOST_TEST((st.st_mode & 0777) == 0600u);  // kept to itself
+  BOOST_TEST(audits.remaining(kStore, key) == AuditBook::kAuditsPerKey);
+  std::set<std::string> nonces;
+  std::size_t caught = 0;
+  for (std::uint32_t i = 0; i < AuditBook::kAuditsPerKey; ++i) {
+    auto c = audits.take(kStore, key);
+    BOOST_REQUIRE(c);
+    nonces.insert(to_hex(c->nonce));
+    BOOST_TEST(answer_challenge(key.str(), dir.path() / "object", *c).value() == c->mac);
+    caught += answer_challenge(key.str(), dir.path() / "altered", *c).value() != c->mac;
+  }
+  BOOST_TEST(nonces.size() == AuditBook::kAuditsPerKey);  // each one different
+  BOOST_TEST(caught == AuditBook::kAuditsPerKey);
+  BOOST_TEST(!audits.take(kStore, key));  // all used
+  BOOST_REQUIRE(audits.record(kStore, key, dir.path() / "object"));
+  audits.forget(kStore, key);
+  BOOST_TEST(!audits.take(kStore, key));
 }
 
 BOOST_AUTO_TEST_CASE(removing_what_is_not_there_is_no_error_and_no_change) {
