@@ -2,6 +2,7 @@
 # Installs the build into a temporary prefix and uses what was installed: the binary and
 # its git-annex-remote-swarm name, `init` on a fresh git-annex repository, the daemon
 # started from the written config (SIGHUP re-reads it, SIGTERM stops it cleanly), the
+# README's first command (scripts/setup node) on its first run and its second, the
 # systemd unit (checked by systemd-analyze when present), and the container entrypoint's
 # environment-to-settings translation.
 #   install_test.sh BUILD_DIR SOURCE_DIR
@@ -75,6 +76,37 @@ await "SIGHUP did not reload" grep -q "SIGHUP: config read again .*applied: log-
 kill -TERM "$daemon"
 wait "$daemon" || fail "the daemon did not exit cleanly on SIGTERM: $(tail -5 "$tmp/daemon.log")"
 daemon=""
+
+# The README's first command on a machine with no config yet: scripts/setup node makes
+# one as init does (a new swarm, the token only in the 0600 config, serving --repo) and
+# starts the node; run again, it starts the same node from that config.
+setup_config=$tmp/setup/annex-swarm.conf
+start_setup_node() {
+  BUILD_DIR=$build "$source/scripts/setup" node --config "$setup_config" --repo "$repo" --state-dir "$tmp/setup-state" \
+    --listen 127.0.0.1 --port 0 --bootstrap none --poll-interval 1s >>"$tmp/setup.log" 2>&1 &
+  daemon=$!
+  await "scripts/setup node did not start a node: $(tail -20 "$tmp/setup.log")" "$bin" status --state-dir "$tmp/setup-state"
+}
+stop_setup_node() {
+  kill -TERM "$daemon"
+  wait "$daemon" || fail "the node of scripts/setup did not exit cleanly: $(tail -5 "$tmp/setup.log")"
+  daemon=""
+}
+start_setup_node
+[ "$(stat -c %a "$setup_config")" = 600 ] || fail "scripts/setup node wrote a config others can read"
+setup_token=$(sed -n 's/^swarm = //p' "$setup_config")
+[ -n "$setup_token" ] || fail "the config of scripts/setup node names no swarm"
+grep -q "$setup_token" "$tmp/setup.log" || fail "scripts/setup node did not print the token to share"
+first_status=$("$bin" status --state-dir "$tmp/setup-state")
+grep -q "$repo" <<<"$first_status" || fail "the node of scripts/setup node does not serve $repo: $first_status"
+stop_setup_node
+config_before=$(cat "$setup_config")
+start_setup_node
+[ "$(cat "$setup_config")" = "$config_before" ] || fail "run again, scripts/setup node changed its config"
+second_status=$("$bin" status --state-dir "$tmp/setup-state")
+[ "$(grep '^node ' <<<"$second_status")" = "$(grep '^node ' <<<"$first_status")" ] ||
+  fail "run again, scripts/setup node started another node"
+stop_setup_node
 
 # The container entrypoint: ANNEX_SWARM_<NAME> becomes --name.
 mkdir -p "$tmp/fake"
