@@ -1,6 +1,5 @@
 #include "discovery/commands.hpp"
 
-#include <fmt/format.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -258,20 +257,26 @@ int get(const LookupOptions& options, const std::string& key_text, const std::st
         double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
         double rate = elapsed > 0.2 ? static_cast<double>(bytes - *first_bytes) / elapsed : 0;
         double pct = total ? 100.0 * static_cast<double>(bytes) / static_cast<double>(total) : 100.0;
+        // snprintf, not fmt: this binary starts for every key and loads no more than libc.
+        char buf[160];
         std::string eta = "--:--";
         if (rate > 0 && total >= bytes) {
           auto left = static_cast<long>(static_cast<double>(total - bytes) / rate + 0.5);
-          eta = fmt::format("{}:{:02}", left / 60, left % 60);
+          std::snprintf(buf, sizeof buf, "%ld:%02ld", left / 60, left % 60);
+          eta = buf;
         }
-        auto line = fmt::format("{:5.1f}%  {:.1f} / {:.1f} MiB  {:.1f} MB/s  {} peer(s)  ETA {}", pct,
-                                bytes / 1048576.0, total / 1048576.0, rate / 1e6, event.value("peers", 0), eta);
+        std::snprintf(buf, sizeof buf, "%5.1f%%  %.1f / %.1f MiB  %.1f MB/s  %d peer(s)  ETA %s", pct, bytes / 1048576.0,
+                      total / 1048576.0, rate / 1e6, event.value("peers", 0), eta.c_str());
+        std::string line = buf;
         // A stall is shown as a stall, and a busy peer as something being waited for.
-        if (event.contains("stalled_seconds"))
-          line = fmt::format("{:5.1f}%  stalled: no data for {} s  {} peer(s)", pct,
-                             event.value("stalled_seconds", 0), event.value("peers", 0));
+        if (event.contains("stalled_seconds")) {
+          std::snprintf(buf, sizeof buf, "%5.1f%%  stalled: no data for %d s  %d peer(s)", pct,
+                        event.value("stalled_seconds", 0), event.value("peers", 0));
+          line = buf;
+        }
         if (event.contains("waiting"))
-          line += fmt::format("  waiting for {} busy peer(s): {}", event.value("waiting", 0),
-                              event.value("waiting_why", std::string()));
+          line += "  waiting for " + std::to_string(event.value("waiting", 0)) +
+                  " busy peer(s): " + event.value("waiting_why", std::string());
         if (tty) std::cerr << "\r" << line << "\x1b[K" << std::flush;
         else std::cerr << line << "\n";
       });
