@@ -30,8 +30,12 @@ class ChunkSink {
 public:
   // Opens (creating) the partial file and keeps the listed chunks that still verify,
   // so a restarted download resumes. `hash` is empty for keys without a digest.
+  // `check_chunks` false: arriving chunks are not hashed against the manifest (only
+  // their length is checked), for a download with one source and a key whose digest
+  // checks the whole object anyway: per-chunk hashes would only name a culprit already
+  // known, at the cost of a second SHA-256 pass. Resumed chunks are always checked.
   static Result<std::unique_ptr<ChunkSink>> open(std::filesystem::path part, ObjectManifest manifest,
-                                                 std::optional<ContentHash> hash);
+                                                 std::optional<ContentHash> hash, bool check_chunks = true);
   ~ChunkSink();
 
   const std::vector<bool>& done() const { return done_; }
@@ -46,7 +50,7 @@ public:
   void discard();
 
 private:
-  ChunkSink(std::filesystem::path part, ObjectManifest manifest, std::optional<ContentHash> hash);
+  ChunkSink(std::filesystem::path part, ObjectManifest manifest, std::optional<ContentHash> hash, bool check_chunks);
   bool matches(std::size_t chunk, ByteView bytes) const;
   Result<bool> advance_hash(std::size_t just_stored, ByteView bytes);
 
@@ -54,6 +58,7 @@ private:
   std::filesystem::path list_;
   ObjectManifest manifest_;
   std::optional<ContentHash> hash_;
+  bool check_chunks_ = true;
   std::vector<bool> done_;
   std::size_t hashed_ = 0;  // chunks [0, hashed_) are in hash_
   std::uint64_t resumed_bytes_ = 0;

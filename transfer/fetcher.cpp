@@ -249,11 +249,13 @@ void Fetcher::open_sink(ObjectManifest manifest) {
   // tried before), which reads it: on the worker. The old sink goes there too.
   auto generation = ++sink_generation_;
   auto old = std::move(sink_);
+  // With one source, the object's digest is the whole check (see ChunkSink::open).
+  bool check_chunks = sources_.size() > 1;
   asio::post(worker_, [self = shared_from_this(), old = std::move(old), generation, part = part_path_,
-                       manifest = std::move(manifest),
+                       manifest = std::move(manifest), check_chunks,
                        hash = key_.verifiable() ? key_.hash() : HashAlgorithm::None]() mutable {
     old.reset();
-    auto sink = ChunkSink::open(part, std::move(manifest), ContentHash::start(hash));
+    auto sink = ChunkSink::open(part, std::move(manifest), ContentHash::start(hash), check_chunks);
     auto& io = self->io_;
     asio::post(io, [self = std::move(self), generation, sink = std::move(sink)]() mutable {
       if (self->ended_ || generation != self->sink_generation_) return;
