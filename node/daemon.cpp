@@ -98,7 +98,7 @@ Result<bool> Daemon::start() {
   auto key_bytes = identity_.first->serialize();
   auto value_secret = crypto::hmac_sha256(ByteView(key_bytes.data(), key_bytes.size()), as_bytes("annex-swarm value ids v1"));
   directory_ = std::make_unique<SwarmDirectory>(*dht_, *timers_, node_id_, config_.swarms, config_.lookup_timeout,
-                                                value_secret);
+                                                value_secret, config_.state_dir / "dht-stamps");
 
   auto tls = TlsCredentials::from_identity(identity_);
   if (!tls) return Error{tls.error()};

@@ -5,6 +5,7 @@
 #include <map>
 
 #include "node/gather.hpp"
+#include "node/state_files.hpp"
 
 namespace annexswarm {
 namespace {
@@ -18,13 +19,35 @@ std::string slot_of(const ProviderBucketRecord& r) { return "provider/" + r.repo
 }  // namespace
 
 SwarmDirectory::SwarmDirectory(DhtClient& dht, Timers& timers, NodeId self, std::vector<SwarmToken> swarms,
-                               std::chrono::milliseconds lookup_timeout, crypto::Sha256Digest value_secret)
+                               std::chrono::milliseconds lookup_timeout, crypto::Sha256Digest value_secret,
+                               std::filesystem::path stamp_file)
     : dht_(dht),
       timers_(timers),
       self_(self),
       swarms_(std::move(swarms)),
       lookup_timeout_(lookup_timeout),
-      value_secret_(value_secret) {}
+      value_secret_(value_secret),
+      stamp_file_(std::move(stamp_file)) {
+  if (stamp_file_.empty()) return;
+  if (auto text = read_file(stamp_file_)) {
+    try {
+      floor_ = std::stoull(*text);
+    } catch (const std::exception&) {
+      log::warn("{} is unreadable; starting from the clock", stamp_file_.string());
+    }
+  }
+  highest_ = saved_ = floor_;
+}
+
+SwarmDirectory::~SwarmDirectory() { save_stamps(); }
+
+void SwarmDirectory::save_stamps() {
+  if (stamp_file_.empty() || highest_ == saved_) return;
+  if (auto r = write_file_atomic(stamp_file_, std::to_string(highest_) + "\n", 0600); !r)
+    log::warn("cannot save {}: {}", stamp_file_.string(), r.error());
+  saved_ = highest_;
+  saved_at_ = unix_now();
+}
 
 std::uint64_t SwarmDirectory::unix_now() const {
   auto since = timers_.wall_now().time_since_epoch();
@@ -34,18 +57,14 @@ std::uint64_t SwarmDirectory::unix_now() const {
 SwarmDirectory::Stamp SwarmDirectory::stamp(const SwarmToken& token, const DhtLocation& location,
                                             const std::string& slot) {
   auto now = unix_now();
-  std::uint64_t epoch = now >> 16;
-  std::uint32_t seq = now & 0xffff;
   auto& last = stamps_[{location.hex(), slot}];
-  if (last.epoch > epoch || (last.epoch == epoch && last.seq >= seq)) {
-    epoch = last.epoch;
-    seq = last.seq + 1;
-    if (seq > 0xffff) {
-      ++epoch;
-      seq = 0;
-    }
-  }
-  last = {epoch, seq};
+  auto position = std::max({now, last.position + 1, floor_ + 1});
+  auto issued = std::max(now, last.issued + 1);
+  last = {position, issued};
+  highest_ = std::max(highest_, position);
+  if (now >= saved_at_ + 30) save_stamps();  // at most every 30 s, and when the node stops
+  std::uint64_t epoch = position >> 16;
+  auto seq = static_cast<std::uint16_t>(position & 0xffff);
   Bytes input(16);
   auto name = token.value_id(slot);
   for (int b = 0; b < 8; ++b) {
@@ -55,7 +74,7 @@ SwarmDirectory::Stamp SwarmDirectory::stamp(const SwarmToken& token, const DhtLo
   auto digest = crypto::hmac_sha256(value_secret_, input);
   std::uint64_t id = 0;
   std::memcpy(&id, digest.data(), sizeof id);
-  return {id == 0 ? 1 : id, static_cast<std::uint16_t>(seq), now};  // OpenDHT reserves id 0
+  return {id == 0 ? 1 : id, seq, issued};  // OpenDHT reserves id 0
 }
 
 void SwarmDirectory::refuse(std::uint64_t& counter, const DhtLocation& location, const std::string& why) {

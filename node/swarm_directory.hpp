@@ -5,6 +5,7 @@
 // nothing refused is ever trusted. Each read asks every swarm at once and answers once.
 #include <chrono>
 #include <cstdint>
+#include <filesystem>
 #include <functional>
 #include <map>
 #include <set>
@@ -50,8 +51,11 @@ class SwarmDirectory {
 public:
   // `value_secret` is this node's own (derived from its private key): it makes the DHT
   // value ids of our records, which no other member can then predict and take first.
+  // `stamp_file` (empty: none) keeps the highest stamp issued, across restarts (see stamp()).
   SwarmDirectory(DhtClient& dht, Timers& timers, NodeId self, std::vector<SwarmToken> swarms,
-                 std::chrono::milliseconds lookup_timeout, crypto::Sha256Digest value_secret);
+                 std::chrono::milliseconds lookup_timeout, crypto::Sha256Digest value_secret,
+                 std::filesystem::path stamp_file = {});
+  ~SwarmDirectory();
 
   const std::vector<SwarmToken>& swarms() const { return swarms_; }
   const NodeId& self() const { return self_; }
@@ -97,9 +101,12 @@ private:
   void refuse(std::uint64_t& counter, const DhtLocation& location, const std::string& why);
   // Value id, sequence number and issue time of our next put at `location` for `slot`.
   // A storage node replaces a signed value only by one with a higher sequence number,
-  // and ours are 16 bits: the number is the time within an epoch of 65536 s (so it rises
-  // across restarts without saved state), one more than the last when that is not
-  // higher, and the value id changes with the epoch (the old value expires on its own).
+  // and ours are 16 bits. So a put takes a position: the Unix time, or one more than the
+  // slot's last position, or than the highest position of the node's last run (the
+  // stamp file: a clock set back cannot make a restarted node's puts lower); the
+  // sequence number is the position within an epoch of 65536, and the value id changes
+  // with the epoch (the old value expires on its own). The issue time rises too, so a
+  // reader never sees two versions of one slot with the same time.
   struct Stamp {
     std::uint64_t value_id = 0;
     std::uint16_t seq = 0;
@@ -117,10 +124,16 @@ private:
   RefusedValues refused_;
   log::RateLimited refused_log_;
   struct LastStamp {
-    std::uint64_t epoch = 0;
-    std::uint32_t seq = 0;
+    std::uint64_t position = 0;
+    std::uint64_t issued = 0;
   };
   std::map<std::pair<std::string, std::string>, LastStamp> stamps_;  // (location hex, slot)
+  void save_stamps();
+  std::filesystem::path stamp_file_;
+  std::uint64_t floor_ = 0;      // the highest position of the last run
+  std::uint64_t highest_ = 0;    // of this run
+  std::uint64_t saved_ = 0;      // highest_ when last saved
+  std::uint64_t saved_at_ = 0;   // Unix time of that save
   struct CachedContact {
     std::vector<Member> found;
     Timers::Clock::time_point at;

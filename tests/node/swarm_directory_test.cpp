@@ -7,6 +7,7 @@
 #include "node/swarm_directory.hpp"
 #include "tests/support/fake_dht.hpp"
 #include "tests/support/manual_timers.hpp"
+#include "tests/support/test_support.hpp"
 
 using namespace annexswarm;
 using namespace std::chrono_literals;
@@ -147,6 +148,32 @@ BOOST_AUTO_TEST_CASE(every_put_is_accepted_by_the_storage_rule_across_refreshes_
   auto theirs = other_dht.values_at(n.a.node_location(node(2)));
   BOOST_REQUIRE(theirs.size() == 1u);
   BOOST_TEST(!ids().count(theirs[0].id));
+}
+
+BOOST_AUTO_TEST_CASE(two_versions_in_one_second_are_told_apart_and_a_clock_set_back_does_not_lower_the_numbers) {
+  test::TempDir dir;
+  auto file = dir.path() / "dht-stamps";
+  test::ManualTimers later;  // an hour ahead of `n.timers`, which stands for the clock set back
+  later.advance(3600s);
+  Net n;
+  {
+    SwarmDirectory first{n.dht, later, n.self, {n.a}, 5s, secret(1), file};
+    first.put_contact({n.self, kProtocolVersion, 0, {{EndpointKind::Candidate, "11.0.0.1", 4224}}}, false);
+    first.put_contact({n.self, kProtocolVersion, 0, {{EndpointKind::Public, "11.0.0.1", 4224}}}, false);  // same second
+    std::vector<Member> found;
+    first.members(5s, [&](std::vector<Member> m) { found = std::move(m); });
+    BOOST_REQUIRE(found.size() == 1u);
+    BOOST_TEST((found[0].contact.endpoints[0].kind == EndpointKind::Public));  // the later one
+  }  // stops: the highest stamp is kept in the file
+  BOOST_TEST(std::filesystem::exists(file));
+  // Restarted with the clock an hour back: its puts still carry higher numbers.
+  SwarmDirectory restarted{n.dht, n.timers, n.self, {n.a}, 5s, secret(1), file};
+  restarted.put_contact({n.self, kProtocolVersion, 0, {{EndpointKind::Public, "11.0.0.2", 4224}}}, false);
+  BOOST_TEST(n.dht.refused_puts == 0u);
+  // Without the file the same restart would have been refused by the storage rule.
+  SwarmDirectory forgetful{n.dht, n.timers, n.self, {n.a}, 5s, secret(1)};
+  forgetful.put_contact({n.self, kProtocolVersion, 0, {{EndpointKind::Public, "11.0.0.3", 4224}}}, false);
+  BOOST_TEST(n.dht.refused_puts > 0u);
 }
 
 BOOST_AUTO_TEST_CASE(hostile_values_are_refused_and_counted_by_reason) {
