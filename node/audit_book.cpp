@@ -29,10 +29,12 @@ Result<bool> AuditBook::record(const std::string& store, const AnnexKey& key, co
     if (!mac) return Error{mac.error()};
     e.macs.push_back(std::move(*mac));
   }
+  std::lock_guard lock(mutex_);
   return save(store, key, e);
 }
 
 std::optional<PossessionChallenge> AuditBook::take(const std::string& store, const AnnexKey& key) {
+  std::lock_guard lock(mutex_);
   auto e = load(store, key);
   if (!e || e->next >= e->macs.size()) return std::nullopt;
   auto c = derive_challenge(e->seed, e->next, e->size);
@@ -44,11 +46,13 @@ std::optional<PossessionChallenge> AuditBook::take(const std::string& store, con
 }
 
 std::uint32_t AuditBook::remaining(const std::string& store, const AnnexKey& key) const {
+  std::lock_guard lock(mutex_);
   auto e = load(store, key);
   return e && e->next < e->macs.size() ? static_cast<std::uint32_t>(e->macs.size() - e->next) : 0;
 }
 
 void AuditBook::forget(const std::string& store, const AnnexKey& key) {
+  std::lock_guard lock(mutex_);
   std::error_code ec;
   fs::remove(path_of(store, key), ec);
 }

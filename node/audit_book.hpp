@@ -6,6 +6,7 @@
 // answers one of them; each is used once, so a holder cannot keep answers and drop the bytes.
 #include <cstdint>
 #include <filesystem>
+#include <mutex>
 #include <optional>
 #include <string>
 
@@ -43,6 +44,9 @@ private:
   Result<bool> save(const std::string& store, const AnnexKey& key, const Entry& e) const;
 
   std::filesystem::path dir_;
+  // record() runs on the disk thread, take() and forget() on the io thread: one at a time
+  // (they share each key's file and its temp name).
+  mutable std::mutex mutex_;
 };
 
 }  // namespace annexswarm

@@ -166,7 +166,13 @@ std::size_t purge_trash_for_space(const fs::path& trash, std::uint64_t needed,
                                   const std::function<std::uint64_t()>& available) {
   std::size_t purged = 0;
   std::error_code ec;
-  for (const auto& t : list_trash(trash)) {
+  if (available() >= needed) return 0;
+  auto trashed = list_trash(trash);
+  // When even an empty trash would not make room, it is kept: the store fails either way.
+  std::uint64_t total = 0;
+  for (const auto& t : trashed) total += t.bytes;
+  if (available() + total < needed) return 0;
+  for (const auto& t : trashed) {
     if (available() >= needed) break;
     if (fs::remove(trash / t.store / t.key, ec)) ++purged;
   }

@@ -50,7 +50,8 @@ std::vector<Trashed> list_trash(const std::filesystem::path& trash);
 // Deletes what was trashed before `cutoff`; how many objects went.
 std::size_t purge_trash(const std::filesystem::path& trash, std::filesystem::file_time_type cutoff);
 // Space runs out: deletes trashed objects, oldest first, until `available()` (the bytes
-// free where the store writes) reaches `needed` or the trash is empty; how many went.
+// free where the store writes) reaches `needed`; none when emptying the whole trash would
+// not make room enough (the store fails anyway); how many went.
 std::size_t purge_trash_for_space(const std::filesystem::path& trash, std::uint64_t needed,
                                   const std::function<std::uint64_t()>& available);
 
