@@ -255,10 +255,12 @@ void ObjectService::start_download(const DownloadKey& id, const GetRequest& requ
           for (const auto& [node, why] : report.dropped) log::warn("get {}: dropped peer {}: {}", key.str(), node, why);
           // Where a peer could not be reached, its contact record is read afresh next time.
           // If it was remembered from an earlier lookup, "next time" is now: once.
+          // (Only a peer never reached: one that answered, if only "not here", was found.)
           bool stale = false;
           for (const auto& [node, why] : report.dropped)
             if (auto peer = NodeId::from_hex(node)) {
-              stale = stale || directory_.answered_from_cache(*peer);
+              bool never_reached = !report.paths.count(node);
+              stale = stale || (never_reached && directory_.answered_from_cache(*peer));
               directory_.forget_contact(*peer);
             }
           if (error && stale && !second_try) {
@@ -285,13 +287,19 @@ void ObjectService::store(const StoreRequest& request, ProgressFn progress, Done
   asio::post(disk_, [this, &io = io_, alive = alive_, request, repo, index = *index, progress, done] {
     // Objects in the trash give way to a new one when space runs out, oldest first.
     std::error_code ec;
-    auto needed = request.key.content_size().value_or(std::filesystem::file_size(request.file, ec)) + (1u << 20);
+    auto size = request.key.content_size();
+    if (!size) {
+      auto bytes = std::filesystem::file_size(request.file, ec);
+      if (!ec) size = bytes;
+    }
     auto trash = objects_.trash_dir();
-    auto purged = purge_trash_for_space(trash, needed, [at = trash.parent_path()] {
-      std::error_code sec;
-      auto space = std::filesystem::space(at, sec);
-      return sec ? std::numeric_limits<std::uint64_t>::max() : static_cast<std::uint64_t>(space.available);
-    });
+    std::size_t purged = 0;
+    if (size)
+      purged = purge_trash_for_space(trash, *size + (1u << 20), [at = trash.parent_path()] {
+        std::error_code sec;
+        auto space = std::filesystem::space(at, sec);
+        return sec ? std::numeric_limits<std::uint64_t>::max() : static_cast<std::uint64_t>(space.available);
+      });
     auto last = std::make_shared<std::chrono::steady_clock::time_point>();
     auto imported = import_into_store(repo, request.key, request.file, [&io, alive, progress, last](std::uint64_t bytes) {
       auto now = std::chrono::steady_clock::now();

@@ -403,8 +403,9 @@ void DownloadMachine::on(const ObjectChecked& e) {
     out_.push_back(Finish{});
     return;
   }
-  // Every chunk matched this manifest, and the object does not match the key: the copy
-  // its backers hold is bad. Try the next one, keeping the chunks that match it too. The
+  // Every chunk matched this manifest (or, with one source, was not checked against it:
+  // that source is the only backer either way), and the object does not match the key:
+  // the copy its backers hold is bad. Try the next one, keeping the chunks that match it too. The
   // sink and scheduler of the bad copy go first, so dropping its backers cannot start
   // another check of it.
   auto& bad = candidates_[*chosen_];
