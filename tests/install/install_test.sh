@@ -82,7 +82,7 @@ daemon=""
 # starts the node; run again, it starts the same node from that config.
 setup_config=$tmp/setup/annex-swarm.conf
 start_setup_node() {
-  BUILD_DIR=$build "$source/scripts/setup" node --config "$setup_config" --repo "$repo" --state-dir "$tmp/setup-state" \
+  ANNEX_SWARM_SETUP_PREBUILT=1 BUILD_DIR=$build "$source/scripts/setup" node --config "$setup_config" --repo "$repo" --state-dir "$tmp/setup-state" \
     --listen 127.0.0.1 --port 0 --bootstrap none --poll-interval 1s >>"$tmp/setup.log" 2>&1 &
   daemon=$!
   await "scripts/setup node did not start a node: $(tail -20 "$tmp/setup.log")" "$bin" status --state-dir "$tmp/setup-state"
