@@ -24,11 +24,9 @@ Result<bool> AuditBook::record(const std::string& store, const AnnexKey& key, co
   e.size = size;
   e.seed.resize(32);
   crypto::random_fill(e.seed);
-  for (std::uint32_t i = 0; i < kAuditsPerKey; ++i) {
-    auto mac = answer_challenge(key.str(), object, derive_challenge(e.seed, i, size));
-    if (!mac) return Error{mac.error()};
-    e.macs.push_back(std::move(*mac));
-  }
+  auto made = make_challenges(key.str(), object, e.seed, kAuditsPerKey);
+  if (!made) return Error{made.error()};
+  for (auto& c : *made) e.macs.push_back(std::move(c.mac));
   std::lock_guard lock(mutex_);
   return save(store, key, e);
 }

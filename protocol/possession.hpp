@@ -30,6 +30,10 @@ PossessionChallenge derive_challenge(ByteView seed, std::uint32_t index, std::ui
 Result<Bytes> answer_challenge(std::string_view key, const std::filesystem::path& object,
                                const PossessionChallenge& challenge);
 
+// Challenges 0..count-1 of `seed`, each with its answer from `object` (opened once); none
+// for an empty object.
+Result<std::vector<PossessionChallenge>> make_challenges(std::string_view key, const std::filesystem::path& object,
+                                                         ByteView seed, std::size_t count);
 // `count` challenges from a fresh random seed, each with its answer from `object`.
 Result<std::vector<PossessionChallenge>> make_challenges(std::string_view key, const std::filesystem::path& object,
                                                          std::size_t count);
