@@ -19,6 +19,16 @@ using namespace annexswarm;
 namespace {
 const std::string kStore = "11111111-2222-3333-4444-555555555555";
 const std::string kOther = "99999999-2222-3333-4444-555555555555";
+
+// Puts `content` into store `index` as a STORE does; its key.
+AnnexKey store_content(LocalObjects& objects, std::size_t index, const std::filesystem::path& dir,
+                       const std::string& content) {
+  auto key = AnnexKey::parse("SHA256E-s" + std::to_string(content.size()) + "--" +
+                             to_hex(crypto::sha256(as_bytes(content)))).value();
+  std::ofstream(dir / "f", std::ios::binary) << content;
+  BOOST_REQUIRE(import_into_store(objects.at(index), key, dir / "f", nullptr));
+  return key;
+}
 }
 
 BOOST_AUTO_TEST_SUITE(local_objects)
@@ -33,10 +43,7 @@ BOOST_AUTO_TEST_CASE(a_store_is_made_once_and_found_again_after_a_restart) {
   BOOST_REQUIRE(first);
   BOOST_TEST(objects.store(kStore).value() == *first);
   BOOST_TEST(added.size() == 1u);
-  std::string content = "bytes\n";
-  auto key = AnnexKey::parse("SHA256E-s6--" + to_hex(crypto::sha256(as_bytes(content)))).value();
-  std::ofstream(dir.path() / "f") << content;
-  BOOST_REQUIRE(import_into_store(objects.at(*first), key, dir.path() / "f", nullptr));
+  auto key = store_content(objects, *first, dir.path(), "bytes\n");
   LocalObjects again(dir.path());
   BOOST_REQUIRE(again.open({}));
   BOOST_REQUIRE(again.index_of(kStore));
@@ -112,9 +119,7 @@ BOOST_AUTO_TEST_CASE(a_removed_object_waits_in_the_trash_until_restored_or_purge
   std::vector<bool> changes;
   objects.on_changed([&](std::size_t, const AnnexKey&, bool present) { changes.push_back(present); });
   std::string content = "bytes\n";
-  auto key = AnnexKey::parse("SHA256E-s6--" + to_hex(crypto::sha256(as_bytes(content)))).value();
-  std::ofstream(dir.path() / "f") << content;
-  BOOST_REQUIRE(import_into_store(objects.at(index), key, dir.path() / "f", nullptr));
+  auto key = store_content(objects, index, dir.path(), content);
   BOOST_REQUIRE(objects.remove_from_store(key, kStore).value());
   BOOST_TEST(!objects.locate(key, kStore).has_value());
   auto trashed = list_trash(objects.trash_dir());
@@ -144,9 +149,7 @@ BOOST_AUTO_TEST_CASE(when_space_runs_out_the_trash_gives_way_oldest_first) {
   auto index = objects.store(kStore).value();
   std::vector<AnnexKey> keys;
   for (std::string content : {"first\n", "second", "third\n"}) {
-    auto key = AnnexKey::parse("SHA256E-s6--" + to_hex(crypto::sha256(as_bytes(content)))).value();
-    std::ofstream(dir.path() / "f") << content;
-    BOOST_REQUIRE(import_into_store(objects.at(index), key, dir.path() / "f", nullptr));
+    auto key = store_content(objects, index, dir.path(), content);
     BOOST_REQUIRE(objects.remove_from_store(key, kStore).value());
     // Trashed one after the other (the file times order them).
     std::filesystem::last_write_time(objects.trash_dir() / kStore / key.str(),
