@@ -102,9 +102,14 @@ timed_fetch() {  # who file command...
   t0=$(now)
   "$@" >/dev/null 2>"$W/fetch.err" || { echo "$who failed:" >&2; cat "$W/fetch.err" >&2; exit 1; }
   t1=$(now)
+  # CPU seconds of the fetching command itself (this subshell's waited-for children).
+  awk -v t="$(getconf CLK_TCK)" '{print ($16 + $17) / t}' "/proc/$BASHPID/stat" > "$W/fetch.cpu"
   cmp -s "$file" "$W/www/big.bin" || { echo "$who produced a different file" >&2; exit 1; }
   awk -v a="$t0" -v b="$t1" 'BEGIN {print b - a}'
 }
+# CPU seconds (user + system) a process has used so far.
+cpu_of() { awk -v t="$(getconf CLK_TCK)" '{print ($14 + $15) / t}' "/proc/$1/stat"; }
+nginx_worker() { pgrep -P "$(cat "$W/nginx.pid")" | head -1; }
 swarm_get() {
   rm -f "$W/got" "$W/got.part" "$W/got.part.chunks"
   timed_fetch annex-swarm "$W/got" "$BIN" get "$KEY" --to "$W/got" --state-dir "$W/state-down"
@@ -156,11 +161,22 @@ wait_for 20 "$BIN" status --state-dir "$W/state-seed0"
 cold2=$(swarm_get)
 echo "   cold run (freshly started seeder): annex-swarm $(rate $BYTES "$cold2") MB/s"
 ours=(); theirs=()
+ncpu=(); dcpu=(); scpu=(); ccpu=()
 for r in $(seq "$RUNS"); do
-  ours+=("$(swarm_get)"); theirs+=("$(curl_get)")
+  d0=$(cpu_of "$PID_down"); e0=$(cpu_of "$PID_seed0")
+  ours+=("$(swarm_get)")
+  dcpu+=("$(awk -v a="$d0" -v b="$(cpu_of "$PID_down")" -v x="$(cat "$W/fetch.cpu")" 'BEGIN {print b - a + x}')")
+  scpu+=("$(awk -v a="$e0" -v b="$(cpu_of "$PID_seed0")" 'BEGIN {print b - a}')")
+  n0=$(cpu_of "$(nginx_worker)")
+  theirs+=("$(curl_get)")
+  ncpu+=("$(awk -v a="$n0" -v b="$(cpu_of "$(nginx_worker)")" 'BEGIN {print b - a}')")
+  ccpu+=("$(cat "$W/fetch.cpu")")
   echo "   run $r: annex-swarm $(rate $BYTES "${ours[-1]}") MB/s, curl+nginx $(rate $BYTES "${theirs[-1]}") MB/s"
 done
 s2=$(printf '%s\n' "${ours[@]}" | median); c2=$(printf '%s\n' "${theirs[@]}" | median)
+# CPU seconds per GiB moved, each side (medians).
+per_gib() { printf '%s\n' "$@" | median | awk -v b=$BYTES '{printf "%.2f", $1 * 1073741824 / b}'; }
+cpu_line="downloader $(per_gib "${dcpu[@]}") s, seeder $(per_gib "${scpu[@]}") s; curl $(per_gib "${ccpu[@]}") s, nginx $(per_gib "${ncpu[@]}") s"
 hwm=$(awk '/VmHWM/ {print $2}' "/proc/$PID_down/status")
 
 if [ "$LARGE_GIB" -gt 0 ]; then
@@ -195,6 +211,7 @@ echo "  4 seeders at 25 MiB/s: annex-swarm $(rate $BYTES "$s1") MB/s = $(awk -v 
   "aria2c $(rate $BYTES "$a1") MB/s; ours/aria2c $(awk -v s="$s1" -v a="$a1" 'BEGIN {printf "%.2f", a / s}')"
 echo "  1 uncapped seeder: annex-swarm $(rate $BYTES "$s2") MB/s; curl+nginx HTTPS $(rate $BYTES "$c2") MB/s;" \
   "ours/curl $(awk -v s="$s2" -v c="$c2" 'BEGIN {printf "%.2f", c / s}')"
+echo "  CPU per GiB, 1 uncapped seeder: $cpu_line"
 echo "  cold first runs: annex-swarm $(rate $BYTES "$cold1") MB/s (4 seeders), $(rate $BYTES "$cold2") MB/s (1 seeder)"
 echo "  downloading daemon peak RSS: $((hwm / 1024)) MB"
 if [ "$LARGE_GIB" -gt 0 ]; then

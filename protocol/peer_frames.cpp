@@ -1,6 +1,7 @@
 #include "protocol/peer_frames.hpp"
 
 #include <algorithm>
+#include <cstring>
 #include <limits>
 #include <type_traits>
 
@@ -282,20 +283,43 @@ Result<Frame> decode_frame_body(ByteView body) {
   return detail::unpack_array<Frame>(body, kFrameLimits, "frame", decode_fields);
 }
 
+namespace {
+// Enough for a few of the largest frames: once the buffer is this big, what is left of a
+// frame moves to the front at most once per few frames.
+constexpr std::size_t kReaderCapacity = 4 * kMaxFrame;
+}  // namespace
+
+MutableByteView FrameReader::space(std::size_t min) {
+  if (begin_ == end_) begin_ = end_ = 0;
+  if (buffer_.size() - end_ < min) {
+    std::size_t held = end_ - begin_;
+    // Grow while the buffer is small for what it holds; past the cap, or when little is
+    // held, move the held bytes to the front instead.
+    if (held > buffer_.size() / 4 && buffer_.size() < kReaderCapacity)
+      buffer_.resize(std::min(kReaderCapacity, std::max(buffer_.size() * 2, held + min)));
+    if (buffer_.size() - end_ < min) {
+      std::memmove(buffer_.data(), buffer_.data() + begin_, held);
+      begin_ = 0;
+      end_ = held;
+      if (buffer_.size() - end_ < min) buffer_.resize(end_ + min);
+    }
+  }
+  return MutableByteView(buffer_.data() + end_, buffer_.size() - end_);
+}
+
+void FrameReader::commit(std::size_t n) { end_ += std::min(n, buffer_.size() - end_); }
+
 void FrameReader::feed(ByteView bytes) {
   if (failed_) return;
-  // Drop what was consumed before growing, so the buffer stays about one frame long.
-  if (consumed_ > 0) {
-    buffer_.erase(buffer_.begin(), buffer_.begin() + static_cast<std::ptrdiff_t>(consumed_));
-    consumed_ = 0;
-  }
-  buffer_.insert(buffer_.end(), bytes.begin(), bytes.end());
+  auto room = space(bytes.size());
+  std::copy(bytes.begin(), bytes.end(), room.begin());
+  commit(bytes.size());
 }
 
 std::optional<Result<ByteView>> FrameReader::next() {
   if (failed_) return std::nullopt;
-  if (buffer_.size() - consumed_ < 4) return std::nullopt;
-  const auto* p = buffer_.data() + consumed_;
+  if (end_ - begin_ < 4) return std::nullopt;
+  const auto* p = buffer_.data() + begin_;
   std::uint32_t n = static_cast<std::uint32_t>(p[0]) << 24 | static_cast<std::uint32_t>(p[1]) << 16 |
                     static_cast<std::uint32_t>(p[2]) << 8 | p[3];
   if (n > kMaxFrame || n == 0) {
@@ -303,8 +327,8 @@ std::optional<Result<ByteView>> FrameReader::next() {
     return Result<ByteView>(Error{"frame length " + std::to_string(n) + " is outside 1.." +
                                std::to_string(kMaxFrame)});
   }
-  if (buffer_.size() - consumed_ - 4 < n) return std::nullopt;
-  consumed_ += 4 + n;
+  if (end_ - begin_ - 4 < n) return std::nullopt;
+  begin_ += 4 + n;
   return Result<ByteView>(ByteView(p + 4, n));
 }
 

@@ -344,18 +344,26 @@ Result<Frame> decode_frame_body(ByteView body);
 using FrameView = std::variant<DataView, Frame>;
 Result<FrameView> decode_frame_body_view(ByteView body);
 
-// Splits a byte stream into frame bodies. Feed it what the socket returns; take the
-// bodies out with next(). A length over the cap is an error, reported once.
+// Splits a byte stream into frame bodies. Either feed it bytes, or let the source write
+// straight into space() and commit() what it wrote (no copy); take the bodies out with
+// next(). A length over the cap is an error, reported once.
 class FrameReader {
 public:
   void feed(ByteView bytes);
+  // Room for at least `min` bytes after what is buffered. Bytes not yet taken by next()
+  // move only when the room would otherwise run out, so a stream of large frames is
+  // mostly written once and read in place.
+  MutableByteView space(std::size_t min);
+  // `n` bytes were written at the start of the last space().
+  void commit(std::size_t n);
   // A complete body, nothing when more bytes are needed, or an error. The view is valid
-  // until the next call to feed() or next().
+  // until the next call to feed(), space() or next().
   std::optional<Result<ByteView>> next();
 
 private:
   Bytes buffer_;
-  std::size_t consumed_ = 0;
+  std::size_t begin_ = 0;  // [begin_, end_) is buffered and not yet taken
+  std::size_t end_ = 0;
   bool failed_ = false;
 };
 

@@ -39,6 +39,14 @@ bool ChunkScheduler::on_done(std::size_t chunk) {
   return true;
 }
 
+void ChunkScheduler::on_corrupt(std::size_t chunk) {
+  auto& c = state_[chunk];
+  if (!c.done) return;
+  c.done = false;
+  --done_count_;
+  if (chunk < first_missing_) first_missing_ = chunk;
+}
+
 void ChunkScheduler::on_failed(PeerId peer, std::size_t chunk) {
   auto& c = state_[chunk];
   c.holders.erase(peer);

@@ -21,8 +21,11 @@ public:
   ChunkScheduler(std::size_t chunks, const std::vector<bool>& already_done);
 
   std::optional<std::size_t> next_for(PeerId peer);
-  // The chunk arrived verified; returns false when another peer had delivered it first.
+  // The chunk arrived (and passed its check); returns false when another peer had
+  // delivered it first.
   bool on_done(std::size_t chunk);
+  // A chunk taken as done turned out bad when the object was checked: missing again.
+  void on_corrupt(std::size_t chunk);
   // The peer did not deliver the chunk (error, bad data, left).
   void on_failed(PeerId peer, std::size_t chunk);
   void remove_peer(PeerId peer);

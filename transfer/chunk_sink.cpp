@@ -46,12 +46,16 @@ bool ObjectManifest::operator<(const ObjectManifest& o) const {
   return std::tie(size, chunk, hashes) < std::tie(o.size, o.chunk, o.hashes);
 }
 
-ChunkSink::ChunkSink(std::filesystem::path part, ObjectManifest manifest, std::optional<ContentHash> hash,
-                     bool check_chunks)
-    : part_(std::move(part)), manifest_(std::move(manifest)), hash_(std::move(hash)), check_chunks_(check_chunks) {
+ChunkSink::ChunkSink(std::filesystem::path part, ObjectManifest manifest, HashAlgorithm hash, bool check_chunks)
+    : part_(std::move(part)),
+      manifest_(std::move(manifest)),
+      algorithm_(hash),
+      hash_(ContentHash::start(hash)),
+      check_chunks_(check_chunks) {
   list_ = part_;
   list_ += ".chunks";
   done_.assign(manifest_.chunk_count(), false);
+  checked_.assign(manifest_.chunk_count(), false);
 }
 
 ChunkSink::~ChunkSink() {
@@ -60,10 +64,10 @@ ChunkSink::~ChunkSink() {
 }
 
 Result<std::unique_ptr<ChunkSink>> ChunkSink::open(std::filesystem::path part, ObjectManifest manifest,
-                                                   std::optional<ContentHash> hash, bool check_chunks) {
+                                                   HashAlgorithm hash, bool check_chunks) {
+  std::unique_ptr<ChunkSink> sink(new ChunkSink(std::move(part), std::move(manifest), hash, check_chunks));
   // Without a digest for the whole object, the chunk hashes are all there is.
-  check_chunks = check_chunks || !hash;
-  std::unique_ptr<ChunkSink> sink(new ChunkSink(std::move(part), std::move(manifest), std::move(hash), check_chunks));
+  if (!sink->hash_) sink->check_chunks_ = true;
   auto& s = *sink;
   // Never through a symbolic link, and only into a regular file: a link planted at
   // DEST.part must not make us overwrite what it points to.
@@ -82,7 +86,7 @@ Result<std::unique_ptr<ChunkSink>> ChunkSink::open(std::filesystem::path part, O
     auto offset = static_cast<off_t>(index) * s.manifest_.chunk;
     if (::pread(s.part_fd_, buf.data(), buf.size(), offset) != static_cast<ssize_t>(buf.size())) continue;
     if (s.matches(index, buf)) {
-      s.done_[index] = true;
+      s.done_[index] = s.checked_[index] = true;
       s.resumed_bytes_ += buf.size();
     }
   }
@@ -102,6 +106,7 @@ Result<ChunkSink::Verdict> ChunkSink::accept(std::size_t chunk, ByteView bytes) 
   if (chunk >= done_.size() || bytes.size() != manifest_.chunk_length(chunk)) return Verdict::Corrupt;
   if (check_chunks_ && !matches(chunk, bytes)) return Verdict::Corrupt;
   if (done_[chunk]) return Verdict::Duplicate;
+  checked_[chunk] = check_chunks_;
   auto offset = static_cast<off_t>(chunk) * manifest_.chunk;
   if (::pwrite(part_fd_, bytes.data(), bytes.size(), offset) != static_cast<ssize_t>(bytes.size()))
     return Error{"cannot write " + part_.string() + ": " + std::strerror(errno) + " (disk full?)"};
@@ -140,6 +145,29 @@ Result<std::string> ChunkSink::finish() {
   auto hex = hash_->finish_hex();
   hash_.reset();
   return hex;
+}
+
+Result<std::vector<std::size_t>> ChunkSink::recheck() {
+  std::vector<std::size_t> bad;
+  Bytes buf;
+  for (std::size_t i = 0; i < done_.size(); ++i) {
+    if (!done_[i] || checked_[i]) continue;
+    buf.resize(manifest_.chunk_length(i));
+    auto offset = static_cast<off_t>(i) * manifest_.chunk;
+    if (::pread(part_fd_, buf.data(), buf.size(), offset) != static_cast<ssize_t>(buf.size()))
+      return Error{"cannot read back " + part_.string() + ": " + std::strerror(errno)};
+    if (matches(i, buf)) {
+      checked_[i] = true;
+    } else {
+      done_[i] = false;
+      bad.push_back(i);
+    }
+  }
+  check_chunks_ = true;
+  hash_ = ContentHash::start(algorithm_);
+  hashed_ = 0;
+  if (auto r = advance_hash(done_.size(), {}); !r) return Error{r.error()};
+  return bad;
 }
 
 void ChunkSink::discard() {

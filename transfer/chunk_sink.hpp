@@ -29,13 +29,14 @@ struct ObjectManifest {
 class ChunkSink {
 public:
   // Opens (creating) the partial file and keeps the listed chunks that still verify,
-  // so a restarted download resumes. `hash` is empty for keys without a digest.
-  // `check_chunks` false: arriving chunks are not hashed against the manifest (only
-  // their length is checked), for a download with one source and a key whose digest
-  // checks the whole object anyway: per-chunk hashes would only name a culprit already
-  // known, at the cost of a second SHA-256 pass. Resumed chunks are always checked.
+  // so a restarted download resumes. `hash` is the key's digest algorithm (None for keys
+  // without one). `check_chunks` false: arriving chunks are not hashed against the
+  // manifest (only their length is checked) while the key's digest can check the whole
+  // object: a second SHA-256 pass over every byte is what made a fast download CPU-bound.
+  // When the digest then fails, recheck() finds the bad chunks. Resumed chunks, and
+  // every chunk of a key without a digest, are always checked.
   static Result<std::unique_ptr<ChunkSink>> open(std::filesystem::path part, ObjectManifest manifest,
-                                                 std::optional<ContentHash> hash, bool check_chunks = true);
+                                                 HashAlgorithm hash, bool check_chunks = true);
   ~ChunkSink();
 
   const std::vector<bool>& done() const { return done_; }
@@ -46,20 +47,26 @@ public:
   Result<Verdict> accept(std::size_t chunk, ByteView bytes);
   // Flushes the file; yields the object's digest in hex (empty for keys without one).
   Result<std::string> finish();
+  // After a digest that does not match: reads back every chunk stored unchecked and
+  // compares it with the manifest. Yields the chunks that fail, which are missing again;
+  // from now on every arriving chunk is checked, and the digest starts over.
+  Result<std::vector<std::size_t>> recheck();
   // Removes the partial file and its list.
   void discard();
 
 private:
-  ChunkSink(std::filesystem::path part, ObjectManifest manifest, std::optional<ContentHash> hash, bool check_chunks);
+  ChunkSink(std::filesystem::path part, ObjectManifest manifest, HashAlgorithm hash, bool check_chunks);
   bool matches(std::size_t chunk, ByteView bytes) const;
   Result<bool> advance_hash(std::size_t just_stored, ByteView bytes);
 
   std::filesystem::path part_;
   std::filesystem::path list_;
   ObjectManifest manifest_;
+  HashAlgorithm algorithm_;
   std::optional<ContentHash> hash_;
   bool check_chunks_ = true;
   std::vector<bool> done_;
+  std::vector<bool> checked_;  // stored chunks known to match the manifest
   std::size_t hashed_ = 0;  // chunks [0, hashed_) are in hash_
   std::uint64_t resumed_bytes_ = 0;
   int part_fd_ = -1;

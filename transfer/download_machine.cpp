@@ -304,6 +304,7 @@ void DownloadMachine::on(const SinkOpened& e) {
   sink_open_ = true;
   bytes_resumed_ = e.resumed_bytes;
   scheduler_.emplace(e.done.size(), e.done);
+  stored_by_.assign(e.done.size(), std::nullopt);
   last_progress_ = now_;
   pump();
 }
@@ -378,6 +379,7 @@ void DownloadMachine::on(const ChunkChecked& e) {
       break;
     case ChunkSink::Verdict::Stored:
       scheduler_->on_done(e.chunk);
+      stored_by_[e.chunk] = e.peer;
       report_[e.peer].bytes += e.bytes;
       bytes_fetched_ += e.bytes;
       last_progress_ = now_;
@@ -403,9 +405,28 @@ void DownloadMachine::on(const ObjectChecked& e) {
     out_.push_back(Finish{});
     return;
   }
-  // Every chunk matched this manifest (or, with one source, was not checked against it:
-  // that source is the only backer either way), and the object does not match the key:
-  // the copy its backers hold is bad. Try the next one, keeping the chunks that match it too. The
+  if (!e.corrupt_chunks.empty() && scheduler_) {
+    // Chunks stored without a check (see ChunkSink::open) fail the manifest: their senders
+    // lied. They go, and the chunks are fetched again from the others, checked this time.
+    std::set<PeerId> liars;
+    const auto& c = candidates_[*chosen_];
+    for (auto chunk : e.corrupt_chunks) {
+      if (chunk >= scheduler_->chunk_count()) continue;
+      scheduler_->on_corrupt(chunk);
+      auto offset = static_cast<std::uint64_t>(chunk) * c.chunk;
+      auto length = std::min<std::uint64_t>(c.chunk, c.size - offset);
+      if (auto by = stored_by_[chunk]) {
+        liars.insert(*by);
+        report_[*by].bytes -= std::min(report_[*by].bytes, length);
+      }
+      bytes_fetched_ -= std::min(bytes_fetched_, length);
+      stored_by_[chunk].reset();
+    }
+    for (auto liar : liars) gone(liar, "sent a chunk that fails verification", true);
+    return pump();
+  }
+  // Every chunk matches this manifest (checked on arrival or by the recheck), and the
+  // object does not match the key: the copy its backers hold is bad. Try the next one, keeping the chunks that match it too. The
   // sink and scheduler of the bad copy go first, so dropping its backers cannot start
   // another check of it.
   auto& bad = candidates_[*chosen_];

@@ -106,6 +106,9 @@ public:
   };
   struct ObjectChecked {
     bool matches = false;
+    // When it does not match: the chunks that fail the manifest (missing again now).
+    // None: every chunk matches, so the manifest itself is wrong.
+    std::vector<std::size_t> corrupt_chunks;
   };
   struct LocalFailure {  // the disk: nothing a peer did
     std::string why;
@@ -254,6 +257,7 @@ private:
   bool checking_ = false;
   bool finished_ = false;
   std::optional<ChunkScheduler> scheduler_;
+  std::vector<std::optional<PeerId>> stored_by_;  // who sent each chunk in the sink (none: resumed)
   std::map<RequestId, Request> requests_;
   RequestId next_request_ = 1;
   std::uint64_t bytes_fetched_ = 0;

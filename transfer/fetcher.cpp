@@ -249,13 +249,13 @@ void Fetcher::open_sink(ObjectManifest manifest) {
   // tried before), which reads it: on the worker. The old sink goes there too.
   auto generation = ++sink_generation_;
   auto old = std::move(sink_);
-  // With one source, the object's digest is the whole check (see ChunkSink::open).
-  bool check_chunks = sources_.size() > 1;
+  // Chunks are checked against the manifest only when the object's digest fails (see
+  // ChunkSink::open): hashing every byte twice would make a fast download CPU-bound.
   asio::post(worker_, [self = shared_from_this(), old = std::move(old), generation, part = part_path_,
-                       manifest = std::move(manifest), check_chunks,
+                       manifest = std::move(manifest),
                        hash = key_.verifiable() ? key_.hash() : HashAlgorithm::None]() mutable {
     old.reset();
-    auto sink = ChunkSink::open(part, std::move(manifest), ContentHash::start(hash), check_chunks);
+    auto sink = ChunkSink::open(part, std::move(manifest), hash, false);
     auto& io = self->io_;
     asio::post(io, [self = std::move(self), generation, sink = std::move(sink)]() mutable {
       if (self->ended_ || generation != self->sink_generation_) return;
@@ -285,14 +285,18 @@ void Fetcher::check_chunk(M::PeerId peer, std::shared_ptr<Bytes> buffer, std::si
 }
 
 void Fetcher::check_object() {
-  asio::post(worker_, [self = shared_from_this(), sink = sink_, generation = sink_generation_]() mutable {
+  asio::post(worker_, [self = shared_from_this(), sink = sink_, generation = sink_generation_,
+                       expected = key_.digest_hex()]() mutable {
     auto digest = sink->finish();
+    // A digest that does not match: which chunks are bad, if any (none: the manifest is).
+    Result<std::vector<std::size_t>> bad = std::vector<std::size_t>{};
+    if (digest && !digest->empty() && *digest != expected) bad = sink->recheck();
     auto& io = self->io_;
-    asio::post(io, [self = std::move(self), generation, digest = std::move(digest)] {
+    asio::post(io, [self = std::move(self), generation, digest = std::move(digest), expected, bad = std::move(bad)] {
       if (self->ended_ || generation != self->sink_generation_) return;
       if (!digest) return self->feed(M::LocalFailure{digest.error()});
-      bool matches = digest->empty() || *digest == self->key_.digest_hex();
-      self->feed(M::ObjectChecked{matches});
+      if (!bad) return self->feed(M::LocalFailure{bad.error()});
+      self->feed(M::ObjectChecked{digest->empty() || *digest == expected, *bad});
     });
   });
 }

@@ -99,9 +99,10 @@ void PeerLink::receive_decoded(Result<T> (*decode)(ByteView), std::function<void
     return done(decode(**body));
   }
   auto self = shared_from_this();
-  stream_->read([self, decode, done](Result<ByteView> bytes) {
-    if (!bytes) return done(Error{bytes.error()});
-    self->reader_.feed(*bytes);
+  // Decrypted straight into the reader's buffer: one TLS record at least fits.
+  stream_->read(reader_.space(kTlsRecordBytes), [self, decode, done](Result<std::size_t> got) {
+    if (!got) return done(Error{got.error()});
+    self->reader_.commit(*got);
     self->receive_decoded(decode, done);
   });
 }

@@ -39,13 +39,11 @@ namespace {
 // Buffers live as long as the stream and never shrink, so the data path allocates
 // nothing per record.
 constexpr std::size_t kInboundBytes = 256 * 1024;
-constexpr std::size_t kPlainBytes = 256 * 1024;
-constexpr std::size_t kTlsRecord = 16 * 1024;
 constexpr std::size_t kOutboundReserve = 512 * 1024;
 }  // namespace
 
 TlsStream::TlsStream(asio::ip::tcp::socket socket, std::shared_ptr<TlsCredentials> credentials, Side side)
-    : socket_(std::move(socket)), credentials_(std::move(credentials)), inbound_(kInboundBytes), plain_(kPlainBytes) {
+    : socket_(std::move(socket)), credentials_(std::move(credentials)), inbound_(kInboundBytes) {
   outbound_.reserve(kOutboundReserve);
   sending_.reserve(kOutboundReserve);
   gnutls_init(&session_, (side == Side::Server ? GNUTLS_SERVER : GNUTLS_CLIENT) | GNUTLS_NONBLOCK);
@@ -235,24 +233,26 @@ void TlsStream::when_drained(std::function<void()> fn) {
   write_waiters_.emplace_back(pushed_, [fn = std::move(fn)](Result<bool>) { fn(); });
 }
 
-void TlsStream::read(std::function<void(Result<ByteView>)> done) {
+void TlsStream::read(MutableByteView into, std::function<void(Result<std::size_t>)> done) {
   if (closed_) {
     asio::post(socket_.get_executor(), [done = std::move(done)] { done(Error{"connection closed"}); });
     return;
   }
+  read_into_ = into;
   read_done_ = std::move(done);
   drive_read();
 }
 
 void TlsStream::drive_read() {
-  // Decrypt every whole record already here, up to a full buffer, in one callback.
+  // Decrypt every whole record already here, while a record fits, in one callback.
   std::size_t got = 0;
   ssize_t rc = 0;
-  while (kPlainBytes - got >= kTlsRecord) {
-    rc = gnutls_record_recv(session_, plain_.data() + got, kPlainBytes - got);
+  auto into = read_into_;
+  do {
+    rc = gnutls_record_recv(session_, into.data() + got, into.size() - got);
     if (rc <= 0) break;
     got += static_cast<std::size_t>(rc);
-  }
+  } while (into.size() - got >= kTlsRecordBytes);
   flush();  // a post-handshake message may need an answer
   if (got == 0 && (rc == GNUTLS_E_AGAIN || rc == GNUTLS_E_INTERRUPTED)) {
     if (!error_) return fill();
@@ -260,7 +260,8 @@ void TlsStream::drive_read() {
   }
   auto done = std::move(read_done_);
   read_done_ = nullptr;
-  if (got > 0) return done(ByteView(plain_.data(), got));  // an error surfaces on the next read
+  read_into_ = {};
+  if (got > 0) return done(got);  // an error surfaces on the next read
   if (rc == 0) return done(Error{error_.value_or("connection closed by peer")});
   done(Error{std::string("TLS read failed: ") + gnutls_strerror(static_cast<int>(rc))});
 }
@@ -280,6 +281,7 @@ void TlsStream::close() {
   const std::string why = "connection closed";
   if (auto done = std::move(handshake_done_)) asio::post(executor, [done, why] { done(Error{why}); });
   if (auto done = std::move(read_done_)) asio::post(executor, [done, why] { done(Error{why}); });
+  read_into_ = {};
   auto waiters = std::move(write_waiters_);
   handshake_done_ = nullptr;
   read_done_ = nullptr;

@@ -36,6 +36,9 @@ private:
 inline constexpr const char* kTlsPriorities =
     "NORMAL:-VERS-ALL:+VERS-TLS1.3:-CIPHER-ALL:+AES-128-GCM:+AES-256-GCM";
 
+// The most plaintext one TLS record carries.
+inline constexpr std::size_t kTlsRecordBytes = 16 * 1024;
+
 // An IPv4 peer on a dual-stack socket shows up as ::ffff:a.b.c.d; this gives a.b.c.d.
 asio::ip::address unmapped(const asio::ip::address& address);
 
@@ -58,9 +61,9 @@ public:
   // Encrypts `data` now (the caller may reuse it on return); `done` runs once its bytes
   // have reached the socket.
   void write(ByteView data, std::function<void(Result<bool>)> done);
-  // Decrypts what is available (at least one byte); an error on close or failure. The
-  // view is valid during the callback only.
-  void read(std::function<void(Result<ByteView>)> done);
+  // Decrypts what is available (at least one byte) straight into `into`, which must stay
+  // valid until `done`; yields how many bytes it wrote, or an error on close or failure.
+  void read(MutableByteView into, std::function<void(Result<std::size_t>)> done);
   // Encrypted bytes handed to the socket and not yet taken by it.
   std::uint64_t unsent_bytes() const { return pushed_ - written_; }
   // Runs `fn` once everything written so far has reached the socket (or the stream failed).
@@ -86,7 +89,6 @@ private:
   std::size_t in_begin_ = 0;
   std::size_t in_end_ = 0;
   bool reading_ = false;
-  Bytes plain_;  // decrypted bytes handed to the reader
   Bytes outbound_;
   Bytes sending_;
   bool sending_now_ = false;
@@ -95,7 +97,8 @@ private:
   std::deque<std::pair<std::uint64_t, std::function<void(Result<bool>)>>> write_waiters_;
 
   std::function<void(Result<NodeId>)> handshake_done_;
-  std::function<void(Result<ByteView>)> read_done_;
+  MutableByteView read_into_;
+  std::function<void(Result<std::size_t>)> read_done_;
   std::optional<std::string> error_;
   bool closed_ = false;
 };

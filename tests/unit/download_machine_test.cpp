@@ -294,6 +294,35 @@ BOOST_AUTO_TEST_CASE(a_final_hash_mismatch_tries_the_next_copy_without_its_backe
   BOOST_TEST(run.done());
 }
 
+BOOST_AUTO_TEST_CASE(chunks_found_bad_after_the_digest_fails_drop_their_sender_and_come_again_from_the_others) {
+  Copy copy(8 * kChunk);
+  Run run(2, copy.size);
+  bring_up(run, {&copy, &copy});
+  open_sink(run);
+  // Both serve; the chunks were stored unchecked (ChunkSink::open), so all look good.
+  serve_until_check(run, {true, true});
+  BOOST_REQUIRE_EQUAL(run.taken<M::CheckObject>().size(), 1u);
+  std::vector<std::size_t> from_peer1;
+  for (const auto& r : run.taken<M::RequestChunk>())
+    if (r.peer == 1) from_peer1.push_back(r.chunk);
+  BOOST_REQUIRE(!from_peer1.empty());
+  auto asked = run.taken<M::RequestChunk>().size();
+  // The digest fails and the recheck blames one chunk that peer 1 sent.
+  run.on(M::ObjectChecked{false, {from_peer1.front()}});
+  BOOST_TEST(run.machine.report()[1].dropped.find("fails verification") != std::string::npos,
+             run.machine.report()[1].dropped);
+  BOOST_TEST(run.machine.report()[0].dropped.empty());  // the honest backer stays
+  auto again = run.taken<M::RequestChunk>();
+  BOOST_REQUIRE(again.size() > asked);
+  BOOST_TEST(again.back().peer == 0u);
+  BOOST_TEST(again.back().chunk == from_peer1.front());
+  serve_until_check(run, {true, true});
+  BOOST_REQUIRE_EQUAL(run.taken<M::CheckObject>().size(), 2u);
+  run.on(M::ObjectChecked{true});
+  BOOST_TEST(run.done());
+  BOOST_TEST(run.machine.bytes_fetched() == copy.size);  // the bad chunk is not counted twice
+}
+
 BOOST_AUTO_TEST_CASE(a_peer_with_the_wrong_chunk_size_or_object_size_is_dropped) {
   Copy copy(3 * kChunk);
   Copy other_size(5 * kChunk);
