@@ -1,0 +1,71 @@
+#pragma once
+// How an object becomes K+M shares and comes back from any K of them, streaming through
+// files one segment at a time, so memory stays at one segment whatever the object's size.
+//
+// The object is cut into segments of K units; a segment's K data units and its M parity
+// units go, one each, to the K+M shares; the last segment is padded with zeros. Share i is
+// unit i of every segment in order, so a share is `segments x unit` bytes. A unit is at
+// most one manifest chunk (1 MiB) and a share of one segment is smaller than a chunk, so a
+// share's manifest chunks are exactly its units: a holder and a downloader check a share
+// unit by unit with the same SHA-256 list (and root) the peer protocol already serves.
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <optional>
+#include <vector>
+
+#include "erasure/codec.hpp"
+
+namespace annexswarm::erasure {
+
+struct ShareLayout {
+  ShareShape shape;
+  std::uint64_t object_size = 0;
+  std::uint32_t unit = 0;  // bytes of one share per segment
+
+  // Units of one manifest chunk, or less for an object of under K chunks (one segment
+  // then, so a small object costs (K+M)/K of its size, not K+M chunks).
+  static ShareLayout plan(ShareShape shape, std::uint64_t object_size);
+  std::uint64_t segment_bytes() const { return std::uint64_t{shape.k} * unit; }
+  std::uint64_t segments() const { return (object_size + segment_bytes() - 1) / segment_bytes(); }
+  std::uint64_t share_size() const { return segments() * unit; }
+  friend bool operator==(const ShareLayout&, const ShareLayout&) = default;
+};
+
+// SHA-256 of every unit of every share: what a share is checked against, unit by unit.
+struct ShareDigests {
+  std::vector<Bytes> units;  // [share]: 32 bytes per segment
+  // The share's manifest root: SHA-256 over its unit digests.
+  Bytes root(unsigned share) const;
+  bool unit_matches(unsigned share, std::uint64_t segment, ByteView bytes) const;
+};
+
+using Progress = std::function<void(std::uint64_t object_bytes_done)>;
+
+// Writes the K+M shares of `object` to `shares` (created or truncated), and yields their
+// digests. An error (unreadable object, a short read, a full disk) leaves the share files
+// for the caller to remove.
+Result<ShareDigests> encode_object(const std::filesystem::path& object, const ShareLayout& layout,
+                                   const std::vector<std::filesystem::path>& shares, const Progress& progress = {});
+
+// Where each share can be read from: nothing for a share that is missing.
+using ShareFiles = std::vector<std::optional<std::filesystem::path>>;
+
+struct RebuildReport {
+  // Units that failed their digest (the share is corrupt there) and were rebuilt from others.
+  std::vector<std::pair<unsigned, std::uint64_t>> corrupt_units;  // (share, segment)
+};
+
+// Writes the object to `out` in order from any K good shares, checking every unit read
+// against `digests` (a corrupt unit is replaced from another share). An error when fewer
+// than K good units of a segment exist.
+Result<RebuildReport> decode_object(const ShareLayout& layout, const ShareFiles& shares, const ShareDigests& digests,
+                                    const std::filesystem::path& out, const Progress& progress = {});
+
+// Rebuilds the shares `wanted` (written to `out`, one path each) from the good ones among
+// `shares`; each rebuilt unit is checked against `digests` before it is written.
+Result<RebuildReport> rebuild_shares(const ShareLayout& layout, const ShareFiles& shares, const ShareDigests& digests,
+                                     const std::vector<unsigned>& wanted,
+                                     const std::vector<std::filesystem::path>& out);
+
+}  // namespace annexswarm::erasure

@@ -1,0 +1,311 @@
+// Erasure coding: any K of K+M units rebuild a segment; an object goes to K+M share files
+// and comes back from any K of them, a corrupt share unit is found by its digest and
+// replaced; lost shares are rebuilt byte for byte; shares are placed on distinct members
+// with room, the same way on every node.
+#include <boost/test/unit_test.hpp>
+
+#include <fstream>
+#include <map>
+#include <random>
+#include <sstream>
+
+#include "erasure/codec.hpp"
+#include "erasure/placement.hpp"
+#include "erasure/shares.hpp"
+#include "protocol/crypto.hpp"
+#include "tests/support/test_support.hpp"
+
+using namespace annexswarm;
+using namespace annexswarm::erasure;
+namespace fs = std::filesystem;
+
+namespace {
+
+Bytes random_bytes(std::size_t n, std::uint32_t seed) {
+  std::mt19937 rng(seed);
+  Bytes out(n);
+  for (auto& b : out) b = static_cast<std::uint8_t>(rng());
+  return out;
+}
+
+std::string slurp(const fs::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+// Every way to choose `k` of `n`, in order.
+std::vector<std::vector<unsigned>> choices(unsigned n, unsigned k) {
+  std::vector<std::vector<unsigned>> out;
+  for (unsigned mask = 0; mask < (1u << n); ++mask)
+    if (static_cast<unsigned>(__builtin_popcount(mask)) == k) {
+      std::vector<unsigned> c;
+      for (unsigned i = 0; i < n; ++i)
+        if (mask & (1u << i)) c.push_back(i);
+      out.push_back(c);
+    }
+  return out;
+}
+
+// A segment's K data units and their M parity units.
+struct Segment {
+  ShareShape shape;
+  std::size_t len;
+  std::vector<Bytes> units;
+  Segment(ShareShape s, std::size_t l, std::uint32_t seed) : shape(s), len(l) {
+    for (unsigned i = 0; i < s.k; ++i) units.push_back(random_bytes(len, seed * 131 + i));
+    units.resize(s.n(), Bytes(len));
+    std::vector<const std::uint8_t*> data;
+    std::vector<std::uint8_t*> parity;
+    for (unsigned i = 0; i < s.k; ++i) data.push_back(units[i].data());
+    for (unsigned i = s.k; i < s.n(); ++i) parity.push_back(units[i].data());
+    Codec(s).encode(len, data.data(), parity.data());
+  }
+  // Rebuilds every unit not in `from` from those in it; true when all come out right.
+  bool rebuilds_from(const Codec& codec, const std::vector<unsigned>& from) const {
+    std::vector<unsigned> wanted;
+    for (unsigned i = 0; i < shape.n(); ++i)
+      if (std::find(from.begin(), from.end(), i) == from.end()) wanted.push_back(i);
+    auto r = codec.rebuilder(from, wanted);
+    if (!r) return false;
+    std::vector<const std::uint8_t*> in;
+    for (auto i : from) in.push_back(units[i].data());
+    std::vector<Bytes> out(wanted.size(), Bytes(len));
+    std::vector<std::uint8_t*> outp;
+    for (auto& o : out) outp.push_back(o.data());
+    r->run(len, in.data(), outp.data());
+    for (std::size_t w = 0; w < wanted.size(); ++w)
+      if (out[w] != units[wanted[w]]) return false;
+    return true;
+  }
+};
+
+struct Stored {
+  test::TempDir dir;
+  Bytes content;
+  ShareLayout layout;
+  ShareDigests digests;
+  std::vector<fs::path> shares;
+  fs::path object;
+
+  Stored(ShareShape shape, std::size_t size, std::uint32_t seed = 1) : content(random_bytes(size, seed)) {
+    object = dir.path() / "object";
+    std::ofstream(object, std::ios::binary).write(reinterpret_cast<const char*>(content.data()),
+                                                 static_cast<std::streamsize>(content.size()));
+    layout = ShareLayout::plan(shape, size);
+    for (unsigned i = 0; i < shape.n(); ++i) shares.push_back(dir.path() / ("share" + std::to_string(i)));
+    auto d = encode_object(object, layout, shares);
+    BOOST_REQUIRE_MESSAGE(d, d.error());
+    digests = *d;
+  }
+  ShareFiles without(const std::vector<unsigned>& lost) const {
+    ShareFiles out;
+    for (unsigned i = 0; i < shares.size(); ++i)
+      if (std::find(lost.begin(), lost.end(), i) == lost.end()) out.emplace_back(shares[i]);
+      else out.emplace_back(std::nullopt);
+    return out;
+  }
+  Result<RebuildReport> decode(const ShareFiles& files, const fs::path& out) const {
+    return decode_object(layout, files, digests, out);
+  }
+  bool matches(const fs::path& out) const {
+    auto got = slurp(out);
+    return got.size() == content.size() && std::equal(got.begin(), got.end(), content.begin(),
+                                                      [](char a, std::uint8_t b) { return static_cast<std::uint8_t>(a) == b; });
+  }
+};
+
+NodeId node(unsigned i) {
+  NodeId id;
+  id.bytes[0] = static_cast<std::uint8_t>(i);
+  id.bytes[1] = static_cast<std::uint8_t>(i >> 8);
+  id.bytes[19] = 0x5a;
+  return id;
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_SUITE(erasure)
+
+BOOST_AUTO_TEST_CASE(a_share_shape_is_k_plus_m_within_the_limits) {
+  auto s = ShareShape::parse("4+2");
+  BOOST_REQUIRE(s);
+  BOOST_TEST(s->k == 4u);
+  BOOST_TEST(s->m == 2u);
+  BOOST_TEST(s->text() == "4+2");
+  BOOST_TEST(static_cast<bool>(ShareShape::parse("16+4")));
+  BOOST_TEST(static_cast<bool>(ShareShape::parse("32+16")));
+  for (auto bad : {"0+2", "4+0", "33+1", "4+17", "4", "4+x", "+2", "4+2+1", "-1+2", ""}) {
+    auto r = ShareShape::parse(bad);
+    BOOST_TEST(!r, bad);
+    if (!r) BOOST_TEST(r.error().find("for example 4+2") != std::string::npos, r.error());
+  }
+}
+
+BOOST_AUTO_TEST_CASE(any_k_units_of_a_4_plus_2_segment_rebuild_all_the_others) {
+  ShareShape shape{4, 2};
+  Codec codec(shape);
+  Segment seg(shape, 4096 + 64, 7);
+  for (const auto& from : choices(6, 4)) BOOST_TEST(seg.rebuilds_from(codec, from));
+}
+
+BOOST_AUTO_TEST_CASE(wide_codes_up_to_32_plus_16_rebuild_from_any_k_units) {
+  std::mt19937 rng(3);
+  for (ShareShape shape : {ShareShape{10, 4}, ShareShape{16, 4}, ShareShape{32, 16}}) {
+    Codec codec(shape);
+    Segment seg(shape, 1024, shape.k);
+    for (int trial = 0; trial < 30; ++trial) {
+      std::vector<unsigned> all(shape.n());
+      for (unsigned i = 0; i < shape.n(); ++i) all[i] = i;
+      std::shuffle(all.begin(), all.end(), rng);
+      all.resize(shape.k);
+      BOOST_TEST(seg.rebuilds_from(codec, all), shape.text() << " trial " << trial);
+    }
+    // Losing exactly the data shares is the hardest case for a systematic code.
+    std::vector<unsigned> parity_and_rest;
+    for (unsigned i = shape.m; i < shape.n(); ++i) parity_and_rest.push_back(i);
+    BOOST_TEST(seg.rebuilds_from(codec, parity_and_rest), shape.text());
+  }
+}
+
+BOOST_AUTO_TEST_CASE(a_rebuild_from_the_wrong_number_of_units_is_refused) {
+  Codec codec(ShareShape{4, 2});
+  BOOST_TEST(!codec.rebuilder({0, 1, 2}, {3}));
+  BOOST_TEST(!codec.rebuilder({0, 1, 2, 2}, {3}));
+  BOOST_TEST(!codec.rebuilder({0, 1, 2, 9}, {3}));
+  BOOST_TEST(!codec.rebuilder({0, 1, 2, 3}, {6}));
+}
+
+BOOST_AUTO_TEST_CASE(the_layout_uses_chunk_sized_units_and_small_objects_stay_small) {
+  auto big = ShareLayout::plan({4, 2}, 1ull << 30);
+  BOOST_TEST(big.unit == 1024u * 1024u);
+  BOOST_TEST(big.segments() == 256u);
+  BOOST_TEST(big.share_size() == 256ull << 20);
+  auto small = ShareLayout::plan({4, 2}, 4096);
+  BOOST_TEST(small.unit == 1024u);
+  BOOST_TEST(small.segments() == 1u);
+  BOOST_TEST(small.share_size() * 6 == 6144u);  // 1.5x, not 6 chunks
+  auto odd = ShareLayout::plan({4, 2}, 4097);
+  BOOST_TEST(odd.unit % 64 == 0u);
+  BOOST_TEST(odd.segment_bytes() >= 4097u);
+  auto tail = ShareLayout::plan({4, 2}, (9ull << 20) + 5);
+  BOOST_TEST(tail.segments() == 3u);
+  BOOST_TEST(ShareLayout::plan({4, 2}, 0).segments() == 0u);
+}
+
+BOOST_AUTO_TEST_CASE(an_object_comes_back_from_any_four_of_its_six_shares) {
+  for (std::size_t size : {std::size_t{0}, std::size_t{1}, std::size_t{4095}, (std::size_t{9} << 20) + 5}) {
+    Stored s({4, 2}, size, static_cast<std::uint32_t>(size));
+    for (unsigned i = 0; i < 6; ++i) BOOST_TEST(fs::file_size(s.shares[i]) == s.layout.share_size());
+    for (const auto& lost : choices(6, 2)) {
+      auto out = s.dir.path() / "out";
+      auto r = s.decode(s.without(lost), out);
+      BOOST_REQUIRE_MESSAGE(r, r.error());
+      BOOST_TEST(s.matches(out), "size " << size << " without " << lost[0] << "," << lost[1]);
+      BOOST_TEST(r->corrupt_units.empty());
+    }
+  }
+}
+
+BOOST_AUTO_TEST_CASE(three_lost_shares_of_4_plus_2_are_one_too_many_and_say_so) {
+  Stored s({4, 2}, 3 << 20);
+  auto r = s.decode(s.without({0, 3, 5}), s.dir.path() / "out");
+  BOOST_REQUIRE(!r);
+  BOOST_TEST(r.error().find("3 intact shares, and 4 are needed") != std::string::npos, r.error());
+}
+
+BOOST_AUTO_TEST_CASE(a_corrupt_unit_is_found_by_its_digest_and_rebuilt_from_another_share) {
+  Stored s({4, 2}, (9 << 20) + 77);
+  {
+    std::fstream f(s.shares[1], std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp((1 << 20) + 500);  // segment 1 of share 1
+    f.put('X');
+  }
+  fs::resize_file(s.shares[2], (2 << 20) + 10);  // share 2 ends inside segment 2
+  auto out = s.dir.path() / "out";
+  auto r = s.decode(s.without({}), out);
+  BOOST_REQUIRE_MESSAGE(r, r.error());
+  BOOST_TEST(s.matches(out));
+  std::vector<std::pair<unsigned, std::uint64_t>> expected{{1, 1}, {2, 2}};
+  BOOST_TEST((r->corrupt_units == expected));
+}
+
+BOOST_AUTO_TEST_CASE(lost_shares_are_rebuilt_byte_for_byte) {
+  Stored s({4, 2}, (5 << 20) + 3);
+  std::vector<std::string> before;
+  for (const auto& p : s.shares) before.push_back(slurp(p));
+  for (const auto& lost : choices(6, 2)) {
+    std::vector<fs::path> out{s.dir.path() / "new-a", s.dir.path() / "new-b"};
+    auto r = rebuild_shares(s.layout, s.without(lost), s.digests, lost, out);
+    BOOST_REQUIRE_MESSAGE(r, r.error());
+    BOOST_TEST(slurp(out[0]) == before[lost[0]]);
+    BOOST_TEST(slurp(out[1]) == before[lost[1]]);
+  }
+}
+
+BOOST_AUTO_TEST_CASE(share_digests_are_the_manifest_of_each_share) {
+  Stored s({4, 2}, (3 << 20) + 1);
+  for (unsigned i = 0; i < 6; ++i) {
+    auto bytes = slurp(s.shares[i]);
+    Bytes hashes;
+    for (std::size_t at = 0; at < bytes.size(); at += s.layout.unit) {
+      auto d = crypto::sha256(as_bytes(std::string_view(bytes).substr(at, s.layout.unit)));
+      hashes.insert(hashes.end(), d.begin(), d.end());
+    }
+    BOOST_TEST((s.digests.units[i] == hashes));
+    auto root = crypto::sha256(hashes);
+    BOOST_TEST((s.digests.root(i) == Bytes(root.begin(), root.end())));
+  }
+}
+
+BOOST_AUTO_TEST_CASE(shares_go_to_distinct_members_with_room_the_same_way_every_time) {
+  std::vector<StoreOffer> members;
+  for (unsigned i = 0; i < 10; ++i) members.push_back({node(i), 100ull << 30});
+  members[3].free_bytes = 1000;  // no room for a share
+  members.push_back(members[5]);  // listed twice
+  auto a = place_shares("SHA256E-s100--abc", members, 6, 1 << 20);
+  auto shuffled = members;
+  std::reverse(shuffled.begin(), shuffled.end());
+  auto b = place_shares("SHA256E-s100--abc", shuffled, 6, 1 << 20);
+  BOOST_TEST((a == b));
+  BOOST_TEST(a.size() == 6u);
+  BOOST_TEST(std::set<NodeId>(a.begin(), a.end()).size() == 6u);
+  BOOST_TEST((std::find(a.begin(), a.end(), node(3)) == a.end()));
+  BOOST_TEST(place_shares("k", members, 20, 1 << 20).size() == 9u);  // only nine have room
+  BOOST_TEST((place_shares("SHA256E-s100--abd", members, 6, 1 << 20) != a));  // another key, other holders
+}
+
+BOOST_AUTO_TEST_CASE(a_member_joining_takes_only_the_places_it_wins) {
+  std::vector<StoreOffer> members;
+  for (unsigned i = 0; i < 8; ++i) members.push_back({node(i), 50ull << 30});
+  auto grown = members;
+  grown.push_back({node(100), 50ull << 30});
+  int moved = 0;
+  for (int key = 0; key < 300; ++key) {
+    auto name = "key" + std::to_string(key);
+    auto before = place_shares(name, members, 6, 1);
+    auto after = place_shares(name, grown, 6, 1);
+    // The old members keep their order; the newcomer slots in or does not appear.
+    std::vector<NodeId> without_new;
+    for (const auto& n : after)
+      if (n != node(100)) without_new.push_back(n);
+    BOOST_TEST(std::equal(without_new.begin(), without_new.end(), before.begin()));
+    moved += after != before;
+  }
+  BOOST_TEST(moved > 0);
+}
+
+BOOST_AUTO_TEST_CASE(members_offering_more_space_hold_more_shares) {
+  std::vector<StoreOffer> members;
+  for (unsigned i = 0; i < 6; ++i) members.push_back({node(i), 10ull << 30});
+  members.push_back({node(50), 40ull << 30});  // four times the space of each other
+  std::map<NodeId, int> firsts;
+  for (int key = 0; key < 4000; ++key) ++firsts[place_shares("key" + std::to_string(key), members, 1, 1)[0]];
+  // Expected share of first places: 4/10 for the big one, 1/10 each for the others.
+  BOOST_TEST(firsts[node(50)] > 1400);
+  BOOST_TEST(firsts[node(50)] < 1800);
+  for (unsigned i = 0; i < 6; ++i) BOOST_TEST(firsts[node(i)] < 550);
+}
+
+BOOST_AUTO_TEST_SUITE_END()
