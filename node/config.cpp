@@ -104,6 +104,8 @@ const std::vector<SettingDoc>& daemon_settings() {
       {"upload-rate", "BYTES/S", "0 (unlimited)", "most bytes per second served to all peers, e.g. 25M", false},
       {"upload-rate-per-peer", "BYTES/S", "0 (unlimited)", "most bytes per second served to one peer", false},
       {"download-rate", "BYTES/S", "0 (unlimited)", "most bytes per second fetched, over all downloads", false},
+      {"store-space", "BYTES", "auto (free space less 1 GiB and 5%)",
+       "most bytes of erasure-coded shares this node keeps for the swarm, e.g. 200G; 0 offers none", false},
       {"trash-grace", "DURATION", "1d",
        "objects removed from swarm stores stay in the trash this long ('annex-swarm restore' takes one back)", false},
       {"stall-timeout", "DURATION", "30s",
@@ -254,6 +256,14 @@ void apply_setting(DaemonConfig& c, std::string_view name, std::string_view raw,
     if (!n || *n > 4096 || (*n == 0 && name != "relay-reservations")) return bad("expected a number from 1 to 4096");
     (name == "relay-reservations" ? c.relay_reservations
      : name == "relay-max-reservations" ? c.relay_max_reservations : c.relay_max_circuits) = *n;
+  } else if (name == "store-space") {
+    if (value == "auto") {
+      c.store_space.reset();
+    } else {
+      auto r = parse_rate(value);
+      if (!r) return bad(r.error() + " (or auto)");
+      c.store_space = static_cast<std::uint64_t>(*r);
+    }
   } else if (name == "relay-circuit-bytes" || name == "relay-rate") {
     auto r = parse_rate(value);
     if (!r) return bad(r.error());

@@ -37,6 +37,9 @@ struct DaemonConfig {
   double upload_rate = 0;                  // bytes per second served to peers; 0 = unlimited
   double upload_rate_per_peer = 0;         // the same, for one peer
   double download_rate = 0;                // bytes per second over all downloads; 0 = unlimited
+  // Bytes offered to erasure-coded swarm stores (shares of other members' objects); unset:
+  // the free space of the state dir's file system less a reserve; 0: none.
+  std::optional<std::uint64_t> store_space;
   std::chrono::seconds trash_grace{86400};  // objects removed from swarm stores are kept this long
   std::chrono::seconds stall_timeout{30};  // a peer asked for data that sends nothing this long is given up
   nat::NatMethod nat = nat::NatMethod::Auto;  // port mapping on the home router

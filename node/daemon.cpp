@@ -200,6 +200,7 @@ Result<bool> Daemon::start() {
     reach_->check("the DHT connected");
   });
   purge_trash();
+  measure_store_offer();
   if (config_.swarms.empty()) log::warn("no --swarm given: this node announces nothing");
   for (const auto& s : config_.swarms) log::info("member of swarm {}{}", s.id(), s.is_public() ? " (public)" : "");
   for (const auto& r : objects_.all()) log::info("serving {} (annex uuid {})", r.path.string(), r.uuid);
@@ -325,10 +326,30 @@ void Daemon::purge_trash() {
   trash_timer_->schedule(std::chrono::hours(1), [this] { purge_trash(); });
 }
 
+void Daemon::measure_store_offer() {
+  // What the stores hold is walked only when a cap is set (auto needs only the free space).
+  asio::post(disk_, [this, configured = config_.store_space, dir = config_.state_dir] {
+    std::error_code ec;
+    std::uint64_t used = 0;
+    if (configured)
+      for (auto it = std::filesystem::recursive_directory_iterator(dir / "stores", ec);
+           !ec && it != std::filesystem::recursive_directory_iterator(); it.increment(ec))
+        if (it->is_regular_file(ec)) used += it->file_size(ec);
+    auto space = std::filesystem::space(dir, ec);
+    auto offer = ec ? 0 : offered_store_space(configured, used, space.available, space.capacity);
+    asio::post(io_, [this, offer] {
+      if (stopping_) return;
+      book_->set_store_offer(offer);
+      offer_timer_->schedule(std::chrono::minutes(1), [this] { measure_store_offer(); });
+    });
+  });
+}
+
 void Daemon::stop() {
   if (stopping_) return;
   stopping_ = true;
   trash_timer_->cancel();
+  offer_timer_->cancel();
   announcer_->stop();  // saves the announce state
   book_->stop();
   relays_->stop();     // releases reservations
@@ -388,6 +409,12 @@ void Daemon::reload() {
     config_.download_rate = fresh.download_rate;
     object_service_->set_download_rate(config_.download_rate);
     applied.push_back("download-rate");
+  }
+  if (fresh.store_space != config_.store_space) {
+    config_.store_space = fresh.store_space;
+    offer_timer_->cancel();
+    measure_store_offer();
+    applied.push_back("store-space");
   }
   if (fresh.reachability_check != config_.reachability_check) {
     config_.reachability_check = fresh.reachability_check;

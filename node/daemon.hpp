@@ -58,6 +58,7 @@ private:
   StatusReply status() const;
   TrashReply trash() const;
   void purge_trash();  // then again in an hour
+  void measure_store_offer();  // on the disk thread, then again in a minute
   bool nat_applies() const;
 
   DaemonConfig config_;
@@ -89,6 +90,7 @@ private:
   std::unique_ptr<ControlServer> control_;
   asio::steady_timer stop_timer_{io_};
   std::unique_ptr<Timer> trash_timer_ = timers_->make_timer();
+  std::unique_ptr<Timer> offer_timer_ = timers_->make_timer();
   bool stopping_ = false;
 };
 

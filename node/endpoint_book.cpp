@@ -132,9 +132,25 @@ std::vector<Endpoint> EndpointBook::all() const {
   return out;
 }
 
+std::uint64_t offered_store_space(std::optional<std::uint64_t> configured, std::uint64_t used,
+                                  std::uint64_t available, std::uint64_t capacity) {
+  std::uint64_t reserve = (1ull << 30) + capacity / 20;
+  std::uint64_t room = available > reserve ? available - reserve : 0;
+  if (!configured) return room;
+  return std::min(room, *configured > used ? *configured - used : 0);
+}
+
+void EndpointBook::set_store_offer(std::uint64_t bytes) {
+  auto old = store_offer_;
+  store_offer_ = bytes;
+  auto moved = bytes > old ? bytes - old : old - bytes;
+  if ((old == 0) != (bytes == 0) || moved > std::max<std::uint64_t>(old / 16, 64ull << 20)) publish();
+}
+
 void EndpointBook::publish() {
   if (stopping_) return;
-  ContactRecord contact{settings_.self, kProtocolVersion, relay_offered_ ? kCapabilityRelay : 0u, advertised()};
+  ContactRecord contact{settings_.self, kProtocolVersion, relay_offered_ ? kCapabilityRelay : 0u, advertised(),
+                        store_offer_};
   mediator_.put_contact(contact, relay_offered_);
 }
 

@@ -19,6 +19,12 @@ namespace annexswarm {
 
 // The addresses of this host's interfaces that are up (loopback interfaces left out).
 std::vector<std::string> interface_addresses();
+// What a node offers erasure-coded stores: the configured space less what its stores use
+// (unset: no cap), never more than the free space less a reserve of 1 GiB and 5% of the
+// file system.
+std::uint64_t offered_store_space(std::optional<std::uint64_t> configured, std::uint64_t used,
+                                  std::uint64_t available, std::uint64_t capacity);
+
 // Loopback and LAN endpoints at `port`: the `listen` address when it names one, else
 // those of every interface.
 std::vector<Endpoint> local_endpoints(const std::string& listen, std::uint16_t port,
@@ -48,6 +54,10 @@ public:
   bool add_confirmed(const Endpoint& endpoint);
   bool set_relay_endpoints(std::vector<Endpoint> endpoints);
   void set_relay_offered(bool offered);
+  // Bytes offered to erasure-coded stores; published when it moves by more than a
+  // sixteenth (or 64 MiB), or to or from none, so a filling disk does not flood the DHT.
+  void set_store_offer(std::uint64_t bytes);
+  std::uint64_t store_offer() const { return store_offer_; }
 
   const std::vector<Endpoint>& confirmed() const { return confirmed_; }
   const std::vector<Endpoint>& relay_endpoints() const { return relay_; }
@@ -71,6 +81,7 @@ private:
   std::vector<Endpoint> confirmed_;
   std::vector<Endpoint> relay_;
   bool relay_offered_ = false;
+  std::uint64_t store_offer_ = 0;
   bool stopping_ = false;
   Timers::Clock::time_point started_{};
   std::optional<double> first_confirmed_after_;

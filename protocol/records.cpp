@@ -49,7 +49,8 @@ Result<Record> decode_with(ByteView body, RecordKind kind, std::size_t field_cou
     if (r.size() < 2) return Error{label + " is not a record"};
     auto k = r.uint(1);
     if (!k || *k != static_cast<std::uint32_t>(kind)) return Error{label + " has the wrong kind"};
-    if (r.size() != 2 + field_count) return Error{label + " has the wrong number of fields"};
+    // Fields a newer version appends are skipped; fewer than this version knows is an error.
+    if (r.size() < 2 + field_count) return Error{label + " has the wrong number of fields"};
     return fields(r);
   });
 }
@@ -78,7 +79,7 @@ std::optional<EndpointKind> endpoint_kind_from_string(std::string_view text) {
 Bytes encode(const ContactRecord& record) {
   msgpack::sbuffer buf;
   Packer pk(buf);
-  pack_header(pk, RecordKind::Contact, 4);
+  pack_header(pk, RecordKind::Contact, 5);
   pack_node(pk, record.node);
   pk.pack(record.protocol_version);
   pk.pack(record.capabilities);
@@ -93,6 +94,7 @@ Bytes encode(const ContactRecord& record) {
     pk.pack(ep.port);
     if (relay) pk.pack(ep.via);
   }
+  pk.pack(record.store_offer);
   return finish(buf);
 }
 
@@ -159,6 +161,11 @@ Result<ContactRecord> decode_contact(ByteView body) {
         via = *v;
       }
       rec.endpoints.push_back({*kind, *host, static_cast<std::uint16_t>(*port), via});
+    }
+    if (r.size() > 6) {  // absent in records of versions before erasure-coded stores
+      auto offer = r.uint(6);
+      if (!offer) return r.fail("store offer");
+      rec.store_offer = *offer;
     }
     return rec;
   });

@@ -54,6 +54,9 @@ struct ContactRecord {
   std::uint32_t protocol_version = kProtocolVersion;
   std::uint32_t capabilities = 0;
   std::vector<Endpoint> endpoints;
+  // Bytes this node offers the swarm's erasure-coded stores now (0: none); placement
+  // never chooses a node for a share larger than its offer.
+  std::uint64_t store_offer = 0;
   friend bool operator==(const ContactRecord&, const ContactRecord&) = default;
 };
 

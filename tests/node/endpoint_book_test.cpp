@@ -50,6 +50,35 @@ BOOST_AUTO_TEST_CASE(every_change_is_published_at_once) {
   BOOST_TEST(b.book->reachable());
 }
 
+BOOST_AUTO_TEST_CASE(the_store_offer_is_published_when_it_moves_much_not_for_every_byte) {
+  Book b;
+  b.book->start();
+  BOOST_REQUIRE(b.puts.size() == 1u);
+  BOOST_TEST(b.puts[0].contact.store_offer == 0u);
+  b.book->set_store_offer(100ull << 30);  // from none: at once
+  BOOST_REQUIRE(b.puts.size() == 2u);
+  BOOST_TEST(b.puts[1].contact.store_offer == 100ull << 30);
+  b.book->set_store_offer((100ull << 30) - (1ull << 30));  // 1 GiB of 100 used: not worth a put
+  BOOST_TEST(b.puts.size() == 2u);
+  b.book->set_store_offer(80ull << 30);  // a fifth gone since the last put
+  BOOST_REQUIRE(b.puts.size() == 3u);
+  BOOST_TEST(b.puts[2].contact.store_offer == 80ull << 30);
+  b.book->set_store_offer(0);  // full: at once
+  BOOST_REQUIRE(b.puts.size() == 4u);
+  BOOST_TEST(b.puts[3].contact.store_offer == 0u);
+}
+
+BOOST_AUTO_TEST_CASE(the_offer_is_the_configured_space_left_within_the_free_space_less_a_reserve) {
+  const std::uint64_t G = 1ull << 30;
+  // auto: 100 GiB free on a 1 TiB disk, reserve 1 GiB + 5%.
+  BOOST_TEST(offered_store_space(std::nullopt, 0, 100 * G, 1024 * G) == 100 * G - G - 1024 * G / 20);
+  BOOST_TEST(offered_store_space(std::nullopt, 0, G / 2, 10 * G) == 0u);  // less free than the reserve
+  BOOST_TEST(offered_store_space(0, 0, 100 * G, 200 * G) == 0u);           // store-space = 0
+  BOOST_TEST(offered_store_space(20 * G, 5 * G, 100 * G, 200 * G) == 15 * G);
+  BOOST_TEST(offered_store_space(20 * G, 25 * G, 100 * G, 200 * G) == 0u);  // over its cap already
+  BOOST_TEST(offered_store_space(500 * G, 0, 100 * G, 200 * G) == 100 * G - G - 10 * G);
+}
+
 BOOST_AUTO_TEST_CASE(the_record_is_put_again_every_refresh_and_sooner_while_offline) {
   Book b;
   b.connected = false;

@@ -33,7 +33,8 @@ BOOST_AUTO_TEST_CASE(records_round_trip) {
   ContactRecord contact{node(1), kProtocolVersion, 5,
                         {{EndpointKind::Lan, "192.168.1.2", 4224}, {EndpointKind::Loopback, "::1", 1},
                          {EndpointKind::Mapped, "11.0.0.1", 4224},
-                         {EndpointKind::Relay, "11.0.0.10", 4224, node(9).hex()}}};
+                         {EndpointKind::Relay, "11.0.0.10", 4224, node(9).hex()}},
+                        123ull << 30};
   BOOST_TEST((decode_contact(encode(contact)).value() == contact));
   RepoRecord repo{node(2), kUuid};
   BOOST_TEST((decode_repo(encode(repo)).value() == repo));
@@ -43,6 +44,26 @@ BOOST_AUTO_TEST_CASE(records_round_trip) {
   BOOST_TEST(!provider.holds(8));
   ProviderBucketRecord empty{node(3), kUuid, 0, {}};
   BOOST_TEST((decode_provider_bucket(encode(empty)).value() == empty));
+}
+
+BOOST_AUTO_TEST_CASE(a_contact_record_without_a_store_offer_offers_none_and_appended_fields_are_skipped) {
+  ContactRecord c{node(1), kProtocolVersion, 0, {{EndpointKind::Lan, "10.0.0.1", 4224}}, 77};
+  auto bytes = encode(c);
+  // [1, kind, node, version, caps, endpoints, offer]: an older node wrote six fields, not seven.
+  BOOST_REQUIRE(bytes[0] == 0x97);
+  Bytes older(bytes.begin(), bytes.end() - 1);  // the offer 77 is the last byte (a positive fixint)
+  older[0] = 0x96;
+  auto decoded = decode_contact(older);
+  BOOST_REQUIRE_MESSAGE(decoded, decoded.error());
+  BOOST_TEST(decoded->store_offer == 0u);
+  BOOST_TEST((decoded->endpoints == c.endpoints));
+  // A newer node may append fields: they are skipped.
+  Bytes newer = bytes;
+  newer[0] = 0x98;
+  newer.push_back(0xc0);
+  auto later = decode_contact(newer);
+  BOOST_REQUIRE_MESSAGE(later, later.error());
+  BOOST_TEST(later->store_offer == 77u);
 }
 
 BOOST_AUTO_TEST_CASE(a_record_of_another_kind_is_refused) {
