@@ -34,7 +34,7 @@ struct ShareLayout {
 
 // SHA-256 of every unit of every share: what a share is checked against, unit by unit.
 struct ShareDigests {
-  std::vector<Bytes> units;  // [share]: 32 bytes per segment
+  std::vector<Bytes> units;  // [share]: 32 bytes per segment; none: a share checked already
   // The share's manifest root: SHA-256 over its unit digests.
   Bytes root(unsigned share) const;
   bool unit_matches(unsigned share, std::uint64_t segment, ByteView bytes) const;

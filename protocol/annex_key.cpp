@@ -108,6 +108,13 @@ Result<AnnexKey> AnnexKey::parse(std::string_view text) {
     dash = next;
   }
 
+  // A share of an erasure-coded object: the name is its manifest root.
+  if (backend == kShareBackend) {
+    std::string_view name = key.name();
+    if (name.size() != 64 || !is_lower_hex(name) || !key.size_ || key.chunk_number_ || key.chunk_size_)
+      return Error{"share key must be " + std::string(kShareBackend) + "-sSIZE--<64 hex digits>: '" + key.text_ + "'"};
+    return key;
+  }
   // Hash backends: the name is the digest, plus an extension for the ...E variants.
   bool extension_variant = backend.size() > 1 && backend.back() == 'E';
   std::string_view base = extension_variant ? backend.substr(0, backend.size() - 1) : backend;

@@ -40,6 +40,12 @@ enum class HashAlgorithm {
 // A git-annex repository UUID (8-4-4-4-12 hex digits).
 bool is_annex_uuid(std::string_view text);
 
+// Our own keys for the shares of erasure-coded objects: SWARMSHARE-sSIZE--ROOT, where ROOT
+// is the share's manifest root (SHA-256 over the SHA-256 of each 1 MiB chunk). A share is
+// stored, announced, served and removed like any object; it is checked against its
+// manifest, whose root its name pins.
+inline constexpr std::string_view kShareBackend = "SWARMSHARE";
+
 class AnnexKey {
 public:
   static constexpr std::size_t kMaxLength = 1024;
@@ -61,6 +67,9 @@ public:
   bool is_chunk() const { return chunk_number_.has_value(); }
   // True when the bytes stored under this key can be checked against its digest.
   bool verifiable() const { return hash_ != HashAlgorithm::None && hash_ != HashAlgorithm::Other && !is_chunk(); }
+  bool is_share() const { return backend() == kShareBackend; }
+  // A share key's manifest root, in lower-case hex; empty for other keys.
+  std::string_view share_root_hex() const { return is_share() ? name() : std::string_view(); }
   // How many bytes are stored under this key, when the key says.
   std::optional<std::uint64_t> content_size() const;
   // Keys whose content git-annex checks itself once it has it (chunks, after it joins

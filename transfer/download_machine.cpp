@@ -167,6 +167,8 @@ void DownloadMachine::on(const PageArrived& e) {
     if (key_size_ && m.object_size != *key_size_)
       return gone(e.peer, "its object has " + std::to_string(m.object_size) + " bytes, the key says " +
                               std::to_string(*key_size_), true);
+    if (pinned_root_ && m.root != *pinned_root_)
+      return gone(e.peer, "offers other bytes than the share its key names (another manifest root)", true);
     std::size_t c = 0;
     while (c < candidates_.size() && !(candidates_[c].root == m.root && candidates_[c].size == m.object_size)) ++c;
     if (c == candidates_.size()) {

@@ -170,6 +170,9 @@ public:
   DownloadMachine(std::vector<std::string> names, std::string what, std::optional<std::uint64_t> key_size,
                   DownloadLimits limits = {}, std::uint64_t jitter_seed = 1);
 
+  // Only a copy whose manifest has this root is taken (a share key names its root).
+  void pin_root(Bytes root) { pinned_root_ = std::move(root); }
+
   std::vector<Action> handle(const Event& event, Clock::time_point now);
   // When to call handle(Tick) next; nothing: no deadline pending.
   std::optional<Clock::time_point> next_deadline() const;
@@ -248,6 +251,7 @@ private:
   std::vector<std::string> names_;
   std::string what_;
   std::optional<std::uint64_t> key_size_;
+  std::optional<Bytes> pinned_root_;
   std::vector<Peer> peers_;
   std::vector<PeerReport> report_;
   std::vector<Candidate> candidates_;

@@ -28,7 +28,7 @@ Fetcher::Fetcher(asio::io_context& io, asio::any_io_executor worker, PeerPool& p
 }
 
 void Fetcher::start() {
-  if (!key_.verifiable() && !options_.allow_unverified)
+  if (!key_.verifiable() && !key_.is_share() && !options_.allow_unverified)
     return end("key " + key_.str() + " carries no hash, so its content cannot be verified; "
                "allow unverified downloads to fetch it anyway");
   if (sources_.size() > options_.max_sources) sources_.resize(options_.max_sources);
@@ -39,6 +39,8 @@ void Fetcher::start() {
   std::uint64_t seed = 1;
   for (auto b : key_.str()) seed = seed * 131 + static_cast<unsigned char>(b);
   machine_.emplace(std::move(names), key_.str(), key_.content_size(), limits, seed);
+  if (key_.is_share())
+    if (auto root = from_hex(key_.share_root_hex())) machine_->pin_root(std::move(*root));
   channels_.assign(sources_.size(), nullptr);
   epochs_.assign(sources_.size(), 0);
   paths_.assign(sources_.size(), "");

@@ -31,6 +31,20 @@ BOOST_AUTO_TEST_CASE(parses_chunk_fields) {
   BOOST_TEST(*key->chunk_number() == 3u);
 }
 
+BOOST_AUTO_TEST_CASE(share_keys_name_their_manifest_root_and_size) {
+  std::string root(64, 'a');
+  auto k = AnnexKey::parse("SWARMSHARE-s12582912--" + root);
+  BOOST_REQUIRE(k);
+  BOOST_TEST(k->is_share());
+  BOOST_TEST(k->share_root_hex() == root);
+  BOOST_TEST(*k->content_size() == 12582912u);
+  BOOST_TEST(!k->verifiable());  // not by a digest of its bytes: by its manifest
+  BOOST_TEST(AnnexKey::parse("SHA256E-s1--" + std::string(64, 'a'))->share_root_hex().empty());
+  for (auto bad : {"SWARMSHARE--" + root, "SWARMSHARE-s1--" + root.substr(1), "SWARMSHARE-s1--" + root + ".x",
+                   "SWARMSHARE-s1--" + std::string(64, 'A'), "SWARMSHARE-s1-S1-C1--" + root})
+    BOOST_TEST(!AnnexKey::parse(bad), bad);
+}
+
 BOOST_AUTO_TEST_CASE(worm_and_url_keys_are_not_verifiable) {
   auto worm = AnnexKey::parse("WORM-s5-m1--photo.jpg");
   BOOST_REQUIRE(worm);

@@ -323,6 +323,18 @@ BOOST_AUTO_TEST_CASE(chunks_found_bad_after_the_digest_fails_drop_their_sender_a
   BOOST_TEST(run.machine.bytes_fetched() == copy.size);  // the bad chunk is not counted twice
 }
 
+BOOST_AUTO_TEST_CASE(with_a_pinned_root_only_the_copy_with_that_manifest_is_taken) {
+  Copy good(4 * kChunk), other(4 * kChunk, 3);
+  Run run(2, good.size);
+  run.machine.pin_root(good.root);
+  bring_up(run, {&other, &good});
+  BOOST_TEST(run.machine.report()[0].dropped.find("another manifest root") != std::string::npos,
+             run.machine.report()[0].dropped);
+  auto opens = run.taken<M::OpenSink>();
+  BOOST_REQUIRE_EQUAL(opens.size(), 1u);
+  BOOST_TEST((opens[0].manifest.hashes == good.hashes));
+}
+
 BOOST_AUTO_TEST_CASE(a_peer_with_the_wrong_chunk_size_or_object_size_is_dropped) {
   Copy copy(3 * kChunk);
   Copy other_size(5 * kChunk);

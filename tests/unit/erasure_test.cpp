@@ -11,6 +11,7 @@
 
 #include "erasure/codec.hpp"
 #include "erasure/placement.hpp"
+#include "erasure/share_map.hpp"
 #include "erasure/shares.hpp"
 #include "protocol/crypto.hpp"
 #include "tests/support/test_support.hpp"
@@ -257,6 +258,40 @@ BOOST_AUTO_TEST_CASE(share_digests_are_the_manifest_of_each_share) {
     auto root = crypto::sha256(hashes);
     BOOST_TEST((s.digests.root(i) == Bytes(root.begin(), root.end())));
   }
+}
+
+BOOST_AUTO_TEST_CASE(a_share_map_names_the_shares_by_their_manifest_roots_and_reads_back_strictly) {
+  Stored s({4, 2}, (3 << 20) + 1);
+  auto key = *AnnexKey::parse("SHA256E-s" + std::to_string(s.content.size()) + "--" +
+                              to_hex(crypto::sha256(s.content)) + ".bin");
+  auto map = ShareMap::of(key, s.layout, s.digests);
+  BOOST_REQUIRE(map.shares.size() == 6u);
+  for (unsigned i = 0; i < 6; ++i) {
+    BOOST_TEST(map.shares[i].is_share());
+    BOOST_TEST(map.shares[i].share_root_hex() == to_hex(s.digests.root(i)));
+    BOOST_TEST(*map.shares[i].content_size() == s.layout.share_size());
+    BOOST_TEST(*map.index_of(map.shares[i]) == i);
+  }
+  auto back = ShareMap::parse(map.text(), key);
+  BOOST_REQUIRE_MESSAGE(back, back.error());
+  BOOST_TEST((back->shares == map.shares));
+  BOOST_TEST((back->layout == map.layout));
+  BOOST_TEST(ShareMap::map_key(key).str().starts_with("SWARMMAP--"));
+  BOOST_TEST(ShareMap::map_key(key).str() != ShareMap::map_key(map.shares[0]).str());
+  // Another object's map, a tampered layout, a missing share, a truncated text: refused.
+  auto other = *AnnexKey::parse("SHA256E-s5--" + std::string(64, '0'));
+  BOOST_TEST(!ShareMap::parse(map.text(), other));
+  auto text = map.text();
+  auto tampered = text;
+  auto unit_line = "unit " + std::to_string(s.layout.unit);
+  tampered.replace(tampered.find(unit_line), unit_line.size(), "unit " + std::to_string(s.layout.unit - 64));
+  BOOST_TEST(!ShareMap::parse(tampered, key));
+  auto missing = text.substr(0, text.rfind("share "));
+  BOOST_TEST(!ShareMap::parse(missing, key));
+  BOOST_TEST(!ShareMap::parse(text.substr(0, text.size() - 1), key));
+  auto shape = text;
+  shape.replace(shape.find("shape 4+2"), 9, "shape 4+9");
+  BOOST_TEST(!ShareMap::parse(shape, key));
 }
 
 BOOST_AUTO_TEST_CASE(shares_go_to_distinct_members_with_room_the_same_way_every_time) {
