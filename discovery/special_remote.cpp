@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "discovery/control_client.hpp"
+#include "erasure/codec.hpp"
 #include "protocol/annex_key.hpp"
 #include "protocol/crypto.hpp"
 #include "protocol/possession.hpp"
@@ -205,6 +206,7 @@ struct Settings {
   fs::path state_dir;
   std::string uuid;
   bool allow_unverified = false;
+  std::string shares;                   // "K+M": an erasure-coded store; empty: whole copies
   std::optional<bool> stands_for_repo;  // learnt from the swarm on first use
 };
 
@@ -270,8 +272,12 @@ private:
     std::istringstream pins(ask("GETCONFIG pinned"));
     for (std::string node; std::getline(pins, node, ',');)
       if (!node.empty()) pinned.push_back(node);
+    auto shares = ask("GETCONFIG shares");
+    if (!shares.empty())
+      if (auto shape = erasure::ShareShape::parse(shares); !shape) return shape.error();
     auto uuid = ask("GETUUID");
     std::lock_guard lock(settings_.mutex);
+    settings_.shares = shares;
     settings_.pinned = pinned;
     settings_.swarm_id = id;
     settings_.legacy = legacy;
@@ -287,6 +293,10 @@ private:
   std::string swarm_id() {
     std::lock_guard lock(settings_.mutex);
     return settings_.swarm_id;
+  }
+  std::string shares() {
+    std::lock_guard lock(settings_.mutex);
+    return settings_.shares;
   }
 
   // `git config --get NAME` in the repository git-annex runs us in; empty when unset.
@@ -400,6 +410,8 @@ private:
     ch_.send("CONFIG statedir state dir of the annex-swarm daemon to use (default " + default_state_dir_.string() +
              "; kept in git config swarm.statedir, not in the git-annex branch)");
     ch_.send("CONFIG allow-unverified yes to fetch WORM and URL keys, whose content cannot be checked");
+    ch_.send("CONFIG shares K+M: keep each object as K data and M parity shares on K+M distinct swarm nodes "
+             "(an erasure-coded store: any K rebuild it; for example 4+2 costs 1.5x and survives two lost nodes)");
     ch_.send("CONFIGEND");
   }
 
@@ -443,7 +455,9 @@ private:
       if (*repo)
         return failure("this remote stands for repository " + uuid() +
                        "; store into it with its own remote (git annex copy --to it)");
-      auto reply = daemon({{"op", "store"}, {"key", key}, {"file", absolute(file).string()}, {"store", uuid()}}, progress);
+      json request = {{"op", "store"}, {"key", key}, {"file", absolute(file).string()}, {"store", uuid()}};
+      if (auto s = shares(); !s.empty()) request["shares"] = s;
+      auto reply = daemon(request, progress);
       if (!reply) return failure(reply.error());
       return ch_.send("TRANSFER-SUCCESS STORE " + key);
     }
@@ -453,9 +467,9 @@ private:
       std::lock_guard lock(settings_.mutex);
       unverified = unverified || settings_.allow_unverified;
     }
-    auto reply = daemon({{"op", "get"}, {"key", key}, {"to", absolute(file).string()}, {"repo", uuid()},
-                         {"unverified", unverified}},
-                        progress);
+    json get = {{"op", "get"}, {"key", key}, {"to", absolute(file).string()}, {"repo", uuid()}, {"unverified", unverified}};
+    if (auto s = shares(); !s.empty()) get["shares"] = s;
+    auto reply = daemon(get, progress);
     if (!reply) return failure(reply.error());
     ch_.send("TRANSFER-SUCCESS RETRIEVE " + key);
   }
@@ -466,7 +480,9 @@ private:
     if (!parsed) return ch_.send("CHECKPRESENT-UNKNOWN " + key + " not a valid annex key");
     json request = {{"op", "present"}, {"key", key}, {"repo", uuid()}};
     // Before a drop git-annex asks with the object here: holders must prove they have it.
-    if (auto object = local_object(*parsed)) request["challenges"] = presence_challenges(*parsed, *object, 4);
+    // (Share holders are checked with the audits kept when the shares were stored.)
+    if (auto s = shares(); !s.empty()) request["shares"] = s;
+    else if (auto object = local_object(*parsed)) request["challenges"] = presence_challenges(*parsed, *object, 4);
     {
       std::lock_guard lock(settings_.mutex);
       request["pinned"] = settings_.pinned;
@@ -495,7 +511,9 @@ private:
     auto repo = stands_for_repo();
     if (!repo) return failure(repo.error());
     if (*repo) return failure("this remote stands for repository " + uuid() + "; drop from that repository itself");
-    auto reply = daemon({{"op", "remove"}, {"key", key}, {"store", uuid()}});
+    json request = {{"op", "remove"}, {"key", key}, {"store", uuid()}};
+    if (auto s = shares(); !s.empty()) request["shares"] = s;
+    auto reply = daemon(request);
     if (!reply) return failure(reply.error());
     if (!reply->value("ok", false))
       return failure("some swarm stores could not remove it: " + reply->value("failed", json::object()).dump());

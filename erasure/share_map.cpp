@@ -81,6 +81,16 @@ Result<ShareMap> ShareMap::parse(std::string_view text, const AnnexKey& key) {
   return m;
 }
 
+Result<ShareMap> ShareMap::parse_any(std::string_view text) {
+  auto at = text.find("\nkey ");
+  if (at == std::string_view::npos) return Error{"share map names no object"};
+  auto end = text.find('\n', at + 5);
+  if (end == std::string_view::npos) return Error{"share map is malformed"};
+  auto key = AnnexKey::parse(text.substr(at + 5, end - at - 5));
+  if (!key) return Error{"share map names a bad key: " + key.error()};
+  return parse(text, *key);
+}
+
 std::optional<unsigned> ShareMap::index_of(const AnnexKey& share) const {
   for (unsigned i = 0; i < shares.size(); ++i)
     if (shares[i] == share) return i;

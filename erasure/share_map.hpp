@@ -33,6 +33,8 @@ struct ShareMap {
   // and shape, K+M distinct... share keys of the layout's share size. `key` is the object
   // the asker wants (a map for another object is an error).
   static Result<ShareMap> parse(std::string_view text, const AnnexKey& key);
+  // The same, for whichever object the map names (a holder taking a share).
+  static Result<ShareMap> parse_any(std::string_view text);
   // The share's index in this map, if it is one of its shares.
   std::optional<unsigned> index_of(const AnnexKey& share) const;
 };

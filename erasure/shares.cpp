@@ -209,7 +209,7 @@ Result<ShareDigests> encode_object(const std::filesystem::path& object, const Sh
 }
 
 Result<RebuildReport> decode_object(const ShareLayout& layout, const ShareFiles& shares, const ShareDigests& digests,
-                                    const std::filesystem::path& out, const Progress& progress) {
+                                    const std::filesystem::path& out, const Progress& progress, ContentHash* hash) {
   if (auto ok = check_shape(layout, shares.size(), &digests); !ok) return Error{ok.error()};
   auto file = File::open(out, O_WRONLY | O_CREAT | O_TRUNC);
   if (!file) return Error{file.error()};
@@ -237,6 +237,7 @@ Result<RebuildReport> decode_object(const ShareLayout& layout, const ShareFiles&
       if (offset >= layout.object_size) break;
       auto take = std::min<std::uint64_t>(layout.unit, layout.object_size - offset);
       if (auto w = file->write(units[i].data(), take, offset); !w) return Error{w.error()};
+      if (hash) hash->update(ByteView(units[i].data(), take));
     }
     if (progress) progress(std::min(layout.object_size, at + layout.segment_bytes()));
   }

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "erasure/codec.hpp"
+#include "protocol/content_hash.hpp"
 
 namespace annexswarm::erasure {
 
@@ -59,8 +60,10 @@ struct RebuildReport {
 // Writes the object to `out` in order from any K good shares, checking every unit read
 // against `digests` (a corrupt unit is replaced from another share). An error when fewer
 // than K good units of a segment exist.
+// `hash`, when given, is fed the object's bytes in order (to check it against its key).
 Result<RebuildReport> decode_object(const ShareLayout& layout, const ShareFiles& shares, const ShareDigests& digests,
-                                    const std::filesystem::path& out, const Progress& progress = {});
+                                    const std::filesystem::path& out, const Progress& progress = {},
+                                    ContentHash* hash = nullptr);
 
 // Rebuilds the shares `wanted` (written to `out`, one path each) from the good ones among
 // `shares`; each rebuilt unit is checked against `digests` before it is written.

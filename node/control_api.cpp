@@ -55,6 +55,15 @@ bool failed(const std::variant<T, ControlError>& v) { return std::holds_alternat
 template <class T>
 ControlError error_of(const std::variant<T, ControlError>& v) { return std::get<ControlError>(v); }
 
+// "shares": "K+M" names an erasure-coded store; absent: whole copies.
+std::variant<std::optional<erasure::ShareShape>, ControlError> shares_field(const json& request) {
+  auto t = text(request, "shares");
+  if (!t || t->empty()) return std::optional<erasure::ShareShape>();
+  auto shape = erasure::ShareShape::parse(*t);
+  if (!shape) return ControlError{ControlErrorCode::BadRequest, shape.error()};
+  return std::optional<erasure::ShareShape>(*shape);
+}
+
 Parsed parse_get(const json& request) {
   if (!text(request, "key") || !text(request, "to"))
     return bad(ControlErrorCode::BadRequest, "get needs a \"key\" and a \"to\" path");
@@ -62,9 +71,13 @@ Parsed parse_get(const json& request) {
   if (failed(key)) return error_of(key);
   fs::path to = *text(request, "to");
   if (to.is_relative()) return bad(ControlErrorCode::BadRequest, "\"to\" must be an absolute path");
-  GetRequest get{std::get<AnnexKey>(key), to, request.value("unverified", false), text(request, "repo").value_or("")};
+  GetRequest get{std::get<AnnexKey>(key), to, request.value("unverified", false), text(request, "repo").value_or(""), {}};
   if (!get.repo.empty() && !is_annex_uuid(get.repo))
     return bad(ControlErrorCode::BadUuid, "'" + get.repo + "' is not an annex uuid");
+  auto shares = shares_field(request);
+  if (auto* e = std::get_if<ControlError>(&shares)) return *e;
+  get.shares = std::get<0>(shares);
+  if (get.shares && get.repo.empty()) return bad(ControlErrorCode::BadRequest, "a get from shares needs the store as \"repo\"");
   return get;
 }
 
@@ -75,8 +88,11 @@ Parsed parse_keyed(const std::string& op, const json& request) {
   auto scope = uuid_field(request, op == "present" ? "repo" : "store");
   if (failed(scope)) return error_of(scope);
   auto uuid = std::get<std::string>(scope);
+  auto shares_or = shares_field(request);
+  if (auto* e = std::get_if<ControlError>(&shares_or)) return *e;
+  auto shares = std::get<0>(shares_or);
   if (op == "present") {
-    PresentRequest present{k, uuid, {}, {}};
+    PresentRequest present{k, uuid, {}, {}, shares};
     for (const auto& c : request.value("challenges", json::array())) {
       if (!c.is_object()) return bad(ControlErrorCode::BadRequest, "a challenge is an object");
       auto nonce = from_hex(c.value("nonce", std::string()));
@@ -100,12 +116,12 @@ Parsed parse_keyed(const std::string& op, const json& request) {
       if (n.is_string() && NodeId::from_hex(n.get<std::string>())) present.pinned.push_back(n.get<std::string>());
     return present;
   }
-  if (op == "remove") return RemoveRequest{k, uuid};
+  if (op == "remove") return RemoveRequest{k, uuid, shares};
   if (op == "restore") return RestoreRequest{k, uuid};
   auto file = text(request, "file");
   if (!file || fs::path(*file).is_relative())
     return bad(ControlErrorCode::BadRequest, "store needs an absolute \"file\" path");
-  return StoreRequest{k, uuid, *file};
+  return StoreRequest{k, uuid, *file, shares};
 }
 
 }  // namespace
@@ -194,7 +210,8 @@ json to_json(const DiscoverReply& r) {
 json to_json(const PeersReply& r) {
   json peers = json::array();
   for (const auto& n : r.peers)
-    peers.push_back({{"node", n.node.hex()}, {"swarm", n.swarm}, {"self", n.self}, {"endpoints", to_json(n.endpoints)}});
+    peers.push_back({{"node", n.node.hex()}, {"swarm", n.swarm}, {"self", n.self}, {"endpoints", to_json(n.endpoints)},
+                     {"store_offer", n.store_offer}});
   return {{"peers", std::move(peers)}};
 }
 

@@ -19,6 +19,7 @@
 #include "node/reachability.hpp"
 #include "node/relay_manager.hpp"
 #include "node/swarm_directory.hpp"
+#include "erasure/codec.hpp"
 #include "protocol/annex_key.hpp"
 #include "protocol/possession.hpp"
 #include "protocol/records.hpp"
@@ -45,6 +46,8 @@ struct GetRequest {
   std::filesystem::path to;  // absolute
   bool unverified = false;   // fetch keys that carry no hash
   std::string repo;          // empty, or a repository whose nodes are asked too (sameas)
+  // The repo is an erasure-coded swarm store (shares=K+M): the object is rebuilt from its shares.
+  std::optional<erasure::ShareShape> shares;
 };
 struct DiscoverRequest {
   std::string uuid;
@@ -54,6 +57,7 @@ struct StoreRequest {
   AnnexKey key;
   std::string store;  // the swarm store's annex UUID
   std::filesystem::path file;
+  std::optional<erasure::ShareShape> shares;  // an erasure-coded store: K+M shares on K+M nodes
 };
 // A challenge the asker made from its own copy of the object (see peer::Prove): a holder
 // counts only when its answer matches `mac`.
@@ -64,10 +68,12 @@ struct PresentRequest {
   // copy; then only a holder pinned for the repository counts, on its word.
   std::vector<PossessionChallenge> challenges;
   std::vector<std::string> pinned;  // node ids (hex)
+  std::optional<erasure::ShareShape> shares;  // the repo is an erasure-coded store
 };
 struct RemoveRequest {
   AnnexKey key;
   std::string store;
+  std::optional<erasure::ShareShape> shares;  // an erasure-coded store: every share goes
 };
 // What swarm stores on this node moved to the trash (kept `trash-grace`), and taking one back.
 struct TrashRequest {};
@@ -126,6 +132,7 @@ struct NodeEndpoints {
   std::vector<Endpoint> endpoints;
   bool contact = true;  // discover: a contact record was found
   bool self = false;    // peers: this node
+  std::uint64_t store_offer = 0;  // peers: bytes it offers erasure-coded stores
 };
 struct DiscoverReply {
   std::string uuid;

@@ -148,6 +148,9 @@ Result<bool> Daemon::start() {
   objects_.on_changed([this](std::size_t i, const AnnexKey& key, bool present) { announcer_->key_changed(i, key, present); });
   object_service_ = std::make_unique<ObjectService>(io_, *timers_, disk_.get_executor(), *directory_, objects_, *pool_,
                                                     ObjectService::Settings{self, config_.download_rate, config_.stall_timeout});
+  share_service_ = std::make_unique<ShareService>(
+      io_, disk_.get_executor(), *directory_, objects_, *pool_, *object_service_,
+      ShareService::Settings{self, [this] { return book_->store_offer(); }});
   build_reachability(dht_port);
 
   RelayManager::Settings relay;
@@ -177,13 +180,23 @@ Result<bool> Daemon::start() {
       [this] { return status(); },
       [this](const WhereisRequest& r, Done<WhereisReply> d) { object_service_->whereis(r, std::move(d)); },
       [this](const GetRequest& r, ProgressFn p, Done<GetReply> d, OnGone g) {
+        if (r.shares) return share_service_->get(r, std::move(p), std::move(d));
         object_service_->get(r, std::move(p), std::move(d), std::move(g));
       },
       [this](const DiscoverRequest& r, Done<DiscoverReply> d) { object_service_->discover(r, std::move(d)); },
       [this](Done<PeersReply> d) { object_service_->peers(std::move(d)); },
-      [this](const StoreRequest& r, ProgressFn p, Done<StoreReply> d) { object_service_->store(r, std::move(p), std::move(d)); },
-      [this](const PresentRequest& r, Done<PresentReply> d) { object_service_->present(r, std::move(d)); },
-      [this](const RemoveRequest& r, Done<RemoveReply> d) { object_service_->remove(r, std::move(d)); },
+      [this](const StoreRequest& r, ProgressFn p, Done<StoreReply> d) {
+        if (r.shares) return share_service_->store(r, std::move(p), std::move(d));
+        object_service_->store(r, std::move(p), std::move(d));
+      },
+      [this](const PresentRequest& r, Done<PresentReply> d) {
+        if (r.shares) return share_service_->present(r, std::move(d));
+        object_service_->present(r, std::move(d));
+      },
+      [this](const RemoveRequest& r, Done<RemoveReply> d) {
+        if (r.shares) return share_service_->remove(r, std::move(d));
+        object_service_->remove(r, std::move(d));
+      },
       [this](Done<TrashReply> d) { d(trash()); },
       [this](const RestoreRequest& r, Done<RestoreReply> d) {
         auto restored = objects_.restore(r.key, r.store);
@@ -233,6 +246,11 @@ Result<bool> Daemon::start_peer_server(std::uint16_t dht_port) {
     if (!removed) return PeerServer::Refusal{peer::ErrorCode::NotPresent, removed.error()};
     if (*removed) log::info("removed {} from swarm store {} at the request of node {}", r.key, r.store, r.asker.hex());
     return *removed;
+  });
+  peer_server_->on_take([this](const PeerServer::ShareTake& take, ShareService::TakeAnswer answer) {
+    if (stopping_ || !share_service_)
+      return answer(PeerServer::Refusal{peer::ErrorCode::Busy, "the node is starting or stopping"});
+    share_service_->take(take, std::move(answer));
   });
   peer_server_->on_dial_back([this](const NodeId& node, std::size_t swarm, const std::string& observed,
                                     const std::string& host, std::uint16_t port, std::function<void(Result<bool>)> done) {

@@ -20,6 +20,7 @@
 #include "node/endpoint_book.hpp"
 #include "node/local_objects.hpp"
 #include "node/object_service.hpp"
+#include "node/share_service.hpp"
 #include "node/reachability.hpp"
 #include "node/relay_manager.hpp"
 #include "node/swarm_directory.hpp"
@@ -86,6 +87,7 @@ private:
   std::unique_ptr<Reachability> reach_;
   std::unique_ptr<RelayManager> relays_;
   std::unique_ptr<ObjectService> object_service_;
+  std::unique_ptr<ShareService> share_service_;  // erasure-coded stores, over the object service
   std::unique_ptr<ControlApi> api_;
   std::unique_ptr<ControlServer> control_;
   asio::steady_timer stop_timer_{io_};

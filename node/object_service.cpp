@@ -85,7 +85,8 @@ void ObjectService::peers(Done<PeersReply> done) {
   directory_.members(directory_.lookup_timeout(), [this, done](std::vector<Member> members) {
     PeersReply reply;
     for (const auto& [si, rec] : members)
-      reply.peers.push_back({rec.node, directory_.swarms()[si].id(), rec.endpoints, true, rec.node == directory_.self()});
+      reply.peers.push_back(
+          {rec.node, directory_.swarms()[si].id(), rec.endpoints, true, rec.node == directory_.self(), rec.store_offer});
     done(std::move(reply));
   });
 }

@@ -47,6 +47,8 @@ public:
   void set_download_rate(double rate);
   void stop();  // stops the downloads under way (their partial files stay for resume)
   std::size_t downloads() const { return downloads_.size(); }
+  // The audits kept of what this node stored in swarm stores (shares too).
+  AuditBook& audits() { return audits_; }
 
 private:
   // The key's providers (only those in repository/store `only_repo`, when given), plus

@@ -106,6 +106,21 @@ Result<std::uint64_t> copy_verified(const fs::path& file, const AnnexKey& key, c
   return total;
 }
 
+Result<bool> move_into_store(const AnnexRepo& store, const AnnexKey& key, const fs::path& file) {
+  auto dest = store_object_path(store, key);
+  std::error_code ec;
+  if (fs::exists(dest, ec)) {
+    fs::remove(file, ec);
+    return false;
+  }
+  fs::create_directories(dest.parent_path(), ec);
+  if (ec) return Error{"cannot make " + dest.parent_path().string() + ": " + ec.message()};
+  if (::chmod(file.c_str(), 0444) != 0) return Error{"cannot make " + file.string() + " read-only: " + std::strerror(errno)};
+  if (::rename(file.c_str(), dest.c_str()) != 0)
+    return Error{"cannot move " + file.string() + " into the store: " + std::strerror(errno)};
+  return true;
+}
+
 Result<bool> remove_from_store(const AnnexRepo& store, const AnnexKey& key, const fs::path& trash) {
   auto path = store_object_path(store, key);
   struct stat st {};

@@ -34,6 +34,9 @@ std::filesystem::path store_object_path(const AnnexRepo& store, const AnnexKey& 
 Result<std::uint64_t> import_into_store(const AnnexRepo& store, const AnnexKey& key,
                                         const std::filesystem::path& file,
                                         const std::function<void(std::uint64_t)>& progress);
+// Moves `file` (on the store's file system) into the store as the key's object, read-only;
+// an object already there stays (false).
+Result<bool> move_into_store(const AnnexRepo& store, const AnnexKey& key, const std::filesystem::path& file);
 // Moves the key's object out of the store into `trash` (<trash>/<store uuid>/KEY, its
 // time set to now), where it stays until purge_trash; true when the key was there.
 Result<bool> remove_from_store(const AnnexRepo& store, const AnnexKey& key, const std::filesystem::path& trash);

@@ -314,9 +314,27 @@ template <> inline constexpr auto kSpec<ProveReply> =
 // HMAC-SHA256 under the nonce of the key, then each range's bytes in order.
 Bytes prove_mac(ByteView nonce, std::string_view key, ByteView range_bytes);
 
+// TAKE: keep a share of an erasure-coded object in a swarm store. The asker (who encoded
+// the object) serves the share; the holder fetches it from the asker, checked against the
+// manifest root its key names, keeps it with the object's share map, and answers HAVE
+// reply {share size}, or ERROR (NotAllowed: no write capability; Busy: no room now, or too
+// many TAKEs at once).
+inline constexpr std::size_t kMaxShareMapText = 16 * 1024;
+struct Take {
+  std::uint32_t id = 0;
+  std::string key;    // a share key (SWARMSHARE-...)
+  std::string store;  // the swarm store's annex UUID
+  Bytes capability;   // the store's write capability
+  std::string map;    // the object's share map, as ShareMap::text() writes it
+  friend bool operator==(const Take&, const Take&) = default;
+};
+template <> inline constexpr auto kSpec<Take> =
+    spec<Take>(23, "TAKE", field(&Take::id), field(&Take::key, rule::Key{}), field(&Take::store, rule::Uuid{false}),
+               field(&Take::capability, rule::Blob{32, 32}), field(&Take::map, rule::Text{kMaxShareMapText}));
+
 using Frame = std::variant<Hello, Proof, Have, HaveReply, Manifest, ManifestReply, Get, Data, Cancel,
                            Ping, Pong, ErrorFrame, Remove, DialBack, DialBackReply, Reserve, ReserveReply,
-                           Connect, ConnectReply, Incoming, Prove, ProveReply>;
+                           Connect, ConnectReply, Incoming, Prove, ProveReply, Take>;
 
 // Proof of swarm membership bound to one TLS session: HMAC under the swarm secret of
 // the session's RFC 5705 exporter value. The role is mixed in so a peer cannot reflect

@@ -171,7 +171,7 @@ private:
     timer_.async_wait([weak = weak_from_this()](const std::error_code& ec) {
       auto self = weak.lock();
       if (ec || !self || self->closed_ || self->lifetime_.expired()) return;
-      bool busy = self->current_ || !self->queue_.empty() || self->dialing_back_;
+      bool busy = self->current_ || !self->queue_.empty() || self->dialing_back_ || self->takes_ > 0;
       if (!busy && Clock::now() - self->last_frame_ >= self->server_.limits_.idle_deadline) return self->close();
       self->watch_idle();
     });
@@ -212,6 +212,20 @@ private:
   void on_frame(const Get& f) { enqueue(f); }
   void on_frame(const Remove& f) { enqueue(f); }
   void on_frame(const Prove& f) { enqueue(f); }
+  // Beside the queue too: the holder fetches the share before it answers.
+  void on_frame(const Take& f) {
+    constexpr std::size_t kMaxTakes = 4;
+    if (!server_.take_) return link_->send(ErrorFrame{f.id, ErrorCode::Unsupported, "this node keeps no shares", 0});
+    if (takes_ >= kMaxTakes) return link_->send(ErrorFrame{f.id, ErrorCode::Busy, "too many TAKEs at once", 2000});
+    ++takes_;
+    auto self = shared_from_this();
+    server_.take_(PeerServer::ShareTake{peer_, swarm_, f}, [self, id = f.id](std::variant<std::uint64_t, Refusal> r) {
+      --self->takes_;
+      if (self->closed_) return;
+      if (auto* refusal = std::get_if<Refusal>(&r)) return self->link_->send(ErrorFrame{id, refusal->code, refusal->why, 0});
+      self->link_->send(HaveReply{id, {std::get<std::uint64_t>(r)}});
+    });
+  }
   // Answered beside the queue: it waits on a dial that may take seconds.
   void on_frame(const DialBack& f) {
     auto self = shared_from_this();
@@ -487,6 +501,7 @@ private:
   bool unauthenticated_ = true;
   bool timed_out_ = false;
   bool dialing_back_ = false;
+  std::size_t takes_ = 0;  // TAKEs being served
   std::uint64_t served_ = 0;
   asio::steady_timer timer_;  // the handshake deadline, then the idle watch
   asio::steady_timer pacing_;

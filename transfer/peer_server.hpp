@@ -109,6 +109,16 @@ public:
   }
   // Without one, REMOVE is refused.
   void on_remove(StoreRemover remover) { remove_ = std::move(remover); }
+  // A member asks this node to keep a share (TAKE): the callee checks the asker's power
+  // and its own room, fetches the share from the asker and answers its size, or a refusal.
+  // Answered beside the request queue (it may take minutes); a few at once per link.
+  struct ShareTake {
+    NodeId asker;
+    std::size_t swarm = 0;
+    peer::Take take;
+  };
+  using ShareTaker = std::function<void(const ShareTake&, std::function<void(std::variant<std::uint64_t, Refusal>)>)>;
+  void on_take(ShareTaker taker) { take_ = std::move(taker); }
   // Dials `host`:`port` and checks that member `node` of swarm number `swarm` answers
   // there (DIAL_BACK); `done` gets whether it did, or why not. Without one, DIAL_BACK is
   // answered with a refusal.
@@ -174,6 +184,7 @@ private:
   std::vector<SwarmToken> swarms_;
   ObjectLocator locate_;
   StoreRemover remove_;
+  ShareTaker take_;
   DialBackFn dial_back_;
   RelayHooks relay_;
   PeerServerLimits limits_;

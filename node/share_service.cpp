@@ -1,0 +1,537 @@
+#include "node/share_service.hpp"
+
+#include <asio/post.hpp>
+
+#include <fstream>
+#include <random>
+#include <sstream>
+
+#include "erasure/placement.hpp"
+#include "node/log.hpp"
+#include "node/swarm_store.hpp"
+
+namespace annexswarm {
+namespace fs = std::filesystem;
+using erasure::ShareMap;
+
+namespace {
+
+std::string random_name() {
+  std::random_device rd;
+  return to_hex(Bytes{static_cast<std::uint8_t>(rd()), static_cast<std::uint8_t>(rd()), static_cast<std::uint8_t>(rd()),
+                      static_cast<std::uint8_t>(rd()), static_cast<std::uint8_t>(rd()), static_cast<std::uint8_t>(rd())});
+}
+
+// Long enough for a holder to fetch a share over a slow home uplink (2 MB/s).
+std::chrono::milliseconds take_timeout(std::uint64_t share_bytes) {
+  return std::chrono::seconds(60) + std::chrono::milliseconds(share_bytes / 2000);
+}
+
+Result<std::string> read_small(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return Error{"cannot read " + path.string()};
+  std::stringstream ss;
+  ss << in.rdbuf();
+  auto text = ss.str();
+  if (text.size() > peer::kMaxShareMapText) return Error{"the share map is oversized"};
+  return text;
+}
+
+// Writes the map into the store (once) as the object of its map key.
+Result<bool> keep_map(const AnnexRepo& store, const ShareMap& map, const fs::path& scratch) {
+  auto key = ShareMap::map_key(map.key);
+  std::error_code ec;
+  if (fs::exists(store_object_path(store, key), ec)) return false;
+  fs::create_directories(scratch, ec);
+  auto tmp = scratch / ("map-" + random_name());
+  {
+    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+    out << map.text();
+    out.flush();
+    if (!out) return Error{"cannot write " + tmp.string() + " (disk full?)"};
+  }
+  return move_into_store(store, key, tmp);
+}
+
+std::string node_short(const NodeId& n) { return n.hex().substr(0, 8); }
+
+}  // namespace
+
+// A store under way: the encoded object, its shares in our store, where they go.
+struct ShareService::Placed {
+  StoreRequest request;
+  std::size_t index = 0;  // of the store in LocalObjects
+  ShareMap map;
+  std::vector<NodeId> holders;                 // share i -> holder
+  std::vector<std::optional<std::string>> failed;  // share i -> why its holder did not take it
+  std::size_t waiting = 0;
+};
+
+ShareService::ShareService(asio::io_context& io, asio::any_io_executor disk, SwarmDirectory& directory,
+                           LocalObjects& objects, PeerPool& pool, ObjectService& object_service, Settings settings)
+    : io_(io),
+      disk_(std::move(disk)),
+      directory_(directory),
+      objects_(objects),
+      pool_(pool),
+      object_service_(object_service),
+      settings_(std::move(settings)) {}
+
+ShareService::~ShareService() { *alive_ = false; }
+
+fs::path ShareService::scratch(const std::string& store) const {
+  auto index = objects_.index_of(store);
+  return (index ? objects_.at(*index).path : fs::path("/nonexistent")) / ".shares-tmp";
+}
+
+// ---- store ----
+
+void ShareService::store(const StoreRequest& request, ProgressFn progress, Done<StoreReply> done) {
+  auto index = objects_.store(request.store);
+  if (!index) return done(ControlError{ControlErrorCode::NotAStore, index.error()});
+  auto repo = objects_.at(*index);
+  auto dir = scratch(request.store) / random_name();
+  asio::post(disk_, [this, &io = io_, alive = alive_, request, repo, index = *index, dir, progress, done] {
+    auto fail = [&](std::string why) {
+      std::error_code ec;
+      fs::remove_all(dir, ec);
+      asio::post(io, [alive, why = std::move(why), done] {
+        if (*alive) done(ControlError{ControlErrorCode::Failed, why});
+      });
+    };
+    std::error_code ec;
+    auto size = fs::file_size(request.file, ec);
+    if (ec) return fail("cannot read " + request.file.string() + ": " + ec.message());
+    if (auto expected = request.key.content_size(); expected && *expected != size)
+      return fail("the file has " + std::to_string(size) + " bytes, the key says " + std::to_string(*expected));
+    auto layout = erasure::ShareLayout::plan(*request.shares, size);
+    fs::create_directories(dir, ec);
+    if (ec) return fail("cannot make " + dir.string() + ": " + ec.message());
+    std::vector<fs::path> files;
+    for (unsigned i = 0; i < layout.shape.n(); ++i) files.push_back(dir / std::to_string(i));
+    auto last = std::make_shared<std::chrono::steady_clock::time_point>();
+    auto digests = erasure::encode_object(request.file, layout, files, [&io, alive, progress, last](std::uint64_t bytes) {
+      auto now = std::chrono::steady_clock::now();
+      if (now - *last < std::chrono::milliseconds(200)) return;
+      *last = now;
+      asio::post(io, [alive, progress, bytes] {
+        if (*alive && progress) progress({bytes, std::nullopt, std::nullopt});
+      });
+    });
+    if (!digests) return fail("cannot encode the object into shares: " + digests.error());
+    auto map = ShareMap::of(request.key, layout, *digests);
+    // Into the store as objects (not announced): the peer server serves them to their
+    // holders. Audits of each, made now, check the holders later.
+    for (unsigned i = 0; i < layout.shape.n(); ++i) {
+      auto moved = move_into_store(repo, map.shares[i], files[i]);
+      if (!moved) return fail(moved.error());
+      auto audited = object_service_.audits().record(repo.uuid, map.shares[i], store_object_path(repo, map.shares[i]));
+      if (!audited) log::warn("could not keep audits of share {} of {}: {}", i, request.key.str(), audited.error());
+    }
+    fs::remove_all(dir, ec);
+    auto placed = std::make_shared<Placed>();
+    placed->request = request;
+    placed->index = index;
+    placed->map = std::move(map);
+    asio::post(io, [this, alive, placed, done] {
+      if (*alive) place(placed, done);
+    });
+  });
+}
+
+void ShareService::place(std::shared_ptr<Placed> placed, Done<StoreReply> done) {
+  directory_.members(directory_.lookup_timeout(), [this, alive = alive_, placed, done](std::vector<Member> members) {
+    if (!*alive) return;
+    const auto& map = placed->map;
+    const auto& layout = map.layout;
+    const auto self = directory_.self();
+    std::vector<erasure::StoreOffer> offers{{self, settings_.store_offer ? settings_.store_offer() : 0}};
+    std::map<NodeId, Member> by_node;
+    for (const auto& m : members) {
+      if (directory_.swarms()[m.swarm].is_public() || m.contact.node == self || by_node.count(m.contact.node)) continue;
+      by_node[m.contact.node] = m;
+      offers.push_back({m.contact.node, m.contact.store_offer});
+    }
+    placed->holders = erasure::place_shares(map.key.str(), offers, layout.shape.n(), layout.share_size());
+    const auto n = layout.shape.n(), k = layout.shape.k;
+    auto repo = objects_.at(placed->index);
+    auto drop_unkept = [this, repo, placed] {
+      // Shares another node keeps (or none does) leave our store: they were never announced.
+      for (unsigned i = 0; i < placed->map.shares.size(); ++i)
+        if (i >= placed->holders.size() || placed->holders[i] != directory_.self() || placed->failed[i]) {
+          std::error_code ec;
+          fs::remove(store_object_path(repo, placed->map.shares[i]), ec);
+        }
+    };
+    placed->failed.assign(n, std::nullopt);
+    if (placed->holders.size() < k + 1) {
+      placed->failed.assign(n, "not placed");
+      drop_unkept();
+      return done(ControlError{
+          ControlErrorCode::Failed,
+          "found " + std::to_string(placed->holders.size()) + " member(s) offering room for a share of " +
+              std::to_string(layout.share_size()) + " bytes; shares=" + layout.shape.text() + " needs " +
+              std::to_string(n) + " (" + std::to_string(k + 1) +
+              " at the very least); start more nodes or give them room (store-space)"});
+    }
+    if (placed->holders.size() < n)
+      log::warn("{}: only {} of {} shares placed (one per member with room); the rest will be added by repair",
+                map.key.str(), placed->holders.size(), n);
+    placed->waiting = placed->holders.size();
+    auto finish = [this, alive, placed, done, drop_unkept] {
+      if (!*alive || --placed->waiting > 0) return;
+      drop_unkept();
+      std::string why;
+      std::size_t kept = 0;
+      for (std::size_t i = 0; i < placed->holders.size(); ++i) {
+        if (!placed->failed[i]) {
+          ++kept;
+          continue;
+        }
+        why += (why.empty() ? "" : "; ") + std::string("share ") + std::to_string(i) + " on " +
+               node_short(placed->holders[i]) + ": " + *placed->failed[i];
+      }
+      const auto& key = placed->map.key;
+      if (!why.empty()) {
+        log::warn("store {}: {} of {} shares kept; {}", key.str(), kept, placed->holders.size(), why);
+        return done(ControlError{ControlErrorCode::Failed, "not every share was taken (" + why + ")"});
+      }
+      log::info("stored {} as {} shares on {} members", key.str(), placed->map.layout.shape.text(), kept);
+      done(StoreReply{key.str(), placed->map.layout.object_size});
+    };
+    for (std::size_t i = 0; i < placed->holders.size(); ++i) {
+      const auto& holder = placed->holders[i];
+      if (holder == self) {
+        auto kept = keep_map(repo, map, scratch(placed->request.store));
+        if (!kept) placed->failed[i] = kept.error();
+        objects_.changed(placed->index, map.shares[i], true);
+        objects_.changed(placed->index, ShareMap::map_key(map.key), true);
+        finish();
+        continue;
+      }
+      auto sources = dialable({by_node[holder]}, settings_.self);
+      if (sources.empty()) {
+        placed->failed[i] = "no usable address in its contact record";
+        finish();
+        continue;
+      }
+      const auto& token = directory_.swarms()[sources[0].swarm];
+      peer::Take take{1, map.shares[i].str(), placed->request.store, token.store_capability(placed->request.store),
+                      map.text()};
+      pool_.ask(sources[0].address, token, take, take_timeout(layout.share_size()),
+                [placed, i, finish](Result<peer::Frame> answer) {
+                  if (!answer) placed->failed[i] = answer.error();
+                  else if (auto* e = std::get_if<peer::ErrorFrame>(&*answer)) placed->failed[i] = e->message;
+                  else if (!std::holds_alternative<peer::HaveReply>(*answer)) placed->failed[i] = "unexpected answer";
+                  finish();
+                });
+    }
+  });
+}
+
+// ---- take (a holder's side) ----
+
+void ShareService::take(const PeerServer::ShareTake& r, TakeAnswer answer) {
+  using peer::ErrorCode;
+  auto refuse = [&](ErrorCode code, std::string why) {
+    log::warn("refused to take share {} for node {}: {}", r.take.key, r.asker.hex(), why);
+    answer(PeerServer::Refusal{code, std::move(why)});
+  };
+  const auto& token = directory_.swarms()[r.swarm];
+  if (token.is_public()) return refuse(ErrorCode::NotAllowed, "no shares are kept for the public swarm");
+  if (r.take.capability != token.store_capability(r.take.store))
+    return refuse(ErrorCode::NotAllowed, "no write capability for that store");
+  auto key = AnnexKey::parse(r.take.key);
+  if (!key || !key->is_share()) return refuse(ErrorCode::BadKey, "not a share key");
+  auto map = ShareMap::parse_any(r.take.map);
+  if (!map) return refuse(ErrorCode::BadFrame, "bad share map: " + map.error());
+  if (!map->index_of(*key)) return refuse(ErrorCode::BadKey, "the share is not in the map sent with it");
+  auto index = objects_.store(r.take.store);
+  if (!index) return refuse(ErrorCode::NotAllowed, index.error());
+  auto repo = objects_.at(*index);
+  auto size = *key->content_size();
+  auto keep = [this, repo, index = *index, map = *map, key = *key, answer, size] {
+    auto kept = keep_map(repo, map, scratch(repo.uuid));
+    if (!kept) return answer(PeerServer::Refusal{peer::ErrorCode::Internal, kept.error()});
+    objects_.changed(index, key, true);
+    objects_.changed(index, ShareMap::map_key(map.key), true);
+    answer(size);
+  };
+  if (objects_.locate(*key, r.take.store)) return keep();  // asked again (a retried store)
+  auto offer = settings_.store_offer ? settings_.store_offer() : 0;
+  if (offer < size)
+    return refuse(ErrorCode::Busy, "no room: this node offers " + std::to_string(offer) + " bytes, the share has " +
+                                       std::to_string(size));
+  directory_.contacts({SwarmNode{r.swarm, r.asker}}, [this, alive = alive_, r, key = *key, repo, keep,
+                                                       answer](std::vector<Member> contacts) {
+    if (!*alive) return;
+    auto sources = dialable(contacts, settings_.self);
+    if (sources.empty())
+      return answer(PeerServer::Refusal{peer::ErrorCode::Internal, "cannot reach you: no usable address in your contact record"});
+    auto dest = scratch(repo.uuid) / ("take-" + random_name());
+    std::error_code ec;
+    fs::create_directories(dest.parent_path(), ec);
+    auto fetcher = std::make_shared<Fetcher>(
+        io_, disk_, pool_, directory_.swarms(), key, std::move(sources), FetchOptions{dest},
+        [](const FetchProgress&) {},
+        [this, alive, dest, key, repo, keep, answer](std::optional<std::string> error, FetchReport) {
+          if (!*alive) return;
+          // Not from inside the fetcher's own callback.
+          asio::post(io_, [this, alive, dest] {
+            if (*alive) takes_.erase(dest.string());
+          });
+          std::error_code ec;
+          if (error) {
+            fs::remove(dest, ec);
+            return answer(PeerServer::Refusal{peer::ErrorCode::Internal, "could not fetch the share: " + *error});
+          }
+          auto moved = move_into_store(repo, key, dest);
+          if (!moved) return answer(PeerServer::Refusal{peer::ErrorCode::Internal, moved.error()});
+          log::info("took share {} into swarm store {}", key.str(), repo.uuid);
+          keep();
+        });
+    takes_[dest.string()] = fetcher;
+    fetcher->start();
+  });
+}
+
+// ---- get, present, remove ----
+
+void ShareService::find_map(const AnnexKey& key, const std::string& store,
+                            std::function<void(Result<std::optional<ShareMap>>)> done) {
+  auto map_key = ShareMap::map_key(key);
+  if (auto local = objects_.locate(map_key, store)) {
+    auto text = read_small(*local);
+    if (!text) return done(Error{text.error()});
+    auto map = ShareMap::parse(*text, key);
+    if (!map) return done(Error{map.error()});
+    return done(std::optional<ShareMap>(std::move(*map)));
+  }
+  auto dest = scratch(store) / ("map-" + random_name());
+  std::error_code ec;
+  fs::create_directories(dest.parent_path(), ec);
+  GetRequest get{map_key, dest, true, store, std::nullopt};
+  object_service_.get(get, [](const Progress&) {}, [key, dest, done](Outcome<GetReply> outcome) {
+    std::error_code ec;
+    auto* error = std::get_if<ControlError>(&outcome);
+    if (error && error->code == ControlErrorCode::NotFound) return done(std::optional<ShareMap>());
+    if (error) return done(Error{error->message});
+    const auto& reply = std::get<GetReply>(outcome);
+    if (reply.error) {
+      fs::remove(dest, ec);
+      return done(Error{"cannot fetch the share map: " + *reply.error});
+    }
+    auto text = read_small(dest);
+    fs::remove(dest, ec);
+    if (!text) return done(Error{text.error()});
+    auto map = ShareMap::parse(*text, key);
+    if (!map) return done(Error{map.error()});
+    done(std::optional<ShareMap>(std::move(*map)));
+  });
+}
+
+namespace {
+// A get in progress: shares fetched one per holder, data shares first, until K are in.
+struct Rebuild {
+  GetRequest request;
+  ShareMap map;
+  std::vector<fs::path> files;
+  std::vector<bool> have;        // share i is in files[i]
+  std::vector<bool> tried;
+  std::size_t running = 0;
+  GetReply reply;
+  std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now();
+  std::vector<std::uint64_t> bytes;  // per share, for progress
+  bool ended = false;
+};
+}  // namespace
+
+void ShareService::get(const GetRequest& request, ProgressFn progress, Done<GetReply> done) {
+  find_map(request.key, request.repo, [this, alive = alive_, request, progress, done](Result<std::optional<ShareMap>> map) {
+    if (!*alive) return;
+    if (!map) return done(ControlError{ControlErrorCode::Failed, map.error()});
+    if (!*map) return done(ControlError{ControlErrorCode::NotFound, "no member keeps shares of " + request.key.str()});
+    auto job = std::make_shared<Rebuild>();
+    job->request = request;
+    job->map = std::move(**map);
+    const auto n = job->map.layout.shape.n();
+    auto dir = scratch(request.repo) / ("get-" + random_name());
+    std::error_code ec;
+    fs::create_directories(dir, ec);
+    for (unsigned i = 0; i < n; ++i) job->files.push_back(dir / std::to_string(i));
+    job->have.assign(n, false);
+    job->tried.assign(n, false);
+    job->bytes.assign(n, 0);
+    job->reply.key = request.key.str();
+    auto step = std::make_shared<std::function<void()>>();
+    *step = [this, alive, job, dir, progress, done, step] {
+      if (!*alive || job->ended) return;
+      const auto k = job->map.layout.shape.k, n = job->map.layout.shape.n();
+      std::size_t have = std::count(job->have.begin(), job->have.end(), true);
+      if (have >= k) {
+        job->ended = true;
+        // Rebuilt in order beside the destination, checked against the key, then renamed.
+        auto part = job->request.to;
+        part += ".part";
+        asio::post(disk_, [this, alive, job, dir, part, done] {
+          erasure::ShareFiles files(job->files.size());
+          erasure::ShareDigests trusted;  // the shares were checked chunk by chunk as they came
+          trusted.units.assign(job->files.size(), Bytes());
+          for (std::size_t i = 0; i < files.size(); ++i)
+            if (job->have[i]) files[i] = job->files[i];
+          const auto& key = job->request.key;
+          auto hash = key.verifiable() ? ContentHash::start(key.hash()) : std::nullopt;
+          auto rebuilt = erasure::decode_object(job->map.layout, files, trusted, part, {}, hash ? &*hash : nullptr);
+          std::optional<std::string> error;
+          if (!rebuilt) error = rebuilt.error();
+          else if (hash && hash->finish_hex() != key.digest_hex())
+            error = "the object rebuilt from its shares does not match the key's hash";
+          std::error_code ec;
+          if (!error && ::rename(part.c_str(), job->request.to.c_str()) != 0)
+            error = "cannot move the object into " + job->request.to.string() + ": " + std::strerror(errno);
+          if (error) fs::remove(part, ec);
+          fs::remove_all(dir, ec);
+          asio::post(io_, [alive, job, error, done] {
+            if (!*alive) return;
+            job->reply.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - job->started).count();
+            if (error) return done(ControlError{ControlErrorCode::Failed, *error});
+            done(job->reply);
+          });
+        });
+        return;
+      }
+      // Start enough fetches to reach K, data shares first (no decoding needed for them).
+      while (have + job->running < k) {
+        unsigned next = 0;
+        while (next < n && job->tried[next]) ++next;
+        if (next == n) break;
+        job->tried[next] = true;
+        ++job->running;
+        GetRequest get{job->map.shares[next], job->files[next], false, job->request.repo, std::nullopt};
+        object_service_.get(
+            get,
+            [job, next, progress](const Progress& p) {
+              job->bytes[next] = p.bytes;
+              std::uint64_t sum = 0;
+              for (auto b : job->bytes) sum += b;
+              auto k = job->map.layout.shape.k;
+              auto total = job->map.layout.object_size;
+              if (progress)
+                progress({std::min<std::uint64_t>(total, sum * total / std::max<std::uint64_t>(1, job->map.layout.share_size() * k)),
+                          total, std::nullopt});
+            },
+            [job, next, step](Outcome<GetReply> outcome) {
+              --job->running;
+              auto share = "share " + std::to_string(next);
+              if (auto* e = std::get_if<ControlError>(&outcome)) {
+                job->reply.dropped[share] = e->message;
+              } else if (const auto& r = std::get<GetReply>(outcome); r.error) {
+                job->reply.dropped[share] = *r.error;
+              } else {
+                job->have[next] = true;
+                for (const auto& [node, b] : r.bytes_from) job->reply.bytes_from[node] += b;
+                job->reply.bytes_fetched += r.bytes_fetched;
+              }
+              (*step)();
+            });
+      }
+      if (job->running == 0) {
+        job->ended = true;
+        std::error_code ec;
+        fs::remove_all(dir, ec);
+        std::string why;
+        for (const auto& [share, reason] : job->reply.dropped) why += (why.empty() ? "" : "; ") + share + ": " + reason;
+        done(ControlError{ControlErrorCode::Failed,
+                          std::to_string(have) + " of the " + std::to_string(k) + " shares needed could be fetched (" +
+                              why + ")"});
+      }
+    };
+    (*step)();
+  });
+}
+
+void ShareService::present(const PresentRequest& request, Done<PresentReply> done) {
+  find_map(request.key, request.repo, [this, alive = alive_, request, done](Result<std::optional<ShareMap>> map) {
+    if (!*alive) return;
+    PresentReply reply;
+    if (!map) {
+      reply.unknown = true;
+      reply.unreachable["share map"] = map.error();
+      return done(std::move(reply));
+    }
+    if (!*map) return done(std::move(reply));  // nobody keeps a share: not present
+    auto shares = (*map)->shares;
+    auto k = (*map)->layout.shape.k;
+    struct Count {
+      std::size_t waiting;
+      std::size_t live = 0, unknown = 0;
+      PresentReply reply;
+    };
+    auto count = std::make_shared<Count>();
+    count->waiting = shares.size();
+    for (std::size_t i = 0; i < shares.size(); ++i) {
+      PresentRequest one{shares[i], request.repo, {}, request.pinned, std::nullopt};
+      object_service_.present(one, [count, i, k, done](Outcome<PresentReply> outcome) {
+        auto tag = "share " + std::to_string(i);
+        if (auto* e = std::get_if<ControlError>(&outcome)) {
+          ++count->unknown;
+          count->reply.unreachable[tag] = e->message;
+        } else {
+          const auto& r = std::get<PresentReply>(outcome);
+          if (r.present) {
+            ++count->live;
+            for (const auto& n : r.confirmed_by) count->reply.confirmed_by.push_back(n);
+          } else if (r.unknown) {
+            ++count->unknown;
+            std::string why;
+            for (const auto& [node, what] : r.unreachable) why += node.substr(0, 8) + " did not answer: " + what + "; ";
+            for (const auto& [node, what] : r.unproven) why += node.substr(0, 8) + ": " + what + "; ";
+            count->reply.unproven[tag] = why;
+          }
+        }
+        if (--count->waiting > 0) return;
+        auto& reply = count->reply;
+        // Only K live shares rebuild the object; unanswered holders may be the difference.
+        reply.present = count->live >= k;
+        reply.unknown = !reply.present && count->live + count->unknown >= k;
+        if (!reply.present && !reply.unknown)
+          reply.unreachable.clear(), reply.unproven.clear();
+        done(std::move(reply));
+      });
+    }
+  });
+}
+
+void ShareService::remove(const RemoveRequest& request, Done<RemoveReply> done) {
+  find_map(request.key, request.store, [this, alive = alive_, request, done](Result<std::optional<ShareMap>> map) {
+    if (!*alive) return;
+    if (!map) {
+      RemoveReply reply;
+      reply.failed["share map"] = map.error();
+      return done(std::move(reply));
+    }
+    if (!*map) return done(RemoveReply{});  // nothing kept anywhere
+    auto keys = (*map)->shares;
+    keys.push_back(ShareMap::map_key(request.key));  // the map last: found again if a share fails
+    struct Tally {
+      std::size_t waiting;
+      RemoveReply reply;
+    };
+    auto tally = std::make_shared<Tally>();
+    tally->waiting = keys.size();
+    for (const auto& key : keys) {
+      object_service_.remove(RemoveRequest{key, request.store, std::nullopt}, [tally, key, done](Outcome<RemoveReply> outcome) {
+        if (auto* e = std::get_if<ControlError>(&outcome)) {
+          tally->reply.failed[key.str()] = e->message;
+        } else {
+          const auto& r = std::get<RemoveReply>(outcome);
+          for (const auto& n : r.removed_from) tally->reply.removed_from.push_back(n);
+          for (const auto& [node, why] : r.failed) tally->reply.failed[node] = why;
+        }
+        if (--tally->waiting == 0) done(std::move(tally->reply));
+      });
+    }
+  });
+}
+
+}  // namespace annexswarm

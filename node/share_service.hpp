@@ -1,0 +1,73 @@
+#pragma once
+// Erasure-coded swarm stores (a git-annex remote set up with shares=K+M): an object is
+// kept as K data and M parity shares on K+M distinct members, any K of which rebuild it.
+// Shares and the object's share map are ordinary objects of the store (share keys name
+// their manifest root; the map key only the object's key), so the object service stores,
+// announces, serves, proves and removes them like any other; this service adds what is
+// particular to shares:
+//  - store: encode the object into its shares (on the disk thread, one segment in memory),
+//    place them on members with room (rendezvous hashing weighted by the space each
+//    offers), and ask each holder to TAKE its share: the holder fetches it from us, checked
+//    against its root, and keeps it with the map. Audits of every share are kept here, so
+//    this node can check the holders later without a copy of its own.
+//  - get: fetch the map, then shares (data shares first, a parity share for each one that
+//    fails) until K are in, rebuild the object in order and check it against its key.
+//  - present: the map, then each share's holders asked to show it; SUCCESS only with K
+//    shares confirmed, UNKNOWN when unanswered holders could make up the difference.
+//  - remove: every share and the map, from every holder; failing when a holder cannot be asked.
+//  - take: a member's TAKE, answered once the share is here.
+#include <asio/any_io_executor.hpp>
+#include <asio/io_context.hpp>
+
+#include <memory>
+
+#include "erasure/share_map.hpp"
+#include "node/control_api.hpp"
+#include "node/local_objects.hpp"
+#include "node/member_address.hpp"
+#include "node/object_service.hpp"
+#include "node/swarm_directory.hpp"
+#include "transfer/peer_pool.hpp"
+#include "transfer/peer_server.hpp"
+
+namespace annexswarm {
+
+using fs_path_string = std::string;
+
+class ShareService {
+public:
+  struct Settings {
+    SelfAddress self;
+    std::function<std::uint64_t()> store_offer;  // what this node offers stores now
+  };
+  ShareService(asio::io_context& io, asio::any_io_executor disk, SwarmDirectory& directory, LocalObjects& objects,
+               PeerPool& pool, ObjectService& object_service, Settings settings);
+  ~ShareService();
+
+  void store(const StoreRequest& request, ProgressFn progress, Done<StoreReply> done);
+  void get(const GetRequest& request, ProgressFn progress, Done<GetReply> done);
+  void present(const PresentRequest& request, Done<PresentReply> done);
+  void remove(const RemoveRequest& request, Done<RemoveReply> done);
+  using TakeAnswer = std::function<void(std::variant<std::uint64_t, PeerServer::Refusal>)>;
+  void take(const PeerServer::ShareTake& request, TakeAnswer answer);
+
+private:
+  struct Placed;
+  // The object's share map, from any holder of the store (nothing: no holder has one).
+  void find_map(const AnnexKey& key, const std::string& store,
+                std::function<void(Result<std::optional<erasure::ShareMap>>)> done);
+  void place(std::shared_ptr<Placed> placed, Done<StoreReply> done);
+  std::filesystem::path scratch(const std::string& store) const;
+
+  asio::io_context& io_;
+  asio::any_io_executor disk_;
+  SwarmDirectory& directory_;
+  LocalObjects& objects_;
+  PeerPool& pool_;
+  ObjectService& object_service_;
+  Settings settings_;
+  std::map<fs_path_string, std::shared_ptr<Fetcher>> takes_;  // shares being fetched for a TAKE, by destination
+  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
+};
+
+}  // namespace annexswarm
