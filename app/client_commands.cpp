@@ -54,7 +54,7 @@ ParsedArgs parse_args(int argc, char** argv, int first, const std::vector<std::s
 
 bool is_client_command(const std::string& command) {
   return command == "whereis" || command == "discover" || command == "status" || command == "peers" ||
-         command == "get" || command == "trash" || command == "restore";
+         command == "get" || command == "trash" || command == "restore" || command == "repair";
 }
 
 int run_lookup(const std::string& command, int argc, char** argv) {
@@ -69,7 +69,7 @@ int run_lookup(const std::string& command, int argc, char** argv) {
     else if (name == "format" && command == "discover") options.format = value;
     else if (name == "to" && command == "get") to = value;
     else if (name == "unverified" && command == "get") unverified = true;
-    else if (name == "store" && command == "restore") store = value;
+    else if (name == "store" && (command == "restore" || command == "repair")) store = value;
     else if (name == "help") {
       std::cout << "see 'annex-swarm help'\n";
       return 0;
@@ -82,7 +82,8 @@ int run_lookup(const std::string& command, int argc, char** argv) {
     std::cerr << "annex-swarm: " << e << "\n";
     return kUsageError;
   }
-  std::size_t want = (command == "whereis" || command == "discover" || command == "get" || command == "restore") ? 1 : 0;
+  std::size_t want =
+      (command == "whereis" || command == "discover" || command == "get" || command == "restore" || command == "repair") ? 1 : 0;
   if (args.positional.size() != want) {
     std::cerr << "annex-swarm: " << command << " takes " << (want ? "one argument" : "no arguments")
               << " (see 'annex-swarm help')\n";
@@ -105,6 +106,13 @@ int run_lookup(const std::string& command, int argc, char** argv) {
       return kUsageError;
     }
     return cli::restore(options, args.positional[0], store);
+  }
+  if (command == "repair") {
+    if (store.empty()) {
+      std::cerr << "annex-swarm: repair needs --store UUID (the erasure-coded remote's uuid: git config remote.NAME.annex-uuid)\n";
+      return kUsageError;
+    }
+    return cli::repair(options, args.positional[0], store);
   }
   return cli::peers(options);
 }

@@ -229,6 +229,22 @@ int restore(const LookupOptions& options, const std::string& key, const std::str
   return kFound;
 }
 
+int repair(const LookupOptions& options, const std::string& key, const std::string& store) {
+  auto reply = ask(options, {{"op", "repair"}, {"key", key}, {"store", store}});
+  if (!reply) return kError;
+  if (options.json) {
+    std::cout << reply->dump(2) << "\n";
+  } else {
+    std::cout << key << ": " << reply->value("live_before", 0) << " shares live before, " << reply->value("live_after", 0)
+              << " after (" << reply->value("shares", std::string()) << ")\n";
+    for (const auto& [share, node] : reply->value("placed", nlohmann::json::object()).items())
+      std::cout << "  " << share << " -> " << node.get<std::string>() << "\n";
+    for (const auto& [share, why] : reply->value("failed", nlohmann::json::object()).items())
+      std::cout << "  " << share << " not placed: " << why.get<std::string>() << "\n";
+  }
+  return reply->value("failed", nlohmann::json::object()).empty() ? kFound : kError;
+}
+
 int get(const LookupOptions& options, const std::string& key_text, const std::string& to, bool unverified) {
   auto key = AnnexKey::parse(key_text);
   if (!key) {

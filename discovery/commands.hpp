@@ -19,6 +19,8 @@ int peers(const LookupOptions& options);
 // What this node's swarm stores moved to the trash; taking one key back into its store.
 int trash(const LookupOptions& options);
 int restore(const LookupOptions& options, const std::string& key, const std::string& store);
+// Rebuilds the missing shares of a key of an erasure-coded store onto other members.
+int repair(const LookupOptions& options, const std::string& key, const std::string& store);
 
 // Downloads KEY into `to` through the daemon: 0 done, 1 no provider, 2 failed.
 int get(const LookupOptions& options, const std::string& key, const std::string& to, bool unverified);

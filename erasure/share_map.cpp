@@ -36,6 +36,8 @@ std::string ShareMap::text() const {
   out += "\nkey " + key.str() + "\nshape " + layout.shape.text() + "\nsize " + std::to_string(layout.object_size) +
          "\nunit " + std::to_string(layout.unit) + "\n";
   for (const auto& s : shares) out += "share " + s.str() + "\n";
+  for (std::size_t i = 0; i < holders.size(); ++i)
+    if (holders[i]) out += "holder " + std::to_string(i) + " " + holders[i]->hex() + "\n";
   return out;
 }
 
@@ -69,7 +71,8 @@ Result<ShareMap> ShareMap::parse(std::string_view text, const AnnexKey& key) {
   if (auto ks = key.content_size(); ks && *ks != *size) return Error{"share map gives another size than the key"};
   ShareMap m{key, ShareLayout::plan(*shape, *size), {}};
   if (m.layout.unit != *unit) return Error{"share map has a unit its layout would not have"};
-  if (lines.size() != 5 + shape->n()) return Error{"share map lists the wrong number of shares"};
+  if (lines.size() < 5 + shape->n() || lines.size() > 5 + 2 * std::size_t{shape->n()})
+    return Error{"share map lists the wrong number of shares"};
   for (unsigned i = 0; i < shape->n(); ++i) {
     auto s = field(5 + i, "share");
     if (!s) return Error{"share map is malformed"};
@@ -77,6 +80,16 @@ Result<ShareMap> ShareMap::parse(std::string_view text, const AnnexKey& key) {
     if (!share || !share->is_share() || share->content_size() != m.layout.share_size())
       return Error{"share map lists a bad share key"};
     m.shares.push_back(*share);
+  }
+  m.holders.assign(shape->n(), std::nullopt);
+  for (std::size_t l = 5 + shape->n(); l < lines.size(); ++l) {
+    auto h = field(l, "holder");
+    auto space = h ? h->find(' ') : std::string_view::npos;
+    if (space == std::string_view::npos) return Error{"share map is malformed"};
+    auto index = number(h->substr(0, space));
+    auto node = NodeId::from_hex(h->substr(space + 1));
+    if (!index || *index >= shape->n() || !node || m.holders[*index]) return Error{"share map has a bad holder line"};
+    m.holders[*index] = *node;
   }
   return m;
 }

@@ -9,11 +9,13 @@
 //   size 50331648
 //   unit 1048576
 //   share SWARMSHARE-s12582912--<root>     (K+M lines, share 0 first)
+//   holder 0 <node id>                      (optional: where a share was placed)
 #include <string>
 #include <vector>
 
 #include "erasure/shares.hpp"
 #include "protocol/annex_key.hpp"
+#include "protocol/swarm_token.hpp"
 
 namespace annexswarm::erasure {
 
@@ -23,6 +25,9 @@ struct ShareMap {
   AnnexKey key;
   ShareLayout layout;
   std::vector<AnnexKey> shares;
+  // Where each share was placed when the object was stored: a hint that saves waiting for
+  // the holders' announcements; the shares' providers on the DHT are asked as well.
+  std::vector<std::optional<NodeId>> holders;
 
   // Share keys from the digests of an encode.
   static ShareMap of(const AnnexKey& key, const ShareLayout& layout, const ShareDigests& digests);

@@ -118,6 +118,7 @@ Parsed parse_keyed(const std::string& op, const json& request) {
   }
   if (op == "remove") return RemoveRequest{k, uuid, shares};
   if (op == "restore") return RestoreRequest{k, uuid};
+  if (op == "repair") return RepairRequest{k, uuid};
   auto file = text(request, "file");
   if (!file || fs::path(*file).is_relative())
     return bad(ControlErrorCode::BadRequest, "store needs an absolute \"file\" path");
@@ -142,7 +143,8 @@ std::variant<ControlRequest, ControlError> parse_control_request(const json& req
     if (!is_annex_uuid(*uuid)) return bad(ControlErrorCode::BadUuid, "'" + *uuid + "' is not a git-annex repository uuid");
     return DiscoverRequest{*uuid};
   }
-  if (op == "store" || op == "present" || op == "remove" || op == "restore") return parse_keyed(op, request);
+  if (op == "store" || op == "present" || op == "remove" || op == "restore" || op == "repair")
+    return parse_keyed(op, request);
   if (op == "trash") return TrashRequest{};
   return bad(ControlErrorCode::UnknownOp, "unknown request '" + op + "'");
 }
@@ -237,6 +239,10 @@ json to_json(const TrashReply& r) {
 }
 
 json to_json(const RestoreReply& r) { return {{"ok", true}, {"key", r.key}, {"store", r.store}}; }
+json to_json(const RepairReply& r) {
+  return {{"ok", true}, {"complete", r.failed.empty()}, {"key", r.key}, {"shares", r.shape}, {"live_before", r.live_before},
+          {"live_after", r.live_after}, {"placed", r.placed}, {"failed", r.failed}};
+}
 
 json nat_json(const StatusReply& s) {
   using Clock = std::chrono::steady_clock;
@@ -393,6 +399,7 @@ void ControlApi::handle(const json& request, ControlResponder responder) {
         else if constexpr (std::is_same_v<R, RemoveRequest>) handlers_.remove(r, answer);
         else if constexpr (std::is_same_v<R, TrashRequest>) handlers_.trash(answer);
         else if constexpr (std::is_same_v<R, RestoreRequest>) handlers_.restore(r, answer);
+        else if constexpr (std::is_same_v<R, RepairRequest>) handlers_.repair(r, progress, answer);
       },
       std::get<ControlRequest>(parsed));
 }

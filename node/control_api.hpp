@@ -48,6 +48,7 @@ struct GetRequest {
   std::string repo;          // empty, or a repository whose nodes are asked too (sameas)
   // The repo is an erasure-coded swarm store (shares=K+M): the object is rebuilt from its shares.
   std::optional<erasure::ShareShape> shares;
+  std::vector<NodeId> hints;  // nodes known to hold the key (a share map says so), asked too
 };
 struct DiscoverRequest {
   std::string uuid;
@@ -69,11 +70,13 @@ struct PresentRequest {
   std::vector<PossessionChallenge> challenges;
   std::vector<std::string> pinned;  // node ids (hex)
   std::optional<erasure::ShareShape> shares;  // the repo is an erasure-coded store
+  std::vector<NodeId> hints;                  // nodes known to hold the key, asked too
 };
 struct RemoveRequest {
   AnnexKey key;
   std::string store;
   std::optional<erasure::ShareShape> shares;  // an erasure-coded store: every share goes
+  std::vector<NodeId> hints;                  // nodes known to hold the key, asked too
 };
 // What swarm stores on this node moved to the trash (kept `trash-grace`), and taking one back.
 struct TrashRequest {};
@@ -81,8 +84,15 @@ struct RestoreRequest {
   AnnexKey key;
   std::string store;
 };
+// Erasure-coded stores: rebuild the key's missing shares from any K and place them on
+// members with room that hold none of its shares.
+struct RepairRequest {
+  AnnexKey key;
+  std::string store;
+};
 using ControlRequest = std::variant<StatusRequest, WhereisRequest, GetRequest, DiscoverRequest, PeersRequest,
-                                    StoreRequest, PresentRequest, RemoveRequest, TrashRequest, RestoreRequest>;
+                                    StoreRequest, PresentRequest, RemoveRequest, TrashRequest, RestoreRequest,
+                                    RepairRequest>;
 
 std::variant<ControlRequest, ControlError> parse_control_request(const nlohmann::json& request);
 
@@ -166,6 +176,14 @@ struct TrashEntry {
 struct TrashReply {
   std::vector<TrashEntry> entries;
 };
+struct RepairReply {
+  std::string key;
+  std::string shape;             // "K+M"
+  std::size_t live_before = 0;   // shares shown live (or claimed) before the repair
+  std::size_t live_after = 0;
+  std::map<std::string, std::string> placed;  // "share i" -> node that took it
+  std::map<std::string, std::string> failed;  // "share i" -> why it was not placed
+};
 struct RestoreReply {
   std::string key;
   std::string store;
@@ -211,6 +229,7 @@ struct ControlHandlers {
   std::function<void(const RemoveRequest&, Done<RemoveReply>)> remove;
   std::function<void(Done<TrashReply>)> trash;
   std::function<void(const RestoreRequest&, Done<RestoreReply>)> restore;
+  std::function<void(const RepairRequest&, ProgressFn, Done<RepairReply>)> repair;
 };
 
 class ControlApi {

@@ -202,6 +202,9 @@ Result<bool> Daemon::start() {
         auto restored = objects_.restore(r.key, r.store);
         if (!restored) return d(ControlError{ControlErrorCode::NotFound, restored.error()});
         d(RestoreReply{r.key.str(), r.store});
+      },
+      [this](const RepairRequest& r, ProgressFn p, Done<RepairReply> d) {
+        share_service_->repair(r, std::move(p), std::move(d));
       }});
   control_ = std::make_unique<ControlServer>(
       io_, [this](const nlohmann::json& request, ControlResponder responder) { api_->handle(request, responder); });
@@ -221,7 +224,8 @@ Result<bool> Daemon::start() {
   log::info("announce refresh every {}s", effective_refresh(config_).count());
 
   relays_->start();
-  book_->start();
+  // The contact record goes out once the store offer is known (measure_store_offer), so
+  // the first record a member reads is complete, not replaced a moment later.
   reach_->start();
   announcer_->start();
   return true;
@@ -357,7 +361,13 @@ void Daemon::measure_store_offer() {
     auto offer = ec ? 0 : offered_store_space(configured, used, space.available, space.capacity);
     asio::post(io_, [this, offer] {
       if (stopping_) return;
-      book_->set_store_offer(offer);
+      if (!book_started_) {
+        book_started_ = true;
+        book_->set_store_offer_quietly(offer);
+        book_->start();
+      } else {
+        book_->set_store_offer(offer);
+      }
       offer_timer_->schedule(std::chrono::minutes(1), [this] { measure_store_offer(); });
     });
   });

@@ -93,6 +93,7 @@ private:
   asio::steady_timer stop_timer_{io_};
   std::unique_ptr<Timer> trash_timer_ = timers_->make_timer();
   std::unique_ptr<Timer> offer_timer_ = timers_->make_timer();
+  bool book_started_ = false;
   bool stopping_ = false;
 };
 

@@ -57,6 +57,8 @@ public:
   // Bytes offered to erasure-coded stores; published when it moves by more than a
   // sixteenth (or 64 MiB), or to or from none, so a filling disk does not flood the DHT.
   void set_store_offer(std::uint64_t bytes);
+  // Before start(): the offer the first record carries.
+  void set_store_offer_quietly(std::uint64_t bytes) { store_offer_ = bytes; }
   std::uint64_t store_offer() const { return store_offer_; }
 
   const std::vector<Endpoint>& confirmed() const { return confirmed_; }

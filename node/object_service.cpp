@@ -92,8 +92,8 @@ void ObjectService::peers(Done<PeersReply> done) {
 }
 
 void ObjectService::find_sources(const AnnexKey& key, const std::string& only_repo, const std::string& plus_nodes_of,
-                                 std::function<void(std::vector<FetchSource>)> done) {
-  directory_.providers(key, [this, key, only_repo, plus_nodes_of, done = std::move(done)](std::vector<Provider> found) {
+                                 std::function<void(std::vector<FetchSource>)> done, const std::vector<NodeId>& hints) {
+  directory_.providers(key, [this, key, only_repo, plus_nodes_of, hints, done = std::move(done)](std::vector<Provider> found) {
     auto add = [this](std::vector<SwarmNode>& nodes, std::size_t si, const NodeId& node) {
       SwarmNode n{si, node};
       if (node != directory_.self() && std::find(nodes.begin(), nodes.end(), n) == nodes.end()) nodes.push_back(n);
@@ -101,6 +101,11 @@ void ObjectService::find_sources(const AnnexKey& key, const std::string& only_re
     std::vector<SwarmNode> nodes;
     for (const auto& p : found)
       if (only_repo.empty() || p.repo_uuid == only_repo) add(nodes, p.swarm, p.node);
+    // Nodes we were told hold it (before their announcement reaches the DHT), in every
+    // private swarm: contacts() finds the one they are in.
+    for (const auto& h : hints)
+      for (std::size_t si = 0; si < directory_.swarms().size(); ++si)
+        if (!directory_.swarms()[si].is_public()) add(nodes, si, h);
     auto finish = [this, key, done](std::vector<SwarmNode> nodes) {
       directory_.contacts(nodes, [this, key, count = nodes.size(), done](std::vector<Member> contacts) {
         auto sources = dialable(contacts, settings_.self);
@@ -205,17 +210,17 @@ void ObjectService::start_download(const DownloadKey& id, const GetRequest& requ
   // sameas remote), its node serves it, without waiting for the key's providers.
   auto size = request.key.content_size();
   bool small = size && *size <= peer::kManifestChunk && !request.repo.empty();
-  auto lookup = [this, small, alive = alive_](const AnnexKey& key, const std::string& repo,
-                                              std::function<void(std::vector<FetchSource>)> then) {
-    if (!small) return find_sources(key, "", repo, std::move(then));
-    directory_.repo_nodes(repo, [this, alive, key, repo, then](std::vector<SwarmNode> nodes) {
+  auto lookup = [this, small, alive = alive_, hints = request.hints](const AnnexKey& key, const std::string& repo,
+                                                                      std::function<void(std::vector<FetchSource>)> then) {
+    if (!small) return find_sources(key, "", repo, std::move(then), hints);
+    directory_.repo_nodes(repo, [this, alive, key, repo, then, hints](std::vector<SwarmNode> nodes) {
       if (!*alive) return;
       std::erase_if(nodes, [this](const SwarmNode& n) { return n.node == directory_.self(); });
-      if (nodes.empty()) return find_sources(key, "", repo, then);
-      directory_.contacts(nodes, [this, alive, key, repo, then](std::vector<Member> contacts) {
+      if (nodes.empty()) return find_sources(key, "", repo, then, hints);
+      directory_.contacts(nodes, [this, alive, key, repo, then, hints](std::vector<Member> contacts) {
         if (!*alive) return;
         auto sources = dialable(contacts, settings_.self);
-        if (sources.empty()) return find_sources(key, "", repo, then);
+        if (sources.empty()) return find_sources(key, "", repo, then, hints);
         then(std::move(sources));
       });
     });
@@ -383,7 +388,7 @@ void ObjectService::present(const PresentRequest& request, Done<PresentReply> do
       reply.unknown = !reply.present && (!reply.unreachable.empty() || !reply.unproven.empty());
       done(std::move(reply));
     });
-  });
+  }, request.hints);
 }
 
 void ObjectService::remove(const RemoveRequest& request, Done<RemoveReply> done) {
@@ -410,7 +415,7 @@ void ObjectService::remove(const RemoveRequest& request, Done<RemoveReply> done)
       }
       done(std::move(reply));
     });
-  });
+  }, request.hints);
 }
 
 }  // namespace annexswarm

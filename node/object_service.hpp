@@ -52,9 +52,10 @@ public:
 
 private:
   // The key's providers (only those in repository/store `only_repo`, when given), plus
-  // the nodes serving repository `plus_nodes_of`, as dialable sources; this node excluded.
+  // the nodes serving repository `plus_nodes_of` and the `hints`, as dialable sources;
+  // this node excluded.
   void find_sources(const AnnexKey& key, const std::string& only_repo, const std::string& plus_nodes_of,
-                    std::function<void(std::vector<FetchSource>)> done);
+                    std::function<void(std::vector<FetchSource>)> done, const std::vector<NodeId>& hints = {});
   // Sends `request` to every source at once; each node's answer, or why there is none.
   void ask_all(const std::vector<FetchSource>& sources, const peer::Frame& request,
                std::function<void(std::vector<std::pair<std::string, Result<peer::Frame>>>)> done);

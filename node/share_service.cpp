@@ -3,6 +3,7 @@
 #include <asio/post.hpp>
 
 #include <fstream>
+#include <set>
 #include <random>
 #include <sstream>
 
@@ -62,9 +63,6 @@ struct ShareService::Placed {
   StoreRequest request;
   std::size_t index = 0;  // of the store in LocalObjects
   ShareMap map;
-  std::vector<NodeId> holders;                 // share i -> holder
-  std::vector<std::optional<std::string>> failed;  // share i -> why its holder did not take it
-  std::size_t waiting = 0;
 };
 
 ShareService::ShareService(asio::io_context& io, asio::any_io_executor disk, SwarmDirectory& directory,
@@ -139,93 +137,142 @@ void ShareService::store(const StoreRequest& request, ProgressFn progress, Done<
   });
 }
 
+// Shares go to the members ranked for the key, best first; a member that does not take
+// its share (gone since its record was written, full, unreachable) passes it to the next
+// one in the ranking, so a dead node with a fresh record does not fail the store.
+struct ShareService::TakeRound {
+  std::string store;
+  std::size_t index = 0;  // of the store in LocalObjects
+  ShareMap map;           // its holders filled in as shares are taken
+  std::vector<NodeId> ranked;
+  std::size_t next = 0;   // the next member of `ranked` to ask
+  std::map<NodeId, Member> members;
+  std::map<unsigned, NodeId> placed;
+  std::map<unsigned, std::string> failed;
+  std::map<unsigned, std::string> tried;  // share -> what the members asked said
+  std::size_t waiting = 0;
+  std::function<void()> done;
+};
+
+void ShareService::take_round(std::shared_ptr<TakeRound> round, const std::vector<unsigned>& shares) {
+  round->waiting = shares.size();
+  if (shares.empty()) return round->done();
+  // The j-th share to place goes to the j-th ranked member; fallbacks go on from there.
+  round->next = std::min(shares.size(), round->ranked.size());
+  for (std::size_t j = 0; j < shares.size(); ++j)
+    offer_share(round, shares[j], j < round->ranked.size() ? std::optional<NodeId>(round->ranked[j]) : std::nullopt);
+}
+
+void ShareService::offer_share(std::shared_ptr<TakeRound> round, unsigned share, std::optional<NodeId> first) {
+  auto finish = [round] {
+    if (--round->waiting == 0) round->done();
+  };
+  if (!first && round->next >= round->ranked.size()) {
+    auto why = round->tried.count(share) ? round->tried[share] + "; no other member with room" : std::string(
+        "no member with room that holds none of this object's shares");
+    round->failed[share] = why;
+    return finish();
+  }
+  auto holder = first ? *first : round->ranked[round->next++];
+  const auto& key = round->map.shares[share];
+  if (holder == directory_.self()) {
+    round->placed[share] = holder;
+    round->map.holders[share] = holder;
+    objects_.changed(round->index, key, true);
+    return finish();
+  }
+  auto sources = dialable({round->members[holder]}, settings_.self);
+  if (sources.empty()) {
+    round->tried[share] += (round->tried[share].empty() ? "" : "; ") + node_short(holder) + ": no usable address";
+    return offer_share(round, share, std::nullopt);
+  }
+  round->map.holders[share] = holder;
+  const auto& token = directory_.swarms()[sources[0].swarm];
+  peer::Take take{1, key.str(), round->store, token.store_capability(round->store), round->map.text()};
+  pool_.ask(sources[0].address, token, take, take_timeout(*key.content_size()),
+            [this, alive = alive_, round, share, holder, finish](Result<peer::Frame> answer) {
+              if (!*alive) return;
+              std::optional<std::string> why;
+              if (!answer) why = answer.error();
+              else if (auto* e = std::get_if<peer::ErrorFrame>(&*answer)) why = e->message;
+              else if (!std::holds_alternative<peer::HaveReply>(*answer)) why = "unexpected answer";
+              if (!why) {
+                round->placed[share] = holder;
+                return finish();
+              }
+              log::warn("{}: node {} did not take share {} ({}); asking the next member", round->map.key.str(),
+                        node_short(holder), share, *why);
+              round->map.holders[share].reset();
+              auto& tried = round->tried[share];
+              tried += (tried.empty() ? "" : "; ") + node_short(holder) + ": " + *why;
+              offer_share(round, share, std::nullopt);
+            });
+}
+
 void ShareService::place(std::shared_ptr<Placed> placed, Done<StoreReply> done) {
   directory_.members(directory_.lookup_timeout(), [this, alive = alive_, placed, done](std::vector<Member> members) {
     if (!*alive) return;
-    const auto& map = placed->map;
-    const auto& layout = map.layout;
+    const auto& layout = placed->map.layout;
     const auto self = directory_.self();
+    const auto n = layout.shape.n(), k = layout.shape.k;
+    auto round = std::make_shared<TakeRound>();
+    round->store = placed->request.store;
+    round->index = placed->index;
+    round->map = placed->map;
+    round->map.holders.assign(n, std::nullopt);
     std::vector<erasure::StoreOffer> offers{{self, settings_.store_offer ? settings_.store_offer() : 0}};
-    std::map<NodeId, Member> by_node;
     for (const auto& m : members) {
-      if (directory_.swarms()[m.swarm].is_public() || m.contact.node == self || by_node.count(m.contact.node)) continue;
-      by_node[m.contact.node] = m;
+      if (directory_.swarms()[m.swarm].is_public() || m.contact.node == self || round->members.count(m.contact.node)) continue;
+      round->members[m.contact.node] = m;
       offers.push_back({m.contact.node, m.contact.store_offer});
     }
-    placed->holders = erasure::place_shares(map.key.str(), offers, layout.shape.n(), layout.share_size());
-    const auto n = layout.shape.n(), k = layout.shape.k;
+    round->ranked = erasure::place_shares(round->map.key.str(), offers, offers.size(), layout.share_size());
     auto repo = objects_.at(placed->index);
-    auto drop_unkept = [this, repo, placed] {
-      // Shares another node keeps (or none does) leave our store: they were never announced.
-      for (unsigned i = 0; i < placed->map.shares.size(); ++i)
-        if (i >= placed->holders.size() || placed->holders[i] != directory_.self() || placed->failed[i]) {
-          std::error_code ec;
-          fs::remove(store_object_path(repo, placed->map.shares[i]), ec);
-        }
-    };
-    placed->failed.assign(n, std::nullopt);
-    if (placed->holders.size() < k + 1) {
-      placed->failed.assign(n, "not placed");
-      drop_unkept();
+    if (round->ranked.size() < k + 1) {
+      for (const auto& key : round->map.shares) {
+        std::error_code ec;
+        fs::remove(store_object_path(repo, key), ec);
+      }
       return done(ControlError{
           ControlErrorCode::Failed,
-          "found " + std::to_string(placed->holders.size()) + " member(s) offering room for a share of " +
+          "found " + std::to_string(round->ranked.size()) + " member(s) offering room for a share of " +
               std::to_string(layout.share_size()) + " bytes; shares=" + layout.shape.text() + " needs " +
               std::to_string(n) + " (" + std::to_string(k + 1) +
               " at the very least); start more nodes or give them room (store-space)"});
     }
-    if (placed->holders.size() < n)
-      log::warn("{}: only {} of {} shares placed (one per member with room); the rest will be added by repair",
-                map.key.str(), placed->holders.size(), n);
-    placed->waiting = placed->holders.size();
-    auto finish = [this, alive, placed, done, drop_unkept] {
-      if (!*alive || --placed->waiting > 0) return;
-      drop_unkept();
-      std::string why;
-      std::size_t kept = 0;
-      for (std::size_t i = 0; i < placed->holders.size(); ++i) {
-        if (!placed->failed[i]) {
-          ++kept;
-          continue;
+    if (round->ranked.size() < n)
+      log::warn("{}: only {} members have room for {} shares; the rest wait for repair", round->map.key.str(),
+                round->ranked.size(), n);
+    std::vector<unsigned> shares;
+    for (unsigned i = 0; i < n && i < round->ranked.size(); ++i) shares.push_back(i);
+    round->done = [this, alive, round, repo, done, n] {
+      if (!*alive) return;
+      // Shares another node keeps (or none does) leave our store: they were never announced.
+      for (unsigned i = 0; i < n; ++i)
+        if (!round->placed.count(i) || round->placed[i] != directory_.self()) {
+          std::error_code ec;
+          fs::remove(store_object_path(repo, round->map.shares[i]), ec);
         }
-        why += (why.empty() ? "" : "; ") + std::string("share ") + std::to_string(i) + " on " +
-               node_short(placed->holders[i]) + ": " + *placed->failed[i];
-      }
-      const auto& key = placed->map.key;
-      if (!why.empty()) {
-        log::warn("store {}: {} of {} shares kept; {}", key.str(), kept, placed->holders.size(), why);
+      // This node keeps the map, with the holders: it answers for the object at once,
+      // before the holders' announcements reach the DHT.
+      std::error_code ec;
+      fs::remove(store_object_path(repo, ShareMap::map_key(round->map.key)), ec);
+      if (auto kept = keep_map(repo, round->map, scratch(round->store)); !kept)
+        log::warn("could not keep the share map of {}: {}", round->map.key.str(), kept.error());
+      else
+        objects_.changed(round->index, ShareMap::map_key(round->map.key), true);
+      const auto& key = round->map.key;
+      std::string why;
+      for (const auto& [share, reason] : round->failed)
+        why += (why.empty() ? "" : "; ") + std::string("share ") + std::to_string(share) + ": " + reason;
+      if (round->placed.size() < std::min<std::size_t>(n, round->ranked.size())) {
+        log::warn("store {}: {} of {} shares kept; {}", key.str(), round->placed.size(), n, why);
         return done(ControlError{ControlErrorCode::Failed, "not every share was taken (" + why + ")"});
       }
-      log::info("stored {} as {} shares on {} members", key.str(), placed->map.layout.shape.text(), kept);
-      done(StoreReply{key.str(), placed->map.layout.object_size});
+      log::info("stored {} as {} shares on {} members", key.str(), round->map.layout.shape.text(), round->placed.size());
+      done(StoreReply{key.str(), round->map.layout.object_size});
     };
-    for (std::size_t i = 0; i < placed->holders.size(); ++i) {
-      const auto& holder = placed->holders[i];
-      if (holder == self) {
-        auto kept = keep_map(repo, map, scratch(placed->request.store));
-        if (!kept) placed->failed[i] = kept.error();
-        objects_.changed(placed->index, map.shares[i], true);
-        objects_.changed(placed->index, ShareMap::map_key(map.key), true);
-        finish();
-        continue;
-      }
-      auto sources = dialable({by_node[holder]}, settings_.self);
-      if (sources.empty()) {
-        placed->failed[i] = "no usable address in its contact record";
-        finish();
-        continue;
-      }
-      const auto& token = directory_.swarms()[sources[0].swarm];
-      peer::Take take{1, map.shares[i].str(), placed->request.store, token.store_capability(placed->request.store),
-                      map.text()};
-      pool_.ask(sources[0].address, token, take, take_timeout(layout.share_size()),
-                [placed, i, finish](Result<peer::Frame> answer) {
-                  if (!answer) placed->failed[i] = answer.error();
-                  else if (auto* e = std::get_if<peer::ErrorFrame>(&*answer)) placed->failed[i] = e->message;
-                  else if (!std::holds_alternative<peer::HaveReply>(*answer)) placed->failed[i] = "unexpected answer";
-                  finish();
-                });
-    }
+    take_round(round, shares);
   });
 }
 
@@ -310,7 +357,7 @@ void ShareService::find_map(const AnnexKey& key, const std::string& store,
   auto dest = scratch(store) / ("map-" + random_name());
   std::error_code ec;
   fs::create_directories(dest.parent_path(), ec);
-  GetRequest get{map_key, dest, true, store, std::nullopt};
+  GetRequest get{map_key, dest, true, store, std::nullopt, {}};
   object_service_.get(get, [](const Progress&) {}, [key, dest, done](Outcome<GetReply> outcome) {
     std::error_code ec;
     auto* error = std::get_if<ControlError>(&outcome);
@@ -319,6 +366,11 @@ void ShareService::find_map(const AnnexKey& key, const std::string& store,
     const auto& reply = std::get<GetReply>(outcome);
     if (reply.error) {
       fs::remove(dest, ec);
+      // Every node that announced it says it does not hold it (any more): there is none.
+      bool all_absent = !reply.dropped.empty() && std::all_of(reply.dropped.begin(), reply.dropped.end(), [](const auto& d) {
+        return d.second.starts_with("does not hold the object");
+      });
+      if (all_absent) return done(std::optional<ShareMap>());
       return done(Error{"cannot fetch the share map: " + *reply.error});
     }
     auto text = read_small(dest);
@@ -407,7 +459,8 @@ void ShareService::get(const GetRequest& request, ProgressFn progress, Done<GetR
         if (next == n) break;
         job->tried[next] = true;
         ++job->running;
-        GetRequest get{job->map.shares[next], job->files[next], false, job->request.repo, std::nullopt};
+        GetRequest get{job->map.shares[next], job->files[next], false, job->request.repo, std::nullopt, {}};
+        if (next < job->map.holders.size() && job->map.holders[next]) get.hints.push_back(*job->map.holders[next]);
         object_service_.get(
             get,
             [job, next, progress](const Progress& p) {
@@ -461,6 +514,7 @@ void ShareService::present(const PresentRequest& request, Done<PresentReply> don
     }
     if (!*map) return done(std::move(reply));  // nobody keeps a share: not present
     auto shares = (*map)->shares;
+    auto holders = (*map)->holders;
     auto k = (*map)->layout.shape.k;
     struct Count {
       std::size_t waiting;
@@ -470,7 +524,8 @@ void ShareService::present(const PresentRequest& request, Done<PresentReply> don
     auto count = std::make_shared<Count>();
     count->waiting = shares.size();
     for (std::size_t i = 0; i < shares.size(); ++i) {
-      PresentRequest one{shares[i], request.repo, {}, request.pinned, std::nullopt};
+      PresentRequest one{shares[i], request.repo, {}, request.pinned, std::nullopt, {}};
+      if (i < holders.size() && holders[i]) one.hints.push_back(*holders[i]);
       object_service_.present(one, [count, i, k, done](Outcome<PresentReply> outcome) {
         auto tag = "share " + std::to_string(i);
         if (auto* e = std::get_if<ControlError>(&outcome)) {
@@ -512,6 +567,7 @@ void ShareService::remove(const RemoveRequest& request, Done<RemoveReply> done) 
     }
     if (!*map) return done(RemoveReply{});  // nothing kept anywhere
     auto keys = (*map)->shares;
+    auto holders = (*map)->holders;
     keys.push_back(ShareMap::map_key(request.key));  // the map last: found again if a share fails
     struct Tally {
       std::size_t waiting;
@@ -519,8 +575,14 @@ void ShareService::remove(const RemoveRequest& request, Done<RemoveReply> done) 
     };
     auto tally = std::make_shared<Tally>();
     tally->waiting = keys.size();
-    for (const auto& key : keys) {
-      object_service_.remove(RemoveRequest{key, request.store, std::nullopt}, [tally, key, done](Outcome<RemoveReply> outcome) {
+    for (std::size_t i = 0; i < keys.size(); ++i) {
+      const auto& key = keys[i];
+      RemoveRequest one{key, request.store, std::nullopt, {}};
+      if (i < holders.size() && holders[i]) one.hints.push_back(*holders[i]);
+      if (i == keys.size() - 1)  // the map: every holder kept one
+        for (const auto& h : holders)
+          if (h) one.hints.push_back(*h);
+      object_service_.remove(one, [tally, key, done](Outcome<RemoveReply> outcome) {
         if (auto* e = std::get_if<ControlError>(&outcome)) {
           tally->reply.failed[key.str()] = e->message;
         } else {
@@ -531,6 +593,194 @@ void ShareService::remove(const RemoveRequest& request, Done<RemoveReply> done) 
         if (--tally->waiting == 0) done(std::move(tally->reply));
       });
     }
+  });
+}
+
+}  // namespace annexswarm
+
+namespace annexswarm {
+
+// ---- repair ----
+
+struct ShareService::Repair {
+  RepairRequest request;
+  ShareMap map;
+  std::vector<bool> live;                    // share i shown (or claimed) by a holder
+  std::vector<std::vector<NodeId>> holders;  // who showed or claimed share i
+  std::vector<unsigned> missing;
+  std::set<NodeId> unreachable;              // holders that did not answer: not asked to take a share
+  fs::path dir;                              // fetched and rebuilt shares
+  std::vector<bool> fetched;
+  std::size_t waiting = 0;
+  RepairReply reply;
+};
+
+void ShareService::repair(const RepairRequest& request, ProgressFn, Done<RepairReply> done) {
+  if (!objects_.index_of(request.store)) objects_.store(request.store);
+  find_map(request.key, request.store, [this, alive = alive_, request, done](Result<std::optional<ShareMap>> map) {
+    if (!*alive) return;
+    if (!map) return done(ControlError{ControlErrorCode::Failed, map.error()});
+    if (!*map)
+      return done(ControlError{ControlErrorCode::NotFound, "no member keeps shares of " + request.key.str() +
+                                                               " in swarm store " + request.store});
+    auto job = std::make_shared<Repair>();
+    job->request = request;
+    job->map = std::move(**map);
+    const auto n = job->map.layout.shape.n();
+    job->live.assign(n, false);
+    job->holders.assign(n, {});
+    job->map.holders.resize(n);
+    job->reply.key = request.key.str();
+    job->reply.shape = job->map.layout.shape.text();
+    job->waiting = n;
+    // Which shares are live, asked as CHECKPRESENT asks. A holder that says it has a share
+    // that this node cannot check (no audits here) is taken at its word for now: the share
+    // is fetched, and so checked, if it is needed to rebuild.
+    for (unsigned i = 0; i < n; ++i) {
+      PresentRequest one{job->map.shares[i], request.store, {}, {}, std::nullopt, {}};
+      if (job->map.holders[i]) one.hints.push_back(*job->map.holders[i]);
+      object_service_.present(one, [this, alive, job, i, done](Outcome<PresentReply> outcome) {
+        if (!*alive) return;
+        if (auto* r = std::get_if<PresentReply>(&outcome)) {
+          auto add = [&](const std::string& hex) {
+            if (auto node = NodeId::from_hex(hex)) job->holders[i].push_back(*node);
+          };
+          for (const auto& node : r->confirmed_by) add(node);
+          for (const auto& [node, why] : r->unproven) add(node);
+          for (const auto& [node, why] : r->unreachable)
+            if (auto id = NodeId::from_hex(node)) job->unreachable.insert(*id);
+          job->live[i] = r->present || !r->unproven.empty();
+        }
+        if (--job->waiting > 0) return;
+        for (unsigned s = 0; s < job->live.size(); ++s)
+          if (!job->live[s]) job->missing.push_back(s);
+        const auto k = job->map.layout.shape.k, n = job->map.layout.shape.n();
+        job->reply.live_before = n - job->missing.size();
+        job->reply.live_after = job->reply.live_before;
+        if (job->missing.empty()) return done(job->reply);
+        if (job->reply.live_before < k)
+          return done(ControlError{ControlErrorCode::Failed,
+                                   "only " + std::to_string(job->reply.live_before) + " of the " + std::to_string(k) +
+                                       " shares needed to rebuild " + job->request.key.str() + " are live"});
+        repair_rebuild(job, done);
+      });
+    }
+  });
+}
+
+void ShareService::repair_rebuild(std::shared_ptr<Repair> job, Done<RepairReply> done) {
+  const auto k = job->map.layout.shape.k;
+  job->dir = scratch(job->request.store) / ("repair-" + random_name());
+  std::error_code ec;
+  fs::create_directories(job->dir, ec);
+  job->fetched.assign(job->map.shares.size(), false);
+  std::vector<unsigned> from;
+  for (unsigned i = 0; i < job->live.size() && from.size() < k; ++i)
+    if (job->live[i]) from.push_back(i);
+  job->waiting = from.size();
+  for (auto i : from) {
+    GetRequest get{job->map.shares[i], job->dir / std::to_string(i), false, job->request.store, std::nullopt,
+                   job->holders[i]};
+    object_service_.get(get, [](const Progress&) {}, [this, alive = alive_, job, i, done](Outcome<GetReply> outcome) {
+      if (!*alive) return;
+      auto* r = std::get_if<GetReply>(&outcome);
+      job->fetched[i] = r && !r->error;
+      if (!job->fetched[i])
+        job->reply.failed["share " + std::to_string(i)] =
+            "could not fetch it to rebuild the others: " + (r ? *r->error : std::get<ControlError>(outcome).message);
+      if (--job->waiting > 0) return;
+      std::size_t got = std::count(job->fetched.begin(), job->fetched.end(), true);
+      if (got < job->map.layout.shape.k) {
+        std::error_code ec;
+        fs::remove_all(job->dir, ec);
+        std::string why;
+        for (const auto& [s, w] : job->reply.failed) why += s + ": " + w + "; ";
+        return done(ControlError{ControlErrorCode::Failed, "cannot rebuild: " + why});
+      }
+      job->reply.failed.clear();
+      auto repo = objects_.at(*objects_.index_of(job->request.store));
+      asio::post(disk_, [this, alive, job, repo, done] {
+        erasure::ShareFiles files(job->map.shares.size());
+        erasure::ShareDigests trusted;  // fetched shares were checked against their roots
+        trusted.units.assign(files.size(), Bytes());
+        for (std::size_t i = 0; i < files.size(); ++i)
+          if (job->fetched[i]) files[i] = job->dir / std::to_string(i);
+        std::vector<fs::path> out;
+        for (auto m : job->missing) out.push_back(job->dir / ("new-" + std::to_string(m)));
+        std::optional<std::string> error;
+        auto rebuilt = erasure::rebuild_shares(job->map.layout, files, trusted, job->missing, out);
+        if (!rebuilt) error = rebuilt.error();
+        for (std::size_t j = 0; !error && j < out.size(); ++j) {
+          // The rebuilt share must be the very bytes its key names.
+          auto manifest = hash_manifest(out[j]);
+          if (!manifest || to_hex(manifest->root) != job->map.shares[job->missing[j]].share_root_hex()) {
+            error = "rebuilt share " + std::to_string(job->missing[j]) + " does not match its key";
+            break;
+          }
+          auto moved = move_into_store(repo, job->map.shares[job->missing[j]], out[j]);
+          if (!moved) error = moved.error();
+          auto path = store_object_path(repo, job->map.shares[job->missing[j]]);
+          if (auto a = object_service_.audits().record(repo.uuid, job->map.shares[job->missing[j]], path); !a)
+            log::warn("could not keep audits of a rebuilt share: {}", a.error());
+        }
+        std::error_code ec;
+        fs::remove_all(job->dir, ec);
+        asio::post(io_, [this, alive, job, error, done] {
+          if (!*alive) return;
+          if (error) return done(ControlError{ControlErrorCode::Failed, *error});
+          repair_place(job, done);
+        });
+      });
+    });
+  }
+}
+
+void ShareService::repair_place(std::shared_ptr<Repair> job, Done<RepairReply> done) {
+  directory_.members(directory_.lookup_timeout(), [this, alive = alive_, job, done](std::vector<Member> members) {
+    if (!*alive) return;
+    const auto self = directory_.self();
+    std::set<NodeId> taken = job->unreachable;  // never two shares of one object on one node
+    for (const auto& h : job->holders)
+      for (const auto& n : h) taken.insert(n);
+    auto round = std::make_shared<TakeRound>();
+    round->store = job->request.store;
+    round->index = *objects_.index_of(job->request.store);
+    round->map = job->map;
+    for (std::size_t i = 0; i < round->map.shares.size(); ++i)
+      round->map.holders[i] = job->live[i] && !job->holders[i].empty() ? std::optional<NodeId>(job->holders[i][0]) : std::nullopt;
+    std::vector<erasure::StoreOffer> offers;
+    if (!taken.count(self)) offers.push_back({self, settings_.store_offer ? settings_.store_offer() : 0});
+    for (const auto& m : members) {
+      const auto& node = m.contact.node;
+      if (directory_.swarms()[m.swarm].is_public() || node == self || taken.count(node) || round->members.count(node))
+        continue;
+      round->members[node] = m;
+      offers.push_back({node, m.contact.store_offer});
+    }
+    round->ranked = erasure::place_shares(round->map.key.str(), offers, offers.size(), round->map.layout.share_size());
+    auto repo = objects_.at(round->index);
+    round->done = [this, alive, job, round, repo, done] {
+      if (!*alive) return;
+      for (auto m : job->missing) {
+        auto tag = "share " + std::to_string(m);
+        if (round->placed.count(m)) job->reply.placed[tag] = round->placed[m].hex();
+        if (round->failed.count(m)) job->reply.failed[tag] = round->failed[m];
+        if (!round->placed.count(m) || round->placed[m] != directory_.self()) {
+          std::error_code ec;
+          fs::remove(store_object_path(repo, job->map.shares[m]), ec);
+        }
+      }
+      // The map this node keeps names the holders now.
+      std::error_code ec;
+      fs::remove(store_object_path(repo, ShareMap::map_key(round->map.key)), ec);
+      if (auto kept = keep_map(repo, round->map, scratch(round->store)); kept)
+        objects_.changed(round->index, ShareMap::map_key(round->map.key), true);
+      job->reply.live_after = job->reply.live_before + job->reply.placed.size();
+      log::info("repaired {}: {} of {} shares live (was {})", job->map.key.str(), job->reply.live_after,
+                job->map.shares.size(), job->reply.live_before);
+      done(job->reply);
+    };
+    take_round(round, job->missing);
   });
 }
 

@@ -48,6 +48,9 @@ public:
   void get(const GetRequest& request, ProgressFn progress, Done<GetReply> done);
   void present(const PresentRequest& request, Done<PresentReply> done);
   void remove(const RemoveRequest& request, Done<RemoveReply> done);
+  // Rebuilds the key's missing shares from K live ones and places them on members with
+  // room that hold none of the key's shares.
+  void repair(const RepairRequest& request, ProgressFn progress, Done<RepairReply> done);
   using TakeAnswer = std::function<void(std::variant<std::uint64_t, PeerServer::Refusal>)>;
   void take(const PeerServer::ShareTake& request, TakeAnswer answer);
 
@@ -57,6 +60,13 @@ private:
   void find_map(const AnnexKey& key, const std::string& store,
                 std::function<void(Result<std::optional<erasure::ShareMap>>)> done);
   void place(std::shared_ptr<Placed> placed, Done<StoreReply> done);
+  struct TakeRound;
+  // Places `shares` of the round's map: each on its ranked member, or the next one down.
+  void take_round(std::shared_ptr<TakeRound> round, const std::vector<unsigned>& shares);
+  void offer_share(std::shared_ptr<TakeRound> round, unsigned share, std::optional<NodeId> first);
+  struct Repair;
+  void repair_rebuild(std::shared_ptr<Repair> job, Done<RepairReply> done);
+  void repair_place(std::shared_ptr<Repair> job, Done<RepairReply> done);
   std::filesystem::path scratch(const std::string& store) const;
 
   asio::io_context& io_;

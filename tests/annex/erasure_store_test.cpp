@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <fstream>
 #include <random>
+#include <regex>
 
 #include "protocol/swarm_token.hpp"
 #include "tests/support/test_support.hpp"
@@ -48,9 +49,11 @@ struct SixHolders {
   std::string key;
   std::string content = random_content(48u << 20, 11);
 
+  std::string bootstrap;
+
   SixHolders() {
     first = start_loopback_daemon(dir.path(), "first", {"--bootstrap", "none", "--swarm", token, "--store-space", "0"});
-    auto bootstrap = "127.0.0.1:" + std::to_string(first->port());
+    bootstrap = "127.0.0.1:" + std::to_string(first->port());
     laptop = start_loopback_daemon(dir.path(), "laptop", {"--bootstrap", bootstrap, "--swarm", token, "--store-space", "0"});
     for (int i = 0; i < 6; ++i)
       holders.push_back(start_loopback_daemon(dir.path(), "holder" + std::to_string(i),
@@ -135,6 +138,46 @@ BOOST_AUTO_TEST_CASE(a_4_plus_2_store_puts_one_share_on_each_of_six_nodes_and_su
   BOOST_TEST(s.annex("git annex fsck big.bin").exit_code == 0);
 }
 
+BOOST_AUTO_TEST_CASE(after_two_holders_are_lost_and_two_nodes_join_repair_brings_back_six_shares_on_six_nodes) {
+  SixHolders s;
+  auto copy = s.annex("git annex copy --to cloud big.bin");
+  BOOST_REQUIRE_MESSAGE(copy.exit_code == 0, copy.out + s.laptop->log());
+  s.holders[1]->kill_hard();
+  s.holders[4]->kill_hard();
+  for (int i = 6; i < 8; ++i)
+    s.holders.push_back(start_loopback_daemon(s.dir.path(), "holder" + std::to_string(i),
+                                              {"--bootstrap", s.bootstrap, "--swarm", s.token, "--store-space", "1G"}));
+  // The newcomers' records (with their offers) reach the laptop.
+  BOOST_REQUIRE(wait_until([&] { return s.offering() >= 6; }, std::chrono::seconds(90)));
+  auto uuid = sh(s.repo.path, "git config remote.cloud.annex-uuid");
+  uuid.erase(uuid.find_last_not_of("\n") + 1);
+  auto repair = annex_swarm({"repair", s.key, "--store", uuid, "--json", "--state-dir", s.laptop->state_dir().string()});
+  BOOST_REQUIRE_MESSAGE(repair.exit_code == 0, repair.out + repair.err + s.laptop->log());
+  auto reply = json::parse(repair.out);
+  BOOST_TEST(reply["live_before"].get<int>() == 4);
+  BOOST_TEST(reply["live_after"].get<int>() == 6);
+  // One share on each of six live nodes: the four left and the two newcomers.
+  std::size_t nodes_with_a_share = 0;
+  for (std::size_t i = 0; i < s.holders.size(); ++i) {
+    if (i == 1 || i == 4) continue;
+    auto shares = SixHolders::shares_on(*s.holders[i]);
+    BOOST_TEST(shares.size() == 1u, "holder " << i);
+    nodes_with_a_share += shares.size() == 1;
+  }
+  BOOST_TEST(nodes_with_a_share == 6u);
+  BOOST_TEST(SixHolders::shares_on(*s.laptop).empty());
+  // The rebuilt shares are real: with two more of the first holders gone, the object comes back.
+  s.holders[0]->kill_hard();
+  s.holders[2]->kill_hard();
+  sh(s.repo.path, "git annex drop --force big.bin");
+  auto get = s.annex("git annex get big.bin");
+  BOOST_REQUIRE_MESSAGE(get.exit_code == 0, get.out + s.laptop->log());
+  BOOST_TEST(s.annex("git annex fsck big.bin").exit_code == 0);
+  // A second repair finds two holders gone again and has nowhere to put their shares.
+  auto again = annex_swarm({"repair", s.key, "--store", uuid, "--json", "--state-dir", s.laptop->state_dir().string()});
+  BOOST_TEST(again.exit_code != 0, again.out);
+}
+
 BOOST_AUTO_TEST_CASE(a_share_corrupt_on_disk_is_reported_and_the_object_still_comes_back) {
   SixHolders s;
   auto copy = s.annex("git annex copy --to cloud big.bin");
@@ -168,6 +211,20 @@ BOOST_AUTO_TEST_CASE(a_share_corrupt_on_disk_is_reported_and_the_object_still_co
   // The spoilt share was noticed and named, and another share took its place.
   BOOST_TEST(s.laptop->log().find("offers other bytes than the share its key names") != std::string::npos,
              s.laptop->log());
+}
+
+// git-annex's own acceptance suite against the erasure-coded remote (the fast variant:
+// every key size and chunking once; the full run's encryption variants add only gpg work
+// on git-annex's side, which the whole-copy remote's full run covers).
+BOOST_AUTO_TEST_CASE(testremote_passes_against_a_4_plus_2_remote) {
+  SixHolders s;
+  auto out = s.annex("git annex testremote cloud --fast");
+  std::smatch m;
+  static const std::regex line(R"((All \d+ tests passed|\d+ out of \d+ tests failed))");
+  auto closing = std::regex_search(out.out, m, line) ? m.str() : out.out.substr(out.out.size() > 4000 ? out.out.size() - 4000 : 0);
+  BOOST_TEST_MESSAGE("testremote --fast, shares=4+2: " << closing);
+  BOOST_TEST(out.exit_code == 0, closing + s.laptop->log());
+  BOOST_TEST(closing.rfind("All ", 0) == 0u, closing);
 }
 
 BOOST_AUTO_TEST_SUITE_END()

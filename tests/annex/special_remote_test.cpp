@@ -247,10 +247,10 @@ BOOST_AUTO_TEST_CASE(every_reply_follows_the_protocol_even_on_bad_input) {
   TempDir dir;
   auto token = SwarmToken::generate().str();
   // Answers to the remote's own questions (GETCONFIG swarmid, swarm, statedir,
-  // allow-unverified, pinned, GETUUID) follow the first request that needs them.
+  // allow-unverified, pinned, shares, GETUUID) follow the first request that needs them.
   std::string input = "EXTENSIONS INFO GETGITREMOTENAME\n"
                       "CHECKPRESENT ../../etc/passwd\n"
-                      "VALUE\nVALUE " + token + "\nVALUE " + (dir.path() / "none").string() + "\nVALUE\nVALUE\n"
+                      "VALUE\nVALUE " + token + "\nVALUE " + (dir.path() / "none").string() + "\nVALUE\nVALUE\nVALUE\n"
                       "VALUE 11111111-2222-3333-4444-555555555555\n"
                       "TRANSFER STORE ../../etc/passwd /etc/passwd\n"
                       "TRANSFER SIDEWAYS KEY file\n"
@@ -269,7 +269,7 @@ BOOST_AUTO_TEST_CASE(every_reply_follows_the_protocol_even_on_bad_input) {
   for (std::string l; std::getline(in, l);) lines.push_back(l);
   std::vector<std::string> expected_starts{
       "VERSION 1", "EXTENSIONS INFO", "GETCONFIG swarmid", "GETCONFIG swarm", "GETCONFIG statedir", "GETCONFIG allow-unverified",
-      "GETCONFIG pinned", "GETUUID", "CHECKPRESENT-UNKNOWN ../../etc/passwd not a valid annex key",
+      "GETCONFIG pinned", "GETCONFIG shares", "GETUUID", "CHECKPRESENT-UNKNOWN ../../etc/passwd not a valid annex key",
       "TRANSFER-FAILURE STORE ../../etc/passwd not a valid annex key", "UNSUPPORTED-REQUEST", "UNSUPPORTED-REQUEST",
       "REMOVE-FAILURE SHA256E-s1--", "PREPARE-FAILURE no annex-swarm daemon answers", "AVAILABILITY GLOBAL",
       "UNSUPPORTED-REQUEST", "UNSUPPORTED-REQUEST"};
