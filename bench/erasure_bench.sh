@@ -9,6 +9,7 @@
 #      upload, next to the sum of the six caps.
 #   bench/erasure_bench.sh [--build build] [--size-mib 1024] [--cap 25M] [--runs 3]
 set -euo pipefail
+source "$(dirname "$0")/lib.sh"
 
 BUILD=build
 SIZE_MIB=1024
@@ -37,17 +38,6 @@ cleanup() {
 }
 trap cleanup EXIT
 export GIT_AUTHOR_NAME=bench GIT_AUTHOR_EMAIL=bench@example.org GIT_COMMITTER_NAME=bench GIT_COMMITTER_EMAIL=bench@example.org
-now() { date +%s.%N; }
-median() { sort -g | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}'; }
-rate() { awk -v b="$1" -v s="$2" 'BEGIN {printf "%.1f", b / s / 1e6}'; }
-wait_for() {  # seconds command...
-  local deadline=$(($(date +%s) + $1))
-  shift
-  until "$@" >/dev/null 2>&1; do
-    [ "$(date +%s)" -lt "$deadline" ] || { echo "timed out waiting for: $*" >&2; exit 1; }
-    sleep 0.2
-  done
-}
 
 echo "== 1. codec stage"
 "$BUILD/bench/erasure_codec_bench" --dir "$base" --object-mib 256
@@ -55,14 +45,6 @@ echo "== 1. codec stage"
 echo "== 2. storing a $SIZE_MIB MiB object 4+2 on six holders (each capped at $CAP B/s upload)"
 BASE=$((40000 + RANDOM % 20000))
 SWARM=$("$BIN" swarm new)
-daemon() {  # name port extra-args...
-  local name=$1 port=$2
-  shift 2
-  "$BIN" daemon --state-dir "$W/state-$name" --port "$port" --listen 127.0.0.1 --swarm "$SWARM" \
-    --poll-interval 1s --lan-discovery off "$@" 2>"$W/$name.log" &
-  PIDS+=($!)
-  eval "PID_$name=$!"
-}
 daemon first $BASE --bootstrap none --store-space 0
 wait_for 20 "$BIN" status --state-dir "$W/state-first"
 daemon laptop $((BASE + 1)) --bootstrap 127.0.0.1:$BASE --store-space 0

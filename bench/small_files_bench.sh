@@ -5,6 +5,7 @@
 # warm latency of `annex-swarm get` of one 4 KiB key, p50 and p90.
 #   bench/small_files_bench.sh [--build build] [--files 1000] [--runs 3] [--jobs 8]
 set -euo pipefail
+source "$(dirname "$0")/lib.sh"
 
 BUILD=build
 FILES=1000
@@ -33,9 +34,6 @@ cleanup() {
 }
 trap cleanup EXIT
 export GIT_AUTHOR_NAME=bench GIT_AUTHOR_EMAIL=bench@example.org GIT_COMMITTER_NAME=bench GIT_COMMITTER_EMAIL=bench@example.org
-now() { date +%s.%N; }
-median() { sort -g | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}'; }
-percentile() { sort -g | awk -v p="$1" '{a[NR]=$1} END {i=int(NR*p/100); if (i<1) i=1; print a[i]}'; }
 
 echo "== $FILES files of 4 KiB in $W"
 mkdir -p "$W/origin"

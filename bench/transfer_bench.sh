@@ -11,6 +11,7 @@
 # Usage: bench/transfer_bench.sh [--bin build/app/annex-swarm] [--size-mib 256] [--runs 3]
 #                                [--large-gib 20] [--large-dir /var/tmp]
 set -euo pipefail
+source "$(dirname "$0")/lib.sh"
 
 BIN=build/app/annex-swarm
 SIZE_MIB=256
@@ -46,9 +47,6 @@ trap cleanup EXIT
 export GIT_AUTHOR_NAME=bench GIT_AUTHOR_EMAIL=bench@example.org GIT_COMMITTER_NAME=bench GIT_COMMITTER_EMAIL=bench@example.org
 
 BASE=$((40000 + RANDOM % 20000))
-now() { date +%s.%N; }
-median() { sort -g | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}'; }
-rate() { awk -v b="$1" -v s="$2" 'BEGIN {printf "%.1f", b / s / 1e6}'; }
 
 echo "== preparing a ${SIZE_MIB} MiB object in $W"
 mkdir -p "$W/repo0" "$W/www"
@@ -68,22 +66,6 @@ done
 
 SWARM=$("$BIN" swarm new)
 CAP=26214400  # nginx's "limit_rate 25m" is 25 MiB/s; our K/M/G are powers of 1000
-daemon() {  # name port extra-args...
-  local name=$1 port=$2
-  shift 2
-  "$BIN" daemon --state-dir "$W/state-$name" --port "$port" --listen 127.0.0.1 --swarm "$SWARM" \
-    --poll-interval 1s --lan-discovery off "$@" 2>"$W/$name.log" &
-  PIDS+=($!)
-  eval "PID_$name=$!"
-}
-wait_for() {  # seconds command...
-  local deadline=$(($(date +%s) + $1))
-  shift
-  until "$@" >/dev/null 2>&1; do
-    [ "$(date +%s)" -lt "$deadline" ] || { echo "timed out waiting for: $*" >&2; exit 1; }
-    sleep 0.2
-  done
-}
 providers_at_least() {
   [ "$("$BIN" whereis "$KEY" --json --state-dir "$W/state-down" | grep -o '"node"' | wc -l)" -ge "$1" ]
 }

@@ -19,25 +19,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-struct Environment {
-  Environment() {
-    auto bin = fs::path(ANNEX_SWARM_BIN).parent_path().string();
-    ::setenv("PATH", (bin + ":" + std::getenv("PATH")).c_str(), 1);
-    for (const char* v : {"GIT_AUTHOR_NAME", "GIT_COMMITTER_NAME"}) ::setenv(v, "test", 1);
-    for (const char* v : {"GIT_AUTHOR_EMAIL", "GIT_COMMITTER_EMAIL"}) ::setenv(v, "test@example.org", 1);
-  }
-};
-BOOST_TEST_GLOBAL_FIXTURE(Environment);
-
-std::string random_content(std::size_t size, unsigned seed) {
-  std::string s(size, '\0');
-  std::mt19937_64 rng(seed);
-  for (std::size_t i = 0; i + 8 <= size; i += 8) {
-    auto v = rng();
-    std::memcpy(&s[i], &v, 8);
-  }
-  return s;
-}
+BOOST_TEST_GLOBAL_FIXTURE(AnnexEnvironment);
 
 // A bootstrap node and the laptop's node (both offering no space), and six holders.
 struct SixHolders {

@@ -7,6 +7,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cstdlib>
+#include <cstring>
+#include <random>
+
 #include <boost/test/unit_test.hpp>
 #include <algorithm>
 #include <fstream>
@@ -84,6 +88,23 @@ AnnexRepo make_annex_repo(const fs::path& path, const std::vector<std::pair<std:
   auto uuid = sh(path, "git config annex.uuid");
   repo.uuid = uuid.substr(0, uuid.find('\n'));
   return repo;
+}
+
+AnnexEnvironment::AnnexEnvironment() {
+  auto bin = fs::path(ANNEX_SWARM_BIN).parent_path().string();
+  ::setenv("PATH", (bin + ":" + std::getenv("PATH")).c_str(), 1);
+  for (const char* v : {"GIT_AUTHOR_NAME", "GIT_COMMITTER_NAME"}) ::setenv(v, "test", 1);
+  for (const char* v : {"GIT_AUTHOR_EMAIL", "GIT_COMMITTER_EMAIL"}) ::setenv(v, "test@example.org", 1);
+}
+
+std::string random_content(std::size_t size, unsigned seed) {
+  std::string s(size, '\0');
+  std::mt19937_64 rng(seed);
+  for (std::size_t i = 0; i + 8 <= size; i += 8) {
+    auto v = rng();
+    std::memcpy(&s[i], &v, 8);
+  }
+  return s;
 }
 
 ProcessOutput annex_swarm(const std::vector<std::string>& args) {

@@ -68,6 +68,14 @@ AnnexRepo make_annex_repo(const std::filesystem::path& path,
 
 ProcessOutput annex_swarm(const std::vector<std::string>& args);
 
+// For suites that run git-annex: it finds git-annex-remote-swarm on PATH (the build's app
+// directory goes first), and commits need an identity. Use as BOOST_TEST_GLOBAL_FIXTURE.
+struct AnnexEnvironment {
+  AnnexEnvironment();
+};
+// `size` bytes from a seeded generator: the same for the same seed.
+std::string random_content(std::size_t size, unsigned seed);
+
 // How many chunks a download in progress to `to` has finished (its .part.chunks list).
 std::size_t chunks_listed(const std::filesystem::path& to);
 
