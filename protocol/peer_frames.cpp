@@ -298,7 +298,7 @@ MutableByteView FrameReader::space(std::size_t min) {
     if (held > buffer_.size() / 4 && buffer_.size() < kReaderCapacity)
       buffer_.resize(std::min(kReaderCapacity, std::max(buffer_.size() * 2, held + min)));
     if (buffer_.size() - end_ < min) {
-      std::memmove(buffer_.data(), buffer_.data() + begin_, held);
+      if (held > 0 && begin_ > 0) std::memmove(buffer_.data(), buffer_.data() + begin_, held);
       begin_ = 0;
       end_ = held;
       if (buffer_.size() - end_ < min) buffer_.resize(end_ + min);
