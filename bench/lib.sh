@@ -21,3 +21,23 @@ daemon() {  # name port extra-args...
   PIDS+=($!)
   eval "PID_$name=$!"
 }
+
+# The built annex-swarm as BIN (its directory first on PATH, for git-annex-remote-swarm), a
+# scratch dir W in tmpfs (else TMPDIR; its parent as base), a git identity; on exit the
+# daemons in PIDS stop and W goes.
+bench_setup() {  # build-dir name
+  BIN=$(realpath "$1/app/annex-swarm")
+  export PATH="$(dirname "$BIN"):$PATH"
+  base=/dev/shm
+  [ -w "$base" ] || base=${TMPDIR:-/tmp}
+  W=$(mktemp -d "$base/$2.XXXXXX")
+  PIDS=()
+  trap bench_cleanup EXIT
+  export GIT_AUTHOR_NAME=bench GIT_AUTHOR_EMAIL=bench@example.org GIT_COMMITTER_NAME=bench GIT_COMMITTER_EMAIL=bench@example.org
+}
+bench_cleanup() {
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  chmod -R u+w "$W" 2>/dev/null || true
+  rm -rf "$W"
+}

@@ -20,20 +20,7 @@ while [ $# -gt 0 ]; do
     *) echo "usage: $0 [--build DIR] [--files N] [--runs N] [--jobs N]" >&2; exit 2 ;;
   esac
 done
-BIN=$(realpath "$BUILD/app/annex-swarm")
-export PATH="$(dirname "$BIN"):$PATH"  # git-annex-remote-swarm
-base=/dev/shm
-[ -w "$base" ] || base=${TMPDIR:-/tmp}
-W=$(mktemp -d "$base/small-files-bench.XXXXXX")
-PIDS=()
-cleanup() {
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  chmod -R u+w "$W" 2>/dev/null || true
-  rm -rf "$W"
-}
-trap cleanup EXIT
-export GIT_AUTHOR_NAME=bench GIT_AUTHOR_EMAIL=bench@example.org GIT_COMMITTER_NAME=bench GIT_COMMITTER_EMAIL=bench@example.org
+bench_setup "$BUILD" small-files-bench
 
 echo "== $FILES files of 4 KiB in $W"
 mkdir -p "$W/origin"
