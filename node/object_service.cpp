@@ -166,7 +166,7 @@ void ObjectService::copy_local(const AnnexKey& key, const fs::path& from, const 
 
 void ObjectService::get(const GetRequest& request, ProgressFn progress, Done<GetReply> done, OnGone on_gone) {
   const auto& key = request.key;
-  if (!key.verifiable() && !key.is_share() && !request.unverified)
+  if (!key.checkable() && !request.unverified)
     return done(ControlError{ControlErrorCode::Unverifiable,
                              "key " + key.str() + " carries no hash, so its content cannot be verified; "
                              "pass --unverified to fetch it anyway"});

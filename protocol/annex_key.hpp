@@ -68,6 +68,9 @@ public:
   // True when the bytes stored under this key can be checked against its digest.
   bool verifiable() const { return hash_ != HashAlgorithm::None && hash_ != HashAlgorithm::Other && !is_chunk(); }
   bool is_share() const { return backend() == kShareBackend; }
+  // A download under this key can be checked: against its digest, or (a share) against
+  // the manifest root its name pins.
+  bool checkable() const { return verifiable() || is_share(); }
   // A share key's manifest root, in lower-case hex; empty for other keys.
   std::string_view share_root_hex() const { return is_share() ? name() : std::string_view(); }
   // How many bytes are stored under this key, when the key says.

@@ -28,7 +28,7 @@ Fetcher::Fetcher(asio::io_context& io, asio::any_io_executor worker, PeerPool& p
 }
 
 void Fetcher::start() {
-  if (!key_.verifiable() && !key_.is_share() && !options_.allow_unverified)
+  if (!key_.checkable() && !options_.allow_unverified)
     return end("key " + key_.str() + " carries no hash, so its content cannot be verified; "
                "allow unverified downloads to fetch it anyway");
   if (sources_.size() > options_.max_sources) sources_.resize(options_.max_sources);

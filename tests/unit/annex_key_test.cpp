@@ -39,6 +39,7 @@ BOOST_AUTO_TEST_CASE(share_keys_name_their_manifest_root_and_size) {
   BOOST_TEST(k->share_root_hex() == root);
   BOOST_TEST(*k->content_size() == 12582912u);
   BOOST_TEST(!k->verifiable());  // not by a digest of its bytes: by its manifest
+  BOOST_TEST(k->checkable());
   BOOST_TEST(AnnexKey::parse("SHA256E-s1--" + std::string(64, 'a'))->share_root_hex().empty());
   for (auto bad : {"SWARMSHARE--" + root, "SWARMSHARE-s1--" + root.substr(1), "SWARMSHARE-s1--" + root + ".x",
                    "SWARMSHARE-s1--" + std::string(64, 'A'), "SWARMSHARE-s1-S1-C1--" + root})
