@@ -149,7 +149,7 @@ Result<bool> Daemon::start() {
   object_service_ = std::make_unique<ObjectService>(io_, *timers_, disk_.get_executor(), *directory_, objects_, *pool_,
                                                     ObjectService::Settings{self, config_.download_rate, config_.stall_timeout});
   share_service_ = std::make_unique<ShareService>(
-      io_, disk_.get_executor(), *directory_, objects_, *pool_, *object_service_,
+      io_, *timers_, disk_.get_executor(), *directory_, objects_, *pool_, *object_service_,
       ShareService::Settings{self, [this] { return book_->store_offer(); }});
   build_reachability(dht_port);
 

@@ -4,12 +4,13 @@
 
 #include <fstream>
 #include <set>
-#include <random>
 #include <sstream>
 
 #include "erasure/placement.hpp"
+#include "node/gather.hpp"
 #include "node/log.hpp"
 #include "node/swarm_store.hpp"
+#include "protocol/crypto.hpp"
 
 namespace annexswarm {
 namespace fs = std::filesystem;
@@ -18,9 +19,9 @@ using erasure::ShareMap;
 namespace {
 
 std::string random_name() {
-  std::random_device rd;
-  return to_hex(Bytes{static_cast<std::uint8_t>(rd()), static_cast<std::uint8_t>(rd()), static_cast<std::uint8_t>(rd()),
-                      static_cast<std::uint8_t>(rd()), static_cast<std::uint8_t>(rd()), static_cast<std::uint8_t>(rd())});
+  Bytes b(6);
+  crypto::random_fill(b);
+  return to_hex(b);
 }
 
 // Long enough for a holder to fetch a share over a slow home uplink (2 MB/s).
@@ -28,14 +29,17 @@ std::chrono::milliseconds take_timeout(std::uint64_t share_bytes) {
   return std::chrono::seconds(60) + std::chrono::milliseconds(share_bytes / 2000);
 }
 
-Result<std::string> read_small(const fs::path& path) {
+// The share map of `key` in the file at `path`.
+Result<std::optional<ShareMap>> read_map(const fs::path& path, const AnnexKey& key) {
   std::ifstream in(path, std::ios::binary);
   if (!in) return Error{"cannot read " + path.string()};
   std::stringstream ss;
   ss << in.rdbuf();
   auto text = ss.str();
   if (text.size() > peer::kMaxShareMapText) return Error{"the share map is oversized"};
-  return text;
+  auto map = ShareMap::parse(text, key);
+  if (!map) return Error{map.error()};
+  return std::optional<ShareMap>(std::move(*map));
 }
 
 // Writes the map into the store (once) as the object of its map key.
@@ -65,9 +69,11 @@ struct ShareService::Placed {
   ShareMap map;
 };
 
-ShareService::ShareService(asio::io_context& io, asio::any_io_executor disk, SwarmDirectory& directory,
-                           LocalObjects& objects, PeerPool& pool, ObjectService& object_service, Settings settings)
+ShareService::ShareService(asio::io_context& io, Timers& timers, asio::any_io_executor disk,
+                           SwarmDirectory& directory, LocalObjects& objects, PeerPool& pool,
+                           ObjectService& object_service, Settings settings)
     : io_(io),
+      timers_(timers),
       disk_(std::move(disk)),
       directory_(directory),
       objects_(objects),
@@ -76,6 +82,12 @@ ShareService::ShareService(asio::io_context& io, asio::any_io_executor disk, Swa
       settings_(std::move(settings)) {}
 
 ShareService::~ShareService() { *alive_ = false; }
+
+std::chrono::milliseconds ShareService::fan_out_deadline() const {
+  // A backstop: each share's present or remove looks up its providers and their contact
+  // records, then asks them (15 s), and ends by itself well within this.
+  return 2 * directory_.lookup_timeout() + std::chrono::seconds(30);
+}
 
 fs::path ShareService::scratch(const std::string& store) const {
   auto index = objects_.index_of(store);
@@ -150,22 +162,46 @@ struct ShareService::TakeRound {
   std::map<unsigned, NodeId> placed;
   std::map<unsigned, std::string> failed;
   std::map<unsigned, std::string> tried;  // share -> what the members asked said
+  std::vector<unsigned> shares;           // the shares this round places
   std::size_t waiting = 0;
-  std::function<void()> done;
+  std::function<void()> done;             // after settle_round
 };
 
 void ShareService::take_round(std::shared_ptr<TakeRound> round, const std::vector<unsigned>& shares) {
+  round->shares = shares;
   round->waiting = shares.size();
-  if (shares.empty()) return round->done();
+  if (shares.empty()) {
+    settle_round(*round);
+    return round->done();
+  }
   // The j-th share to place goes to the j-th ranked member; fallbacks go on from there.
   round->next = std::min(shares.size(), round->ranked.size());
   for (std::size_t j = 0; j < shares.size(); ++j)
     offer_share(round, shares[j], j < round->ranked.size() ? std::optional<NodeId>(round->ranked[j]) : std::nullopt);
 }
 
+// Shares of the round that another node keeps (or none does) leave our store: they were
+// never announced. The map this node keeps names the holders now: it answers for the
+// object at once, before the holders' announcements reach the DHT.
+void ShareService::settle_round(const TakeRound& round) {
+  auto repo = objects_.at(round.index);
+  std::error_code ec;
+  for (auto s : round.shares)
+    if (auto it = round.placed.find(s); it == round.placed.end() || it->second != directory_.self())
+      fs::remove(store_object_path(repo, round.map.shares[s]), ec);
+  auto map_key = ShareMap::map_key(round.map.key);
+  fs::remove(store_object_path(repo, map_key), ec);
+  if (auto kept = keep_map(repo, round.map, scratch(round.store)); !kept)
+    log::warn("could not keep the share map of {}: {}", round.map.key.str(), kept.error());
+  else
+    objects_.changed(round.index, map_key, true);
+}
+
 void ShareService::offer_share(std::shared_ptr<TakeRound> round, unsigned share, std::optional<NodeId> first) {
-  auto finish = [round] {
-    if (--round->waiting == 0) round->done();
+  auto finish = [this, alive = alive_, round] {
+    if (!*alive || --round->waiting > 0) return;
+    settle_round(*round);
+    round->done();
   };
   if (!first && round->next >= round->ranked.size()) {
     auto why = round->tried.count(share) ? round->tried[share] + "; no other member with room" : std::string(
@@ -245,22 +281,7 @@ void ShareService::place(std::shared_ptr<Placed> placed, Done<StoreReply> done) 
                 round->ranked.size(), n);
     std::vector<unsigned> shares;
     for (unsigned i = 0; i < n && i < round->ranked.size(); ++i) shares.push_back(i);
-    round->done = [this, alive, round, repo, done, n] {
-      if (!*alive) return;
-      // Shares another node keeps (or none does) leave our store: they were never announced.
-      for (unsigned i = 0; i < n; ++i)
-        if (!round->placed.count(i) || round->placed[i] != directory_.self()) {
-          std::error_code ec;
-          fs::remove(store_object_path(repo, round->map.shares[i]), ec);
-        }
-      // This node keeps the map, with the holders: it answers for the object at once,
-      // before the holders' announcements reach the DHT.
-      std::error_code ec;
-      fs::remove(store_object_path(repo, ShareMap::map_key(round->map.key)), ec);
-      if (auto kept = keep_map(repo, round->map, scratch(round->store)); !kept)
-        log::warn("could not keep the share map of {}: {}", round->map.key.str(), kept.error());
-      else
-        objects_.changed(round->index, ShareMap::map_key(round->map.key), true);
+    round->done = [round, done, n] {
       const auto& key = round->map.key;
       std::string why;
       for (const auto& [share, reason] : round->failed)
@@ -347,13 +368,7 @@ void ShareService::take(const PeerServer::ShareTake& r, TakeAnswer answer) {
 void ShareService::find_map(const AnnexKey& key, const std::string& store,
                             std::function<void(Result<std::optional<ShareMap>>)> done) {
   auto map_key = ShareMap::map_key(key);
-  if (auto local = objects_.locate(map_key, store)) {
-    auto text = read_small(*local);
-    if (!text) return done(Error{text.error()});
-    auto map = ShareMap::parse(*text, key);
-    if (!map) return done(Error{map.error()});
-    return done(std::optional<ShareMap>(std::move(*map)));
-  }
+  if (auto local = objects_.locate(map_key, store)) return done(read_map(*local, key));
   auto dest = scratch(store) / ("map-" + random_name());
   std::error_code ec;
   fs::create_directories(dest.parent_path(), ec);
@@ -373,12 +388,9 @@ void ShareService::find_map(const AnnexKey& key, const std::string& store,
       if (all_absent) return done(std::optional<ShareMap>());
       return done(Error{"cannot fetch the share map: " + *reply.error});
     }
-    auto text = read_small(dest);
+    auto map = read_map(dest, key);
     fs::remove(dest, ec);
-    if (!text) return done(Error{text.error()});
-    auto map = ShareMap::parse(*text, key);
-    if (!map) return done(Error{map.error()});
-    done(std::optional<ShareMap>(std::move(*map)));
+    done(std::move(map));
   });
 }
 
@@ -503,6 +515,18 @@ void ShareService::get(const GetRequest& request, ProgressFn progress, Done<GetR
   });
 }
 
+void ShareService::present_each(const ShareMap& map, const std::string& store, const std::vector<std::string>& pinned,
+                                std::function<void(std::vector<std::optional<Outcome<PresentReply>>>)> done) {
+  gather<Outcome<PresentReply>>(
+      timers_, map.shares.size(), fan_out_deadline(),
+      [this, &map, &store, &pinned](std::size_t i, Answer<Outcome<PresentReply>> answer) {
+        PresentRequest one{map.shares[i], store, {}, pinned, std::nullopt, {}};
+        if (i < map.holders.size() && map.holders[i]) one.hints.push_back(*map.holders[i]);
+        object_service_.present(one, std::move(answer));
+      },
+      std::move(done));
+}
+
 void ShareService::present(const PresentRequest& request, Done<PresentReply> done) {
   find_map(request.key, request.repo, [this, alive = alive_, request, done](Result<std::optional<ShareMap>> map) {
     if (!*alive) return;
@@ -513,47 +537,38 @@ void ShareService::present(const PresentRequest& request, Done<PresentReply> don
       return done(std::move(reply));
     }
     if (!*map) return done(std::move(reply));  // nobody keeps a share: not present
-    auto shares = (*map)->shares;
-    auto holders = (*map)->holders;
     auto k = (*map)->layout.shape.k;
-    struct Count {
-      std::size_t waiting;
-      std::size_t live = 0, unknown = 0;
+    present_each(**map, request.repo, request.pinned, [k, done](std::vector<std::optional<Outcome<PresentReply>>> answers) {
       PresentReply reply;
-    };
-    auto count = std::make_shared<Count>();
-    count->waiting = shares.size();
-    for (std::size_t i = 0; i < shares.size(); ++i) {
-      PresentRequest one{shares[i], request.repo, {}, request.pinned, std::nullopt, {}};
-      if (i < holders.size() && holders[i]) one.hints.push_back(*holders[i]);
-      object_service_.present(one, [count, i, k, done](Outcome<PresentReply> outcome) {
+      std::size_t live = 0, unknown = 0;
+      for (std::size_t i = 0; i < answers.size(); ++i) {
         auto tag = "share " + std::to_string(i);
-        if (auto* e = std::get_if<ControlError>(&outcome)) {
-          ++count->unknown;
-          count->reply.unreachable[tag] = e->message;
+        if (!answers[i]) {
+          ++unknown;
+          reply.unreachable[tag] = "no answer in time";
+        } else if (auto* e = std::get_if<ControlError>(&*answers[i])) {
+          ++unknown;
+          reply.unreachable[tag] = e->message;
         } else {
-          const auto& r = std::get<PresentReply>(outcome);
+          const auto& r = std::get<PresentReply>(*answers[i]);
           if (r.present) {
-            ++count->live;
-            for (const auto& n : r.confirmed_by) count->reply.confirmed_by.push_back(n);
+            ++live;
+            for (const auto& n : r.confirmed_by) reply.confirmed_by.push_back(n);
           } else if (r.unknown) {
-            ++count->unknown;
+            ++unknown;
             std::string why;
             for (const auto& [node, what] : r.unreachable) why += node.substr(0, 8) + " did not answer: " + what + "; ";
             for (const auto& [node, what] : r.unproven) why += node.substr(0, 8) + ": " + what + "; ";
-            count->reply.unproven[tag] = why;
+            reply.unproven[tag] = why;
           }
         }
-        if (--count->waiting > 0) return;
-        auto& reply = count->reply;
-        // Only K live shares rebuild the object; unanswered holders may be the difference.
-        reply.present = count->live >= k;
-        reply.unknown = !reply.present && count->live + count->unknown >= k;
-        if (!reply.present && !reply.unknown)
-          reply.unreachable.clear(), reply.unproven.clear();
-        done(std::move(reply));
-      });
-    }
+      }
+      // Only K live shares rebuild the object; unanswered holders may be the difference.
+      reply.present = live >= k;
+      reply.unknown = !reply.present && live + unknown >= k;
+      if (!reply.present && !reply.unknown) reply.unreachable.clear(), reply.unproven.clear();
+      done(std::move(reply));
+    });
   });
 }
 
@@ -569,30 +584,31 @@ void ShareService::remove(const RemoveRequest& request, Done<RemoveReply> done) 
     auto keys = (*map)->shares;
     auto holders = (*map)->holders;
     keys.push_back(ShareMap::map_key(request.key));  // the map last: found again if a share fails
-    struct Tally {
-      std::size_t waiting;
-      RemoveReply reply;
-    };
-    auto tally = std::make_shared<Tally>();
-    tally->waiting = keys.size();
-    for (std::size_t i = 0; i < keys.size(); ++i) {
-      const auto& key = keys[i];
-      RemoveRequest one{key, request.store, std::nullopt, {}};
-      if (i < holders.size() && holders[i]) one.hints.push_back(*holders[i]);
-      if (i == keys.size() - 1)  // the map: every holder kept one
-        for (const auto& h : holders)
-          if (h) one.hints.push_back(*h);
-      object_service_.remove(one, [tally, key, done](Outcome<RemoveReply> outcome) {
-        if (auto* e = std::get_if<ControlError>(&outcome)) {
-          tally->reply.failed[key.str()] = e->message;
-        } else {
-          const auto& r = std::get<RemoveReply>(outcome);
-          for (const auto& n : r.removed_from) tally->reply.removed_from.push_back(n);
-          for (const auto& [node, why] : r.failed) tally->reply.failed[node] = why;
-        }
-        if (--tally->waiting == 0) done(std::move(tally->reply));
-      });
-    }
+    gather<Outcome<RemoveReply>>(
+        timers_, keys.size(), fan_out_deadline(),
+        [this, &keys, &holders, &request](std::size_t i, Answer<Outcome<RemoveReply>> answer) {
+          RemoveRequest one{keys[i], request.store, std::nullopt, {}};
+          if (i < holders.size() && holders[i]) one.hints.push_back(*holders[i]);
+          if (i == keys.size() - 1)  // the map: every holder kept one
+            for (const auto& h : holders)
+              if (h) one.hints.push_back(*h);
+          object_service_.remove(one, std::move(answer));
+        },
+        [keys, done](std::vector<std::optional<Outcome<RemoveReply>>> answers) {
+          RemoveReply reply;
+          for (std::size_t i = 0; i < answers.size(); ++i) {
+            if (!answers[i]) {
+              reply.failed[keys[i].str()] = "no answer in time";
+            } else if (auto* e = std::get_if<ControlError>(&*answers[i])) {
+              reply.failed[keys[i].str()] = e->message;
+            } else {
+              const auto& r = std::get<RemoveReply>(*answers[i]);
+              for (const auto& n : r.removed_from) reply.removed_from.push_back(n);
+              for (const auto& [node, why] : r.failed) reply.failed[node] = why;
+            }
+          }
+          done(std::move(reply));
+        });
   });
 }
 
@@ -632,39 +648,35 @@ void ShareService::repair(const RepairRequest& request, ProgressFn, Done<RepairR
     job->map.holders.resize(n);
     job->reply.key = request.key.str();
     job->reply.shape = job->map.layout.shape.text();
-    job->waiting = n;
     // Which shares are live, asked as CHECKPRESENT asks. A holder that says it has a share
     // that this node cannot check (no audits here) is taken at its word for now: the share
     // is fetched, and so checked, if it is needed to rebuild.
-    for (unsigned i = 0; i < n; ++i) {
-      PresentRequest one{job->map.shares[i], request.store, {}, {}, std::nullopt, {}};
-      if (job->map.holders[i]) one.hints.push_back(*job->map.holders[i]);
-      object_service_.present(one, [this, alive, job, i, done](Outcome<PresentReply> outcome) {
-        if (!*alive) return;
-        if (auto* r = std::get_if<PresentReply>(&outcome)) {
-          auto add = [&](const std::string& hex) {
-            if (auto node = NodeId::from_hex(hex)) job->holders[i].push_back(*node);
-          };
-          for (const auto& node : r->confirmed_by) add(node);
-          for (const auto& [node, why] : r->unproven) add(node);
-          for (const auto& [node, why] : r->unreachable)
-            if (auto id = NodeId::from_hex(node)) job->unreachable.insert(*id);
-          job->live[i] = r->present || !r->unproven.empty();
-        }
-        if (--job->waiting > 0) return;
-        for (unsigned s = 0; s < job->live.size(); ++s)
-          if (!job->live[s]) job->missing.push_back(s);
-        const auto k = job->map.layout.shape.k, n = job->map.layout.shape.n();
-        job->reply.live_before = n - job->missing.size();
-        job->reply.live_after = job->reply.live_before;
-        if (job->missing.empty()) return done(job->reply);
-        if (job->reply.live_before < k)
-          return done(ControlError{ControlErrorCode::Failed,
-                                   "only " + std::to_string(job->reply.live_before) + " of the " + std::to_string(k) +
-                                       " shares needed to rebuild " + job->request.key.str() + " are live"});
-        repair_rebuild(job, done);
-      });
-    }
+    present_each(job->map, request.store, {}, [this, alive, job, done](std::vector<std::optional<Outcome<PresentReply>>> answers) {
+      if (!*alive) return;
+      for (std::size_t i = 0; i < answers.size(); ++i) {
+        auto* r = answers[i] ? std::get_if<PresentReply>(&*answers[i]) : nullptr;
+        if (!r) continue;
+        auto add = [&](const std::string& hex) {
+          if (auto node = NodeId::from_hex(hex)) job->holders[i].push_back(*node);
+        };
+        for (const auto& node : r->confirmed_by) add(node);
+        for (const auto& [node, why] : r->unproven) add(node);
+        for (const auto& [node, why] : r->unreachable)
+          if (auto id = NodeId::from_hex(node)) job->unreachable.insert(*id);
+        job->live[i] = r->present || !r->unproven.empty();
+      }
+      for (unsigned s = 0; s < job->live.size(); ++s)
+        if (!job->live[s]) job->missing.push_back(s);
+      const auto k = job->map.layout.shape.k, n = job->map.layout.shape.n();
+      job->reply.live_before = n - job->missing.size();
+      job->reply.live_after = job->reply.live_before;
+      if (job->missing.empty()) return done(job->reply);
+      if (job->reply.live_before < k)
+        return done(ControlError{ControlErrorCode::Failed,
+                                 "only " + std::to_string(job->reply.live_before) + " of the " + std::to_string(k) +
+                                     " shares needed to rebuild " + job->request.key.str() + " are live"});
+      repair_rebuild(job, done);
+    });
   });
 }
 
@@ -758,23 +770,12 @@ void ShareService::repair_place(std::shared_ptr<Repair> job, Done<RepairReply> d
       offers.push_back({node, m.contact.store_offer});
     }
     round->ranked = erasure::place_shares(round->map.key.str(), offers, offers.size(), round->map.layout.share_size());
-    auto repo = objects_.at(round->index);
-    round->done = [this, alive, job, round, repo, done] {
-      if (!*alive) return;
+    round->done = [job, round, done] {
       for (auto m : job->missing) {
         auto tag = "share " + std::to_string(m);
         if (round->placed.count(m)) job->reply.placed[tag] = round->placed[m].hex();
         if (round->failed.count(m)) job->reply.failed[tag] = round->failed[m];
-        if (!round->placed.count(m) || round->placed[m] != directory_.self()) {
-          std::error_code ec;
-          fs::remove(store_object_path(repo, job->map.shares[m]), ec);
-        }
       }
-      // The map this node keeps names the holders now.
-      std::error_code ec;
-      fs::remove(store_object_path(repo, ShareMap::map_key(round->map.key)), ec);
-      if (auto kept = keep_map(repo, round->map, scratch(round->store)); kept)
-        objects_.changed(round->index, ShareMap::map_key(round->map.key), true);
       job->reply.live_after = job->reply.live_before + job->reply.placed.size();
       log::info("repaired {}: {} of {} shares live (was {})", job->map.key.str(), job->reply.live_after,
                 job->map.shares.size(), job->reply.live_before);

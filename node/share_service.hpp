@@ -27,6 +27,7 @@
 #include "node/member_address.hpp"
 #include "node/object_service.hpp"
 #include "node/swarm_directory.hpp"
+#include "node/timers.hpp"
 #include "transfer/peer_pool.hpp"
 #include "transfer/peer_server.hpp"
 
@@ -40,8 +41,8 @@ public:
     SelfAddress self;
     std::function<std::uint64_t()> store_offer;  // what this node offers stores now
   };
-  ShareService(asio::io_context& io, asio::any_io_executor disk, SwarmDirectory& directory, LocalObjects& objects,
-               PeerPool& pool, ObjectService& object_service, Settings settings);
+  ShareService(asio::io_context& io, Timers& timers, asio::any_io_executor disk, SwarmDirectory& directory,
+               LocalObjects& objects, PeerPool& pool, ObjectService& object_service, Settings settings);
   ~ShareService();
 
   void store(const StoreRequest& request, ProgressFn progress, Done<StoreReply> done);
@@ -64,12 +65,18 @@ private:
   // Places `shares` of the round's map: each on its ranked member, or the next one down.
   void take_round(std::shared_ptr<TakeRound> round, const std::vector<unsigned>& shares);
   void offer_share(std::shared_ptr<TakeRound> round, unsigned share, std::optional<NodeId> first);
+  void settle_round(const TakeRound& round);
   struct Repair;
   void repair_rebuild(std::shared_ptr<Repair> job, Done<RepairReply> done);
   void repair_place(std::shared_ptr<Repair> job, Done<RepairReply> done);
   std::filesystem::path scratch(const std::string& store) const;
+  // Each share of the map asked as CHECKPRESENT asks (its holder from the map asked too).
+  void present_each(const erasure::ShareMap& map, const std::string& store, const std::vector<std::string>& pinned,
+                    std::function<void(std::vector<std::optional<Outcome<PresentReply>>>)> done);
+  std::chrono::milliseconds fan_out_deadline() const;
 
   asio::io_context& io_;
+  Timers& timers_;
   asio::any_io_executor disk_;
   SwarmDirectory& directory_;
   LocalObjects& objects_;
