@@ -27,19 +27,21 @@ constexpr auto kHashJobUnwanted = 20s;  // nobody asked for the manifest this lo
 constexpr auto kMaxAcceptDelay = 2s;
 
 std::int64_t now_ns() { return std::chrono::steady_clock::now().time_since_epoch().count(); }
+}  // namespace
 
 // An open object file, closed when the last read of it is done (a read may still be on
-// the reader thread when its GET is cancelled).
-struct OpenFile {
+// the reader thread when its GET is cancelled). Not in the anonymous namespace: a
+// Session member holds one.
+struct PeerServerOpenFile {
   int fd = -1;
-  explicit OpenFile(int f) : fd(f) {}
-  ~OpenFile() {
+  explicit PeerServerOpenFile(int f) : fd(f) {}
+  ~PeerServerOpenFile() {
     if (fd >= 0) ::close(fd);
   }
-  OpenFile(const OpenFile&) = delete;
-  OpenFile& operator=(const OpenFile&) = delete;
+  PeerServerOpenFile(const PeerServerOpenFile&) = delete;
+  PeerServerOpenFile& operator=(const PeerServerOpenFile&) = delete;
 };
-}  // namespace
+using OpenFile = PeerServerOpenFile;
 
 Result<FullManifest> hash_manifest(const std::filesystem::path& file, std::atomic<std::uint64_t>* hashed,
                                    const std::function<bool()>& keep_going) {
