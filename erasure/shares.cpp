@@ -85,8 +85,9 @@ std::vector<std::uint8_t*> pointers(std::vector<Bytes>& buffers, const std::vect
 // each against its digest, until K good ones are in `buffers`.
 class SegmentReader {
 public:
-  SegmentReader(const ShareLayout& layout, const ShareFiles& shares, const ShareDigests& digests)
-      : layout_(layout), digests_(digests), files_(layout.shape.n()) {
+  SegmentReader(const ShareLayout& layout, const ShareFiles& shares, const ShareDigests& digests,
+                const HeldSegments* held = nullptr)
+      : layout_(layout), digests_(digests), held_(held), files_(layout.shape.n()) {
     for (unsigned i = 0; i < layout.shape.n() && i < shares.size(); ++i)
       if (shares[i])
         if (auto f = File::open(*shares[i], O_RDONLY)) files_[i].emplace(std::move(*f));
@@ -96,7 +97,7 @@ public:
     const unsigned k = layout_.shape.k;
     std::vector<unsigned> good;
     for (unsigned i = 0; i < layout_.shape.n() && good.size() < k; ++i) {
-      if (!files_[i]) continue;
+      if (!files_[i] || !holds(i, segment)) continue;
       auto& buf = buffers[i];
       auto read = files_[i]->read(buf.data(), layout_.unit, segment * layout_.unit);
       if (!read) return Error{read.error()};
@@ -126,8 +127,14 @@ public:
   }
 
 private:
+  bool holds(unsigned share, std::uint64_t segment) const {
+    if (!held_ || share >= held_->size() || (*held_)[share].empty()) return true;
+    return segment < (*held_)[share].size() && (*held_)[share][segment];
+  }
+
   const ShareLayout& layout_;
   const ShareDigests& digests_;
+  const HeldSegments* held_;
   std::vector<std::optional<File>> files_;
   std::map<std::pair<std::vector<unsigned>, std::vector<unsigned>>, Rebuilder> cache_;
 };
@@ -209,13 +216,14 @@ Result<ShareDigests> encode_object(const std::filesystem::path& object, const Sh
 }
 
 Result<RebuildReport> decode_object(const ShareLayout& layout, const ShareFiles& shares, const ShareDigests& digests,
-                                    const std::filesystem::path& out, const Progress& progress, ContentHash* hash) {
+                                    const std::filesystem::path& out, const Progress& progress, ContentHash* hash,
+                                    const HeldSegments* held) {
   if (auto ok = check_shape(layout, shares.size(), &digests); !ok) return Error{ok.error()};
   auto file = File::open(out, O_WRONLY | O_CREAT | O_TRUNC);
   if (!file) return Error{file.error()};
   const unsigned k = layout.shape.k;
   Codec codec(layout.shape);
-  SegmentReader reader(layout, shares, digests);
+  SegmentReader reader(layout, shares, digests, held);
   std::vector<Bytes> units(layout.shape.n(), Bytes(layout.unit));
   RebuildReport report;
   for (std::uint64_t s = 0; s < layout.segments(); ++s) {
@@ -243,6 +251,30 @@ Result<RebuildReport> decode_object(const ShareLayout& layout, const ShareFiles&
   }
   if (auto r = file->finish(); !r) return Error{r.error()};
   return report;
+}
+
+Result<HeldSegments> plan_segments(const ShareLayout& layout, const HeldSegments& held, const std::vector<bool>& usable) {
+  const unsigned k = layout.shape.k, n = layout.shape.n();
+  const auto segments = layout.segments();
+  if (held.size() != n || usable.size() != n) return Error{"one row per share expected"};
+  auto holds = [&](unsigned i, std::uint64_t s) { return s < held[i].size() && held[i][s]; };
+  HeldSegments add(n);
+  for (std::uint64_t s = 0; s < segments; ++s) {
+    unsigned have = 0;
+    for (unsigned i = 0; i < n; ++i) have += holds(i, s) ? 1 : 0;
+    const auto start = static_cast<unsigned>((s * k) % n);
+    for (unsigned j = 0; j < n && have < k; ++j) {
+      unsigned i = (start + j) % n;
+      if (!usable[i] || holds(i, s)) continue;
+      if (add[i].empty()) add[i].assign(segments, false);
+      add[i][s] = true;
+      ++have;
+    }
+    if (have < k)
+      return Error{"segment " + std::to_string(s) + " can be had from " + std::to_string(have) + " shares, and " +
+                   std::to_string(k) + " are needed to rebuild it"};
+  }
+  return add;
 }
 
 Result<RebuildReport> rebuild_shares(const ShareLayout& layout, const ShareFiles& shares, const ShareDigests& digests,

@@ -57,13 +57,26 @@ struct RebuildReport {
   std::vector<std::pair<unsigned, std::uint64_t>> corrupt_units;  // (share, segment)
 };
 
+// Which segments each share holds, [share][segment], for shares fetched in part; an empty
+// row: every segment (or none, where ShareFiles has no file).
+using HeldSegments = std::vector<std::vector<bool>>;
+
 // Writes the object to `out` in order from any K good shares, checking every unit read
 // against `digests` (a corrupt unit is replaced from another share). An error when fewer
 // than K good units of a segment exist.
 // `hash`, when given, is fed the object's bytes in order (to check it against its key).
+// `held`, when given, says which segments each share's file holds (the others are not read).
 Result<RebuildReport> decode_object(const ShareLayout& layout, const ShareFiles& shares, const ShareDigests& digests,
                                     const std::filesystem::path& out, const Progress& progress = {},
-                                    ContentHash* hash = nullptr);
+                                    ContentHash* hash = nullptr, const HeldSegments* held = nullptr);
+
+// A download from every holder at once: which segments to fetch of which share so that
+// each segment has K shares, the load spread evenly over the shares that can still be
+// fetched (`usable`), and what is `held` already kept. Segment s starts at share s*K mod n
+// (a one-segment object: the data shares, nothing to decode). Yields, per share, the
+// segments to add to what it holds (empty: nothing from it); an error names a segment
+// that cannot reach K.
+Result<HeldSegments> plan_segments(const ShareLayout& layout, const HeldSegments& held, const std::vector<bool>& usable);
 
 // Rebuilds the shares `wanted` (written to `out`, one path each) from the good ones among
 // `shares`; each rebuilt unit is checked against `digests` before it is written.

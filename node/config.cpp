@@ -106,6 +106,9 @@ const std::vector<SettingDoc>& daemon_settings() {
       {"download-rate", "BYTES/S", "0 (unlimited)", "most bytes per second fetched, over all downloads", false},
       {"store-space", "BYTES", "auto (free space less 1 GiB and 5%)",
        "most bytes of erasure-coded shares this node keeps for the swarm, e.g. 200G; 0 offers none", false},
+      {"repair-interval", "DURATION", "6h",
+       "how often the erasure-coded keys whose shares this node holds are checked; one below K+M live shares is "
+       "rebuilt and placed again by its first live holder (0: never)", false},
       {"trash-grace", "DURATION", "1d",
        "objects removed from swarm stores stay in the trash this long ('annex-swarm restore' takes one back)", false},
       {"stall-timeout", "DURATION", "30s",
@@ -195,6 +198,14 @@ void apply_setting(DaemonConfig& c, std::string_view name, std::string_view raw,
     auto r = parse_number<std::uint32_t>(value);
     if (!r || *r == 0 || *r > 65536) return bad("expected 1-65536");
     c.announce_window = *r;
+  } else if (name == "repair-interval") {
+    if (trim(value) == "0") {
+      c.repair_interval = std::chrono::seconds(0);
+      return;
+    }
+    auto d = parse_duration(value);
+    if (!d) return bad(d.error() + " (or 0)");
+    c.repair_interval = *d;
   } else if (name == "trash-grace") {
     auto d = parse_duration(value);
     if (!d) return bad(d.error());

@@ -41,6 +41,7 @@ struct DaemonConfig {
   // the free space of the state dir's file system less a reserve; 0: none.
   std::optional<std::uint64_t> store_space;
   std::chrono::seconds trash_grace{86400};  // objects removed from swarm stores are kept this long
+  std::chrono::seconds repair_interval{6 * 3600};  // erasure-coded shares held here checked; 0: never
   std::chrono::seconds stall_timeout{30};  // a peer asked for data that sends nothing this long is given up
   nat::NatMethod nat = nat::NatMethod::Auto;  // port mapping on the home router
   std::chrono::seconds nat_lease{3600};

@@ -49,6 +49,9 @@ struct GetRequest {
   // The repo is an erasure-coded swarm store (shares=K+M): the object is rebuilt from its shares.
   std::optional<erasure::ShareShape> shares;
   std::vector<NodeId> hints;  // nodes known to hold the key (a share map says so), asked too
+  // Internal too: only these chunks of a key without a digest (a share, for some of its
+  // segments); empty: the whole object.
+  std::vector<bool> only_chunks;
 };
 struct DiscoverRequest {
   std::string uuid;
@@ -89,6 +92,9 @@ struct RestoreRequest {
 struct RepairRequest {
   AnnexKey key;
   std::string store;
+  // Internal (the daemon's own sweep): repair only when this node comes first among the
+  // key's live holders, so that one holder repairs, not all of them.
+  bool only_if_first = false;
 };
 using ControlRequest = std::variant<StatusRequest, WhereisRequest, GetRequest, DiscoverRequest, PeersRequest,
                                     StoreRequest, PresentRequest, RemoveRequest, TrashRequest, RestoreRequest,
@@ -183,6 +189,7 @@ struct RepairReply {
   std::size_t live_after = 0;
   std::map<std::string, std::string> placed;  // "share i" -> node that took it
   std::map<std::string, std::string> failed;  // "share i" -> why it was not placed
+  std::string left_to;  // only_if_first: the holder that comes first (and repairs), not us
 };
 struct RestoreReply {
   std::string key;

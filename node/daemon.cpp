@@ -228,6 +228,7 @@ Result<bool> Daemon::start() {
   // the first record a member reads is complete, not replaced a moment later.
   reach_->start();
   announcer_->start();
+  share_service_->start_sweeps(config_.repair_interval);
   return true;
 }
 
@@ -379,6 +380,7 @@ void Daemon::stop() {
   trash_timer_->cancel();
   offer_timer_->cancel();
   announcer_->stop();  // saves the announce state
+  share_service_->stop();
   book_->stop();
   relays_->stop();     // releases reservations
   signals_.cancel();
@@ -443,6 +445,11 @@ void Daemon::reload() {
     offer_timer_->cancel();
     measure_store_offer();
     applied.push_back("store-space");
+  }
+  if (fresh.repair_interval != config_.repair_interval) {
+    config_.repair_interval = fresh.repair_interval;
+    share_service_->start_sweeps(config_.repair_interval);
+    applied.push_back("repair-interval");
   }
   if (fresh.reachability_check != config_.reachability_check) {
     config_.reachability_check = fresh.reachability_check;

@@ -395,20 +395,26 @@ void ShareService::find_map(const AnnexKey& key, const std::string& store,
 }
 
 namespace {
-// A get in progress: shares fetched one per holder, data shares first, until K are in.
-struct Rebuild {
+std::uint64_t count_held(const std::vector<bool>& segments) {
+  return static_cast<std::uint64_t>(std::count(segments.begin(), segments.end(), true));
+}
+}  // namespace
+
+// A get in progress: every share fetched at once, each for the segments the plan gives it,
+// so the download uses every holder's upload; rounds until each segment has K shares.
+struct ShareService::Rebuild {
   GetRequest request;
   ShareMap map;
+  std::filesystem::path dir;
   std::vector<fs::path> files;
-  std::vector<bool> have;        // share i is in files[i]
-  std::vector<bool> tried;
+  erasure::HeldSegments held;  // [share][segment] in files[share]
+  std::vector<bool> usable;     // not failed yet
   std::size_t running = 0;
   GetReply reply;
   std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now();
-  std::vector<std::uint64_t> bytes;  // per share, for progress
-  bool ended = false;
+  std::vector<std::uint64_t> bytes;  // per share, for progress: held before this round + this round's
+  std::vector<std::uint64_t> bytes_before;
 };
-}  // namespace
 
 void ShareService::get(const GetRequest& request, ProgressFn progress, Done<GetReply> done) {
   find_map(request.key, request.repo, [this, alive = alive_, request, progress, done](Result<std::optional<ShareMap>> map) {
@@ -419,99 +425,103 @@ void ShareService::get(const GetRequest& request, ProgressFn progress, Done<GetR
     job->request = request;
     job->map = std::move(**map);
     const auto n = job->map.layout.shape.n();
-    auto dir = scratch(request.repo) / ("get-" + random_name());
+    job->dir = scratch(request.repo) / ("get-" + random_name());
     std::error_code ec;
-    fs::create_directories(dir, ec);
-    for (unsigned i = 0; i < n; ++i) job->files.push_back(dir / std::to_string(i));
-    job->have.assign(n, false);
-    job->tried.assign(n, false);
+    fs::create_directories(job->dir, ec);
+    for (unsigned i = 0; i < n; ++i) job->files.push_back(job->dir / std::to_string(i));
+    job->held.assign(n, {});
+    job->usable.assign(n, true);
     job->bytes.assign(n, 0);
+    job->bytes_before.assign(n, 0);
     job->reply.key = request.key.str();
-    auto step = std::make_shared<std::function<void()>>();
-    *step = [this, alive, job, dir, progress, done, step] {
-      if (!*alive || job->ended) return;
-      const auto k = job->map.layout.shape.k, n = job->map.layout.shape.n();
-      std::size_t have = std::count(job->have.begin(), job->have.end(), true);
-      if (have >= k) {
-        job->ended = true;
-        // Rebuilt in order beside the destination, checked against the key, then renamed.
-        auto part = job->request.to;
-        part += ".part";
-        asio::post(disk_, [this, alive, job, dir, part, done] {
-          erasure::ShareFiles files(job->files.size());
-          erasure::ShareDigests trusted;  // the shares were checked chunk by chunk as they came
-          trusted.units.assign(job->files.size(), Bytes());
-          for (std::size_t i = 0; i < files.size(); ++i)
-            if (job->have[i]) files[i] = job->files[i];
-          const auto& key = job->request.key;
-          auto hash = key.verifiable() ? ContentHash::start(key.hash()) : std::nullopt;
-          auto rebuilt = erasure::decode_object(job->map.layout, files, trusted, part, {}, hash ? &*hash : nullptr);
-          std::optional<std::string> error;
-          if (!rebuilt) error = rebuilt.error();
-          else if (hash && hash->finish_hex() != key.digest_hex())
-            error = "the object rebuilt from its shares does not match the key's hash";
-          std::error_code ec;
-          if (!error && ::rename(part.c_str(), job->request.to.c_str()) != 0)
-            error = "cannot move the object into " + job->request.to.string() + ": " + std::strerror(errno);
-          if (error) fs::remove(part, ec);
-          fs::remove_all(dir, ec);
-          asio::post(io_, [alive, job, error, done] {
-            if (!*alive) return;
-            job->reply.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - job->started).count();
-            if (error) return done(ControlError{ControlErrorCode::Failed, *error});
-            done(job->reply);
-          });
+    get_round(job, progress, done);
+  });
+}
+
+void ShareService::get_round(std::shared_ptr<Rebuild> job, ProgressFn progress, Done<GetReply> done) {
+  const auto& layout = job->map.layout;
+  const auto n = layout.shape.n();
+  auto plan = erasure::plan_segments(layout, job->held, job->usable);
+  if (!plan) {
+    std::error_code ec;
+    fs::remove_all(job->dir, ec);
+    std::string why;
+    for (const auto& [share, reason] : job->reply.dropped) why += (why.empty() ? "" : "; ") + share + ": " + reason;
+    return done(ControlError{ControlErrorCode::Failed, "the shares at hand cannot rebuild " + job->request.key.str() +
+                                                           ": " + plan.error() + (why.empty() ? "" : " (" + why + ")")});
+  }
+  bool fetching = false;
+  for (unsigned i = 0; i < n; ++i) {
+    if ((*plan)[i].empty()) continue;
+    fetching = true;
+    // What it holds already and the new segments: one fetch into its file (a fetch that
+    // fails leaves the file it had).
+    std::vector<bool> want = (*plan)[i];
+    for (std::size_t s = 0; s < job->held[i].size(); ++s) want[s] = want[s] || job->held[i][s];
+    ++job->running;
+    job->bytes_before[i] = job->bytes[i];
+    GetRequest get{job->map.shares[i], job->files[i], false, job->request.repo, std::nullopt, {}, want};
+    if (i < job->map.holders.size() && job->map.holders[i]) get.hints.push_back(*job->map.holders[i]);
+    object_service_.get(
+        get,
+        [job, i, progress](const Progress& p) {
+          job->bytes[i] = job->bytes_before[i] + p.bytes;
+          std::uint64_t sum = 0;
+          for (auto b : job->bytes) sum += b;
+          const auto& l = job->map.layout;
+          auto total = l.object_size;
+          if (progress)
+            progress({std::min<std::uint64_t>(total, sum * total / std::max<std::uint64_t>(1, l.share_size() * l.shape.k)),
+                      total, std::nullopt});
+        },
+        [this, alive = alive_, job, i, want, progress, done](Outcome<GetReply> outcome) {
+          if (!*alive) return;
+          --job->running;
+          auto share = "share " + std::to_string(i);
+          const std::string* failed = nullptr;
+          if (auto* e = std::get_if<ControlError>(&outcome)) failed = &e->message;
+          else if (const auto& r = std::get<GetReply>(outcome); r.error) failed = &*r.error;
+          if (failed) {
+            job->reply.dropped[share] = *failed;
+            job->usable[i] = false;
+          } else {
+            const auto& r = std::get<GetReply>(outcome);
+            job->held[i] = want;
+            for (const auto& [node, b] : r.bytes_from) job->reply.bytes_from[node] += b;
+            job->reply.bytes_fetched += r.bytes_fetched;
+          }
+          if (job->running == 0) get_round(job, progress, done);
         });
-        return;
-      }
-      // Start enough fetches to reach K, data shares first (no decoding needed for them).
-      while (have + job->running < k) {
-        unsigned next = 0;
-        while (next < n && job->tried[next]) ++next;
-        if (next == n) break;
-        job->tried[next] = true;
-        ++job->running;
-        GetRequest get{job->map.shares[next], job->files[next], false, job->request.repo, std::nullopt, {}};
-        if (next < job->map.holders.size() && job->map.holders[next]) get.hints.push_back(*job->map.holders[next]);
-        object_service_.get(
-            get,
-            [job, next, progress](const Progress& p) {
-              job->bytes[next] = p.bytes;
-              std::uint64_t sum = 0;
-              for (auto b : job->bytes) sum += b;
-              auto k = job->map.layout.shape.k;
-              auto total = job->map.layout.object_size;
-              if (progress)
-                progress({std::min<std::uint64_t>(total, sum * total / std::max<std::uint64_t>(1, job->map.layout.share_size() * k)),
-                          total, std::nullopt});
-            },
-            [job, next, step](Outcome<GetReply> outcome) {
-              --job->running;
-              auto share = "share " + std::to_string(next);
-              if (auto* e = std::get_if<ControlError>(&outcome)) {
-                job->reply.dropped[share] = e->message;
-              } else if (const auto& r = std::get<GetReply>(outcome); r.error) {
-                job->reply.dropped[share] = *r.error;
-              } else {
-                job->have[next] = true;
-                for (const auto& [node, b] : r.bytes_from) job->reply.bytes_from[node] += b;
-                job->reply.bytes_fetched += r.bytes_fetched;
-              }
-              (*step)();
-            });
-      }
-      if (job->running == 0) {
-        job->ended = true;
-        std::error_code ec;
-        fs::remove_all(dir, ec);
-        std::string why;
-        for (const auto& [share, reason] : job->reply.dropped) why += (why.empty() ? "" : "; ") + share + ": " + reason;
-        done(ControlError{ControlErrorCode::Failed,
-                          std::to_string(have) + " of the " + std::to_string(k) + " shares needed could be fetched (" +
-                              why + ")"});
-      }
-    };
-    (*step)();
+  }
+  if (fetching) return;
+  // Every segment has K shares: rebuilt in order beside the destination, checked against
+  // the key, then renamed.
+  auto part = job->request.to;
+  part += ".part";
+  asio::post(disk_, [this, alive = alive_, job, part, done] {
+    erasure::ShareFiles files(job->files.size());
+    erasure::ShareDigests trusted;  // the shares were checked chunk by chunk as they came
+    trusted.units.assign(job->files.size(), Bytes());
+    for (std::size_t i = 0; i < files.size(); ++i)
+      if (count_held(job->held[i])) files[i] = job->files[i];
+    const auto& key = job->request.key;
+    auto hash = key.verifiable() ? ContentHash::start(key.hash()) : std::nullopt;
+    auto rebuilt = erasure::decode_object(job->map.layout, files, trusted, part, {}, hash ? &*hash : nullptr, &job->held);
+    std::optional<std::string> error;
+    if (!rebuilt) error = rebuilt.error();
+    else if (hash && hash->finish_hex() != key.digest_hex())
+      error = "the object rebuilt from its shares does not match the key's hash";
+    std::error_code ec;
+    if (!error && ::rename(part.c_str(), job->request.to.c_str()) != 0)
+      error = "cannot move the object into " + job->request.to.string() + ": " + std::strerror(errno);
+    if (error) fs::remove(part, ec);
+    fs::remove_all(job->dir, ec);
+    asio::post(io_, [alive, job, error, done] {
+      if (!*alive) return;
+      job->reply.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - job->started).count();
+      if (error) return done(ControlError{ControlErrorCode::Failed, *error});
+      done(job->reply);
+    });
   });
 }
 
@@ -671,11 +681,106 @@ void ShareService::repair(const RepairRequest& request, ProgressFn, Done<RepairR
       job->reply.live_before = n - job->missing.size();
       job->reply.live_after = job->reply.live_before;
       if (job->missing.empty()) return done(job->reply);
+      if (job->request.only_if_first && first_holder(*job) != directory_.self()) {
+        job->reply.left_to = first_holder(*job).hex();
+        return done(job->reply);
+      }
       if (job->reply.live_before < k)
         return done(ControlError{ControlErrorCode::Failed,
                                  "only " + std::to_string(job->reply.live_before) + " of the " + std::to_string(k) +
                                      " shares needed to rebuild " + job->request.key.str() + " are live"});
       repair_rebuild(job, done);
+    });
+  });
+}
+
+NodeId ShareService::first_holder(const Repair& job) const {
+  // The live holders in an order of the key's own (rendezvous): every holder finds the same first.
+  std::optional<std::pair<crypto::Sha256Digest, NodeId>> first;
+  for (std::size_t i = 0; i < job.holders.size(); ++i) {
+    if (!job.live[i]) continue;
+    for (const auto& node : job.holders[i]) {
+      auto rank = crypto::sha256(as_bytes(job.map.key.str() + node.hex()));
+      if (!first || rank < first->first) first = std::make_pair(rank, node);
+    }
+  }
+  return first ? first->second : NodeId{};
+}
+
+// ---- the daemon's own repairs ----
+
+void ShareService::start_sweeps(std::chrono::milliseconds interval) {
+  // A new timer: whatever the old one had scheduled never fires.
+  sweep_interval_ = interval;
+  sweep_timer_ = timers_.make_timer();
+  if (interval.count() > 0) sweep_timer_->schedule(interval, [this] { sweep(); });
+}
+
+void ShareService::stop() {
+  stopping_ = true;
+  if (sweep_timer_) sweep_timer_->cancel();
+}
+
+void ShareService::sweep() {
+  if (stopping_ || sweeping_) return;  // one under way schedules the next when it ends
+  sweeping_ = true;
+  std::vector<AnnexRepo> stores;
+  for (const auto& repo : objects_.all())
+    if (repo.store) stores.push_back(repo);
+  // The maps kept here, read on the disk worker (a store may hold many keys). A map kept
+  // only just now may belong to a store still placing its shares: it waits a while.
+  auto settle = std::min<std::chrono::milliseconds>(sweep_interval_, std::chrono::minutes(10));
+  asio::post(disk_, [this, alive = alive_, stores, settle] {
+    auto queue = std::make_shared<std::vector<KeptMap>>();
+    for (const auto& repo : stores) {
+      for (const auto& name : scan_present_keys(repo).keys) {
+        if (!name.starts_with("SWARMMAP-")) continue;
+        auto key = AnnexKey::parse(name);
+        if (!key) continue;
+        auto path = store_object_path(repo, *key);
+        std::error_code ec;
+        auto kept_at = fs::last_write_time(path, ec);
+        if (ec || fs::file_time_type::clock::now() - kept_at < settle) continue;
+        std::ifstream in(path, std::ios::binary);
+        std::stringstream text;
+        text << in.rdbuf();
+        if (text.str().size() > peer::kMaxShareMapText) continue;
+        auto map = ShareMap::parse_any(text.str());
+        if (!map || ShareMap::map_key(map->key).str() != name) continue;
+        queue->push_back({repo.uuid, std::move(*map)});
+      }
+    }
+    std::reverse(queue->begin(), queue->end());  // taken from the back: in key order
+    asio::post(io_, [this, alive, queue] {
+      if (!*alive) return;
+      ++sweep_status_.sweeps;
+      sweep_next(queue);
+    });
+  });
+}
+
+void ShareService::sweep_next(std::shared_ptr<std::vector<KeptMap>> queue) {
+  if (stopping_) return;
+  if (queue->empty()) {
+    sweeping_ = false;
+    if (sweep_interval_.count() > 0) sweep_timer_->schedule(sweep_interval_, [this] { sweep(); });
+    return;
+  }
+  auto kept = std::move(queue->back());
+  queue->pop_back();
+  ++sweep_status_.keys_checked;
+  RepairRequest request{kept.map.key, kept.store, true};
+  repair(request, {}, [this, alive = alive_, queue, key = kept.map.key](Outcome<RepairReply> outcome) {
+    if (!*alive) return;
+    if (auto* e = std::get_if<ControlError>(&outcome)) {
+      ++sweep_status_.failed;
+      log::warn("repair of {}: {}", key.str(), e->message);
+    } else if (const auto& r = std::get<RepairReply>(outcome); !r.placed.empty()) {
+      ++sweep_status_.repaired;
+    }
+    // One key at a time, on the io thread's next turn (not from inside the last answer).
+    timers_.post([this, alive, queue] {
+      if (*alive) sweep_next(queue);
     });
   });
 }

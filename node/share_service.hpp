@@ -52,6 +52,15 @@ public:
   // Rebuilds the key's missing shares from K live ones and places them on members with
   // room that hold none of the key's shares.
   void repair(const RepairRequest& request, ProgressFn progress, Done<RepairReply> done);
+  // Every `interval` (0: never), each key whose share map a swarm store here keeps is
+  // checked, one at a time; one below K+M live shares is repaired by the first of its live
+  // holders in the key's own order (see RepairRequest::only_if_first).
+  void start_sweeps(std::chrono::milliseconds interval);
+  void stop();
+  struct SweepStatus {
+    std::uint64_t sweeps = 0, keys_checked = 0, repaired = 0, failed = 0;
+  };
+  const SweepStatus& sweep_status() const { return sweep_status_; }
   using TakeAnswer = std::function<void(std::variant<std::uint64_t, PeerServer::Refusal>)>;
   void take(const PeerServer::ShareTake& request, TakeAnswer answer);
 
@@ -66,7 +75,10 @@ private:
   void take_round(std::shared_ptr<TakeRound> round, const std::vector<unsigned>& shares);
   void offer_share(std::shared_ptr<TakeRound> round, unsigned share, std::optional<NodeId> first);
   void settle_round(const TakeRound& round);
+  struct Rebuild;
+  void get_round(std::shared_ptr<Rebuild> job, ProgressFn progress, Done<GetReply> done);
   struct Repair;
+  NodeId first_holder(const Repair& job) const;
   void repair_rebuild(std::shared_ptr<Repair> job, Done<RepairReply> done);
   void repair_place(std::shared_ptr<Repair> job, Done<RepairReply> done);
   std::filesystem::path scratch(const std::string& store) const;
@@ -74,6 +86,12 @@ private:
   void present_each(const erasure::ShareMap& map, const std::string& store, const std::vector<std::string>& pinned,
                     std::function<void(std::vector<std::optional<Outcome<PresentReply>>>)> done);
   std::chrono::milliseconds fan_out_deadline() const;
+  struct KeptMap {
+    std::string store;
+    erasure::ShareMap map;
+  };
+  void sweep();
+  void sweep_next(std::shared_ptr<std::vector<KeptMap>> queue);
 
   asio::io_context& io_;
   Timers& timers_;
@@ -84,6 +102,11 @@ private:
   ObjectService& object_service_;
   Settings settings_;
   std::map<fs_path_string, std::shared_ptr<Fetcher>> takes_;  // shares being fetched for a TAKE, by destination
+  std::unique_ptr<Timer> sweep_timer_;
+  std::chrono::milliseconds sweep_interval_{0};
+  SweepStatus sweep_status_;
+  bool stopping_ = false;
+  bool sweeping_ = false;
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 };
 

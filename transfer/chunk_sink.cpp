@@ -96,6 +96,16 @@ Result<std::unique_ptr<ChunkSink>> ChunkSink::open(std::filesystem::path part, O
   return sink;
 }
 
+Result<bool> ChunkSink::leave_out(const std::vector<bool>& wanted) {
+  if (hash_) return Error{"a part of an object cannot be checked against the key's digest"};
+  if (wanted.size() != done_.size())
+    return Error{"asked for chunks of an object of " + std::to_string(wanted.size()) + " chunks; it has " +
+                 std::to_string(done_.size())};
+  for (std::size_t i = 0; i < wanted.size(); ++i)
+    if (!wanted[i]) done_[i] = checked_[i] = true;
+  return true;
+}
+
 bool ChunkSink::matches(std::size_t chunk, ByteView bytes) const {
   if (bytes.size() != manifest_.chunk_length(chunk)) return false;
   auto digest = crypto::sha256(bytes);

@@ -51,6 +51,11 @@ public:
   // compares it with the manifest. Yields the chunks that fail, which are missing again;
   // from now on every arriving chunk is checked, and the digest starts over.
   Result<std::vector<std::size_t>> recheck();
+  // Part of the object only: chunks not `wanted` count as done and are never written (the
+  // file has zeros there). Only for keys without a digest, whose chunks are all checked
+  // against the manifest: the share of an erasure-coded object, fetched for some of its
+  // segments. Call right after open().
+  Result<bool> leave_out(const std::vector<bool>& wanted);
   // Removes the partial file and its list.
   void discard();
 

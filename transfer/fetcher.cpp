@@ -254,10 +254,12 @@ void Fetcher::open_sink(ObjectManifest manifest) {
   // Chunks are checked against the manifest only when the object's digest fails (see
   // ChunkSink::open): hashing every byte twice would make a fast download CPU-bound.
   asio::post(worker_, [self = shared_from_this(), old = std::move(old), generation, part = part_path_,
-                       manifest = std::move(manifest),
+                       manifest = std::move(manifest), only = options_.only_chunks,
                        hash = key_.verifiable() ? key_.hash() : HashAlgorithm::None]() mutable {
     old.reset();
     auto sink = ChunkSink::open(part, std::move(manifest), hash, false);
+    if (sink && !only.empty())
+      if (auto left = (*sink)->leave_out(only); !left) sink = Error{left.error()};
     auto& io = self->io_;
     asio::post(io, [self = std::move(self), generation, sink = std::move(sink)]() mutable {
       if (self->ended_ || generation != self->sink_generation_) return;

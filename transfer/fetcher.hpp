@@ -41,6 +41,9 @@ struct FetchOptions {
   // Shared by every download of a node; null: no cap.
   std::shared_ptr<RateLimiter> download_limit = nullptr;
   DownloadLimits limits = {};
+  // Only these chunks (empty: all of them): the rest stay zeros in the file. For keys
+  // without a digest only (see ChunkSink::leave_out).
+  std::vector<bool> only_chunks = {};
 };
 
 struct FetchProgress {

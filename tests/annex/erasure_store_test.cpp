@@ -33,13 +33,13 @@ struct SixHolders {
 
   std::string bootstrap;
 
-  SixHolders() {
+  std::vector<std::string> holder_args;  // beyond the swarm's and the space offered
+
+  explicit SixHolders(std::vector<std::string> extra = {}) : holder_args(std::move(extra)) {
     first = start_loopback_daemon(dir.path(), "first", {"--bootstrap", "none", "--swarm", token, "--store-space", "0"});
     bootstrap = "127.0.0.1:" + std::to_string(first->port());
     laptop = start_loopback_daemon(dir.path(), "laptop", {"--bootstrap", bootstrap, "--swarm", token, "--store-space", "0"});
-    for (int i = 0; i < 6; ++i)
-      holders.push_back(start_loopback_daemon(dir.path(), "holder" + std::to_string(i),
-                                              {"--bootstrap", bootstrap, "--swarm", token, "--store-space", "1G"}));
+    for (int i = 0; i < 6; ++i) add_holder();
     // The laptop sees all six with room before it stores.
     BOOST_REQUIRE_MESSAGE(wait_until([&] { return offering() == 6; }, std::chrono::seconds(90)),
                           "the laptop sees " << offering() << " members offering space");
@@ -47,6 +47,11 @@ struct SixHolders {
     key = repo.key_of("big.bin");
     sh(repo.path, "git annex initremote cloud type=external externaltype=swarm swarm=" + token +
                       " statedir=" + laptop->state_dir().string() + " encryption=none shares=4+2");
+  }
+  void add_holder() {
+    std::vector<std::string> args{"--bootstrap", bootstrap, "--swarm", token, "--store-space", "1G"};
+    args.insert(args.end(), holder_args.begin(), holder_args.end());
+    holders.push_back(start_loopback_daemon(dir.path(), "holder" + std::to_string(holders.size()), args));
   }
   std::size_t offering() const {
     auto out = annex_swarm({"peers", "--json", "--state-dir", laptop->state_dir().string()});
@@ -126,9 +131,8 @@ BOOST_AUTO_TEST_CASE(after_two_holders_are_lost_and_two_nodes_join_repair_brings
   BOOST_REQUIRE_MESSAGE(copy.exit_code == 0, copy.out + s.laptop->log());
   s.holders[1]->kill_hard();
   s.holders[4]->kill_hard();
-  for (int i = 6; i < 8; ++i)
-    s.holders.push_back(start_loopback_daemon(s.dir.path(), "holder" + std::to_string(i),
-                                              {"--bootstrap", s.bootstrap, "--swarm", s.token, "--store-space", "1G"}));
+  s.add_holder();
+  s.add_holder();
   // The newcomers' records (with their offers) reach the laptop.
   BOOST_REQUIRE(wait_until([&] { return s.offering() >= 6; }, std::chrono::seconds(90)));
   auto uuid = sh(s.repo.path, "git config remote.cloud.annex-uuid");
@@ -160,11 +164,39 @@ BOOST_AUTO_TEST_CASE(after_two_holders_are_lost_and_two_nodes_join_repair_brings
   BOOST_TEST(again.exit_code != 0, again.out);
 }
 
+BOOST_AUTO_TEST_CASE(holders_repair_a_key_by_themselves_after_two_are_lost_and_two_nodes_join) {
+  SixHolders s({"--repair-interval", "2s"});
+  auto copy = s.annex("git annex copy --to cloud big.bin");
+  BOOST_REQUIRE_MESSAGE(copy.exit_code == 0, copy.out + s.laptop->log());
+  s.holders[1]->kill_hard();
+  s.holders[4]->kill_hard();
+  s.add_holder();
+  s.add_holder();
+  // Nobody asks: a live holder finds the key two shares short and places them again.
+  auto live_with_a_share = [&] {
+    std::size_t n = 0;
+    for (std::size_t i = 0; i < s.holders.size(); ++i)
+      if (i != 1 && i != 4) n += !SixHolders::shares_on(*s.holders[i]).empty();
+    return n;
+  };
+  BOOST_REQUIRE_MESSAGE(wait_until([&] { return live_with_a_share() == 6; }, std::chrono::seconds(120)),
+                        live_with_a_share() << " live nodes hold a share");
+  for (std::size_t i = 0; i < s.holders.size(); ++i)
+    if (i != 1 && i != 4) BOOST_TEST(SixHolders::shares_on(*s.holders[i]).size() == 1u, "holder " << i);
+  // The rebuilt shares are real: with two more of the first holders gone, it comes back.
+  s.holders[0]->kill_hard();
+  s.holders[2]->kill_hard();
+  sh(s.repo.path, "git annex drop --force big.bin");
+  auto get = s.annex("git annex get big.bin");
+  BOOST_REQUIRE_MESSAGE(get.exit_code == 0, get.out + s.laptop->log());
+  BOOST_TEST(s.annex("git annex fsck big.bin").exit_code == 0);
+}
+
 BOOST_AUTO_TEST_CASE(a_share_corrupt_on_disk_is_reported_and_the_object_still_comes_back) {
   SixHolders s;
   auto copy = s.annex("git annex copy --to cloud big.bin");
   BOOST_REQUIRE_MESSAGE(copy.exit_code == 0, copy.out + s.laptop->log());
-  // The holder of share 0 (a data share: it is fetched first) has it spoilt on disk.
+  // The holder of share 0 has it spoilt on disk.
   std::string map;
   for (auto it = fs::recursive_directory_iterator(s.holders[0]->state_dir() / "stores"); it != fs::recursive_directory_iterator(); ++it)
     if (it->is_regular_file() && it->path().filename().string().starts_with("SWARMMAP-")) {
@@ -180,10 +212,15 @@ BOOST_AUTO_TEST_CASE(a_share_corrupt_on_disk_is_reported_and_the_object_still_co
       if (f.filename() == share0) victim = f;
   BOOST_REQUIRE_MESSAGE(!victim.empty(), "no holder has " << share0);
   {
+    // Every unit spoilt (a byte flipped in each), so whichever segments a get asks of
+    // this share, it meets a bad one.
     std::fstream f(victim, std::ios::in | std::ios::out | std::ios::binary);
-    f.seekp(5 << 20);
-    f.put('\x5a');
-    f.put('\xa5');
+    for (std::streamoff unit = 0; unit < 12; ++unit) {
+      f.seekg((unit << 20) + 777);
+      char c = static_cast<char>(f.get());
+      f.seekp((unit << 20) + 777);
+      f.put(static_cast<char>(c ^ 0x5a));
+    }
   }
   sh(s.repo.path, "git annex drop --force big.bin");
   // The object comes back from the other shares whichever share was spoilt.

@@ -126,6 +126,31 @@ BOOST_AUTO_TEST_CASE(a_reopened_sink_keeps_listed_chunks_that_still_verify) {
   BOOST_TEST((o.part_content() == o.content));
 }
 
+BOOST_AUTO_TEST_CASE(a_part_of_an_object_without_a_digest_is_complete_with_its_wanted_chunks_only) {
+  Object o;
+  auto opened = ChunkSink::open(o.part, o.manifest, HashAlgorithm::None);
+  BOOST_REQUIRE_MESSAGE(opened, opened.error());
+  auto& sink = **opened;
+  std::vector<bool> wanted(o.manifest.chunk_count(), false);
+  wanted[1] = wanted[4] = wanted[10] = true;
+  BOOST_REQUIRE(sink.leave_out(wanted));
+  BOOST_TEST(!sink.finish(), "complete before the wanted chunks came");
+  for (std::size_t i : {10u, 1u, 4u}) BOOST_TEST((sink.accept(i, o.chunk(i)).value() == ChunkSink::Verdict::Stored));
+  // Still checked against the manifest: a chunk that does not match is refused.
+  BOOST_TEST((sink.accept(4, o.chunk(5)).value() == ChunkSink::Verdict::Corrupt));
+  BOOST_TEST(sink.finish().ok());
+  auto got = o.part_content();
+  BOOST_TEST(got.substr(1000, 1000) == o.content.substr(1000, 1000));
+  BOOST_TEST(got.substr(2000, 1000) == std::string(1000, '\0'));
+  // With the key's digest to check, a part cannot be asked for.
+  auto hashed = o.open();
+  BOOST_TEST(!hashed->leave_out(wanted));
+  // A list of the wrong length is refused.
+  auto other = ChunkSink::open(o.dir / "other.part", o.manifest, HashAlgorithm::None);
+  BOOST_REQUIRE(other);
+  BOOST_TEST(!(*other)->leave_out(std::vector<bool>(3, true)));
+}
+
 BOOST_AUTO_TEST_CASE(discard_removes_the_partial_file_and_its_list) {
   Object o;
   auto sink = o.open();

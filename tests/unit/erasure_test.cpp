@@ -232,6 +232,86 @@ BOOST_AUTO_TEST_CASE(a_corrupt_unit_is_found_by_its_digest_and_rebuilt_from_anot
   BOOST_TEST((r->corrupt_units == expected));
 }
 
+BOOST_AUTO_TEST_CASE(a_download_plan_spreads_segments_evenly_over_every_share_with_k_each) {
+  auto layout = ShareLayout::plan({4, 2}, (24u << 20) + 9);  // 7 segments of 4 MiB
+  BOOST_REQUIRE(layout.segments() == 7u);
+  auto plan = plan_segments(layout, HeldSegments(6), std::vector<bool>(6, true));
+  BOOST_REQUIRE_MESSAGE(plan, plan.error());
+  std::vector<unsigned> per_share(6, 0);
+  for (std::uint64_t seg = 0; seg < layout.segments(); ++seg) {
+    unsigned shares = 0;
+    for (unsigned i = 0; i < 6; ++i)
+      if (!(*plan)[i].empty() && (*plan)[i][seg]) ++shares, ++per_share[i];
+    BOOST_TEST(shares == 4u, "segment " << seg);
+  }
+  // 28 units over 6 shares: none carries more than one unit over its even part.
+  for (unsigned i = 0; i < 6; ++i) BOOST_TEST((per_share[i] == 4u || per_share[i] == 5u), "share " << i);
+  // One segment: the data shares, nothing to decode.
+  auto small = ShareLayout::plan({4, 2}, 1000);
+  auto one = plan_segments(small, HeldSegments(6), std::vector<bool>(6, true));
+  BOOST_REQUIRE(one);
+  for (unsigned i = 0; i < 6; ++i) BOOST_TEST(((*one)[i].empty() ? false : bool((*one)[i][0])) == (i < 4), "share " << i);
+}
+
+BOOST_AUTO_TEST_CASE(a_share_that_failed_has_its_segments_planned_again_on_the_others) {
+  auto layout = ShareLayout::plan({4, 2}, 12u << 20);  // 3 segments
+  HeldSegments none(6);
+  auto first = plan_segments(layout, none, std::vector<bool>(6, true));
+  BOOST_REQUIRE(first);
+  // Share 1 failed; the others hold what the first plan gave them.
+  HeldSegments held = *first;
+  held[1].clear();
+  std::vector<bool> usable(6, true);
+  usable[1] = false;
+  auto second = plan_segments(layout, held, usable);
+  BOOST_REQUIRE_MESSAGE(second, second.error());
+  BOOST_TEST((*second)[1].empty());
+  for (std::uint64_t seg = 0; seg < 3; ++seg) {
+    unsigned have = 0;
+    for (unsigned i = 0; i < 6; ++i) {
+      bool h = !held[i].empty() && held[i][seg];
+      bool a = !(*second)[i].empty() && (*second)[i][seg];
+      BOOST_TEST(!(h && a), "share " << i << " is planned a segment it holds");
+      have += (h || a) ? 1 : 0;
+    }
+    BOOST_TEST(have == 4u, "segment " << seg);
+  }
+  // Three shares gone: one too many, and the error says which segment and why.
+  usable[0] = usable[2] = false;
+  HeldSegments held3 = held;
+  held3[0].clear();
+  held3[2].clear();
+  auto third = plan_segments(layout, held3, usable);
+  BOOST_REQUIRE(!third);
+  BOOST_TEST(third.error().find("are needed to rebuild it") != std::string::npos, third.error());
+}
+
+BOOST_AUTO_TEST_CASE(an_object_comes_back_from_shares_that_each_hold_only_their_planned_segments) {
+  Stored s({4, 2}, (21u << 20) + 333);  // 6 segments, the last one short
+  auto plan = plan_segments(s.layout, HeldSegments(6), std::vector<bool>(6, true));
+  BOOST_REQUIRE(plan);
+  // Each share keeps only its planned units; the rest is zeros, as a part-fetched share is.
+  for (unsigned i = 0; i < 6; ++i) {
+    std::fstream f(s.shares[i], std::ios::in | std::ios::out | std::ios::binary);
+    std::string zeros(s.layout.unit, '\0');
+    for (std::uint64_t seg = 0; seg < s.layout.segments(); ++seg)
+      if ((*plan)[i].empty() || !(*plan)[i][seg]) {
+        f.seekp(static_cast<std::streamoff>(seg * s.layout.unit));
+        f.write(zeros.data(), static_cast<std::streamsize>(zeros.size()));
+      }
+  }
+  ShareDigests trusted;  // checked as they came, as a download does
+  trusted.units.assign(6, Bytes());
+  auto out = s.dir.path() / "out";
+  auto r = decode_object(s.layout, s.without({}), trusted, out, {}, nullptr, &*plan);
+  BOOST_REQUIRE_MESSAGE(r, r.error());
+  BOOST_TEST(s.matches(out));
+  // Without saying what each holds, the zeros would be taken for data.
+  auto wrong = decode_object(s.layout, s.without({}), trusted, out);
+  BOOST_REQUIRE(wrong);
+  BOOST_TEST(!s.matches(out));
+}
+
 BOOST_AUTO_TEST_CASE(lost_shares_are_rebuilt_byte_for_byte) {
   Stored s({4, 2}, (5 << 20) + 3);
   std::vector<std::string> before;
