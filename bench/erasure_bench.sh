@@ -76,6 +76,9 @@ for r in $(seq "$RUNS"); do
   gets+=("$(awk -v a="$t0" -v b="$(now)" 'BEGIN {print b - a}')")
   echo "   run $r: $(rate $BYTES "${gets[-1]}") MB/s"
 done
+# Where a get's time goes: the laptop's node logs when the shares were in and when the
+# object was rebuilt; git-annex then checks and moves it.
+grep -E "every segment in after|rebuilt from its shares" "$W/laptop.log" | tail -2 | sed 's/^/   last get: /'
 git annex fsck -q big.bin
 g=$(printf '%s\n' "${gets[@]}" | median)
 echo

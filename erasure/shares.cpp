@@ -13,9 +13,11 @@
 
 namespace annexswarm::erasure {
 namespace {
-
 constexpr std::uint32_t kAlign = 64;  // ISA-L's vector code likes whole 64-byte lines
+}  // namespace
 
+// Not in the anonymous namespace: ObjectRebuilder's state holds one.
+namespace file_io {
 class File {
 public:
   File() = default;
@@ -64,6 +66,11 @@ private:
   int fd_ = -1;
   std::filesystem::path path_;
 };
+
+}  // namespace file_io
+
+namespace {
+using file_io::File;
 
 Result<std::vector<File>> create_all(const std::vector<std::filesystem::path>& paths) {
   std::vector<File> out;
@@ -251,6 +258,86 @@ Result<RebuildReport> decode_object(const ShareLayout& layout, const ShareFiles&
   }
   if (auto r = file->finish(); !r) return Error{r.error()};
   return report;
+}
+
+struct ObjectRebuilder::State {
+  ShareLayout layout;
+  File out;
+  ContentHash* hash = nullptr;
+  Codec codec;
+  std::vector<Bytes> units;
+  std::map<std::pair<std::vector<unsigned>, std::vector<unsigned>>, Rebuilder> tables;
+  State(const ShareLayout& l, File f, ContentHash* h)
+      : layout(l), out(std::move(f)), hash(h), codec(l.shape), units(l.shape.n(), Bytes(l.unit)) {}
+};
+
+ObjectRebuilder::ObjectRebuilder(std::unique_ptr<State> state) : state_(std::move(state)) {}
+ObjectRebuilder::~ObjectRebuilder() = default;
+
+Result<std::unique_ptr<ObjectRebuilder>> ObjectRebuilder::open(const ShareLayout& layout,
+                                                               const std::filesystem::path& out, ContentHash* hash) {
+  if (auto ok = check_shape(layout, layout.shape.n(), nullptr); !ok) return Error{ok.error()};
+  auto file = File::open(out, O_WRONLY | O_CREAT | O_TRUNC);
+  if (!file) return Error{file.error()};
+  return std::unique_ptr<ObjectRebuilder>(new ObjectRebuilder(std::make_unique<State>(layout, std::move(*file), hash)));
+}
+
+Result<bool> ObjectRebuilder::write_next(const std::vector<std::pair<unsigned, std::filesystem::path>>& from) {
+  auto& st = *state_;
+  const auto& layout = st.layout;
+  const unsigned k = layout.shape.k;
+  if (next_ >= layout.segments()) return Error{"every segment is written already"};
+  if (from.size() != k) return Error{"a segment needs " + std::to_string(k) + " units"};
+  std::vector<unsigned> good;
+  for (const auto& [share, path] : from) {
+    if (share >= layout.shape.n() || std::find(good.begin(), good.end(), share) != good.end())
+      return Error{"units of distinct shares are needed"};
+    // Complete, or still being fetched (renamed from .part to its name when done).
+    auto part = path;
+    part += ".part";
+    auto open_unit = [&]() -> Result<File> {
+      if (auto f = File::open(path, O_RDONLY)) return f;
+      if (auto f = File::open(part, O_RDONLY)) return f;
+      return File::open(path, O_RDONLY);  // renamed in between
+    };
+    auto file = open_unit();
+    if (!file) return Error{file.error()};
+    auto read = file->read(st.units[share].data(), layout.unit, next_ * layout.unit);
+    if (!read) return Error{read.error()};
+    if (!*read) return Error{path.string() + " ends before segment " + std::to_string(next_)};
+    good.push_back(share);
+  }
+  std::sort(good.begin(), good.end());
+  std::vector<unsigned> missing;
+  for (unsigned i = 0; i < k; ++i)
+    if (!std::binary_search(good.begin(), good.end(), i)) missing.push_back(i);
+  if (!missing.empty()) {
+    auto key = std::make_pair(good, missing);
+    auto it = st.tables.find(key);
+    if (it == st.tables.end()) {
+      auto r = st.codec.rebuilder(good, missing);
+      if (!r) return Error{r.error()};
+      it = st.tables.emplace(key, std::move(*r)).first;
+    }
+    auto src = pointers(st.units, good);
+    auto dst = pointers(st.units, missing);
+    it->second.run(layout.unit, src.data(), dst.data());
+  }
+  auto at = next_ * layout.segment_bytes();
+  for (unsigned i = 0; i < k; ++i) {
+    auto offset = at + std::uint64_t{i} * layout.unit;
+    if (offset >= layout.object_size) break;
+    auto take = std::min<std::uint64_t>(layout.unit, layout.object_size - offset);
+    if (auto w = st.out.write(st.units[i].data(), take, offset); !w) return Error{w.error()};
+    if (st.hash) st.hash->update(ByteView(st.units[i].data(), take));
+  }
+  ++next_;
+  return true;
+}
+
+Result<bool> ObjectRebuilder::finish() {
+  if (next_ != state_->layout.segments()) return Error{"the object is incomplete"};
+  return state_->out.finish();
 }
 
 Result<HeldSegments> plan_segments(const ShareLayout& layout, const HeldSegments& held, const std::vector<bool>& usable) {

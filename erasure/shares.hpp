@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <vector>
 
@@ -69,6 +70,29 @@ using HeldSegments = std::vector<std::vector<bool>>;
 Result<RebuildReport> decode_object(const ShareLayout& layout, const ShareFiles& shares, const ShareDigests& digests,
                                     const std::filesystem::path& out, const Progress& progress = {},
                                     ContentHash* hash = nullptr, const HeldSegments* held = nullptr);
+
+// Writes an object segment by segment, in order, as the units for each come in (a download
+// rebuilds while its shares are still arriving). Each unit is read from the file given for
+// it, or from that file's `.part` while its fetch is still writing it; units are taken as
+// checked (a download checks each against its share's manifest as it comes).
+class ObjectRebuilder {
+public:
+  // `hash`, when given, is fed the object's bytes in order (kept by the caller).
+  static Result<std::unique_ptr<ObjectRebuilder>> open(const ShareLayout& layout, const std::filesystem::path& out,
+                                                       ContentHash* hash);
+  ~ObjectRebuilder();
+  // The next segment (segments go in order), from K units: (share, file) each.
+  Result<bool> write_next(const std::vector<std::pair<unsigned, std::filesystem::path>>& units);
+  std::uint64_t written() const { return next_; }  // segments so far
+  // Flushes the object; call once every segment is written.
+  Result<bool> finish();
+
+private:
+  struct State;
+  explicit ObjectRebuilder(std::unique_ptr<State> state);
+  std::unique_ptr<State> state_;
+  std::uint64_t next_ = 0;
+};
 
 // A download from every holder at once: which segments to fetch of which share so that
 // each segment has K shares, the load spread evenly over the shares that can still be

@@ -52,6 +52,7 @@ struct GetRequest {
   // Internal too: only these chunks of a key without a digest (a share, for some of its
   // segments); empty: the whole object.
   std::vector<bool> only_chunks;
+  std::function<void(std::size_t)> on_chunk;  // internal: see FetchOptions::on_chunk
 };
 struct DiscoverRequest {
   std::string uuid;

@@ -237,7 +237,8 @@ void ObjectService::start_download(const DownloadKey& id, const GetRequest& requ
     auto started = download->started;
     download->fetcher = std::make_shared<Fetcher>(
         io_, disk_, pool_, directory_.swarms(), key, std::move(sources),
-        FetchOptions{request.to, request.unverified, 4, 16, download_limit_, limits(), request.only_chunks},
+        FetchOptions{request.to, request.unverified, 4, 16, download_limit_, limits(), request.only_chunks,
+                     request.on_chunk},
         [weak = std::weak_ptr<Download>(download)](const FetchProgress& p) {
           auto d = weak.lock();
           if (!d) return;

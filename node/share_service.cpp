@@ -394,26 +394,33 @@ void ShareService::find_map(const AnnexKey& key, const std::string& store,
   });
 }
 
-namespace {
-std::uint64_t count_held(const std::vector<bool>& segments) {
-  return static_cast<std::uint64_t>(std::count(segments.begin(), segments.end(), true));
-}
-}  // namespace
-
 // A get in progress: every share fetched at once, each for the segments the plan gives it,
-// so the download uses every holder's upload; rounds until each segment has K shares.
+// so the download uses every holder's upload; the object is rebuilt in order while the
+// shares come, one segment as soon as K of its units are in. A share that fails has its
+// segments planned again on the others (one more round).
 struct ShareService::Rebuild {
   GetRequest request;
   ShareMap map;
-  std::filesystem::path dir;
-  std::vector<fs::path> files;
-  erasure::HeldSegments held;  // [share][segment] in files[share]
-  std::vector<bool> usable;     // not failed yet
-  std::size_t running = 0;
+  fs::path dir;
+  fs::path part;                          // the object, being rebuilt
+  std::vector<std::vector<int>> where;    // [share][segment]: the round whose file holds it; -1: none
+  std::vector<unsigned> arrived;          // [segment]: units in
+  std::vector<bool> usable;               // share not failed yet
+  int round = 0;
+  std::size_t running = 0;                // share fetches under way
+  std::uint64_t next = 0;                 // segments written
+  bool writing = false;                   // segments on the disk worker now
+  bool ended = false;
+  bool direct = false;                    // part is the destination itself
+  std::optional<ContentHash> hash;        // fed in order on the disk worker
+  std::unique_ptr<erasure::ObjectRebuilder> writer;  // used on the disk worker only
+  std::map<std::pair<unsigned, int>, std::uint64_t> bytes;  // (share, round) -> fetched, for progress
   GetReply reply;
   std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now();
-  std::vector<std::uint64_t> bytes;  // per share, for progress: held before this round + this round's
-  std::vector<std::uint64_t> bytes_before;
+
+  fs::path file(unsigned share, int in_round) const {
+    return dir / (std::to_string(share) + "." + std::to_string(in_round));
+  }
 };
 
 void ShareService::get(const GetRequest& request, ProgressFn progress, Done<GetReply> done) {
@@ -424,102 +431,190 @@ void ShareService::get(const GetRequest& request, ProgressFn progress, Done<GetR
     auto job = std::make_shared<Rebuild>();
     job->request = request;
     job->map = std::move(**map);
-    const auto n = job->map.layout.shape.n();
+    const auto& layout = job->map.layout;
+    const auto n = layout.shape.n();
     job->dir = scratch(request.repo) / ("get-" + random_name());
-    std::error_code ec;
-    fs::create_directories(job->dir, ec);
-    for (unsigned i = 0; i < n; ++i) job->files.push_back(job->dir / std::to_string(i));
-    job->held.assign(n, {});
+    // Written strictly in order, the object goes straight into the file asked for, where
+    // git-annex hashes it as it grows (no second pass over it at the end); a file there
+    // already (a retry) is left alone until the rebuilt object replaces it.
+    std::error_code exists_ec;
+    job->direct = !fs::exists(request.to, exists_ec) || fs::file_size(request.to, exists_ec) == 0;
+    job->part = request.to;
+    if (!job->direct) job->part += ".part";
+    job->where.assign(n, std::vector<int>(layout.segments(), -1));
+    job->arrived.assign(layout.segments(), 0);
     job->usable.assign(n, true);
-    job->bytes.assign(n, 0);
-    job->bytes_before.assign(n, 0);
     job->reply.key = request.key.str();
-    get_round(job, progress, done);
+    if (request.key.verifiable()) job->hash = ContentHash::start(request.key.hash());
+    asio::post(disk_, [this, alive, job, progress, done] {
+      std::error_code ec;
+      fs::create_directories(job->dir, ec);
+      auto writer = erasure::ObjectRebuilder::open(job->map.layout, job->part, job->hash ? &*job->hash : nullptr);
+      asio::post(io_, [this, alive, job, progress, done, writer = std::move(writer)]() mutable {
+        if (!*alive) return;
+        if (!writer) return get_failed(job, writer.error(), done);
+        job->writer = std::move(*writer);
+        get_round(job, progress, done);
+      });
+    });
+  });
+}
+
+void ShareService::get_failed(std::shared_ptr<Rebuild> job, const std::string& why, Done<GetReply> done) {
+  if (job->ended) return;
+  job->ended = true;
+  asio::post(disk_, [this, alive = alive_, job, why, done] {
+    job->writer.reset();
+    std::error_code ec;
+    fs::remove(job->part, ec);
+    fs::remove_all(job->dir, ec);
+    asio::post(io_, [alive, why, done] {
+      if (*alive) done(ControlError{ControlErrorCode::Failed, why});
+    });
   });
 }
 
 void ShareService::get_round(std::shared_ptr<Rebuild> job, ProgressFn progress, Done<GetReply> done) {
+  if (job->ended) return;
   const auto& layout = job->map.layout;
   const auto n = layout.shape.n();
-  auto plan = erasure::plan_segments(layout, job->held, job->usable);
+  erasure::HeldSegments held(n);
+  for (unsigned i = 0; i < n; ++i) {
+    held[i].assign(layout.segments(), false);
+    for (std::uint64_t s = 0; s < layout.segments(); ++s) held[i][s] = job->where[i][s] >= 0;
+  }
+  auto plan = erasure::plan_segments(layout, held, job->usable);
   if (!plan) {
-    std::error_code ec;
-    fs::remove_all(job->dir, ec);
     std::string why;
     for (const auto& [share, reason] : job->reply.dropped) why += (why.empty() ? "" : "; ") + share + ": " + reason;
-    return done(ControlError{ControlErrorCode::Failed, "the shares at hand cannot rebuild " + job->request.key.str() +
-                                                           ": " + plan.error() + (why.empty() ? "" : " (" + why + ")")});
+    return get_failed(job, "the shares at hand cannot rebuild " + job->request.key.str() + ": " + plan.error() +
+                               (why.empty() ? "" : " (" + why + ")"),
+                      done);
   }
-  bool fetching = false;
+  const int round = ++job->round;
   for (unsigned i = 0; i < n; ++i) {
     if ((*plan)[i].empty()) continue;
-    fetching = true;
-    // What it holds already and the new segments: one fetch into its file (a fetch that
-    // fails leaves the file it had).
-    std::vector<bool> want = (*plan)[i];
-    for (std::size_t s = 0; s < job->held[i].size(); ++s) want[s] = want[s] || job->held[i][s];
     ++job->running;
-    job->bytes_before[i] = job->bytes[i];
-    GetRequest get{job->map.shares[i], job->files[i], false, job->request.repo, std::nullopt, {}, want};
+    auto want = (*plan)[i];
+    GetRequest get{job->map.shares[i], job->file(i, round), false, job->request.repo, std::nullopt, {}, want};
     if (i < job->map.holders.size() && job->map.holders[i]) get.hints.push_back(*job->map.holders[i]);
+    get.on_chunk = [this, alive = alive_, job, i, round, done](std::size_t segment) {
+      if (*alive) segment_in(job, i, segment, round, done);
+    };
     object_service_.get(
         get,
-        [job, i, progress](const Progress& p) {
-          job->bytes[i] = job->bytes_before[i] + p.bytes;
+        [job, i, round, progress](const Progress& p) {
+          job->bytes[{i, round}] = p.bytes;
           std::uint64_t sum = 0;
-          for (auto b : job->bytes) sum += b;
+          for (const auto& [at, b] : job->bytes) sum += b;
           const auto& l = job->map.layout;
-          auto total = l.object_size;
+          auto needed = std::max<std::uint64_t>(1, l.segments() * l.unit * l.shape.k);
           if (progress)
-            progress({std::min<std::uint64_t>(total, sum * total / std::max<std::uint64_t>(1, l.share_size() * l.shape.k)),
-                      total, std::nullopt});
+            progress({std::min<std::uint64_t>(l.object_size, sum * l.object_size / needed), l.object_size, std::nullopt});
         },
-        [this, alive = alive_, job, i, want, progress, done](Outcome<GetReply> outcome) {
-          if (!*alive) return;
+        [this, alive = alive_, job, i, round, want, progress, done](Outcome<GetReply> outcome) {
+          if (!*alive || job->ended) return;
           --job->running;
-          auto share = "share " + std::to_string(i);
           const std::string* failed = nullptr;
           if (auto* e = std::get_if<ControlError>(&outcome)) failed = &e->message;
           else if (const auto& r = std::get<GetReply>(outcome); r.error) failed = &*r.error;
           if (failed) {
-            job->reply.dropped[share] = *failed;
+            job->reply.dropped["share " + std::to_string(i)] = *failed;
             job->usable[i] = false;
+            // What came of it and is not written yet is not counted on: a failed fetch
+            // may not leave its partial file.
+            for (std::uint64_t s = job->next; s < job->where[i].size(); ++s)
+              if (job->where[i][s] == round) {
+                job->where[i][s] = -1;
+                --job->arrived[s];
+              }
           } else {
             const auto& r = std::get<GetReply>(outcome);
-            job->held[i] = want;
             for (const auto& [node, b] : r.bytes_from) job->reply.bytes_from[node] += b;
             job->reply.bytes_fetched += r.bytes_fetched;
+            // A local copy tells of no chunks: it holds them all now.
+            for (std::size_t s = 0; s < want.size(); ++s)
+              if (want[s]) segment_in(job, i, s, round, done);
           }
-          if (job->running == 0) get_round(job, progress, done);
+          if (job->running > 0) return;
+          bool covered = std::all_of(job->arrived.begin(), job->arrived.end(),
+                                     [&](unsigned a) { return a >= job->map.layout.shape.k; });
+          if (covered) return write_segments(job, done);
+          get_round(job, progress, done);
         });
   }
-  if (fetching) return;
-  // Every segment has K shares: rebuilt in order beside the destination, checked against
-  // the key, then renamed.
-  auto part = job->request.to;
-  part += ".part";
-  asio::post(disk_, [this, alive = alive_, job, part, done] {
-    erasure::ShareFiles files(job->files.size());
-    erasure::ShareDigests trusted;  // the shares were checked chunk by chunk as they came
-    trusted.units.assign(job->files.size(), Bytes());
-    for (std::size_t i = 0; i < files.size(); ++i)
-      if (count_held(job->held[i])) files[i] = job->files[i];
-    const auto& key = job->request.key;
-    auto hash = key.verifiable() ? ContentHash::start(key.hash()) : std::nullopt;
-    auto rebuilt = erasure::decode_object(job->map.layout, files, trusted, part, {}, hash ? &*hash : nullptr, &job->held);
+  if (job->running == 0) write_segments(job, done);
+}
+
+void ShareService::segment_in(std::shared_ptr<Rebuild> job, unsigned share, std::size_t segment, int round,
+                              Done<GetReply> done) {
+  if (job->ended || share >= job->where.size() || segment >= job->arrived.size()) return;
+  if (job->where[share][segment] >= 0) return;
+  job->where[share][segment] = round;
+  ++job->arrived[segment];
+  write_segments(job, done);
+}
+
+void ShareService::write_segments(std::shared_ptr<Rebuild> job, Done<GetReply> done) {
+  if (job->ended || job->writing) return;
+  const auto& layout = job->map.layout;
+  const unsigned k = layout.shape.k;
+  if (job->next == layout.segments()) {
+    if (job->running == 0) get_finished(job, done);
+    return;
+  }
+  // The segments ready from the next one on, each from K units (data shares first).
+  std::vector<std::vector<std::pair<unsigned, fs::path>>> batch;
+  for (auto s = job->next; s < layout.segments() && job->arrived[s] >= k && batch.size() < 64; ++s) {
+    std::vector<std::pair<unsigned, fs::path>> units;
+    for (unsigned i = 0; i < job->where.size() && units.size() < k; ++i)
+      if (job->where[i][s] >= 0) units.emplace_back(i, job->file(i, job->where[i][s]));
+    batch.push_back(std::move(units));
+  }
+  if (batch.empty()) return;
+  job->writing = true;
+  asio::post(disk_, [this, alive = alive_, job, batch = std::move(batch), done] {
     std::optional<std::string> error;
-    if (!rebuilt) error = rebuilt.error();
-    else if (hash && hash->finish_hex() != key.digest_hex())
+    std::size_t written = 0;
+    for (const auto& units : batch) {
+      if (auto w = job->writer->write_next(units); !w) {
+        error = w.error();
+        break;
+      }
+      ++written;
+    }
+    asio::post(io_, [this, alive, job, written, error, done] {
+      if (!*alive || job->ended) return;
+      job->writing = false;
+      job->next += written;
+      if (error) return get_failed(job, "cannot rebuild the object: " + *error, done);
+      write_segments(job, done);
+    });
+  });
+}
+
+void ShareService::get_finished(std::shared_ptr<Rebuild> job, Done<GetReply> done) {
+  job->ended = true;
+  auto fetched_in = std::chrono::duration<double>(std::chrono::steady_clock::now() - job->started).count();
+  log::info("{}: every segment in after {:.1f}s ({} bytes from {} holders); checking the object", job->request.key.str(),
+            fetched_in, job->reply.bytes_fetched, job->reply.bytes_from.size());
+  asio::post(disk_, [this, alive = alive_, job, done] {
+    const auto& key = job->request.key;
+    std::optional<std::string> error;
+    if (auto f = job->writer->finish(); !f) error = f.error();
+    job->writer.reset();
+    if (!error && job->hash && job->hash->finish_hex() != key.digest_hex())
       error = "the object rebuilt from its shares does not match the key's hash";
     std::error_code ec;
-    if (!error && ::rename(part.c_str(), job->request.to.c_str()) != 0)
+    if (!error && !job->direct && ::rename(job->part.c_str(), job->request.to.c_str()) != 0)
       error = "cannot move the object into " + job->request.to.string() + ": " + std::strerror(errno);
-    if (error) fs::remove(part, ec);
+    if (error) fs::remove(job->part, ec);
     fs::remove_all(job->dir, ec);
     asio::post(io_, [alive, job, error, done] {
       if (!*alive) return;
       job->reply.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - job->started).count();
       if (error) return done(ControlError{ControlErrorCode::Failed, *error});
+      log::info("{}: rebuilt from its shares and checked, {:.1f}s in all", job->request.key.str(), job->reply.seconds);
       done(job->reply);
     });
   });

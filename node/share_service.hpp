@@ -77,6 +77,10 @@ private:
   void settle_round(const TakeRound& round);
   struct Rebuild;
   void get_round(std::shared_ptr<Rebuild> job, ProgressFn progress, Done<GetReply> done);
+  void segment_in(std::shared_ptr<Rebuild> job, unsigned share, std::size_t segment, int round, Done<GetReply> done);
+  void write_segments(std::shared_ptr<Rebuild> job, Done<GetReply> done);
+  void get_finished(std::shared_ptr<Rebuild> job, Done<GetReply> done);
+  void get_failed(std::shared_ptr<Rebuild> job, const std::string& why, Done<GetReply> done);
   struct Repair;
   NodeId first_holder(const Repair& job) const;
   void repair_rebuild(std::shared_ptr<Repair> job, Done<RepairReply> done);

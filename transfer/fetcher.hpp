@@ -44,6 +44,9 @@ struct FetchOptions {
   // Only these chunks (empty: all of them): the rest stay zeros in the file. For keys
   // without a digest only (see ChunkSink::leave_out).
   std::vector<bool> only_chunks = {};
+  // Told (on the io thread) of each chunk written into the partial file (checked against
+  // the manifest first when the key has no digest).
+  std::function<void(std::size_t chunk)> on_chunk = {};
 };
 
 struct FetchProgress {

@@ -312,6 +312,36 @@ BOOST_AUTO_TEST_CASE(an_object_comes_back_from_shares_that_each_hold_only_their_
   BOOST_TEST(!s.matches(out));
 }
 
+BOOST_AUTO_TEST_CASE(an_object_is_rebuilt_segment_by_segment_from_units_in_files_still_being_written) {
+  Stored s({4, 2}, (13u << 20) + 21);  // 4 segments
+  // Share 5 is "still being fetched": only its .part exists.
+  auto part5 = s.shares[5];
+  part5 += ".part";
+  fs::rename(s.shares[5], part5);
+  auto hash = ContentHash::start(HashAlgorithm::Sha256);
+  auto out = s.dir.path() / "out";
+  auto writer = ObjectRebuilder::open(s.layout, out, &*hash);
+  BOOST_REQUIRE_MESSAGE(writer, writer.error());
+  BOOST_TEST(!(*writer)->finish(), "finished before every segment");
+  // Each segment from another four shares, two of them parity.
+  std::vector<std::vector<unsigned>> from{{0, 1, 2, 3}, {2, 3, 4, 5}, {0, 1, 4, 5}, {1, 3, 4, 5}};
+  for (const auto& shares : from) {
+    std::vector<std::pair<unsigned, fs::path>> units;
+    for (auto i : shares) units.emplace_back(i, s.shares[i]);
+    auto w = (*writer)->write_next(units);
+    BOOST_REQUIRE_MESSAGE(w, w.error());
+  }
+  BOOST_TEST((*writer)->written() == 4u);
+  BOOST_REQUIRE((*writer)->finish());
+  BOOST_TEST(s.matches(out));
+  BOOST_TEST(hash->finish_hex() == to_hex(crypto::sha256(s.content)));
+  // Three units, or one share twice, are refused.
+  auto again = ObjectRebuilder::open(s.layout, out, nullptr);
+  BOOST_REQUIRE(again);
+  BOOST_TEST(!(*again)->write_next({{0, s.shares[0]}, {1, s.shares[1]}, {2, s.shares[2]}}));
+  BOOST_TEST(!(*again)->write_next({{0, s.shares[0]}, {0, s.shares[0]}, {1, s.shares[1]}, {2, s.shares[2]}}));
+}
+
 BOOST_AUTO_TEST_CASE(lost_shares_are_rebuilt_byte_for_byte) {
   Stored s({4, 2}, (5 << 20) + 3);
   std::vector<std::string> before;
