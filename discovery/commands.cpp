@@ -150,6 +150,16 @@ int status(const LookupOptions& options) {
   const auto& a = r["announce"];
   std::cout << "announce  " << a.value("puts_ok", 0) << " puts ok, " << a.value("puts_failed", 0)
             << " failed, " << a.value("in_flight", 0) << " in flight\n";
+  if (r.contains("repairs") && r["repairs"].is_object()) {
+    const auto& rp = r["repairs"];
+    auto every = rp.value("interval_seconds", std::int64_t{0});
+    std::cout << "repairs   ";
+    if (every <= 0) std::cout << "off (repair-interval 0)\n";
+    else
+      std::cout << "erasure-coded keys held here checked every " << every << " s: " << rp.value("sweeps", 0)
+                << " sweeps, " << rp.value("keys_checked", 0) << " keys checked, " << rp.value("repaired", 0)
+                << " repaired, " << rp.value("failed", 0) << " failed\n";
+  }
   const auto& ig = r["ignored_values"];
   std::cout << "ignored   " << ig.value("unsigned", 0) << " unsigned, " << ig.value("undecryptable", 0)
             << " undecryptable, " << ig.value("malformed", 0) << " malformed, " << ig.value("forged", 0)

@@ -367,7 +367,12 @@ json to_json(const StatusReply& s) {
           {"links", {{"open", s.links.open}, {"dials", s.links.dials}, {"reused", s.links.reused}}},
           {"endpoints", to_json(s.endpoints)},
           {"nat", nat_json(s)},
-          {"relay", relay_json(s.relay)}};
+          {"relay", relay_json(s.relay)},
+          {"repairs", {{"interval_seconds", s.repairs.interval_seconds},
+                       {"sweeps", s.repairs.sweeps},
+                       {"keys_checked", s.repairs.keys_checked},
+                       {"repaired", s.repairs.repaired},
+                       {"failed", s.repairs.failed}}}};
 }
 
 void ControlApi::handle(const json& request, ControlResponder responder) {

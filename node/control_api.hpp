@@ -196,6 +196,11 @@ struct RestoreReply {
   std::string key;
   std::string store;
 };
+// The daemon's own repairs of erasure-coded keys whose shares it holds.
+struct RepairSweeps {
+  std::int64_t interval_seconds = 0;  // 0: never
+  std::uint64_t sweeps = 0, keys_checked = 0, repaired = 0, failed = 0;
+};
 struct StatusReply {
   NodeId node;
   std::string state_dir;
@@ -224,6 +229,7 @@ struct StatusReply {
   Reachability::Status reachability;
   std::optional<double> first_confirmed_after;
   RelayManager::Status relay;
+  RepairSweeps repairs;
 };
 
 struct ControlHandlers {

@@ -496,6 +496,7 @@ StatusReply Daemon::status() const {
   s.reachability = reach_->status();
   s.first_confirmed_after = book_->first_confirmed_after();
   s.relay = relays_->status();
+  s.repairs = share_service_->sweep_status();
   return s;
 }
 

@@ -807,6 +807,7 @@ NodeId ShareService::first_holder(const Repair& job) const {
 void ShareService::start_sweeps(std::chrono::milliseconds interval) {
   // A new timer: whatever the old one had scheduled never fires.
   sweep_interval_ = interval;
+  sweep_status_.interval_seconds = std::chrono::duration_cast<std::chrono::seconds>(interval).count();
   sweep_timer_ = timers_.make_timer();
   if (interval.count() > 0) sweep_timer_->schedule(interval, [this] { sweep(); });
 }

@@ -57,10 +57,7 @@ public:
   // holders in the key's own order (see RepairRequest::only_if_first).
   void start_sweeps(std::chrono::milliseconds interval);
   void stop();
-  struct SweepStatus {
-    std::uint64_t sweeps = 0, keys_checked = 0, repaired = 0, failed = 0;
-  };
-  const SweepStatus& sweep_status() const { return sweep_status_; }
+  const RepairSweeps& sweep_status() const { return sweep_status_; }
   using TakeAnswer = std::function<void(std::variant<std::uint64_t, PeerServer::Refusal>)>;
   void take(const PeerServer::ShareTake& request, TakeAnswer answer);
 
@@ -108,7 +105,7 @@ private:
   std::map<fs_path_string, std::shared_ptr<Fetcher>> takes_;  // shares being fetched for a TAKE, by destination
   std::unique_ptr<Timer> sweep_timer_;
   std::chrono::milliseconds sweep_interval_{0};
-  SweepStatus sweep_status_;
+  RepairSweeps sweep_status_;
   bool stopping_ = false;
   bool sweeping_ = false;
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);

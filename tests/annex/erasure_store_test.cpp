@@ -183,6 +183,11 @@ BOOST_AUTO_TEST_CASE(holders_repair_a_key_by_themselves_after_two_are_lost_and_t
                         live_with_a_share() << " live nodes hold a share");
   for (std::size_t i = 0; i < s.holders.size(); ++i)
     if (i != 1 && i != 4) BOOST_TEST(SixHolders::shares_on(*s.holders[i]).size() == 1u, "holder " << i);
+  // `status` says so: a holder counted the repair.
+  std::uint64_t repaired = 0;
+  for (std::size_t i = 0; i < s.holders.size(); ++i)
+    if (i != 1 && i != 4) repaired += s.holders[i]->status()["repairs"]["repaired"].get<std::uint64_t>();
+  BOOST_TEST(repaired >= 1u);
   // The rebuilt shares are real: with two more of the first holders gone, it comes back.
   s.holders[0]->kill_hard();
   s.holders[2]->kill_hard();

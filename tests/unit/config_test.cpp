@@ -80,6 +80,21 @@ BOOST_AUTO_TEST_CASE(transfer_limits_and_the_peer_port_are_settings) {
   BOOST_TEST(errors.size() == 3u);
 }
 
+BOOST_AUTO_TEST_CASE(repair_interval_is_a_duration_or_0_for_never) {
+  DaemonConfig c;
+  BOOST_TEST(c.repair_interval.count() == 6 * 3600);
+  std::vector<std::string> errors;
+  apply_config_text(c, "repair-interval = 30m\n", "repair.conf", errors);
+  BOOST_TEST(errors.empty());
+  BOOST_TEST(c.repair_interval.count() == 1800);
+  apply_config_text(c, "repair-interval = 0\n", "repair.conf", errors);
+  BOOST_TEST(errors.empty());
+  BOOST_TEST(c.repair_interval.count() == 0);
+  apply_config_text(c, "repair-interval = often\n", "bad.conf", errors);
+  BOOST_REQUIRE(errors.size() == 1u);
+  BOOST_TEST(errors[0].find("(or 0)") != std::string::npos, errors[0]);
+}
+
 BOOST_AUTO_TEST_CASE(nat_method_lease_and_reachability_check_are_settings) {
   DaemonConfig c;
   BOOST_TEST((c.nat == nat::NatMethod::Auto));
