@@ -92,9 +92,15 @@ int whereis(const LookupOptions& options, const std::string& key_text) {
       std::cout << p.value("node", "") << " " << p.value("repo", "") << " swarm=" << p.value("swarm", "")
                 << (p.contains("size") ? " size=" + std::to_string(p["size"].get<std::uint64_t>()) : "")
                 << "\n";
-    if (providers.empty()) std::cerr << "annex-swarm: no node announces " << key->str() << "\n";
+    for (const auto& sh : reply->value("shares", json::array()))
+      std::cout << "store " << sh.value("store", "") << " erasure-coded " << sh.value("shares", "") << ": "
+                << sh.value("live", 0) << " of " << sh.value("n", 0) << " shares live"
+                << (sh.value("claimed", 0) ? ", " + std::to_string(sh.value("claimed", 0)) + " more said held" : "")
+                << "\n";
+    if (providers.empty() && reply->value("shares", json::array()).empty())
+      std::cerr << "annex-swarm: no node announces " << key->str() << "\n";
   }
-  return providers.empty() ? kNotFound : kFound;
+  return providers.empty() && reply->value("shares", json::array()).empty() ? kNotFound : kFound;
 }
 
 int discover(const LookupOptions& options, const std::string& uuid) {

@@ -277,7 +277,8 @@ ObjectRebuilder::~ObjectRebuilder() = default;
 Result<std::unique_ptr<ObjectRebuilder>> ObjectRebuilder::open(const ShareLayout& layout,
                                                                const std::filesystem::path& out, ContentHash* hash) {
   if (auto ok = check_shape(layout, layout.shape.n(), nullptr); !ok) return Error{ok.error()};
-  auto file = File::open(out, O_WRONLY | O_CREAT | O_TRUNC);
+  // Never through a symbolic link planted where the object goes.
+  auto file = File::open(out, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW);
   if (!file) return Error{file.error()};
   return std::unique_ptr<ObjectRebuilder>(new ObjectRebuilder(std::make_unique<State>(layout, std::move(*file), hash)));
 }

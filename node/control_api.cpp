@@ -182,7 +182,10 @@ json to_json(const WhereisReply& r) {
     if (r.size) entry["size"] = *r.size;
     providers.push_back(std::move(entry));
   }
-  return {{"key", r.key}, {"providers", std::move(providers)}};
+  json shares = json::array();
+  for (const auto& sh : r.shares)
+    shares.push_back({{"store", sh.store}, {"shares", sh.shape}, {"live", sh.live}, {"claimed", sh.claimed}, {"n", sh.n}});
+  return {{"key", r.key}, {"providers", std::move(providers)}, {"shares", std::move(shares)}};
 }
 
 json to_json(const GetReply& r) {

@@ -75,6 +75,9 @@ struct PresentRequest {
   std::vector<std::string> pinned;  // node ids (hex)
   std::optional<erasure::ShareShape> shares;  // the repo is an erasure-coded store
   std::vector<NodeId> hints;                  // nodes known to hold the key, asked too
+  // Internal: false asks holders without a proof (the daemon's own periodic checks must not
+  // use up the audits kept when the key was stored); a "yes" then counts as unproven.
+  bool spend_audits = true;
 };
 struct RemoveRequest {
   AnnexKey key;
@@ -130,6 +133,15 @@ struct WhereisReply {
   std::string key;
   std::optional<std::uint64_t> size;
   std::vector<Entry> providers;
+  // Erasure-coded stores keeping shares of the key: how many of its K+M shares are live.
+  struct Shares {
+    std::string store;  // the store's annex uuid
+    std::string shape;  // "K+M"
+    std::size_t live = 0;       // shown live by their holders
+    std::size_t claimed = 0;    // said held, not shown (no audits here)
+    std::size_t n = 0;
+  };
+  std::vector<Shares> shares;
 };
 struct GetReply {
   std::string key;

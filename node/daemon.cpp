@@ -178,7 +178,17 @@ Result<bool> Daemon::start() {
 
   api_ = std::make_unique<ControlApi>(ControlHandlers{
       [this] { return status(); },
-      [this](const WhereisRequest& r, Done<WhereisReply> d) { object_service_->whereis(r, std::move(d)); },
+      [this](const WhereisRequest& r, Done<WhereisReply> d) {
+        // Whole copies announced, then the erasure-coded stores keeping shares of it.
+        object_service_->whereis(r, [this, key = r.key, d](Outcome<WhereisReply> out) {
+          auto* reply = std::get_if<WhereisReply>(&out);
+          if (!reply || stopping_) return d(std::move(out));
+          share_service_->share_counts(key, [reply = *reply, d](std::vector<WhereisReply::Shares> shares) mutable {
+            reply.shares = std::move(shares);
+            d(std::move(reply));
+          });
+        });
+      },
       [this](const GetRequest& r, ProgressFn p, Done<GetReply> d, OnGone g) {
         if (r.shares) return share_service_->get(r, std::move(p), std::move(d));
         object_service_->get(r, std::move(p), std::move(d), std::move(g));

@@ -350,7 +350,7 @@ void ObjectService::present(const PresentRequest& request, Done<PresentReply> do
     std::vector<std::optional<PossessionChallenge>> challenges(sources.size());
     for (std::size_t i = 0; i < sources.size(); ++i) {
       if (!request.challenges.empty()) challenges[i] = request.challenges[i % request.challenges.size()];
-      else if (!request.repo.empty()) challenges[i] = audits_.take(request.repo, request.key);
+      else if (!request.repo.empty() && request.spend_audits) challenges[i] = audits_.take(request.repo, request.key);
     }
     auto ask = [request, challenges](std::size_t i) -> peer::Frame {
       if (!challenges[i]) return peer::Have{1, {request.key.str()}, request.repo};

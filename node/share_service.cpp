@@ -90,8 +90,10 @@ std::chrono::milliseconds ShareService::fan_out_deadline() const {
 }
 
 fs::path ShareService::scratch(const std::string& store) const {
+  // A store this node does not serve (whereis reading its map): the system's temporary files.
   auto index = objects_.index_of(store);
-  return (index ? objects_.at(*index).path : fs::path("/nonexistent")) / ".shares-tmp";
+  if (!index) return fs::temp_directory_path() / "annex-swarm-shares";
+  return objects_.at(*index).path / ".shares-tmp";
 }
 
 // ---- store ----
@@ -409,7 +411,9 @@ struct ShareService::Rebuild {
   int round = 0;
   std::size_t running = 0;                // share fetches under way
   std::uint64_t next = 0;                 // segments written
+  std::uint64_t settled = 0;              // segments written or being written: never asked again
   bool writing = false;                   // segments on the disk worker now
+  std::vector<std::function<void()>> cancels;  // of the share fetches, when the get gives up
   bool ended = false;
   bool direct = false;                    // part is the destination itself
   std::optional<ContentHash> hash;        // fed in order on the disk worker
@@ -423,7 +427,15 @@ struct ShareService::Rebuild {
   }
 };
 
-void ShareService::get(const GetRequest& request, ProgressFn progress, Done<GetReply> done) {
+void ShareService::get(const GetRequest& request, ProgressFn progress, Done<GetReply> caller_done) {
+  // One get into a file at a time (git-annex retrying would otherwise have two write it).
+  auto to = request.to.string();
+  if (!gets_into_.insert(to).second)
+    return caller_done(ControlError{ControlErrorCode::Failed, "a get into " + to + " is under way already"});
+  Done<GetReply> done = [this, alive = alive_, to, caller_done](Outcome<GetReply> outcome) {
+    if (*alive) gets_into_.erase(to);
+    caller_done(std::move(outcome));
+  };
   find_map(request.key, request.repo, [this, alive = alive_, request, progress, done](Result<std::optional<ShareMap>> map) {
     if (!*alive) return;
     if (!map) return done(ControlError{ControlErrorCode::Failed, map.error()});
@@ -438,7 +450,9 @@ void ShareService::get(const GetRequest& request, ProgressFn progress, Done<GetR
     // git-annex hashes it as it grows (no second pass over it at the end); a file there
     // already (a retry) is left alone until the rebuilt object replaces it.
     std::error_code exists_ec;
-    job->direct = !fs::exists(request.to, exists_ec) || fs::file_size(request.to, exists_ec) == 0;
+    auto there = fs::symlink_status(request.to, exists_ec);
+    job->direct = there.type() == fs::file_type::not_found ||
+                  (there.type() == fs::file_type::regular && fs::file_size(request.to, exists_ec) == 0);
     job->part = request.to;
     if (!job->direct) job->part += ".part";
     job->where.assign(n, std::vector<int>(layout.segments(), -1));
@@ -463,6 +477,8 @@ void ShareService::get(const GetRequest& request, ProgressFn progress, Done<GetR
 void ShareService::get_failed(std::shared_ptr<Rebuild> job, const std::string& why, Done<GetReply> done) {
   if (job->ended) return;
   job->ended = true;
+  // Share fetches still under way stop (nobody waits for them any more).
+  for (auto& gone : std::exchange(job->cancels, {})) gone();
   asio::post(disk_, [this, alive = alive_, job, why, done] {
     job->writer.reset();
     std::error_code ec;
@@ -481,7 +497,8 @@ void ShareService::get_round(std::shared_ptr<Rebuild> job, ProgressFn progress, 
   erasure::HeldSegments held(n);
   for (unsigned i = 0; i < n; ++i) {
     held[i].assign(layout.segments(), false);
-    for (std::uint64_t s = 0; s < layout.segments(); ++s) held[i][s] = job->where[i][s] >= 0;
+    // Segments written (or being written) need nothing more.
+    for (std::uint64_t s = 0; s < layout.segments(); ++s) held[i][s] = s < job->settled || job->where[i][s] >= 0;
   }
   auto plan = erasure::plan_segments(layout, held, job->usable);
   if (!plan) {
@@ -504,6 +521,7 @@ void ShareService::get_round(std::shared_ptr<Rebuild> job, ProgressFn progress, 
     object_service_.get(
         get,
         [job, i, round, progress](const Progress& p) {
+          if (job->ended) return;
           job->bytes[{i, round}] = p.bytes;
           std::uint64_t sum = 0;
           for (const auto& [at, b] : job->bytes) sum += b;
@@ -523,7 +541,7 @@ void ShareService::get_round(std::shared_ptr<Rebuild> job, ProgressFn progress, 
             job->usable[i] = false;
             // What came of it and is not written yet is not counted on: a failed fetch
             // may not leave its partial file.
-            for (std::uint64_t s = job->next; s < job->where[i].size(); ++s)
+            for (std::uint64_t s = job->settled; s < job->where[i].size(); ++s)
               if (job->where[i][s] == round) {
                 job->where[i][s] = -1;
                 --job->arrived[s];
@@ -537,11 +555,12 @@ void ShareService::get_round(std::shared_ptr<Rebuild> job, ProgressFn progress, 
               if (want[s]) segment_in(job, i, s, round, done);
           }
           if (job->running > 0) return;
-          bool covered = std::all_of(job->arrived.begin(), job->arrived.end(),
+          bool covered = std::all_of(job->arrived.begin() + static_cast<std::ptrdiff_t>(job->settled), job->arrived.end(),
                                      [&](unsigned a) { return a >= job->map.layout.shape.k; });
           if (covered) return write_segments(job, done);
           get_round(job, progress, done);
-        });
+        },
+        [job](std::function<void()> gone) { job->cancels.push_back(std::move(gone)); });
   }
   if (job->running == 0) write_segments(job, done);
 }
@@ -573,6 +592,7 @@ void ShareService::write_segments(std::shared_ptr<Rebuild> job, Done<GetReply> d
   }
   if (batch.empty()) return;
   job->writing = true;
+  job->settled = job->next + batch.size();
   asio::post(disk_, [this, alive = alive_, job, batch = std::move(batch), done] {
     std::optional<std::string> error;
     std::size_t written = 0;
@@ -587,6 +607,7 @@ void ShareService::write_segments(std::shared_ptr<Rebuild> job, Done<GetReply> d
       if (!*alive || job->ended) return;
       job->writing = false;
       job->next += written;
+      job->settled = job->next;
       if (error) return get_failed(job, "cannot rebuild the object: " + *error, done);
       write_segments(job, done);
     });
@@ -621,11 +642,12 @@ void ShareService::get_finished(std::shared_ptr<Rebuild> job, Done<GetReply> don
 }
 
 void ShareService::present_each(const ShareMap& map, const std::string& store, const std::vector<std::string>& pinned,
+                                bool spend_audits,
                                 std::function<void(std::vector<std::optional<Outcome<PresentReply>>>)> done) {
   gather<Outcome<PresentReply>>(
       timers_, map.shares.size(), fan_out_deadline(),
-      [this, &map, &store, &pinned](std::size_t i, Answer<Outcome<PresentReply>> answer) {
-        PresentRequest one{map.shares[i], store, {}, pinned, std::nullopt, {}};
+      [this, &map, &store, &pinned, spend_audits](std::size_t i, Answer<Outcome<PresentReply>> answer) {
+        PresentRequest one{map.shares[i], store, {}, pinned, std::nullopt, {}, spend_audits};
         if (i < map.holders.size() && map.holders[i]) one.hints.push_back(*map.holders[i]);
         object_service_.present(one, std::move(answer));
       },
@@ -643,7 +665,7 @@ void ShareService::present(const PresentRequest& request, Done<PresentReply> don
     }
     if (!*map) return done(std::move(reply));  // nobody keeps a share: not present
     auto k = (*map)->layout.shape.k;
-    present_each(**map, request.repo, request.pinned, [k, done](std::vector<std::optional<Outcome<PresentReply>>> answers) {
+    present_each(**map, request.repo, request.pinned, true, [k, done](std::vector<std::optional<Outcome<PresentReply>>> answers) {
       PresentReply reply;
       std::size_t live = 0, unknown = 0;
       for (std::size_t i = 0; i < answers.size(); ++i) {
@@ -674,6 +696,42 @@ void ShareService::present(const PresentRequest& request, Done<PresentReply> don
       if (!reply.present && !reply.unknown) reply.unreachable.clear(), reply.unproven.clear();
       done(std::move(reply));
     });
+  });
+}
+
+void ShareService::share_counts(const AnnexKey& key, std::function<void(std::vector<WhereisReply::Shares>)> done) {
+  directory_.providers(ShareMap::map_key(key), [this, alive = alive_, key, done](std::vector<Provider> found) {
+    if (!*alive) return;
+    std::vector<std::string> stores;
+    for (const auto& p : found)
+      if (std::find(stores.begin(), stores.end(), p.repo_uuid) == stores.end()) stores.push_back(p.repo_uuid);
+    if (stores.size() > 8) stores.resize(8);  // a key is in a few stores; a flood of records is not followed
+    gather<WhereisReply::Shares>(
+        timers_, stores.size(), 2 * fan_out_deadline(),
+        [this, alive, key, stores](std::size_t i, Answer<WhereisReply::Shares> answer) {
+          find_map(key, stores[i], [this, alive, key, store = stores[i], answer](Result<std::optional<ShareMap>> map) {
+            if (!*alive) return;
+            WhereisReply::Shares out{store, "", 0, 0, 0};
+            if (!map || !*map) return answer(out);
+            auto kept = std::make_shared<ShareMap>(std::move(**map));
+            out.shape = kept->layout.shape.text();
+            out.n = kept->layout.shape.n();
+            present_each(*kept, store, {}, true, [kept, out, answer](std::vector<std::optional<Outcome<PresentReply>>> answers) mutable {
+              for (const auto& a : answers) {
+                auto* r = a ? std::get_if<PresentReply>(&*a) : nullptr;
+                if (r && r->present) ++out.live;
+                else if (r && !r->unproven.empty()) ++out.claimed;
+              }
+              answer(out);
+            });
+          });
+        },
+        [done](std::vector<std::optional<WhereisReply::Shares>> answers) {
+          std::vector<WhereisReply::Shares> out;
+          for (auto& a : answers)
+            if (a && a->n) out.push_back(std::move(*a));
+          done(std::move(out));
+        });
   });
 }
 
@@ -736,9 +794,9 @@ struct ShareService::Repair {
   RepairReply reply;
 };
 
-void ShareService::repair(const RepairRequest& request, ProgressFn, Done<RepairReply> done) {
+void ShareService::repair(const RepairRequest& request, ProgressFn progress, Done<RepairReply> done) {
   if (!objects_.index_of(request.store)) objects_.store(request.store);
-  find_map(request.key, request.store, [this, alive = alive_, request, done](Result<std::optional<ShareMap>> map) {
+  find_map(request.key, request.store, [this, alive = alive_, request, progress, done](Result<std::optional<ShareMap>> map) {
     if (!*alive) return;
     if (!map) return done(ControlError{ControlErrorCode::Failed, map.error()});
     if (!*map)
@@ -756,7 +814,10 @@ void ShareService::repair(const RepairRequest& request, ProgressFn, Done<RepairR
     // Which shares are live, asked as CHECKPRESENT asks. A holder that says it has a share
     // that this node cannot check (no audits here) is taken at its word for now: the share
     // is fetched, and so checked, if it is needed to rebuild.
-    present_each(job->map, request.store, {}, [this, alive, job, done](std::vector<std::optional<Outcome<PresentReply>>> answers) {
+    // The daemon's own sweep asks without proofs (see PresentRequest::spend_audits); only
+    // the holder that will repair asks again with them.
+    present_each(job->map, request.store, {}, !request.only_if_first,
+                 [this, alive, job, done, progress](std::vector<std::optional<Outcome<PresentReply>>> answers) {
       if (!*alive) return;
       for (std::size_t i = 0; i < answers.size(); ++i) {
         auto* r = answers[i] ? std::get_if<PresentReply>(&*answers[i]) : nullptr;
@@ -775,15 +836,29 @@ void ShareService::repair(const RepairRequest& request, ProgressFn, Done<RepairR
       const auto k = job->map.layout.shape.k, n = job->map.layout.shape.n();
       job->reply.live_before = n - job->missing.size();
       job->reply.live_after = job->reply.live_before;
-      if (job->missing.empty()) return done(job->reply);
-      if (job->request.only_if_first && first_holder(*job) != directory_.self()) {
-        job->reply.left_to = first_holder(*job).hex();
+      const auto key = job->request.key.str();
+      if (job->missing.empty()) {
+        short_before_.erase(key);
         return done(job->reply);
       }
       if (job->reply.live_before < k)
         return done(ControlError{ControlErrorCode::Failed,
                                  "only " + std::to_string(job->reply.live_before) + " of the " + std::to_string(k) +
                                      " shares needed to rebuild " + job->request.key.str() + " are live"});
+      if (job->request.only_if_first) {
+        // The same shares missing at two sweeps in a row, and this node first among the
+        // live holders: then it repairs, checking the holders again with proofs.
+        auto& before = short_before_[key];
+        bool again = before == job->missing;
+        before = job->missing;
+        if (!again) return done(job->reply);
+        job->reply.left_to = first_holder(*job).hex();
+        if (first_holder(*job) != directory_.self()) return done(job->reply);
+        short_before_.erase(key);
+        auto checked = job->request;
+        checked.only_if_first = false;
+        return repair(checked, progress, done);
+      }
       repair_rebuild(job, done);
     });
   });

@@ -19,7 +19,9 @@
 #include <asio/any_io_executor.hpp>
 #include <asio/io_context.hpp>
 
+#include <map>
 #include <memory>
+#include <set>
 
 #include "erasure/share_map.hpp"
 #include "node/control_api.hpp"
@@ -48,6 +50,9 @@ public:
   void store(const StoreRequest& request, ProgressFn progress, Done<StoreReply> done);
   void get(const GetRequest& request, ProgressFn progress, Done<GetReply> done);
   void present(const PresentRequest& request, Done<PresentReply> done);
+  // For whereis: the erasure-coded stores whose share maps of `key` members announce, and
+  // how many of the key's shares are live in each.
+  void share_counts(const AnnexKey& key, std::function<void(std::vector<WhereisReply::Shares>)> done);
   void remove(const RemoveRequest& request, Done<RemoveReply> done);
   // Rebuilds the key's missing shares from K live ones and places them on members with
   // room that hold none of the key's shares.
@@ -85,6 +90,7 @@ private:
   std::filesystem::path scratch(const std::string& store) const;
   // Each share of the map asked as CHECKPRESENT asks (its holder from the map asked too).
   void present_each(const erasure::ShareMap& map, const std::string& store, const std::vector<std::string>& pinned,
+                    bool spend_audits,
                     std::function<void(std::vector<std::optional<Outcome<PresentReply>>>)> done);
   std::chrono::milliseconds fan_out_deadline() const;
   struct KeptMap {
@@ -108,6 +114,10 @@ private:
   RepairSweeps sweep_status_;
   bool stopping_ = false;
   bool sweeping_ = false;
+  std::set<std::string> gets_into_;  // destinations of gets under way
+  // Keys a sweep found short, and which shares: repaired only when the next sweep finds the
+  // same ones missing (a holder rebooting is not a lost holder).
+  std::map<std::string, std::vector<unsigned>> short_before_;
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 };
 

@@ -285,7 +285,7 @@ void Fetcher::check_chunk(M::PeerId peer, std::shared_ptr<Bytes> buffer, std::si
       // Written (and, for a key without a digest, checked against the manifest): whoever
       // reads the partial file may take it now. Told before the machine hears of it, which
       // may end the download.
-      if (*verdict == ChunkSink::Verdict::Stored && self->options_.on_chunk)
+      if (*verdict == ChunkSink::Verdict::Stored && self->options_.on_chunk && !self->ended_)
         self->options_.on_chunk(chunk);
       self->feed(M::ChunkChecked{peer, chunk, *verdict, bytes});
       self->report_progress(false);

@@ -104,9 +104,22 @@ BOOST_AUTO_TEST_CASE(a_4_plus_2_store_puts_one_share_on_each_of_six_nodes_and_su
   BOOST_TEST(SixHolders::shares_on(*s.laptop).empty());
   BOOST_TEST(SixHolders::shares_on(*s.first).empty());
 
+  // whereis names the store and counts its live shares.
+  auto live_shares = [&] {
+    auto out = annex_swarm({"whereis", s.key, "--json", "--state-dir", s.laptop->state_dir().string()});
+    BOOST_REQUIRE_MESSAGE(out.exit_code == 0, out.out + out.err);
+    auto reply = json::parse(out.out);
+    BOOST_REQUIRE_EQUAL(reply["shares"].size(), 1u);
+    BOOST_TEST(reply["shares"][0]["shares"].get<std::string>() == "4+2");
+    BOOST_TEST(reply["shares"][0]["n"].get<int>() == 6);
+    return reply["shares"][0]["live"].get<int>();
+  };
+  BOOST_TEST(live_shares() == 6);
+
   // Two holders crash; the local copy goes (four live shares are enough to count).
   s.holders[0]->kill_hard();
   s.holders[3]->kill_hard();
+  BOOST_TEST(live_shares() == 4);
   auto drop = s.annex("git annex drop big.bin");
   BOOST_REQUIRE_MESSAGE(drop.exit_code == 0, drop.out + s.laptop->log());
   auto get = s.annex("git annex get big.bin");
