@@ -53,6 +53,25 @@ struct SixHolders {
     args.insert(args.end(), holder_args.begin(), holder_args.end());
     holders.push_back(start_loopback_daemon(dir.path(), "holder" + std::to_string(holders.size()), args));
   }
+  // big.bin goes to the store; holders 1 and 4 are lost; two new nodes join.
+  void store_then_lose_two_and_add_two() {
+    auto copy = annex("git annex copy --to cloud big.bin");
+    BOOST_REQUIRE_MESSAGE(copy.exit_code == 0, copy.out + laptop->log());
+    holders[1]->kill_hard();
+    holders[4]->kill_hard();
+    add_holder();
+    add_holder();
+  }
+  // After a repair the rebuilt shares are real: with two more of the first holders gone
+  // (four of six holders were replaced or lost), the object comes back.
+  void comes_back_without_holders_0_and_2() {
+    holders[0]->kill_hard();
+    holders[2]->kill_hard();
+    sh(repo.path, "git annex drop --force big.bin");
+    auto get = annex("git annex get big.bin");
+    BOOST_REQUIRE_MESSAGE(get.exit_code == 0, get.out + laptop->log());
+    BOOST_TEST(annex("git annex fsck big.bin").exit_code == 0);
+  }
   std::size_t offering() const {
     auto out = annex_swarm({"peers", "--json", "--state-dir", laptop->state_dir().string()});
     if (out.exit_code != 0) return 0;
@@ -140,12 +159,7 @@ BOOST_AUTO_TEST_CASE(a_4_plus_2_store_puts_one_share_on_each_of_six_nodes_and_su
 
 BOOST_AUTO_TEST_CASE(after_two_holders_are_lost_and_two_nodes_join_repair_brings_back_six_shares_on_six_nodes) {
   SixHolders s;
-  auto copy = s.annex("git annex copy --to cloud big.bin");
-  BOOST_REQUIRE_MESSAGE(copy.exit_code == 0, copy.out + s.laptop->log());
-  s.holders[1]->kill_hard();
-  s.holders[4]->kill_hard();
-  s.add_holder();
-  s.add_holder();
+  s.store_then_lose_two_and_add_two();
   // The newcomers' records (with their offers) reach the laptop.
   BOOST_REQUIRE(wait_until([&] { return s.offering() >= 6; }, std::chrono::seconds(90)));
   auto uuid = sh(s.repo.path, "git config remote.cloud.annex-uuid");
@@ -165,13 +179,7 @@ BOOST_AUTO_TEST_CASE(after_two_holders_are_lost_and_two_nodes_join_repair_brings
   }
   BOOST_TEST(nodes_with_a_share == 6u);
   BOOST_TEST(SixHolders::shares_on(*s.laptop).empty());
-  // The rebuilt shares are real: with two more of the first holders gone, the object comes back.
-  s.holders[0]->kill_hard();
-  s.holders[2]->kill_hard();
-  sh(s.repo.path, "git annex drop --force big.bin");
-  auto get = s.annex("git annex get big.bin");
-  BOOST_REQUIRE_MESSAGE(get.exit_code == 0, get.out + s.laptop->log());
-  BOOST_TEST(s.annex("git annex fsck big.bin").exit_code == 0);
+  s.comes_back_without_holders_0_and_2();
   // A second repair finds two holders gone again and has nowhere to put their shares.
   auto again = annex_swarm({"repair", s.key, "--store", uuid, "--json", "--state-dir", s.laptop->state_dir().string()});
   BOOST_TEST(again.exit_code != 0, again.out);
@@ -179,12 +187,7 @@ BOOST_AUTO_TEST_CASE(after_two_holders_are_lost_and_two_nodes_join_repair_brings
 
 BOOST_AUTO_TEST_CASE(holders_repair_a_key_by_themselves_after_two_are_lost_and_two_nodes_join) {
   SixHolders s({"--repair-interval", "2s"});
-  auto copy = s.annex("git annex copy --to cloud big.bin");
-  BOOST_REQUIRE_MESSAGE(copy.exit_code == 0, copy.out + s.laptop->log());
-  s.holders[1]->kill_hard();
-  s.holders[4]->kill_hard();
-  s.add_holder();
-  s.add_holder();
+  s.store_then_lose_two_and_add_two();
   // Nobody asks: a live holder finds the key two shares short and places them again.
   auto live_with_a_share = [&] {
     std::size_t n = 0;
@@ -201,13 +204,7 @@ BOOST_AUTO_TEST_CASE(holders_repair_a_key_by_themselves_after_two_are_lost_and_t
   for (std::size_t i = 0; i < s.holders.size(); ++i)
     if (i != 1 && i != 4) repaired += s.holders[i]->status()["repairs"]["repaired"].get<std::uint64_t>();
   BOOST_TEST(repaired >= 1u);
-  // The rebuilt shares are real: with two more of the first holders gone, it comes back.
-  s.holders[0]->kill_hard();
-  s.holders[2]->kill_hard();
-  sh(s.repo.path, "git annex drop --force big.bin");
-  auto get = s.annex("git annex get big.bin");
-  BOOST_REQUIRE_MESSAGE(get.exit_code == 0, get.out + s.laptop->log());
-  BOOST_TEST(s.annex("git annex fsck big.bin").exit_code == 0);
+  s.comes_back_without_holders_0_and_2();
 }
 
 BOOST_AUTO_TEST_CASE(a_share_corrupt_on_disk_is_reported_and_the_object_still_comes_back) {
