@@ -58,7 +58,7 @@ void print_usage(std::ostream& out) {
          "  annex-swarm get KEY --to PATH [--unverified]    download KEY from every peer that has it\n"
          "  annex-swarm trash [--json]                      what this node's swarm stores removed (kept trash-grace)\n"
          "  annex-swarm restore KEY --store UUID            take a removed key back into its swarm store\n"
-         "  annex-swarm repair KEY --store UUID             rebuild lost shares of a key of an erasure-coded store\n"
+         "  annex-swarm repair KEY|--all --store UUID       rebuild lost shares of a key (or of every key) of an erasure-coded store\n"
          "  git-annex-remote-swarm                          git-annex's special remote (annex-swarm-node under that name)\n\n"
          "Every command takes --state-dir DIR to pick the node (default: " << default_state_dir().string()
       << ").\n"

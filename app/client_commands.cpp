@@ -58,10 +58,10 @@ bool is_client_command(const std::string& command) {
 }
 
 int run_lookup(const std::string& command, int argc, char** argv) {
-  auto args = parse_args(argc, argv, 2, {"json", "help", "unverified"});
+  auto args = parse_args(argc, argv, 2, {"json", "help", "unverified", "all"});
   cli::LookupOptions options;
   std::string to, store;
-  bool unverified = false;
+  bool unverified = false, all = false;
   options.state_dir = default_state_dir();
   for (const auto& [name, value] : args.options) {
     if (name == "state-dir") options.state_dir = value;
@@ -70,6 +70,7 @@ int run_lookup(const std::string& command, int argc, char** argv) {
     else if (name == "to" && command == "get") to = value;
     else if (name == "unverified" && command == "get") unverified = true;
     else if (name == "store" && (command == "restore" || command == "repair")) store = value;
+    else if (name == "all" && command == "repair") all = true;
     else if (name == "help") {
       std::cout << "see 'annex-swarm help'\n";
       return 0;
@@ -84,6 +85,7 @@ int run_lookup(const std::string& command, int argc, char** argv) {
   }
   std::size_t want =
       (command == "whereis" || command == "discover" || command == "get" || command == "restore" || command == "repair") ? 1 : 0;
+  if (all) want = 0;  // repair --all
   if (args.positional.size() != want) {
     std::cerr << "annex-swarm: " << command << " takes " << (want ? "one argument" : "no arguments")
               << " (see 'annex-swarm help')\n";
@@ -112,6 +114,7 @@ int run_lookup(const std::string& command, int argc, char** argv) {
       std::cerr << "annex-swarm: repair needs --store UUID (the erasure-coded remote's uuid: git config remote.NAME.annex-uuid)\n";
       return kUsageError;
     }
+    if (all) return cli::repair_all(options, store);
     return cli::repair(options, args.positional[0], store);
   }
   return cli::peers(options);

@@ -261,6 +261,20 @@ int repair(const LookupOptions& options, const std::string& key, const std::stri
   return reply->value("failed", nlohmann::json::object()).empty() ? kFound : kError;
 }
 
+int repair_all(const LookupOptions& options, const std::string& store) {
+  auto reply = ask(options, {{"op", "repair"}, {"all", true}, {"store", store}});
+  if (!reply) return kError;
+  const auto failed = reply->value("failed", nlohmann::json::object());
+  if (options.json) {
+    std::cout << reply->dump(2) << "\n";
+  } else {
+    std::cout << store << ": " << reply->value("keys", 0) << " keys, " << reply->value("whole", 0) << " with every share live, "
+              << reply->value("repaired", 0) << " repaired, " << failed.size() << " not (fully) repaired\n";
+    for (const auto& [key, why] : failed.items()) std::cout << "  " << key << ": " << why.get<std::string>() << "\n";
+  }
+  return failed.empty() ? kFound : kError;
+}
+
 int get(const LookupOptions& options, const std::string& key_text, const std::string& to, bool unverified) {
   auto key = AnnexKey::parse(key_text);
   if (!key) {

@@ -21,6 +21,8 @@ int trash(const LookupOptions& options);
 int restore(const LookupOptions& options, const std::string& key, const std::string& store);
 // Rebuilds the missing shares of a key of an erasure-coded store onto other members.
 int repair(const LookupOptions& options, const std::string& key, const std::string& store);
+// Every key of the store whose share map the node keeps.
+int repair_all(const LookupOptions& options, const std::string& store);
 
 // Downloads KEY into `to` through the daemon: 0 done, 1 no provider, 2 failed.
 int get(const LookupOptions& options, const std::string& key, const std::string& to, bool unverified);

@@ -143,6 +143,13 @@ std::variant<ControlRequest, ControlError> parse_control_request(const json& req
     if (!is_annex_uuid(*uuid)) return bad(ControlErrorCode::BadUuid, "'" + *uuid + "' is not a git-annex repository uuid");
     return DiscoverRequest{*uuid};
   }
+  if (op == "repair" && request.contains("all") && !request.contains("key")) {
+    if (!request["all"].is_boolean() || !request["all"].get<bool>())
+      return bad(ControlErrorCode::BadRequest, "repair needs a \"key\", or \"all\": true");
+    auto scope = uuid_field(request, "store");
+    if (failed(scope)) return error_of(scope);
+    return RepairAllRequest{std::get<std::string>(scope)};
+  }
   if (op == "store" || op == "present" || op == "remove" || op == "restore" || op == "repair")
     return parse_keyed(op, request);
   if (op == "trash") return TrashRequest{};
@@ -242,6 +249,10 @@ json to_json(const TrashReply& r) {
 }
 
 json to_json(const RestoreReply& r) { return {{"ok", true}, {"key", r.key}, {"store", r.store}}; }
+json to_json(const RepairAllReply& r) {
+  return {{"ok", true},          {"complete", r.failed.empty()}, {"store", r.store}, {"keys", r.keys},
+          {"whole", r.whole},    {"repaired", r.repaired},       {"failed", r.failed}};
+}
 json to_json(const RepairReply& r) {
   return {{"ok", true}, {"complete", r.failed.empty()}, {"key", r.key}, {"shares", r.shape}, {"live_before", r.live_before},
           {"live_after", r.live_after}, {"placed", r.placed}, {"failed", r.failed}};
@@ -408,6 +419,7 @@ void ControlApi::handle(const json& request, ControlResponder responder) {
         else if constexpr (std::is_same_v<R, TrashRequest>) handlers_.trash(answer);
         else if constexpr (std::is_same_v<R, RestoreRequest>) handlers_.restore(r, answer);
         else if constexpr (std::is_same_v<R, RepairRequest>) handlers_.repair(r, progress, answer);
+        else if constexpr (std::is_same_v<R, RepairAllRequest>) handlers_.repair_all(r, progress, answer);
       },
       std::get<ControlRequest>(parsed));
 }

@@ -93,6 +93,10 @@ struct RestoreRequest {
 };
 // Erasure-coded stores: rebuild the key's missing shares from any K and place them on
 // members with room that hold none of its shares.
+// Every key of an erasure-coded store whose share map this node keeps, repaired in turn.
+struct RepairAllRequest {
+  std::string store;
+};
 struct RepairRequest {
   AnnexKey key;
   std::string store;
@@ -102,7 +106,7 @@ struct RepairRequest {
 };
 using ControlRequest = std::variant<StatusRequest, WhereisRequest, GetRequest, DiscoverRequest, PeersRequest,
                                     StoreRequest, PresentRequest, RemoveRequest, TrashRequest, RestoreRequest,
-                                    RepairRequest>;
+                                    RepairRequest, RepairAllRequest>;
 
 std::variant<ControlRequest, ControlError> parse_control_request(const nlohmann::json& request);
 
@@ -204,6 +208,13 @@ struct RepairReply {
   std::map<std::string, std::string> failed;  // "share i" -> why it was not placed
   std::string left_to;  // only_if_first: the holder that comes first (and repairs), not us
 };
+struct RepairAllReply {
+  std::string store;
+  std::size_t keys = 0;      // maps kept here for the store
+  std::size_t whole = 0;     // every share live already
+  std::size_t repaired = 0;  // missing shares placed again
+  std::map<std::string, std::string> failed;  // key -> why (or which shares were not placed)
+};
 struct RestoreReply {
   std::string key;
   std::string store;
@@ -256,6 +267,7 @@ struct ControlHandlers {
   std::function<void(Done<TrashReply>)> trash;
   std::function<void(const RestoreRequest&, Done<RestoreReply>)> restore;
   std::function<void(const RepairRequest&, ProgressFn, Done<RepairReply>)> repair;
+  std::function<void(const RepairAllRequest&, ProgressFn, Done<RepairAllReply>)> repair_all;
 };
 
 class ControlApi {

@@ -215,6 +215,9 @@ Result<bool> Daemon::start() {
       },
       [this](const RepairRequest& r, ProgressFn p, Done<RepairReply> d) {
         share_service_->repair(r, std::move(p), std::move(d));
+      },
+      [this](const RepairAllRequest& r, ProgressFn p, Done<RepairAllReply> d) {
+        share_service_->repair_all(r, std::move(p), std::move(d));
       }});
   control_ = std::make_unique<ControlServer>(
       io_, [this](const nlohmann::json& request, ControlResponder responder) { api_->handle(request, responder); });

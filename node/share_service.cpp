@@ -864,6 +864,54 @@ void ShareService::repair(const RepairRequest& request, ProgressFn progress, Don
   });
 }
 
+struct ShareService::RepairAll {
+  std::vector<KeptMap> queue;  // taken from the back
+  RepairAllReply reply;
+  Done<RepairAllReply> done;  // the control socket's heartbeat keeps the caller waiting meanwhile
+};
+
+void ShareService::repair_all(const RepairAllRequest& request, ProgressFn, Done<RepairAllReply> done) {
+  auto index = objects_.index_of(request.store);
+  if (!index || !objects_.at(*index).store)
+    return done(ControlError{ControlErrorCode::NotAStore,
+                             "this node keeps no share maps for swarm store " + request.store +
+                                 " (run it where the keys were stored, or on a node holding shares)"});
+  auto job = std::make_shared<RepairAll>();
+  job->reply.store = request.store;
+  job->done = std::move(done);
+  asio::post(disk_, [this, alive = alive_, job, store = objects_.at(*index)] {
+    auto maps = kept_maps({store}, std::chrono::milliseconds(0));
+    asio::post(io_, [this, alive, job, maps = std::move(maps)]() mutable {
+      if (!*alive) return;
+      job->reply.keys = maps.size();
+      job->queue.assign(std::make_move_iterator(maps.rbegin()), std::make_move_iterator(maps.rend()));
+      repair_next(job);
+    });
+  });
+}
+
+void ShareService::repair_next(std::shared_ptr<RepairAll> job) {
+  if (job->queue.empty()) return job->done(job->reply);
+  auto kept = std::move(job->queue.back());
+  job->queue.pop_back();
+  repair(RepairRequest{kept.map.key, kept.store}, {}, [this, alive = alive_, job, key = kept.map.key.str()](Outcome<RepairReply> outcome) {
+    if (!*alive) return;
+    if (auto* e = std::get_if<ControlError>(&outcome)) {
+      job->reply.failed[key] = e->message;
+    } else {
+      const auto& r = std::get<RepairReply>(outcome);
+      std::string why;
+      for (const auto& [share, reason] : r.failed) why += (why.empty() ? "" : "; ") + share + ": " + reason;
+      if (!why.empty()) job->reply.failed[key] = why;
+      else if (!r.placed.empty()) ++job->reply.repaired;
+      else ++job->reply.whole;
+    }
+    timers_.post([this, alive, job] {
+      if (*alive) repair_next(job);
+    });
+  });
+}
+
 NodeId ShareService::first_holder(const Repair& job) const {
   // The live holders in an order of the key's own (rendezvous): every holder finds the same first.
   std::optional<std::pair<crypto::Sha256Digest, NodeId>> first;
@@ -892,6 +940,30 @@ void ShareService::stop() {
   if (sweep_timer_) sweep_timer_->cancel();
 }
 
+std::vector<ShareService::KeptMap> ShareService::kept_maps(const std::vector<AnnexRepo>& stores,
+                                                          std::chrono::milliseconds settle) {
+  std::vector<KeptMap> out;
+  for (const auto& repo : stores) {
+    for (const auto& name : scan_present_keys(repo).keys) {
+      if (!name.starts_with("SWARMMAP-")) continue;
+      auto key = AnnexKey::parse(name);
+      if (!key) continue;
+      auto path = store_object_path(repo, *key);
+      std::error_code ec;
+      auto kept_at = fs::last_write_time(path, ec);
+      if (ec || fs::file_time_type::clock::now() - kept_at < settle) continue;
+      std::ifstream in(path, std::ios::binary);
+      std::stringstream text;
+      text << in.rdbuf();
+      if (text.str().size() > peer::kMaxShareMapText) continue;
+      auto map = ShareMap::parse_any(text.str());
+      if (!map || ShareMap::map_key(map->key).str() != name) continue;
+      out.push_back({repo.uuid, std::move(*map)});
+    }
+  }
+  return out;
+}
+
 void ShareService::sweep() {
   if (stopping_ || sweeping_) return;  // one under way schedules the next when it ends
   sweeping_ = true;
@@ -902,25 +974,7 @@ void ShareService::sweep() {
   // only just now may belong to a store still placing its shares: it waits a while.
   auto settle = std::min<std::chrono::milliseconds>(sweep_interval_, std::chrono::minutes(10));
   asio::post(disk_, [this, alive = alive_, stores, settle] {
-    auto queue = std::make_shared<std::vector<KeptMap>>();
-    for (const auto& repo : stores) {
-      for (const auto& name : scan_present_keys(repo).keys) {
-        if (!name.starts_with("SWARMMAP-")) continue;
-        auto key = AnnexKey::parse(name);
-        if (!key) continue;
-        auto path = store_object_path(repo, *key);
-        std::error_code ec;
-        auto kept_at = fs::last_write_time(path, ec);
-        if (ec || fs::file_time_type::clock::now() - kept_at < settle) continue;
-        std::ifstream in(path, std::ios::binary);
-        std::stringstream text;
-        text << in.rdbuf();
-        if (text.str().size() > peer::kMaxShareMapText) continue;
-        auto map = ShareMap::parse_any(text.str());
-        if (!map || ShareMap::map_key(map->key).str() != name) continue;
-        queue->push_back({repo.uuid, std::move(*map)});
-      }
-    }
+    auto queue = std::make_shared<std::vector<KeptMap>>(kept_maps(stores, settle));
     std::reverse(queue->begin(), queue->end());  // taken from the back: in key order
     asio::post(io_, [this, alive, queue] {
       if (!*alive) return;

@@ -57,6 +57,8 @@ public:
   // Rebuilds the key's missing shares from K live ones and places them on members with
   // room that hold none of the key's shares.
   void repair(const RepairRequest& request, ProgressFn progress, Done<RepairReply> done);
+  // Every key whose share map this node keeps for the store, one at a time.
+  void repair_all(const RepairAllRequest& request, ProgressFn progress, Done<RepairAllReply> done);
   // Every `interval` (0: never), each key whose share map a swarm store here keeps is
   // checked, one at a time; one below K+M live shares is repaired by the first of its live
   // holders in the key's own order (see RepairRequest::only_if_first).
@@ -97,8 +99,12 @@ private:
     std::string store;
     erasure::ShareMap map;
   };
+  // The share maps the stores keep, in key order; one kept less than `settle` ago waits.
+  static std::vector<KeptMap> kept_maps(const std::vector<AnnexRepo>& stores, std::chrono::milliseconds settle);
   void sweep();
   void sweep_next(std::shared_ptr<std::vector<KeptMap>> queue);
+  struct RepairAll;
+  void repair_next(std::shared_ptr<RepairAll> job);
 
   asio::io_context& io_;
   Timers& timers_;

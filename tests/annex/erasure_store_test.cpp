@@ -183,6 +183,13 @@ BOOST_AUTO_TEST_CASE(after_two_holders_are_lost_and_two_nodes_join_repair_brings
   // A second repair finds two holders gone again and has nowhere to put their shares.
   auto again = annex_swarm({"repair", s.key, "--store", uuid, "--json", "--state-dir", s.laptop->state_dir().string()});
   BOOST_TEST(again.exit_code != 0, again.out);
+  // So does a repair of every key of the store: one key, kept here, not repaired, and why.
+  auto all = annex_swarm({"repair", "--all", "--store", uuid, "--json", "--state-dir", s.laptop->state_dir().string()});
+  BOOST_TEST(all.exit_code != 0, all.out);
+  auto summary = json::parse(all.out);
+  BOOST_TEST(summary["keys"].get<int>() == 1);
+  BOOST_TEST(summary["failed"].size() == 1u);
+  BOOST_TEST(summary["failed"].contains(s.key), all.out);
 }
 
 BOOST_AUTO_TEST_CASE(holders_repair_a_key_by_themselves_after_two_are_lost_and_two_nodes_join) {

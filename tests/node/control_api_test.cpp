@@ -33,6 +33,12 @@ BOOST_AUTO_TEST_CASE(well_formed_requests_become_their_types) {
   BOOST_TEST(std::holds_alternative<StoreRequest>(std::get<ControlRequest>(store)));
   auto status = parse_control_request({{"op", "status"}});
   BOOST_TEST(std::holds_alternative<StatusRequest>(std::get<ControlRequest>(status)));
+  auto one = parse_control_request({{"op", "repair"}, {"key", kKey}, {"store", kUuid}});
+  BOOST_TEST(std::holds_alternative<RepairRequest>(std::get<ControlRequest>(one)));
+  auto all = parse_control_request({{"op", "repair"}, {"all", true}, {"store", kUuid}});
+  auto* a = std::get_if<RepairAllRequest>(&std::get<ControlRequest>(all));
+  BOOST_REQUIRE(a);
+  BOOST_TEST(a->store == kUuid);
 }
 
 BOOST_AUTO_TEST_CASE(bad_requests_carry_a_code_to_match_on) {
@@ -45,6 +51,8 @@ BOOST_AUTO_TEST_CASE(bad_requests_carry_a_code_to_match_on) {
   BOOST_TEST((error_of({{"op", "store"}, {"key", kKey}, {"store", kUuid}, {"file", "rel"}}) == ControlErrorCode::BadRequest));
   BOOST_TEST((error_of({{"op", "remove"}, {"key", 7}, {"store", kUuid}}) == ControlErrorCode::BadRequest));
   BOOST_TEST((error_of({{"op", "launch-missiles"}}) == ControlErrorCode::UnknownOp));
+  BOOST_TEST((error_of({{"op", "repair"}, {"all", false}, {"store", kUuid}}) == ControlErrorCode::BadRequest));
+  BOOST_TEST((error_of({{"op", "repair"}, {"all", true}, {"store", "nope"}}) == ControlErrorCode::BadUuid));
   BOOST_TEST(to_string(ControlErrorCode::NotAStore) == "not-a-store");
 }
 
