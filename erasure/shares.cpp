@@ -16,8 +16,8 @@ namespace {
 constexpr std::uint32_t kAlign = 64;  // ISA-L's vector code likes whole 64-byte lines
 }  // namespace
 
-// Not in the anonymous namespace: ObjectRebuilder's state holds one.
-namespace file_io {
+// Not in the anonymous namespace: ObjectRebuilder's state holds these.
+namespace detail {
 class File {
 public:
   File() = default;
@@ -67,10 +67,31 @@ private:
   std::filesystem::path path_;
 };
 
-}  // namespace file_io
+// Rebuilding tables, made once per distinct choice of units to rebuild from and to rebuild.
+class RebuilderCache {
+public:
+  explicit RebuilderCache(ShareShape shape) : codec_(shape) {}
+  Result<const Rebuilder*> get(const std::vector<unsigned>& from, const std::vector<unsigned>& wanted) {
+    auto key = std::make_pair(from, wanted);
+    auto it = cache_.find(key);
+    if (it == cache_.end()) {
+      auto r = codec_.rebuilder(from, wanted);
+      if (!r) return Error{r.error()};
+      it = cache_.emplace(key, std::move(*r)).first;
+    }
+    return &it->second;
+  }
+
+private:
+  Codec codec_;
+  std::map<std::pair<std::vector<unsigned>, std::vector<unsigned>>, Rebuilder> cache_;
+};
+
+}  // namespace detail
 
 namespace {
-using file_io::File;
+using detail::File;
+using detail::RebuilderCache;
 
 Result<std::vector<File>> create_all(const std::vector<std::filesystem::path>& paths) {
   std::vector<File> out;
@@ -88,13 +109,38 @@ std::vector<std::uint8_t*> pointers(std::vector<Bytes>& buffers, const std::vect
   return out;
 }
 
+// Writes segment `segment` of the object into `out` from the K units `good` of `units`
+// (the data units not among them rebuilt first), feeding `hash` in order.
+Result<bool> write_segment(const ShareLayout& layout, RebuilderCache& tables, std::vector<Bytes>& units,
+                           const std::vector<unsigned>& good, const File& out, std::uint64_t segment, ContentHash* hash) {
+  const unsigned k = layout.shape.k;
+  std::vector<unsigned> missing;
+  for (unsigned i = 0; i < k; ++i)
+    if (std::find(good.begin(), good.end(), i) == good.end()) missing.push_back(i);
+  if (!missing.empty()) {
+    auto r = tables.get(good, missing);
+    if (!r) return Error{r.error()};
+    auto from = pointers(units, good);
+    auto to = pointers(units, missing);
+    (*r)->run(layout.unit, from.data(), to.data());
+  }
+  auto at = segment * layout.segment_bytes();
+  for (unsigned i = 0; i < k; ++i) {
+    auto offset = at + std::uint64_t{i} * layout.unit;
+    if (offset >= layout.object_size) break;
+    auto take = std::min<std::uint64_t>(layout.unit, layout.object_size - offset);
+    if (auto w = out.write(units[i].data(), take, offset); !w) return Error{w.error()};
+    if (hash) hash->update(ByteView(units[i].data(), take));
+  }
+  return true;
+}
+
 // Reads the units of one segment from the shares at hand, data shares first, checking
 // each against its digest, until K good ones are in `buffers`.
 class SegmentReader {
 public:
-  SegmentReader(const ShareLayout& layout, const ShareFiles& shares, const ShareDigests& digests,
-                const HeldSegments* held = nullptr)
-      : layout_(layout), digests_(digests), held_(held), files_(layout.shape.n()) {
+  SegmentReader(const ShareLayout& layout, const ShareFiles& shares, const ShareDigests& digests)
+      : layout_(layout), digests_(digests), files_(layout.shape.n()) {
     for (unsigned i = 0; i < layout.shape.n() && i < shares.size(); ++i)
       if (shares[i])
         if (auto f = File::open(*shares[i], O_RDONLY)) files_[i].emplace(std::move(*f));
@@ -104,7 +150,7 @@ public:
     const unsigned k = layout_.shape.k;
     std::vector<unsigned> good;
     for (unsigned i = 0; i < layout_.shape.n() && good.size() < k; ++i) {
-      if (!files_[i] || !holds(i, segment)) continue;
+      if (!files_[i]) continue;
       auto& buf = buffers[i];
       auto read = files_[i]->read(buf.data(), layout_.unit, segment * layout_.unit);
       if (!read) return Error{read.error()};
@@ -120,30 +166,10 @@ public:
     return good;
   }
 
-  // Tables for rebuilding `wanted` from `from`, made once per distinct choice.
-  Result<const Rebuilder*> rebuilder(const Codec& codec, const std::vector<unsigned>& from,
-                                     const std::vector<unsigned>& wanted) {
-    auto key = std::make_pair(from, wanted);
-    auto it = cache_.find(key);
-    if (it == cache_.end()) {
-      auto r = codec.rebuilder(from, wanted);
-      if (!r) return Error{r.error()};
-      it = cache_.emplace(key, std::move(*r)).first;
-    }
-    return &it->second;
-  }
-
 private:
-  bool holds(unsigned share, std::uint64_t segment) const {
-    if (!held_ || share >= held_->size() || (*held_)[share].empty()) return true;
-    return segment < (*held_)[share].size() && (*held_)[share][segment];
-  }
-
   const ShareLayout& layout_;
   const ShareDigests& digests_;
-  const HeldSegments* held_;
   std::vector<std::optional<File>> files_;
-  std::map<std::pair<std::vector<unsigned>, std::vector<unsigned>>, Rebuilder> cache_;
 };
 
 Result<bool> check_shape(const ShareLayout& layout, std::size_t files, const ShareDigests* digests) {
@@ -223,38 +249,19 @@ Result<ShareDigests> encode_object(const std::filesystem::path& object, const Sh
 }
 
 Result<RebuildReport> decode_object(const ShareLayout& layout, const ShareFiles& shares, const ShareDigests& digests,
-                                    const std::filesystem::path& out, const Progress& progress, ContentHash* hash,
-                                    const HeldSegments* held) {
+                                    const std::filesystem::path& out, const Progress& progress, ContentHash* hash) {
   if (auto ok = check_shape(layout, shares.size(), &digests); !ok) return Error{ok.error()};
   auto file = File::open(out, O_WRONLY | O_CREAT | O_TRUNC);
   if (!file) return Error{file.error()};
-  const unsigned k = layout.shape.k;
-  Codec codec(layout.shape);
-  SegmentReader reader(layout, shares, digests, held);
+  RebuilderCache tables(layout.shape);
+  SegmentReader reader(layout, shares, digests);
   std::vector<Bytes> units(layout.shape.n(), Bytes(layout.unit));
   RebuildReport report;
   for (std::uint64_t s = 0; s < layout.segments(); ++s) {
     auto good = reader.gather(s, units, report);
     if (!good) return Error{good.error()};
-    std::vector<unsigned> missing;
-    for (unsigned i = 0; i < k; ++i)
-      if (std::find(good->begin(), good->end(), i) == good->end()) missing.push_back(i);
-    if (!missing.empty()) {
-      auto r = reader.rebuilder(codec, *good, missing);
-      if (!r) return Error{r.error()};
-      auto from = pointers(units, *good);
-      auto to = pointers(units, missing);
-      (*r)->run(layout.unit, from.data(), to.data());
-    }
-    auto at = s * layout.segment_bytes();
-    for (unsigned i = 0; i < k; ++i) {
-      auto offset = at + std::uint64_t{i} * layout.unit;
-      if (offset >= layout.object_size) break;
-      auto take = std::min<std::uint64_t>(layout.unit, layout.object_size - offset);
-      if (auto w = file->write(units[i].data(), take, offset); !w) return Error{w.error()};
-      if (hash) hash->update(ByteView(units[i].data(), take));
-    }
-    if (progress) progress(std::min(layout.object_size, at + layout.segment_bytes()));
+    if (auto w = write_segment(layout, tables, units, *good, *file, s, hash); !w) return Error{w.error()};
+    if (progress) progress(std::min(layout.object_size, (s + 1) * layout.segment_bytes()));
   }
   if (auto r = file->finish(); !r) return Error{r.error()};
   return report;
@@ -264,11 +271,10 @@ struct ObjectRebuilder::State {
   ShareLayout layout;
   File out;
   ContentHash* hash = nullptr;
-  Codec codec;
+  RebuilderCache tables;
   std::vector<Bytes> units;
-  std::map<std::pair<std::vector<unsigned>, std::vector<unsigned>>, Rebuilder> tables;
   State(const ShareLayout& l, File f, ContentHash* h)
-      : layout(l), out(std::move(f)), hash(h), codec(l.shape), units(l.shape.n(), Bytes(l.unit)) {}
+      : layout(l), out(std::move(f)), hash(h), tables(l.shape), units(l.shape.n(), Bytes(l.unit)) {}
 };
 
 ObjectRebuilder::ObjectRebuilder(std::unique_ptr<State> state) : state_(std::move(state)) {}
@@ -309,29 +315,7 @@ Result<bool> ObjectRebuilder::write_next(const std::vector<std::pair<unsigned, s
     good.push_back(share);
   }
   std::sort(good.begin(), good.end());
-  std::vector<unsigned> missing;
-  for (unsigned i = 0; i < k; ++i)
-    if (!std::binary_search(good.begin(), good.end(), i)) missing.push_back(i);
-  if (!missing.empty()) {
-    auto key = std::make_pair(good, missing);
-    auto it = st.tables.find(key);
-    if (it == st.tables.end()) {
-      auto r = st.codec.rebuilder(good, missing);
-      if (!r) return Error{r.error()};
-      it = st.tables.emplace(key, std::move(*r)).first;
-    }
-    auto src = pointers(st.units, good);
-    auto dst = pointers(st.units, missing);
-    it->second.run(layout.unit, src.data(), dst.data());
-  }
-  auto at = next_ * layout.segment_bytes();
-  for (unsigned i = 0; i < k; ++i) {
-    auto offset = at + std::uint64_t{i} * layout.unit;
-    if (offset >= layout.object_size) break;
-    auto take = std::min<std::uint64_t>(layout.unit, layout.object_size - offset);
-    if (auto w = st.out.write(st.units[i].data(), take, offset); !w) return Error{w.error()};
-    if (st.hash) st.hash->update(ByteView(st.units[i].data(), take));
-  }
+  if (auto w = write_segment(layout, st.tables, st.units, good, st.out, next_, st.hash); !w) return Error{w.error()};
   ++next_;
   return true;
 }
@@ -374,7 +358,7 @@ Result<RebuildReport> rebuild_shares(const ShareLayout& layout, const ShareFiles
     if (w >= layout.shape.n()) return Error{"there is no share " + std::to_string(w)};
   auto files = create_all(out);
   if (!files) return Error{files.error()};
-  Codec codec(layout.shape);
+  RebuilderCache tables(layout.shape);
   SegmentReader reader(layout, shares, digests);
   std::vector<Bytes> units(layout.shape.n(), Bytes(layout.unit));
   std::vector<Bytes> rebuilt(wanted.size(), Bytes(layout.unit));
@@ -384,7 +368,7 @@ Result<RebuildReport> rebuild_shares(const ShareLayout& layout, const ShareFiles
   for (std::uint64_t s = 0; s < layout.segments(); ++s) {
     auto good = reader.gather(s, units, report);
     if (!good) return Error{good.error()};
-    auto r = reader.rebuilder(codec, *good, wanted);
+    auto r = tables.get(*good, wanted);
     if (!r) return Error{r.error()};
     auto from = pointers(units, *good);
     (*r)->run(layout.unit, from.data(), to.data());

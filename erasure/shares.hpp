@@ -58,18 +58,17 @@ struct RebuildReport {
   std::vector<std::pair<unsigned, std::uint64_t>> corrupt_units;  // (share, segment)
 };
 
-// Which segments each share holds, [share][segment], for shares fetched in part; an empty
-// row: every segment (or none, where ShareFiles has no file).
-using HeldSegments = std::vector<std::vector<bool>>;
-
 // Writes the object to `out` in order from any K good shares, checking every unit read
 // against `digests` (a corrupt unit is replaced from another share). An error when fewer
 // than K good units of a segment exist.
 // `hash`, when given, is fed the object's bytes in order (to check it against its key).
-// `held`, when given, says which segments each share's file holds (the others are not read).
 Result<RebuildReport> decode_object(const ShareLayout& layout, const ShareFiles& shares, const ShareDigests& digests,
                                     const std::filesystem::path& out, const Progress& progress = {},
-                                    ContentHash* hash = nullptr, const HeldSegments* held = nullptr);
+                                    ContentHash* hash = nullptr);
+
+// Which segments each share holds (or is to be asked for), [share][segment]; an empty row:
+// none.
+using HeldSegments = std::vector<std::vector<bool>>;
 
 // Writes an object segment by segment, in order, as the units for each come in (a download
 // rebuilds while its shares are still arriving). Each unit is read from the file given for
