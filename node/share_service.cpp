@@ -29,15 +29,21 @@ std::chrono::milliseconds take_timeout(std::uint64_t share_bytes) {
   return std::chrono::seconds(60) + std::chrono::milliseconds(share_bytes / 2000);
 }
 
-// The share map of `key` in the file at `path`.
-Result<std::optional<ShareMap>> read_map(const fs::path& path, const AnnexKey& key) {
+// The text of a share map kept in the file at `path`.
+Result<std::string> read_map_text(const fs::path& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) return Error{"cannot read " + path.string()};
   std::stringstream ss;
   ss << in.rdbuf();
-  auto text = ss.str();
-  if (text.size() > peer::kMaxShareMapText) return Error{"the share map is oversized"};
-  auto map = ShareMap::parse(text, key);
+  if (ss.str().size() > peer::kMaxShareMapText) return Error{"the share map is oversized"};
+  return ss.str();
+}
+
+// The share map of `key` in the file at `path`.
+Result<std::optional<ShareMap>> read_map(const fs::path& path, const AnnexKey& key) {
+  auto text = read_map_text(path);
+  if (!text) return Error{text.error()};
+  auto map = ShareMap::parse(*text, key);
   if (!map) return Error{map.error()};
   return std::optional<ShareMap>(std::move(*map));
 }
@@ -952,11 +958,9 @@ std::vector<ShareService::KeptMap> ShareService::kept_maps(const std::vector<Ann
       std::error_code ec;
       auto kept_at = fs::last_write_time(path, ec);
       if (ec || fs::file_time_type::clock::now() - kept_at < settle) continue;
-      std::ifstream in(path, std::ios::binary);
-      std::stringstream text;
-      text << in.rdbuf();
-      if (text.str().size() > peer::kMaxShareMapText) continue;
-      auto map = ShareMap::parse_any(text.str());
+      auto text = read_map_text(path);
+      if (!text) continue;
+      auto map = ShareMap::parse_any(*text);
       if (!map || ShareMap::map_key(map->key).str() != name) continue;
       out.push_back({repo.uuid, std::move(*map)});
     }
