@@ -16,6 +16,9 @@ struct AnnexRepo {
   std::filesystem::path path;  // as configured
   std::filesystem::path git_dir;
   std::filesystem::path objects_dir;
+  // objects_dir resolved (it may be a link to another disk) when the node took the
+  // repository up; empty when it did not exist yet. Lets a lookup skip resolving it again.
+  std::filesystem::path objects_root;
   std::string uuid;
   bool bare = false;
   bool store = false;  // a swarm store (node/swarm_store.hpp), not a git repository

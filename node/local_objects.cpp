@@ -1,5 +1,7 @@
 #include "node/local_objects.hpp"
 
+#include <sys/stat.h>
+
 #include <algorithm>
 
 #include "node/log.hpp"
@@ -7,6 +9,30 @@
 
 namespace annexswarm {
 namespace fs = std::filesystem;
+
+namespace {
+
+void resolve_root(AnnexRepo& repo) {
+  std::error_code ec;
+  auto root = fs::canonical(repo.objects_dir, ec);
+  if (!ec) repo.objects_root = std::move(root);
+}
+
+// root/relative when no part of `relative` is a symbolic link and it ends at a regular
+// file: then it lies inside root, as resolving it would show, for a few lstat calls
+// instead of a readlink per part of the whole path.
+std::optional<fs::path> inside_without_links(const fs::path& root, const fs::path& relative) {
+  auto at = root;
+  struct stat st {};
+  for (const auto& part : relative) {
+    at /= part;
+    if (::lstat(at.c_str(), &st) != 0 || S_ISLNK(st.st_mode)) return std::nullopt;
+  }
+  if (!S_ISREG(st.st_mode)) return std::nullopt;
+  return at;
+}
+
+}  // namespace
 
 Result<bool> LocalObjects::open(const std::vector<fs::path>& repos, const std::vector<std::string>& origins) {
   std::string problems;
@@ -17,10 +43,14 @@ Result<bool> LocalObjects::open(const std::vector<fs::path>& repos, const std::v
       if (i < origins.size() && !origins[i].empty()) problems += " (set at " + origins[i] + ")";
       continue;
     }
+    resolve_root(*repo);
     repos_.push_back(std::move(*repo));
   }
   if (!problems.empty()) return Error{problems};
-  for (const auto& uuid : existing_swarm_stores(state_dir_)) repos_.push_back(swarm_store(state_dir_, uuid));
+  for (const auto& uuid : existing_swarm_stores(state_dir_)) {
+    repos_.push_back(swarm_store(state_dir_, uuid));
+    resolve_root(repos_.back());
+  }
   return true;
 }
 
@@ -34,7 +64,11 @@ std::optional<fs::path> LocalObjects::locate(const AnnexKey& key, std::string_vi
   for (const auto& repo : repos_) {
     if (!scope.empty() && repo.uuid != scope) continue;
     auto dir = repo.bare ? key.hash_dir_lower() : key.hash_dir_mixed();
-    auto path = repo.objects_dir / dir / key.str() / key.str();
+    auto relative = fs::path(dir) / key.str() / key.str();
+    if (!repo.objects_root.empty())
+      if (auto found = inside_without_links(repo.objects_root, relative)) return found;
+    // Else (a link in the tree, the objects folder moved, or not there): resolve it all.
+    auto path = repo.objects_dir / relative;
     std::error_code ec;
     if (!fs::is_regular_file(path, ec)) continue;
     // Served only when it really lies inside the annex (the objects folder itself may be

@@ -111,6 +111,38 @@ BOOST_AUTO_TEST_CASE(an_object_that_resolves_outside_the_annex_is_not_served) {
   BOOST_TEST(objects.locate(key, kStore).has_value());
 }
 
+BOOST_AUTO_TEST_CASE(a_link_anywhere_below_the_objects_folder_is_followed_only_inside_the_annex) {
+  test::TempDir dir;
+  std::string content = "secret\n";
+  auto key = AnnexKey::parse("SHA256E-s7--" + to_hex(crypto::sha256(as_bytes(content)))).value();
+  {
+    LocalObjects first(dir.path());
+    BOOST_REQUIRE(first.open({}));
+    first.store(kStore).value();
+  }
+  // Taken up again at start, with its objects folder there: lookups use the folder as
+  // resolved then, and check only the parts below it.
+  LocalObjects objects(dir.path());
+  std::filesystem::create_directories(swarm_store(dir.path(), kStore).objects_dir);
+  BOOST_REQUIRE(objects.open({}));
+  auto index = objects.index_of(kStore).value();
+  const auto& objects_dir = objects.at(index).objects_dir;
+  auto hash_dir = objects_dir / key.hash_dir_lower();
+  auto object = hash_dir / key.str() / key.str();
+  std::filesystem::create_directories(object.parent_path());
+  std::ofstream(object) << content;
+  auto found = objects.locate(key, kStore);
+  BOOST_REQUIRE(found.has_value());
+  BOOST_TEST(*found == std::filesystem::canonical(object));
+  // The first hash folder replaced by a link to a tree outside the annex.
+  auto outside = dir.path() / "outside";
+  std::filesystem::create_directories(outside);
+  std::filesystem::rename(hash_dir.parent_path(), outside / "moved");
+  std::filesystem::create_symlink(outside / "moved", hash_dir.parent_path());
+  BOOST_REQUIRE(std::filesystem::is_regular_file(object));  // reachable through the link
+  BOOST_TEST(!objects.locate(key, kStore).has_value());
+}
+
 BOOST_AUTO_TEST_CASE(a_removed_object_waits_in_the_trash_until_restored_or_purged) {
   test::TempDir dir;
   LocalObjects objects(dir.path());
