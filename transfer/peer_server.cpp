@@ -385,6 +385,9 @@ private:
     auto key = AnnexKey::parse(f.key).value();
     auto path = server_.locate_(key, "");
     if (!path) return reply(ErrorFrame{f.id, ErrorCode::NotPresent, "not held here", 0});
+    // The file of this session's last GET, still open: a download asks for one chunk after
+    // another of the same object, and each need not open it again.
+    if (opened_ && opened_path_ == *path) return start_get(opened_, opened_size_, f);
     // Opening and reading happen on the reader thread; the io thread only encrypts and sends.
     auto self = shared_from_this();
     asio::post(server_.reader_, [self, path = *path, f, lifetime = lifetime_] {
@@ -393,20 +396,26 @@ private:
       bool ok = file->fd >= 0 && ::fstat(file->fd, &st) == 0;
       auto size = static_cast<std::uint64_t>(st.st_size);
       if (lifetime.expired()) return;
-      asio::post(self->server_.io_, [self, file, ok, size, f, lifetime] {
+      asio::post(self->server_.io_, [self, file, ok, size, f, path, lifetime] {
         if (lifetime.expired() || self->closed_) return;
         if (!ok) return self->reply(ErrorFrame{f.id, ErrorCode::NotPresent, "cannot open the object", 0});
-        if (f.offset >= size || f.length > size - f.offset)
-          return self->reply(
-              ErrorFrame{f.id, ErrorCode::BadRange, "range outside the object (size " + std::to_string(size) + ")", 0});
-        self->file_ = file;
-        ++self->generation_;
-        self->get_id_ = f.id;
-        self->next_read_ = f.offset;
-        self->end_ = f.offset + f.length;
-        self->read_ahead();
+        self->opened_ = file;
+        self->opened_path_ = path;
+        self->opened_size_ = size;
+        self->start_get(file, size, f);
       });
     });
+  }
+
+  void start_get(std::shared_ptr<OpenFile> file, std::uint64_t size, const Get& f) {
+    if (f.offset >= size || f.length > size - f.offset)
+      return reply(ErrorFrame{f.id, ErrorCode::BadRange, "range outside the object (size " + std::to_string(size) + ")", 0});
+    file_ = std::move(file);
+    ++generation_;
+    get_id_ = f.id;
+    next_read_ = f.offset;
+    end_ = f.offset + f.length;
+    read_ahead();
   }
 
   // Two buffers: one frame is sent from one while the next is read into the other. The
@@ -511,6 +520,10 @@ private:
   Clock::time_point last_frame_{};
   // The GET being served.
   std::shared_ptr<OpenFile> file_;
+  // The file the last GET opened, kept open for the next GET of the same object.
+  std::shared_ptr<OpenFile> opened_;
+  std::filesystem::path opened_path_;
+  std::uint64_t opened_size_ = 0;
   std::uint64_t generation_ = 0;  // which GET a read in flight belongs to
   std::uint32_t get_id_ = 0;
   std::uint64_t next_read_ = 0, end_ = 0;
