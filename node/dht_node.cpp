@@ -13,6 +13,9 @@
 namespace annexswarm {
 namespace {
 
+// How long a lookup that has values waits at least for more (DhtNode::get).
+constexpr std::chrono::milliseconds kLookupSettle{150};
+
 dht::InfoHash to_infohash(const DhtLocation& loc) {
   dht::InfoHash h;
   std::copy(loc.bytes.begin(), loc.bytes.end(), h.begin());
@@ -151,8 +154,10 @@ void DhtNode::get(const DhtLocation& location, std::chrono::milliseconds timeout
     std::mutex mutex;
     std::vector<DhtValue> values;
     bool finished = false;
+    bool answered = false;  // values came in; the lookup now ends soon (see below)
     std::function<void(std::vector<DhtValue>)> done;
     std::unique_ptr<asio::steady_timer> timer;
+    std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now();
   };
   auto lookup = std::make_shared<Lookup>();
   lookup->done = std::move(done);
@@ -173,11 +178,32 @@ void DhtNode::get(const DhtLocation& location, std::chrono::milliseconds timeout
   lookup->timer->async_wait([finish](const std::error_code& ec) {
     if (!ec) finish();
   });
+  // OpenDHT ends a search when the nodes closest to the location have answered or timed
+  // out. A node that left (a laptop closed) stays among them until it has failed a few
+  // requests, so for a while every lookup would wait about a second for it. Once values
+  // came in, the lookup waits only as long again as they took (at least kSettle) for more.
+  auto settle = [lookup, finish] {
+    {
+      std::lock_guard lock(lookup->mutex);
+      if (lookup->finished) return;
+    }
+    auto waited = std::chrono::steady_clock::now() - lookup->started;
+    auto more = std::max<std::chrono::steady_clock::duration>(kLookupSettle, 2 * waited);
+    if (lookup->timer->expiry() - std::chrono::steady_clock::now() <= more) return;
+    lookup->timer->expires_after(more);
+    lookup->timer->async_wait([finish](const std::error_code& ec) {
+      if (!ec) finish();
+    });
+  };
   runner_.get(
       to_infohash(location),
-      [lookup](const std::vector<std::shared_ptr<dht::Value>>& values) {
+      [this, lookup, settle](const std::vector<std::shared_ptr<dht::Value>>& values) {
         std::lock_guard lock(lookup->mutex);
         if (lookup->finished) return false;
+        if (!values.empty() && !lookup->answered) {
+          lookup->answered = true;
+          asio::post(io_, settle);
+        }
         for (const auto& v : values) {
           if (!v || v->type != kRecordValueType) continue;
           DhtValue out;
