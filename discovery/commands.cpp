@@ -165,6 +165,22 @@ int status(const LookupOptions& options) {
       std::cout << "erasure-coded keys held here checked every " << every << " s: " << rp.value("sweeps", 0)
                 << " sweeps, " << rp.value("keys_checked", 0) << " keys checked, " << rp.value("repaired", 0)
                 << " repaired, " << rp.value("failed", 0) << " failed\n";
+    // Shares per erasure-coded key, as the last check found them (short ones first).
+    auto keys = rp.value("keys", json::array());
+    if (!keys.empty())
+      std::cout << "shares    " << rp.value("keys_whole", 0) << " of " << rp.value("keys_known", 0)
+                << " erasure-coded keys kept here have every share live\n";
+    std::size_t shown = 0;
+    for (const auto& k : keys) {
+      if (shown++ == 10) {
+        std::cout << "          ... (annex-swarm status --json lists up to " << keys.size() << ")\n";
+        break;
+      }
+      std::cout << "          " << k.value("key", "") << ": " << k.value("live", 0) << "/" << k.value("shares", 0)
+                << " live";
+      if (k.contains("problem")) std::cout << " (" << k.value("problem", "") << ")";
+      std::cout << "\n";
+    }
   }
   const auto& ig = r["ignored_values"];
   std::cout << "ignored   " << ig.value("unsigned", 0) << " unsigned, " << ig.value("undecryptable", 0)

@@ -1,5 +1,7 @@
 #include "node/control_api.hpp"
 
+#include <algorithm>
+
 #include "protocol/ip_address.hpp"
 #include "protocol/peer_frames.hpp"
 
@@ -254,8 +256,41 @@ json to_json(const RepairAllReply& r) {
           {"whole", r.whole},    {"repaired", r.repaired},       {"failed", r.failed}};
 }
 json to_json(const RepairReply& r) {
-  return {{"ok", true}, {"complete", r.failed.empty()}, {"key", r.key}, {"shares", r.shape}, {"live_before", r.live_before},
+  return {{"ok", true}, {"complete", r.failed.empty()}, {"key", r.key}, {"shares", r.shape}, {"shares_total", r.shares},
+          {"live_before", r.live_before},
           {"live_after", r.live_after}, {"placed", r.placed}, {"failed", r.failed}};
+}
+
+// The erasure-coded keys kept here, as their last check found them: the short ones first,
+// at most kStatusKeys of them (the counts cover all).
+json repairs_json(const RepairSweeps& r) {
+  constexpr std::size_t kStatusKeys = 100;
+  std::vector<const std::pair<const std::string, RepairSweeps::KeyShares>*> order;
+  std::size_t whole = 0;
+  for (const auto& entry : r.keys) {
+    order.push_back(&entry);
+    whole += entry.second.problem.empty() && entry.second.n > 0 && entry.second.live >= entry.second.n;
+  }
+  std::stable_sort(order.begin(), order.end(), [](const auto* a, const auto* b) {
+    auto short_a = a->second.live < a->second.n || !a->second.problem.empty();
+    auto short_b = b->second.live < b->second.n || !b->second.problem.empty();
+    return short_a > short_b;
+  });
+  json keys = json::array();
+  for (std::size_t i = 0; i < order.size() && i < kStatusKeys; ++i) {
+    const auto& [key, k] = *order[i];
+    json one = {{"key", key}, {"store", k.store}, {"live", k.live}, {"shares", k.n}, {"checked_at", k.checked_at}};
+    if (!k.problem.empty()) one["problem"] = k.problem;
+    keys.push_back(std::move(one));
+  }
+  return {{"interval_seconds", r.interval_seconds},
+          {"sweeps", r.sweeps},
+          {"keys_checked", r.keys_checked},
+          {"repaired", r.repaired},
+          {"failed", r.failed},
+          {"keys_known", r.keys.size()},
+          {"keys_whole", whole},
+          {"keys", std::move(keys)}};
 }
 
 json nat_json(const StatusReply& s) {
@@ -382,11 +417,7 @@ json to_json(const StatusReply& s) {
           {"endpoints", to_json(s.endpoints)},
           {"nat", nat_json(s)},
           {"relay", relay_json(s.relay)},
-          {"repairs", {{"interval_seconds", s.repairs.interval_seconds},
-                       {"sweeps", s.repairs.sweeps},
-                       {"keys_checked", s.repairs.keys_checked},
-                       {"repaired", s.repairs.repaired},
-                       {"failed", s.repairs.failed}}}};
+          {"repairs", repairs_json(s.repairs)}};
 }
 
 void ControlApi::handle(const json& request, ControlResponder responder) {

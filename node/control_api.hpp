@@ -202,6 +202,7 @@ struct TrashReply {
 struct RepairReply {
   std::string key;
   std::string shape;             // "K+M"
+  std::size_t shares = 0;        // K+M
   std::size_t live_before = 0;   // shares shown live (or claimed) before the repair
   std::size_t live_after = 0;
   std::map<std::string, std::string> placed;  // "share i" -> node that took it
@@ -223,6 +224,15 @@ struct RestoreReply {
 struct RepairSweeps {
   std::int64_t interval_seconds = 0;  // 0: never
   std::uint64_t sweeps = 0, keys_checked = 0, repaired = 0, failed = 0;
+  // What the last check of each erasure-coded key kept here found (by sweeps and by
+  // `repair --all`); keys whose maps are gone leave at the next sweep.
+  struct KeyShares {
+    std::string store;
+    std::size_t live = 0, n = 0;   // shares live after the check (and any repair) / all
+    std::int64_t checked_at = 0;   // unix seconds
+    std::string problem;           // why the check or repair failed, if it did
+  };
+  std::map<std::string, KeyShares> keys;
 };
 struct StatusReply {
   NodeId node;

@@ -817,6 +817,7 @@ void ShareService::repair(const RepairRequest& request, ProgressFn progress, Don
     job->map.holders.resize(n);
     job->reply.key = request.key.str();
     job->reply.shape = job->map.layout.shape.text();
+    job->reply.shares = n;
     // Which shares are live, asked as CHECKPRESENT asks. A holder that says it has a share
     // that this node cannot check (no audits here) is taken at its word for now: the share
     // is fetched, and so checked, if it is needed to rebuild.
@@ -900,8 +901,10 @@ void ShareService::repair_next(std::shared_ptr<RepairAll> job) {
   if (job->queue.empty()) return job->done(job->reply);
   auto kept = std::move(job->queue.back());
   job->queue.pop_back();
-  repair(RepairRequest{kept.map.key, kept.store}, {}, [this, alive = alive_, job, key = kept.map.key.str()](Outcome<RepairReply> outcome) {
+  repair(RepairRequest{kept.map.key, kept.store}, {}, [this, alive = alive_, job, key = kept.map.key.str(),
+                                                       store = kept.store](Outcome<RepairReply> outcome) {
     if (!*alive) return;
+    note_shares(key, store, outcome);
     if (auto* e = std::get_if<ControlError>(&outcome)) {
       job->reply.failed[key] = e->message;
     } else {
@@ -916,6 +919,23 @@ void ShareService::repair_next(std::shared_ptr<RepairAll> job) {
       if (*alive) repair_next(job);
     });
   });
+}
+
+void ShareService::note_shares(const std::string& key, const std::string& store, const Outcome<RepairReply>& outcome) {
+  auto& entry = sweep_status_.keys[key];
+  entry.store = store;
+  entry.checked_at = std::chrono::duration_cast<std::chrono::seconds>(
+                         std::chrono::system_clock::now().time_since_epoch()).count();
+  entry.problem.clear();
+  if (auto* e = std::get_if<ControlError>(&outcome)) {
+    entry.problem = e->message;
+    entry.live = 0;
+    return;
+  }
+  const auto& r = std::get<RepairReply>(outcome);
+  entry.live = r.live_after;
+  entry.n = r.shares;
+  for (const auto& [share, why] : r.failed) entry.problem += (entry.problem.empty() ? "" : "; ") + share + ": " + why;
 }
 
 NodeId ShareService::first_holder(const Repair& job) const {
@@ -983,6 +1003,9 @@ void ShareService::sweep() {
     asio::post(io_, [this, alive, queue] {
       if (!*alive) return;
       ++sweep_status_.sweeps;
+      std::set<std::string> kept;
+      for (const auto& k : *queue) kept.insert(k.map.key.str());
+      std::erase_if(sweep_status_.keys, [&](const auto& entry) { return !kept.count(entry.first); });
       sweep_next(queue);
     });
   });
@@ -999,8 +1022,9 @@ void ShareService::sweep_next(std::shared_ptr<std::vector<KeptMap>> queue) {
   queue->pop_back();
   ++sweep_status_.keys_checked;
   RepairRequest request{kept.map.key, kept.store, true};
-  repair(request, {}, [this, alive = alive_, queue, key = kept.map.key](Outcome<RepairReply> outcome) {
+  repair(request, {}, [this, alive = alive_, queue, key = kept.map.key, store = kept.store](Outcome<RepairReply> outcome) {
     if (!*alive) return;
+    note_shares(key.str(), store, outcome);
     if (auto* e = std::get_if<ControlError>(&outcome)) {
       ++sweep_status_.failed;
       log::warn("repair of {}: {}", key.str(), e->message);

@@ -102,6 +102,7 @@ private:
   // The share maps the stores keep, in key order; one kept less than `settle` ago waits.
   static std::vector<KeptMap> kept_maps(const std::vector<AnnexRepo>& stores, std::chrono::milliseconds settle);
   void sweep();
+  void note_shares(const std::string& key, const std::string& store, const Outcome<RepairReply>& outcome);
   void sweep_next(std::shared_ptr<std::vector<KeptMap>> queue);
   struct RepairAll;
   void repair_next(std::shared_ptr<RepairAll> job);

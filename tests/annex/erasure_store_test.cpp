@@ -217,6 +217,20 @@ BOOST_AUTO_TEST_CASE(holders_repair_a_key_by_themselves_after_two_are_lost_and_t
   for (std::size_t i = 0; i < s.holders.size(); ++i)
     if (i != 1 && i != 4)
       BOOST_TEST(SixHolders::shares_on(*s.holders[i]).size() == 1u, "holder " << i << ": " << s.holders[i]->log());
+  // The holder that repaired lists the key in `status` with every share live again.
+  bool listed = false;
+  for (std::size_t i = 0; i < s.holders.size(); ++i) {
+    if (i == 1 || i == 4) continue;
+    auto status = s.holders[i]->status();
+    if (status["repairs"]["repaired"].get<std::uint64_t>() == 0) continue;
+    for (const auto& k : status["repairs"]["keys"])
+      if (k["key"] == s.key) {
+        listed = true;
+        BOOST_TEST(k["live"].get<int>() == 6, k.dump());
+        BOOST_TEST(k["shares"].get<int>() == 6, k.dump());
+      }
+  }
+  BOOST_TEST(listed);
   s.comes_back_without_holders_0_and_2();
 }
 
