@@ -1,6 +1,8 @@
 // annex-swarm's command line: reads argv, the environment and the config file, and hands
 // typed values to the libraries. main.cpp calls it; so does the test build of the node
 // (tests/support/test_node_main.cpp), which alone can pass test hooks.
+#include <spawn.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <csignal>
@@ -19,6 +21,8 @@
 #include "node/daemon.hpp"
 #include "node/first_run.hpp"
 #include "node/state_files.hpp"
+#include "node/subprocess.hpp"
+#include "node/swarm_rules.hpp"
 #include "protocol/swarm_token.hpp"
 
 namespace fs = std::filesystem;
@@ -59,6 +63,10 @@ void print_usage(std::ostream& out) {
          "  annex-swarm trash [--json]                      what this node's swarm stores removed (kept trash-grace)\n"
          "  annex-swarm restore KEY --store UUID            take a removed key back into its swarm store\n"
          "  annex-swarm repair KEY|--all --store UUID       rebuild lost shares of a key (or of every key) of an erasure-coded store\n"
+         "  annex-swarm rules sign FILE [--key FPR] [--output FILE.asc]\n"
+         "                                                  check the swarm rules in FILE, then clear-sign them with gpg\n"
+         "  annex-swarm rules push FILE.asc [--keys KEYS.asc] hand signed rules to this node, which adopts and spreads them\n"
+         "  annex-swarm rules show [--json]                 the swarm rules in force and what they ask of this node\n"
          "  git-annex-remote-swarm                          git-annex's special remote (annex-swarm-node under that name)\n\n"
          "Every command takes --state-dir DIR to pick the node (default: " << default_state_dir().string()
       << ").\n"
@@ -189,6 +197,97 @@ int run_swarm(int argc, char** argv) {
   return kUsageError;
 }
 
+// Runs argv with this process's terminal (gpg may ask for a passphrase); its exit code.
+int run_attached(const std::vector<std::string>& argv) {
+  std::vector<char*> args;
+  for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+  args.push_back(nullptr);
+  pid_t pid = 0;
+  if (posix_spawnp(&pid, args[0], nullptr, nullptr, args.data(), environ) != 0) return -1;
+  int status = 0;
+  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+int run_rules(int argc, char** argv) {
+  std::string sub = argc > 2 ? argv[2] : "";
+  auto args = parse_args(argc, argv, 3, {"json", "help"});
+  cli::LookupOptions options;
+  options.state_dir = default_state_dir();
+  std::string key, output, keys_file;
+  for (const auto& [name, value] : args.options) {
+    if (name == "state-dir") options.state_dir = value;
+    else if (name == "json" && sub == "show") options.json = true;
+    else if (name == "json" && sub == "push") options.json = true;
+    else if (name == "key" && sub == "sign") key = value;
+    else if (name == "output" && sub == "sign") output = value;
+    else if (name == "keys" && sub == "push") keys_file = value;
+    else {
+      std::cerr << "annex-swarm: unknown option --" << name << " for rules " << sub << "\n";
+      return kUsageError;
+    }
+  }
+  for (const auto& e : args.errors) {
+    std::cerr << "annex-swarm: " << e << "\n";
+    return kUsageError;
+  }
+  if (sub == "show" && args.positional.empty()) return cli::rules_show(options);
+  if ((sub == "sign" || sub == "push") && args.positional.size() == 1) {
+    const auto file = args.positional[0];
+    auto text = read_file(file);
+    if (!text) {
+      std::cerr << "annex-swarm: " << text.error() << "\n";
+      return kUsageError;
+    }
+    if (sub == "sign") {
+      // Mistakes are cheaper to find before the document is signed and spread.
+      if (auto rules = parse_rules(*text); !rules) {
+        std::cerr << "annex-swarm: " << file << " is not valid swarm rules:\n" << rules.error() << "\n";
+        return 1;
+      }
+      if (output.empty()) output = file + ".asc";
+      std::vector<std::string> gpg{"gpg", "--clearsign", "--output", output};
+      if (!key.empty()) gpg.insert(gpg.end(), {"--local-user", key});
+      gpg.push_back(file);
+      auto rc = run_attached(gpg);
+      if (rc != 0) {
+        std::cerr << "annex-swarm: gpg could not sign " << file << (rc < 0 ? " (is gpg installed?)" : "") << "\n";
+        return 1;
+      }
+      std::cout << "annex-swarm: signed " << output << "; 'annex-swarm rules push " << output
+                << "' hands it to this node\n";
+      return 0;
+    }
+    std::string keys;
+    if (!keys_file.empty()) {
+      auto k = read_file(keys_file);
+      if (!k) {
+        std::cerr << "annex-swarm: " << k.error() << "\n";
+        return kUsageError;
+      }
+      keys = *k;
+    } else {
+      // The signer's public key, from the user's keyring: members check the signature with it.
+      auto verified = run_process({"gpg", "--batch", "--status-fd", "1", "--verify", file});
+      std::string fingerprint;
+      if (auto at = verified.out.find("[GNUPG:] VALIDSIG "); at != std::string::npos) {
+        auto line = verified.out.substr(at, verified.out.find('\n', at) - at);
+        fingerprint = line.substr(line.rfind(' ') + 1);  // the primary key's, last
+      }
+      if (fingerprint.empty()) {
+        std::cerr << "annex-swarm: gpg cannot verify " << file
+                  << " with your keyring (is it signed? is the signer's key there?); or give --keys KEYS.asc\n";
+        return 1;
+      }
+      keys = run_process({"gpg", "--batch", "--armor", "--export", fingerprint}).out;
+    }
+    return cli::rules_push(options, *text, keys);
+  }
+  std::cerr << "annex-swarm: usage: annex-swarm rules sign FILE [--key FPR] | push FILE.asc [--keys KEYS.asc] | show [--json]\n";
+  return kUsageError;
+}
+
 }  // namespace
 
 int annexswarm::app::run(int argc, char** argv, const TestHooks& hooks) {
@@ -204,6 +303,7 @@ int annexswarm::app::run(int argc, char** argv, const TestHooks& hooks) {
     if (command == "daemon") return run_daemon(argc, argv, hooks);
     if (command == "init") return run_init(argc, argv);
     if (command == "swarm") return run_swarm(argc, argv);
+    if (command == "rules") return run_rules(argc, argv);
     if (is_client_command(command)) return run_lookup(command, argc, argv);
     if (command == "help" || command == "--help" || command == "-h") {
       print_usage(std::cout);

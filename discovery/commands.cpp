@@ -182,6 +182,28 @@ int status(const LookupOptions& options) {
       std::cout << "\n";
     }
   }
+  if (r.contains("rules") && r["rules"].is_object()) {
+    const auto rules = r["rules"];
+    const auto refused = rules.value("refused", json::object());
+    std::uint64_t refusals = 0;
+    for (const auto& [why, n] : refused.items()) refusals += n.get<std::uint64_t>();
+    auto version = rules.value("version", std::uint64_t{0});
+    std::cout << "rules     " << (version ? "version " + std::to_string(version) + " signed by " + rules.value("signer", "")
+                                          : std::string("none adopted"))
+              << "; " << refusals << " refused ('annex-swarm rules show')\n";
+  }
+  if (r.contains("limits") && r["limits"].is_object()) {
+    const auto& l = r["limits"];
+    auto rate = [](double bytes) { return bytes > 0 ? std::to_string(static_cast<std::uint64_t>(bytes)) + " B/s" : std::string("none"); };
+    std::cout << "limits    storage " << (l["storage"].is_number() ? std::to_string(l["storage"].get<std::uint64_t>()) + " B"
+                                                                   : std::string("none"))
+              << " (stores hold " << l.value("stores_used", std::uint64_t{0}) << " B), upload "
+              << rate(l.value("upload_rate", 0.0)) << ", download " << rate(l.value("download_rate", 0.0));
+    if (l["hours"].is_string())
+      std::cout << ", replication " << l["hours"].get<std::string>() << (l.value("in_hours", true) ? " (now)" : " (not now)");
+    std::cout << "\n          from the config and " << l.value("file", "") << "\n";
+    if (l.contains("problem")) std::cout << "          not applied: " << l.value("problem", "") << "\n";
+  }
   const auto& ig = r["ignored_values"];
   std::cout << "ignored   " << ig.value("unsigned", 0) << " unsigned, " << ig.value("undecryptable", 0)
             << " undecryptable, " << ig.value("malformed", 0) << " malformed, " << ig.value("forged", 0)
@@ -269,10 +291,11 @@ int repair(const LookupOptions& options, const std::string& key, const std::stri
   } else {
     std::cout << key << ": " << reply->value("live_before", 0) << " shares live before, " << reply->value("live_after", 0)
               << " after (" << reply->value("shares", std::string()) << ")\n";
-    for (const auto& [share, node] : reply->value("placed", nlohmann::json::object()).items())
-      std::cout << "  " << share << " -> " << node.get<std::string>() << "\n";
-    for (const auto& [share, why] : reply->value("failed", nlohmann::json::object()).items())
-      std::cout << "  " << share << " not placed: " << why.get<std::string>() << "\n";
+    // Held in locals: items() of a temporary would dangle.
+    const auto placed = reply->value("placed", nlohmann::json::object());
+    const auto failed = reply->value("failed", nlohmann::json::object());
+    for (const auto& [share, node] : placed.items()) std::cout << "  " << share << " -> " << node.get<std::string>() << "\n";
+    for (const auto& [share, why] : failed.items()) std::cout << "  " << share << " not placed: " << why.get<std::string>() << "\n";
   }
   return reply->value("failed", nlohmann::json::object()).empty() ? kFound : kError;
 }
@@ -364,6 +387,76 @@ int get(const LookupOptions& options, const std::string& key_text, const std::st
     for (const auto& [node, path] : paths.items())
       if (path.is_string()) std::cerr << "annex-swarm:   " << node << " via " << path.get<std::string>() << "\n";
   }
+  return kFound;
+}
+
+namespace {
+
+void print_rules(const json& r) {
+  auto version = r.value("version", std::uint64_t{0});
+  if (version == 0) {
+    std::cout << "no swarm rules adopted";
+    auto admins = r.value("config_admins", json::array());
+    if (admins.empty()) std::cout << " (no rules-admin in this node's config: it adopts none)\n";
+    else std::cout << " (the first version must be signed by " << admins.size() << " admin(s) of the config)\n";
+  } else {
+    std::cout << "version   " << version << ", signed by " << r.value("signer", "") << ", expires "
+              << (r["expires"].is_string() ? r["expires"].get<std::string>() : std::string("never")) << "\n";
+    // Copies held in locals: a range-for over items() of a temporary would dangle.
+    const auto admins = r.value("admins", json::array());
+    const auto groups = r.value("groups", json::object());
+    const auto stores = r.value("stores", json::object());
+    for (const auto& a : admins) std::cout << "admin     " << a.get<std::string>() << "\n";
+    for (const auto& [name, nodes] : groups.items())
+      std::cout << "group     " << name << ": " << nodes.size() << " node(s)\n";
+    for (const auto& [uuid, s] : stores.items()) {
+      std::cout << "store     " << uuid;
+      if (s.contains("copies")) std::cout << ": " << s["copies"].get<unsigned>() << " copies";
+      if (s.contains("keep_on")) {
+        std::cout << " on";
+        for (const auto& g : s["keep_on"]) std::cout << " " << g.get<std::string>();
+      }
+      if (s.contains("grace_seconds")) std::cout << ", grace " << s["grace_seconds"].get<std::int64_t>() << " s";
+      std::cout << "\n";
+    }
+    const auto me = r.value("this_node", json::object());
+    const auto my_groups = me.value("groups", json::array());
+    std::cout << "this node " << me.value("node", "") << ": in groups";
+    for (const auto& g : my_groups) std::cout << " " << g.get<std::string>();
+    if (my_groups.empty()) std::cout << " (none)";
+    std::cout << "; keeps copies of " << me.value("keeps_copies_of", json::array()).size() << " store(s)\n";
+  }
+  const auto f = r.value("refused", json::object());
+  std::cout << "refused   " << f.value("unsigned", 0) << " unsigned, " << f.value("bad_signature", 0) << " bad signature, "
+            << f.value("not_an_admin", 0) << " not by an admin, " << f.value("rollback", 0) << " not newer, "
+            << f.value("expired", 0) << " expired, " << f.value("malformed", 0) << " malformed\n";
+}
+
+}  // namespace
+
+int rules_push(const LookupOptions& options, const std::string& document, const std::string& public_keys) {
+  auto reply = ask(options, {{"op", "rules-push"}, {"document", document}, {"public_keys", public_keys}});
+  if (!reply) return kError;
+  if (options.json) std::cout << reply->dump() << "\n";
+  bool adopted = reply->value("adopted", false);
+  auto why = reply->value("why", std::string());
+  if (adopted) {
+    if (!options.json) std::cout << "annex-swarm: version " << reply->value("version", 0) << " adopted; members pick it up within a minute\n";
+    return kFound;
+  }
+  if (why == "already held") {
+    if (!options.json) std::cout << "annex-swarm: this node holds that version already\n";
+    return kFound;
+  }
+  std::cerr << "annex-swarm: refused: " << why << "\n";
+  return kNotFound;
+}
+
+int rules_show(const LookupOptions& options) {
+  auto reply = ask(options, {{"op", "rules-show"}});
+  if (!reply) return kError;
+  if (options.json) std::cout << reply->dump() << "\n";
+  else print_rules(*reply);
   return kFound;
 }
 

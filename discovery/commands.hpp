@@ -24,6 +24,11 @@ int repair(const LookupOptions& options, const std::string& key, const std::stri
 // Every key of the store whose share map the node keeps.
 int repair_all(const LookupOptions& options, const std::string& store);
 
+// The swarm rules: hand a signed document to the node (0 adopted or already held, 1
+// refused, 2 error), or print the version in force.
+int rules_push(const LookupOptions& options, const std::string& document, const std::string& public_keys);
+int rules_show(const LookupOptions& options);
+
 // Downloads KEY into `to` through the daemon: 0 done, 1 no provider, 2 failed.
 int get(const LookupOptions& options, const std::string& key, const std::string& to, bool unverified);
 

@@ -9,6 +9,8 @@
 #include <fstream>
 #include <fmt/format.h>
 
+#include "node/swarm_rules.hpp"
+
 namespace annexswarm {
 namespace {
 
@@ -109,6 +111,15 @@ const std::vector<SettingDoc>& daemon_settings() {
       {"repair-interval", "DURATION", "6h",
        "how often the erasure-coded keys whose shares this node holds are checked; one below K+M live shares is "
        "rebuilt and placed again by its first live holder (0: never)", false},
+      {"rules-admin", "FINGERPRINT", "none",
+       "OpenPGP fingerprint of who may sign the first swarm rules this node adopts (gpg --fingerprint); later "
+       "versions must be signed by an admin the version held names", true},
+      {"storage", "BYTES", "none",
+       "most bytes this node's swarm stores may hold, whole copies and shares (with store-space and the stores' "
+       ".annex-swarm file: the lower wins); a STORE or share that would pass it is refused", false},
+      {"hours", "HH:MM-HH:MM", "all day", "when replication may run, local time (on-demand gets always run)", false},
+      {"rules-check", "DURATION", "30s", "how often the swarm rules other members publish are read (a newer "
+       "valid version is adopted)", false},
       {"trash-grace", "DURATION", "1d",
        "objects removed from swarm stores stay in the trash this long ('annex-swarm restore' takes one back)", false},
       {"stall-timeout", "DURATION", "30s",
@@ -186,6 +197,23 @@ void apply_setting(DaemonConfig& c, std::string_view name, std::string_view raw,
     if (value.empty()) return bad("needs a path");
     c.repos.emplace_back(std::string(value));
     c.repo_origins.emplace_back(origin);
+  } else if (name == "storage") {
+    auto r = parse_rate(value);
+    if (!r) return bad(r.error());
+    c.storage = static_cast<std::uint64_t>(*r);
+  } else if (name == "hours") {
+    auto h = parse_hours(value);
+    if (!h) return bad(h.error());
+    c.hours = *h;
+  } else if (name == "rules-check") {
+    auto d = parse_duration(value);
+    if (!d) return bad(d.error());
+    c.rules_check = *d;
+  } else if (name == "rules-admin") {
+    auto fpr = normalize_fingerprint(value);
+    if (!fpr) return bad(fpr.error());
+    if (std::find(c.rules_admins.begin(), c.rules_admins.end(), *fpr) == c.rules_admins.end())
+      c.rules_admins.push_back(*fpr);
   } else if (name == "lan-discovery") {
     auto b = parse_bool(value);
     if (!b) return bad("expected on or off");
@@ -302,6 +330,7 @@ void apply_cli_settings(DaemonConfig& c, const std::vector<std::pair<std::string
       if (list == "bootstrap") c.bootstrap.clear();
       if (list == "swarm") c.swarms.clear();
       if (list == "repo") c.repos.clear(), c.repo_origins.clear();
+      if (list == "rules-admin") c.rules_admins.clear();
       replaced.push_back(list);
     }
     apply_setting(c, name, value, errors, "--" + name);

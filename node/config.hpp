@@ -9,6 +9,7 @@
 #include <string_view>
 #include <vector>
 
+#include "node/node_limits.hpp"
 #include "nat/port_mapping.hpp"
 #include "node/log.hpp"
 #include "protocol/swarm_token.hpp"
@@ -40,8 +41,16 @@ struct DaemonConfig {
   // Bytes offered to erasure-coded swarm stores (shares of other members' objects); unset:
   // the free space of the state dir's file system less a reserve; 0: none.
   std::optional<std::uint64_t> store_space;
+  // The limits a node's dotfile may also set (node/node_limits.hpp); with store-space and
+  // the dotfile's, the lower wins.
+  std::optional<std::uint64_t> storage;
+  std::optional<HoursWindow> hours;  // when replication may run
   std::chrono::seconds trash_grace{86400};  // objects removed from swarm stores are kept this long
   std::chrono::seconds repair_interval{6 * 3600};  // erasure-coded shares held here checked; 0: never
+  // OpenPGP fingerprints of who may sign the first version of the swarm rules this node
+  // adopts (later versions: the admins the version held names).
+  std::vector<std::string> rules_admins;
+  std::chrono::seconds rules_check{30};  // how often the rules members publish are read
   std::chrono::seconds stall_timeout{30};  // a peer asked for data that sends nothing this long is given up
   nat::NatMethod nat = nat::NatMethod::Auto;  // port mapping on the home router
   std::chrono::seconds nat_lease{3600};

@@ -1,6 +1,9 @@
 #include "node/control_api.hpp"
 
+#include <fmt/format.h>
+
 #include <algorithm>
+#include <chrono>
 
 #include "protocol/ip_address.hpp"
 #include "protocol/peer_frames.hpp"
@@ -155,6 +158,18 @@ std::variant<ControlRequest, ControlError> parse_control_request(const json& req
   if (op == "store" || op == "present" || op == "remove" || op == "restore" || op == "repair")
     return parse_keyed(op, request);
   if (op == "trash") return TrashRequest{};
+  if (op == "rules-show") return RulesShowRequest{};
+  if (op == "rules-push") {
+    auto document = text(request, "document");
+    auto keys = request.contains("public_keys") ? text(request, "public_keys") : std::optional<std::string>("");
+    if (!document || document->empty() || document->size() > kMaxRulesDocument)
+      return bad(ControlErrorCode::BadRequest, "rules-push needs a \"document\" of at most " +
+                                                   std::to_string(kMaxRulesDocument) + " bytes");
+    if (!keys || keys->size() > kMaxRulesKeys)
+      return bad(ControlErrorCode::BadRequest,
+                 "\"public_keys\" is armored text of at most " + std::to_string(kMaxRulesKeys) + " bytes");
+    return RulesPushRequest{*document, *keys};
+  }
   return bad(ControlErrorCode::UnknownOp, "unknown request '" + op + "'");
 }
 
@@ -293,6 +308,74 @@ json repairs_json(const RepairSweeps& r) {
           {"keys", std::move(keys)}};
 }
 
+std::string day_text(std::int64_t unix_seconds) {
+  std::chrono::sys_days day{std::chrono::floor<std::chrono::days>(std::chrono::sys_seconds{std::chrono::seconds(unix_seconds)})};
+  std::chrono::year_month_day ymd{day};
+  return fmt::format("{:04}-{:02}-{:02}", static_cast<int>(ymd.year()), static_cast<unsigned>(ymd.month()),
+                     static_cast<unsigned>(ymd.day()));
+}
+
+json to_json(const RulesReply& r) {
+  const auto& f = r.refused;
+  json out = {{"ok", true},
+              {"config_admins", r.config_admins},
+              {"refused", {{"unsigned", f.unsigned_text},
+                           {"bad_signature", f.bad_signature},
+                           {"not_an_admin", f.not_an_admin},
+                           {"rollback", f.rollback},
+                           {"expired", f.expired},
+                           {"malformed", f.malformed}}}};
+  if (r.adopted) {
+    out["adopted"] = *r.adopted;
+    out["why"] = r.why;
+  }
+  if (!r.rules) {
+    out["version"] = 0;
+    return out;
+  }
+  const auto& rules = *r.rules;
+  out["version"] = rules.version;
+  out["signer"] = r.signer;
+  out["expires"] = rules.expires ? json(day_text(*rules.expires)) : json(nullptr);
+  out["admins"] = rules.admins;
+  json groups = json::object(), mine = json::array();
+  for (const auto& [name, nodes] : rules.groups) {
+    json ids = json::array();
+    for (const auto& n : nodes) ids.push_back(n.hex());
+    groups[name] = std::move(ids);
+    if (std::find(nodes.begin(), nodes.end(), r.self) != nodes.end()) mine.push_back(name);
+  }
+  out["groups"] = std::move(groups);
+  json stores = json::object(), keeps = json::array();
+  for (const auto& [uuid, s] : rules.stores) {
+    json one = json::object();
+    if (s.copies) one["copies"] = *s.copies;
+    if (!s.keep_on.empty()) one["keep_on"] = s.keep_on;
+    if (s.grace) one["grace_seconds"] = s.grace->count();
+    stores[uuid] = std::move(one);
+    for (const auto& g : s.keep_on)
+      if (std::find(mine.begin(), mine.end(), g) != mine.end()) {
+        keeps.push_back(uuid);
+        break;
+      }
+  }
+  out["stores"] = std::move(stores);
+  out["this_node"] = {{"node", r.self.hex()}, {"groups", std::move(mine)}, {"keeps_copies_of", std::move(keeps)}};
+  return out;
+}
+
+json limits_json(const StatusReply::Limits& l) {
+  json out = {{"file", l.file},
+              {"storage", l.storage ? json(*l.storage) : json(nullptr)},
+              {"stores_used", l.stores_used},
+              {"upload_rate", l.upload_rate},
+              {"download_rate", l.download_rate},
+              {"hours", l.hours ? json(l.hours->text()) : json(nullptr)},
+              {"in_hours", l.in_hours}};
+  if (!l.problem.empty()) out["problem"] = l.problem;
+  return out;
+}
+
 json nat_json(const StatusReply& s) {
   using Clock = std::chrono::steady_clock;
   auto now = Clock::now();
@@ -417,7 +500,9 @@ json to_json(const StatusReply& s) {
           {"endpoints", to_json(s.endpoints)},
           {"nat", nat_json(s)},
           {"relay", relay_json(s.relay)},
-          {"repairs", repairs_json(s.repairs)}};
+          {"repairs", repairs_json(s.repairs)},
+          {"rules", to_json(s.rules)},
+          {"limits", limits_json(s.limits)}};
 }
 
 void ControlApi::handle(const json& request, ControlResponder responder) {
@@ -451,6 +536,8 @@ void ControlApi::handle(const json& request, ControlResponder responder) {
         else if constexpr (std::is_same_v<R, RestoreRequest>) handlers_.restore(r, answer);
         else if constexpr (std::is_same_v<R, RepairRequest>) handlers_.repair(r, progress, answer);
         else if constexpr (std::is_same_v<R, RepairAllRequest>) handlers_.repair_all(r, progress, answer);
+        else if constexpr (std::is_same_v<R, RulesPushRequest>) handlers_.rules_push(r, answer);
+        else if constexpr (std::is_same_v<R, RulesShowRequest>) responder.reply(to_json(handlers_.rules_show()));
       },
       std::get<ControlRequest>(parsed));
 }

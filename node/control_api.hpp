@@ -19,6 +19,8 @@
 #include "node/reachability.hpp"
 #include "node/relay_manager.hpp"
 #include "node/swarm_directory.hpp"
+#include "node/node_limits.hpp"
+#include "node/swarm_rules.hpp"
 #include "erasure/codec.hpp"
 #include "protocol/annex_key.hpp"
 #include "protocol/possession.hpp"
@@ -104,9 +106,16 @@ struct RepairRequest {
   // key's live holders, so that one holder repairs, not all of them.
   bool only_if_first = false;
 };
+// The swarm rules: a signed document offered to this node (adopted when newer and signed
+// by an admin it trusts, then published for the others), or the version in force.
+struct RulesPushRequest {
+  std::string document;     // OpenPGP clear-signed
+  std::string public_keys;  // armored, the signer's at least
+};
+struct RulesShowRequest {};
 using ControlRequest = std::variant<StatusRequest, WhereisRequest, GetRequest, DiscoverRequest, PeersRequest,
                                     StoreRequest, PresentRequest, RemoveRequest, TrashRequest, RestoreRequest,
-                                    RepairRequest, RepairAllRequest>;
+                                    RepairRequest, RepairAllRequest, RulesPushRequest, RulesShowRequest>;
 
 std::variant<ControlRequest, ControlError> parse_control_request(const nlohmann::json& request);
 
@@ -221,6 +230,16 @@ struct RestoreReply {
   std::string store;
 };
 // The daemon's own repairs of erasure-coded keys whose shares it holds.
+struct RulesReply {
+  std::optional<SwarmRules> rules;  // the version in force, if any
+  std::string signer;
+  std::vector<std::string> config_admins;
+  RulesRefusals refused;
+  NodeId self;
+  // A push: whether it was adopted, else why not.
+  std::optional<bool> adopted;
+  std::string why;
+};
 struct RepairSweeps {
   std::int64_t interval_seconds = 0;  // 0: never
   std::uint64_t sweeps = 0, keys_checked = 0, repaired = 0, failed = 0;
@@ -263,6 +282,17 @@ struct StatusReply {
   std::optional<double> first_confirmed_after;
   RelayManager::Status relay;
   RepairSweeps repairs;
+  RulesReply rules;
+  // The limits in force (the lower of the config's and the stores' dotfile) and use against them.
+  struct Limits {
+    std::string file;     // the dotfile's path
+    std::string problem;  // why it was not applied, if it was not
+    std::optional<std::uint64_t> storage;
+    std::uint64_t stores_used = 0;
+    double upload_rate = 0, download_rate = 0;  // bytes/s, 0: none
+    std::optional<HoursWindow> hours;
+    bool in_hours = true;  // now, local time
+  } limits;
 };
 
 struct ControlHandlers {
@@ -278,6 +308,8 @@ struct ControlHandlers {
   std::function<void(const RestoreRequest&, Done<RestoreReply>)> restore;
   std::function<void(const RepairRequest&, ProgressFn, Done<RepairReply>)> repair;
   std::function<void(const RepairAllRequest&, ProgressFn, Done<RepairAllReply>)> repair_all;
+  std::function<void(const RulesPushRequest&, Done<RulesReply>)> rules_push;
+  std::function<RulesReply()> rules_show;
 };
 
 class ControlApi {

@@ -2,7 +2,10 @@
 
 #include <fcntl.h>
 #include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
+
+#include <ctime>
 
 #include <asio/post.hpp>
 
@@ -151,6 +154,8 @@ Result<bool> Daemon::start() {
   share_service_ = std::make_unique<ShareService>(
       io_, *timers_, disk_.get_executor(), *directory_, objects_, *pool_, *object_service_,
       ShareService::Settings{self, [this] { return book_->store_offer(); }});
+  rules_ = std::make_unique<RulesService>(io_, disk_, *timers_, *directory_,
+                                          RulesService::Settings{config_.state_dir, config_.rules_admins, config_.rules_check});
   build_reachability(dht_port);
 
   RelayManager::Settings relay;
@@ -218,7 +223,9 @@ Result<bool> Daemon::start() {
       },
       [this](const RepairAllRequest& r, ProgressFn p, Done<RepairAllReply> d) {
         share_service_->repair_all(r, std::move(p), std::move(d));
-      }});
+      },
+      [this](const RulesPushRequest& r, Done<RulesReply> d) { rules_->push(r, std::move(d)); },
+      [this] { return rules_->show(); }});
   control_ = std::make_unique<ControlServer>(
       io_, [this](const nlohmann::json& request, ControlResponder responder) { api_->handle(request, responder); });
   if (auto r = control_->listen(config_.state_dir / "control.sock"); !r) return Error{r.error()};
@@ -229,7 +236,7 @@ Result<bool> Daemon::start() {
     reach_->check("the DHT connected");
   });
   purge_trash();
-  measure_store_offer();
+  watch_limits_file();  // applies the dotfile's limits, then measures the store offer
   if (config_.swarms.empty()) log::warn("no --swarm given: this node announces nothing");
   for (const auto& s : config_.swarms) log::info("member of swarm {}{}", s.id(), s.is_public() ? " (public)" : "");
   for (const auto& r : objects_.all()) log::info("serving {} (annex uuid {})", r.path.string(), r.uuid);
@@ -242,6 +249,7 @@ Result<bool> Daemon::start() {
   reach_->start();
   announcer_->start();
   share_service_->start_sweeps(config_.repair_interval);
+  rules_->start();
   return true;
 }
 
@@ -364,7 +372,7 @@ void Daemon::purge_trash() {
 
 void Daemon::measure_store_offer() {
   // What the stores hold is walked only when a cap is set (auto needs only the free space).
-  asio::post(disk_, [this, configured = config_.store_space, dir = config_.state_dir] {
+  asio::post(disk_, [this, configured = lower_limit(config_.store_space, storage_limit()), dir = config_.state_dir] {
     std::error_code ec;
     std::uint64_t used = 0;
     if (configured)
@@ -373,8 +381,9 @@ void Daemon::measure_store_offer() {
         if (it->is_regular_file(ec)) used += it->file_size(ec);
     auto space = std::filesystem::space(dir, ec);
     auto offer = ec ? 0 : offered_store_space(configured, used, space.available, space.capacity);
-    asio::post(io_, [this, offer] {
+    asio::post(io_, [this, offer, used] {
       if (stopping_) return;
+      stores_used_ = used;
       if (!book_started_) {
         book_started_ = true;
         book_->set_store_offer_quietly(offer);
@@ -387,13 +396,72 @@ void Daemon::measure_store_offer() {
   });
 }
 
+double Daemon::upload_limit() const { return lower_rate(config_.upload_rate, file_limits_.upload_rate); }
+double Daemon::download_limit() const { return lower_rate(config_.download_rate, file_limits_.download_rate); }
+std::optional<std::uint64_t> Daemon::storage_limit() const { return lower_limit(config_.storage, file_limits_.storage); }
+
+void Daemon::apply_limits() {
+  if (peer_server_) peer_server_->set_upload_limits(upload_limit(), config_.upload_rate_per_peer);
+  object_service_->set_download_rate(download_limit());
+  // A STORE is held to the storage limits (store-space sizes what the node offers others).
+  std::optional<std::uint64_t> storage;
+  std::string from;
+  auto consider = [&](std::optional<std::uint64_t> limit, std::string where) {
+    if (limit && (!storage || *limit < *storage)) storage = limit, from = std::move(where);
+  };
+  consider(config_.storage, "storage in the config");
+  consider(file_limits_.storage, "storage in " + limits_file(config_.state_dir).string());
+  object_service_->set_storage_limit(storage, from);
+  offer_timer_->cancel();
+  measure_store_offer();
+}
+
+void Daemon::read_limits_file(bool force) {
+  auto path = limits_file(config_.state_dir);
+  struct stat st {};
+  std::string seen;
+  if (::stat(path.c_str(), &st) == 0)
+    seen = std::to_string(st.st_mtim.tv_sec) + "." + std::to_string(st.st_mtim.tv_nsec) + "/" + std::to_string(st.st_size);
+  if (seen == limits_seen_ && limits_read_ && !force) return;
+  limits_seen_ = seen;
+  NodeLimits fresh;
+  if (!seen.empty()) {
+    auto text = read_file(path);
+    auto parsed = text ? parse_node_limits(*text, path.string()) : Result<NodeLimits>(Error{text.error()});
+    if (!parsed) {
+      limits_problem_ = parsed.error();
+      log::warn("{}: not applied ({}):\n{}", path.string(),
+                limits_read_ ? "the limits before it stay" : "no limits from it", parsed.error());
+      if (limits_read_) return;
+    } else {
+      limits_problem_.clear();
+      fresh = *parsed;
+    }
+  } else {
+    limits_problem_.clear();
+  }
+  if (limits_read_ && fresh == file_limits_) return;
+  if (limits_read_) log::info("{}: limits changed; applied", path.string());
+  limits_read_ = true;
+  file_limits_ = fresh;
+  apply_limits();
+}
+
+void Daemon::watch_limits_file() {
+  if (stopping_) return;
+  read_limits_file(false);
+  limits_timer_->schedule(config_.poll_interval, [this] { watch_limits_file(); });
+}
+
 void Daemon::stop() {
   if (stopping_) return;
   stopping_ = true;
   trash_timer_->cancel();
   offer_timer_->cancel();
+  limits_timer_->cancel();
   announcer_->stop();  // saves the announce state
   share_service_->stop();
+  rules_->stop();
   book_->stop();
   relays_->stop();     // releases reservations
   signals_.cancel();
@@ -422,6 +490,7 @@ void Daemon::finish_stop() {
 }
 
 void Daemon::reload() {
+  read_limits_file(true);  // the stores' dotfile (node/node_limits.hpp), with or without a config file
   if (!config_.config_file) {
     log::info("SIGHUP: no config file to read again (started without one)");
     return;
@@ -445,13 +514,19 @@ void Daemon::reload() {
   if (fresh.upload_rate != config_.upload_rate || fresh.upload_rate_per_peer != config_.upload_rate_per_peer) {
     config_.upload_rate = fresh.upload_rate;
     config_.upload_rate_per_peer = fresh.upload_rate_per_peer;
-    peer_server_->set_upload_limits(config_.upload_rate, config_.upload_rate_per_peer);
+    peer_server_->set_upload_limits(upload_limit(), config_.upload_rate_per_peer);
     applied.push_back("upload-rate");
   }
   if (fresh.download_rate != config_.download_rate) {
     config_.download_rate = fresh.download_rate;
-    object_service_->set_download_rate(config_.download_rate);
+    object_service_->set_download_rate(download_limit());
     applied.push_back("download-rate");
+  }
+  if (fresh.storage != config_.storage || fresh.hours != config_.hours) {
+    config_.storage = fresh.storage;
+    config_.hours = fresh.hours;
+    apply_limits();
+    applied.push_back("storage/hours");
   }
   if (fresh.store_space != config_.store_space) {
     config_.store_space = fresh.store_space;
@@ -510,6 +585,20 @@ StatusReply Daemon::status() const {
   s.first_confirmed_after = book_->first_confirmed_after();
   s.relay = relays_->status();
   s.repairs = share_service_->sweep_status();
+  s.rules = rules_->show();
+  s.limits.file = limits_file(config_.state_dir).string();
+  s.limits.problem = limits_problem_;
+  s.limits.storage = storage_limit();
+  s.limits.stores_used = stores_used_;
+  s.limits.upload_rate = upload_limit();
+  s.limits.download_rate = download_limit();
+  s.limits.hours = file_limits_.hours ? file_limits_.hours : config_.hours;
+  if (s.limits.hours) {
+    auto now = std::time(nullptr);
+    std::tm local{};
+    localtime_r(&now, &local);
+    s.limits.in_hours = s.limits.hours->contains(local.tm_hour * 60 + local.tm_min);
+  }
   return s;
 }
 

@@ -21,6 +21,7 @@
 #include "node/local_objects.hpp"
 #include "node/object_service.hpp"
 #include "node/share_service.hpp"
+#include "node/rules_service.hpp"
 #include "node/reachability.hpp"
 #include "node/relay_manager.hpp"
 #include "node/swarm_directory.hpp"
@@ -60,6 +61,13 @@ private:
   TrashReply trash() const;
   void purge_trash();  // then again in an hour
   void measure_store_offer();  // on the disk thread, then again in a minute
+  // The stores' dotfile (node/node_limits.hpp): read at start, on SIGHUP, and when it changes.
+  void watch_limits_file();
+  void read_limits_file(bool force);
+  void apply_limits();  // the lower of the config's and the dotfile's, to the services
+  double upload_limit() const;
+  double download_limit() const;
+  std::optional<std::uint64_t> storage_limit() const;
   bool nat_applies() const;
 
   DaemonConfig config_;
@@ -88,11 +96,18 @@ private:
   std::unique_ptr<RelayManager> relays_;
   std::unique_ptr<ObjectService> object_service_;
   std::unique_ptr<ShareService> share_service_;  // erasure-coded stores, over the object service
+  std::unique_ptr<RulesService> rules_;          // the swarm rules, signed, through the DHT
   std::unique_ptr<ControlApi> api_;
   std::unique_ptr<ControlServer> control_;
   asio::steady_timer stop_timer_{io_};
   std::unique_ptr<Timer> trash_timer_ = timers_->make_timer();
   std::unique_ptr<Timer> offer_timer_ = timers_->make_timer();
+  std::unique_ptr<Timer> limits_timer_ = timers_->make_timer();
+  NodeLimits file_limits_;
+  std::string limits_seen_;     // the dotfile's mtime and size when last read ("" : absent)
+  std::string limits_problem_;  // why the dotfile was not applied, if it was not
+  bool limits_read_ = false;
+  std::uint64_t stores_used_ = 0;  // bytes in the swarm stores, at the last measure
   bool book_started_ = false;
   bool stopping_ = false;
 };

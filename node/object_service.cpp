@@ -34,6 +34,11 @@ ObjectService::ObjectService(asio::io_context& io, Timers& timers, asio::any_io_
 
 ObjectService::~ObjectService() { *alive_ = false; }
 
+void ObjectService::set_storage_limit(std::optional<std::uint64_t> bytes, std::string set_in) {
+  storage_limit_ = bytes;
+  storage_limit_from_ = std::move(set_in);
+}
+
 void ObjectService::set_download_rate(double rate) {
   settings_.download_rate = rate;
   download_limit_ = rate > 0 ? std::make_shared<RateLimiter>(rate) : nullptr;
@@ -291,13 +296,29 @@ void ObjectService::store(const StoreRequest& request, ProgressFn progress, Done
   auto index = objects_.store(request.store);
   if (!index) return done(ControlError{ControlErrorCode::NotAStore, index.error()});
   auto repo = objects_.at(*index);
-  asio::post(disk_, [this, &io = io_, alive = alive_, request, repo, index = *index, progress, done] {
+  asio::post(disk_, [this, &io = io_, alive = alive_, request, repo, index = *index, progress, done,
+                     limit = storage_limit_, limit_from = storage_limit_from_] {
     // Objects in the trash give way to a new one when space runs out, oldest first.
     std::error_code ec;
     auto size = request.key.content_size();
     if (!size) {
       auto bytes = std::filesystem::file_size(request.file, ec);
       if (!ec) size = bytes;
+    }
+    if (limit && !std::filesystem::exists(store_object_path(repo, request.key), ec)) {
+      // What every swarm store here holds (they share the limit), against what the user allows.
+      std::uint64_t used = 0;
+      for (auto it = std::filesystem::recursive_directory_iterator(repo.path.parent_path(), ec);
+           !ec && it != std::filesystem::recursive_directory_iterator(); it.increment(ec))
+        if (it->is_regular_file(ec)) used += it->file_size(ec);
+      if (used + size.value_or(0) > *limit) {
+        auto why = "this node's storage limit is " + std::to_string(*limit) + " bytes (" + limit_from +
+                   "); its swarm stores hold " + std::to_string(used) + " and " + request.key.str() + " has " +
+                   std::to_string(size.value_or(0));
+        return asio::post(io, [alive, why, done] {
+          if (*alive) done(ControlError{ControlErrorCode::Failed, why});
+        });
+      }
     }
     auto trash = objects_.trash_dir();
     std::size_t purged = 0;

@@ -45,6 +45,9 @@ public:
 
   // Downloads under way keep the limit they started with.
   void set_download_rate(double rate);
+  // Most bytes this node's swarm stores may hold (nullopt: no limit), and where it was set:
+  // a STORE that would pass it is refused with both.
+  void set_storage_limit(std::optional<std::uint64_t> bytes, std::string set_in);
   void stop();  // stops the downloads under way (their partial files stay for resume)
   std::size_t downloads() const { return downloads_.size(); }
   // The audits kept of what this node stored in swarm stores (shares too).
@@ -90,6 +93,8 @@ private:
   AuditBook audits_;
   PeerPool& pool_;
   Settings settings_;
+  std::optional<std::uint64_t> storage_limit_;
+  std::string storage_limit_from_;
   std::shared_ptr<RateLimiter> download_limit_;
   std::map<DownloadKey, std::shared_ptr<Download>> downloads_;
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);

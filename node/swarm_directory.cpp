@@ -16,6 +16,7 @@ constexpr auto kGatherSlack = std::chrono::seconds(2);
 std::string slot_of(const ContactRecord&) { return "contact"; }
 std::string slot_of(const RepoRecord& r) { return "repo/" + r.uuid; }
 std::string slot_of(const ProviderBucketRecord& r) { return "provider/" + r.repo_uuid; }
+std::string slot_of(const RulesRecord&) { return "rules"; }
 }  // namespace
 
 SwarmDirectory::SwarmDirectory(DhtClient& dht, Timers& timers, NodeId self, std::vector<SwarmToken> swarms,
@@ -275,6 +276,35 @@ void SwarmDirectory::put_bucket(std::size_t swarm, const std::string& repo_uuid,
   ProviderBucketRecord record{self_, repo_uuid, bucket, tags};
   auto s = stamp(token, loc, slot_of(record));
   dht_.put(loc, s.value_id, s.seq, seal_record(token, loc, encode(record), s.issued_at), std::move(done));
+}
+
+void SwarmDirectory::rules(std::chrono::milliseconds timeout, std::function<void(std::vector<RulesRecord>)> done) {
+  read<RulesRecord>([this](std::size_t si) { return swarms_[si].rules_location(); }, timeout, decode_rules,
+                    [done = std::move(done)](auto records) {
+                      std::vector<RulesRecord> out;
+                      for (auto& [si, rec] : records) out.push_back(std::move(rec));
+                      done(std::move(out));
+                    });
+}
+
+void SwarmDirectory::put_rules(const std::string& document, const std::string& public_keys,
+                               std::function<void(bool)> done) {
+  RulesRecord record{self_, document, public_keys};
+  auto body = encode(record);
+  auto waiting = std::make_shared<std::size_t>(0);
+  auto all_ok = std::make_shared<bool>(true);
+  std::vector<std::pair<const SwarmToken*, DhtLocation>> targets;
+  for (const auto& token : swarms_)
+    if (!token.is_public()) targets.emplace_back(&token, token.rules_location());
+  if (targets.empty()) return timers_.post([done] { done(false); });
+  *waiting = targets.size();
+  for (const auto& [token, loc] : targets) {
+    auto s = stamp(*token, loc, slot_of(record));
+    dht_.put(loc, s.value_id, s.seq, seal_record(*token, loc, body, s.issued_at), [waiting, all_ok, done](bool ok) {
+      *all_ok = *all_ok && ok;
+      if (--*waiting == 0) done(*all_ok);
+    });
+  }
 }
 
 }  // namespace annexswarm

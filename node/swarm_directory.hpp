@@ -87,6 +87,9 @@ public:
   void put_repo(const std::string& uuid);
   void put_bucket(std::size_t swarm, const std::string& repo_uuid, std::uint32_t bucket,
                   const std::vector<std::uint64_t>& tags, std::function<void(bool ok)> done);
+  // The swarm rules members publish (each its own version), and ours, in every private swarm.
+  void rules(std::chrono::milliseconds timeout, std::function<void(std::vector<RulesRecord>)> done);
+  void put_rules(const std::string& document, const std::string& public_keys, std::function<void(bool ok)> done);
 
 private:
   template <class Record>

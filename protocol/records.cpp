@@ -107,6 +107,16 @@ Bytes encode(const RepoRecord& record) {
   return finish(buf);
 }
 
+Bytes encode(const RulesRecord& record) {
+  msgpack::sbuffer buf;
+  Packer pk(buf);
+  pack_header(pk, RecordKind::Rules, 3);
+  pack_node(pk, record.node);
+  detail::pack_bin(pk, as_bytes(record.document));
+  detail::pack_bin(pk, as_bytes(record.public_keys));
+  return finish(buf);
+}
+
 bool ProviderBucketRecord::holds(std::uint64_t tag) const {
   return std::binary_search(tags.begin(), tags.end(), tag);
 }
@@ -181,6 +191,22 @@ Result<RepoRecord> decode_repo(ByteView body) {
     if (!uuid || !is_annex_uuid(*uuid)) return r.fail("repository uuid");
     rec.node = *node;
     rec.uuid = *uuid;
+    return rec;
+  });
+}
+
+Result<RulesRecord> decode_rules(ByteView body) {
+  return decode_with<RulesRecord>(body, RecordKind::Rules, 3, "rules", [](const FieldReader& r) -> Result<RulesRecord> {
+    RulesRecord rec;
+    auto node = read_node(r, 2);
+    auto document = r.bin(3, kMaxRulesDocument);
+    auto keys = r.bin(4, kMaxRulesKeys);
+    if (!node) return r.fail("node id");
+    if (!document || document->empty()) return r.fail("document");
+    if (!keys) return r.fail("public keys");
+    rec.node = *node;
+    rec.document.assign(document->begin(), document->end());
+    rec.public_keys.assign(keys->begin(), keys->end());
     return rec;
   });
 }

@@ -26,7 +26,7 @@ inline constexpr std::size_t kMaxRecordBody = kMaxKeyTags * 8 + 256;
 inline constexpr std::size_t kMaxSealedRecord = kMaxRecordBody + 64;
 inline constexpr std::size_t kMaxEndpoints = 16;
 
-enum class RecordKind : std::uint32_t { Contact = 1, Repo = 2, ProviderBucket = 4 };
+enum class RecordKind : std::uint32_t { Contact = 1, Repo = 2, ProviderBucket = 4, Rules = 5 };
 
 
 // Candidate: a public address of the node's own not yet confirmed by a dial-back. Members
@@ -80,13 +80,27 @@ struct ProviderBucketRecord {
   friend bool operator==(const ProviderBucketRecord&, const ProviderBucketRecord&) = default;
 };
 
+// At rules: the swarm rules a member holds (an OpenPGP clear-signed document) and the
+// public keys that came with it. Every member that adopted a version publishes it, so a
+// version spreads and stays while any member holds it; readers check the signature.
+inline constexpr std::size_t kMaxRulesDocument = 12 * 1024;
+inline constexpr std::size_t kMaxRulesKeys = 16 * 1024;
+struct RulesRecord {
+  NodeId node;
+  std::string document;
+  std::string public_keys;
+  friend bool operator==(const RulesRecord&, const RulesRecord&) = default;
+};
+
 Bytes encode(const ContactRecord& record);
 Bytes encode(const RepoRecord& record);
 Bytes encode(const ProviderBucketRecord& record);
+Bytes encode(const RulesRecord& record);
 
 Result<ContactRecord> decode_contact(ByteView body);
 Result<RepoRecord> decode_repo(ByteView body);
 Result<ProviderBucketRecord> decode_provider_bucket(ByteView body);
+Result<RulesRecord> decode_rules(ByteView body);
 
 // A sealed record carries the time it was issued (Unix seconds) inside the ciphertext,
 // so a reader can refuse one replayed after its lifetime; the time is chosen by the

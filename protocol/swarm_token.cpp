@@ -116,6 +116,7 @@ DhtLocation SwarmToken::bucket_location(std::uint32_t bucket) const {
 }
 DhtLocation SwarmToken::nodes_location() const { return location("nodes"); }
 DhtLocation SwarmToken::relays_location() const { return location("relays"); }
+DhtLocation SwarmToken::rules_location() const { return location("rules"); }
 
 std::uint64_t SwarmToken::value_id(std::string_view what) const {
   auto digest = crypto::hmac_sha256(secret_, as_bytes("value-id/" + std::string(what)));

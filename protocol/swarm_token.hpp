@@ -68,6 +68,7 @@ public:
   DhtLocation bucket_location(std::uint32_t bucket) const;
   DhtLocation nodes_location() const;
   DhtLocation relays_location() const;
+  DhtLocation rules_location() const;
 
   // The write capability of swarm store `store_uuid` (32 bytes): REMOVE must carry it.
   Bytes store_capability(std::string_view store_uuid) const;

@@ -95,6 +95,59 @@ BOOST_AUTO_TEST_CASE(repair_interval_is_a_duration_or_0_for_never) {
   BOOST_TEST(errors[0].find("(or 0)") != std::string::npos, errors[0]);
 }
 
+BOOST_AUTO_TEST_CASE(rules_admins_are_fingerprints_and_repeatable) {
+  DaemonConfig c;
+  std::vector<std::string> errors;
+  apply_config_text(c,
+                    "rules-admin = 0123 4567 89ab cdef 0123  4567 89AB CDEF 0123 4567\n"
+                    "rules-admin = 0x" + std::string(40, 'f') + "\nrules-check = 5s\n",
+                    "rules.conf", errors);
+  BOOST_TEST(errors.empty());
+  BOOST_TEST(c.rules_admins ==
+             (std::vector<std::string>{"0123456789ABCDEF0123456789ABCDEF01234567", std::string(40, 'F')}));
+  BOOST_TEST(c.rules_check.count() == 5);
+  apply_config_text(c, "rules-admin = alice@example.org\n", "bad.conf", errors);
+  BOOST_REQUIRE(errors.size() == 1u);
+  BOOST_TEST(errors[0].find("bad.conf:1") != std::string::npos, errors[0]);
+  BOOST_TEST(errors[0].find("fingerprint") != std::string::npos, errors[0]);
+}
+
+BOOST_AUTO_TEST_CASE(the_stores_dotfile_sets_limits_and_names_its_mistakes_by_line) {
+  auto limits = parse_node_limits("# a small box\nstorage = 10M\nupload-rate = 2M\ndownload-rate = 0\nhours = 22:30-06:00\n",
+                                  "/s/.annex-swarm");
+  BOOST_REQUIRE_MESSAGE(limits, limits.error());
+  BOOST_TEST(limits->storage.value() == 10000000u);
+  BOOST_TEST(limits->upload_rate.value() == 2e6);
+  BOOST_TEST(limits->download_rate.value() == 0.0);
+  BOOST_TEST(limits->hours->text() == "22:30-06:00");
+  BOOST_TEST(limits->hours->contains(23 * 60));    // past midnight: wraps
+  BOOST_TEST(limits->hours->contains(5 * 60 + 59));
+  BOOST_TEST(!limits->hours->contains(12 * 60));
+  BOOST_TEST(parse_hours("01:00-07:00")->contains(60));
+  BOOST_TEST(!parse_hours("01:00-07:00")->contains(7 * 60));
+  BOOST_TEST(!parse_hours("7-9"));
+  BOOST_TEST(!parse_hours("25:00-07:00"));
+  auto bad = parse_node_limits("storage = 1G\nspeed = fast\nstorage = 2G\nhours = soon\n", "/s/.annex-swarm");
+  BOOST_REQUIRE(!bad);
+  BOOST_TEST(bad.error().find("/s/.annex-swarm:2: unknown limit 'speed'") != std::string::npos, bad.error());
+  BOOST_TEST(bad.error().find("/s/.annex-swarm:3: storage is given twice") != std::string::npos, bad.error());
+  BOOST_TEST(bad.error().find("/s/.annex-swarm:4: hours") != std::string::npos, bad.error());
+  // The lower limit wins; 0 (rates) or none (bytes) is no limit.
+  BOOST_TEST(lower_rate(0, 2e6) == 2e6);
+  BOOST_TEST(lower_rate(1e6, 2e6) == 1e6);
+  BOOST_TEST(lower_rate(3e6, 0.0) == 3e6);
+  BOOST_TEST(lower_limit(std::nullopt, 5u).value() == 5u);
+  BOOST_TEST(lower_limit(7u, 5u).value() == 5u);
+  BOOST_TEST(!lower_limit(std::nullopt, std::nullopt));
+  // The same names work in the config.
+  DaemonConfig c;
+  std::vector<std::string> errors;
+  apply_config_text(c, "storage = 5G\nhours = 01:00-07:00\n", "node.conf", errors);
+  BOOST_TEST(errors.empty());
+  BOOST_TEST(c.storage.value() == 5000000000u);
+  BOOST_TEST(c.hours->text() == "01:00-07:00");
+}
+
 BOOST_AUTO_TEST_CASE(nat_method_lease_and_reachability_check_are_settings) {
   DaemonConfig c;
   BOOST_TEST((c.nat == nat::NatMethod::Auto));

@@ -44,6 +44,15 @@ BOOST_AUTO_TEST_CASE(records_round_trip) {
   BOOST_TEST(!provider.holds(8));
   ProviderBucketRecord empty{node(3), kUuid, 0, {}};
   BOOST_TEST((decode_provider_bucket(encode(empty)).value() == empty));
+  RulesRecord rules{node(4), "-----BEGIN PGP SIGNED MESSAGE-----\n...", "-----BEGIN PGP PUBLIC KEY BLOCK-----\n..."};
+  BOOST_TEST((decode_rules(encode(rules)).value() == rules));
+  // The largest document and key block fit in one DHT value, sealed.
+  RulesRecord largest{node(4), std::string(kMaxRulesDocument, 'd'), std::string(kMaxRulesKeys, 'k')};
+  BOOST_TEST(encode(largest).size() <= kMaxRecordBody);
+  BOOST_TEST((decode_rules(encode(largest)).value() == largest));
+  RulesRecord oversized{node(4), std::string(kMaxRulesDocument + 1, 'd'), ""};
+  BOOST_TEST(!decode_rules(encode(oversized)));
+  BOOST_TEST(!decode_rules(encode(RulesRecord{node(4), "", ""})));
 }
 
 BOOST_AUTO_TEST_CASE(a_contact_record_without_a_store_offer_offers_none_and_appended_fields_are_skipped) {
@@ -91,6 +100,7 @@ BOOST_AUTO_TEST_CASE(malformed_bodies_are_errors_not_crashes) {
     BOOST_TEST(!decode_provider_bucket(b));
     BOOST_TEST(!decode_contact(b));
     BOOST_TEST(!decode_repo(b));
+    BOOST_TEST(!decode_rules(b));
   }
 }
 

@@ -1,0 +1,348 @@
+#include "node/swarm_rules.hpp"
+
+#include <gpgme.h>
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <cctype>
+#include <charconv>
+#include <mutex>
+
+#include "node/config.hpp"
+#include "node/log.hpp"
+#include "node/state_files.hpp"
+#include "protocol/records.hpp"
+
+namespace annexswarm {
+namespace fs = std::filesystem;
+
+namespace {
+
+std::string_view trim_view(std::string_view s) {
+  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.front()))) s.remove_prefix(1);
+  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.back()))) s.remove_suffix(1);
+  return s;
+}
+
+std::vector<std::string_view> words(std::string_view s) {
+  std::vector<std::string_view> out;
+  while (true) {
+    s = trim_view(s);
+    if (s.empty()) return out;
+    auto end = s.find_first_of(" \t");
+    out.push_back(s.substr(0, end));
+    if (end == std::string_view::npos) return out;
+    s.remove_prefix(end);
+  }
+}
+
+template <class T>
+std::optional<T> number(std::string_view s) {
+  T v{};
+  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+  if (ec != std::errc() || p != s.data() + s.size()) return std::nullopt;
+  return v;
+}
+
+// "2027-06-01" -> unix seconds at 00:00 UTC of that day.
+std::optional<std::int64_t> parse_day(std::string_view s) {
+  if (s.size() != 10 || s[4] != '-' || s[7] != '-') return std::nullopt;
+  auto y = number<int>(s.substr(0, 4));
+  auto m = number<unsigned>(s.substr(5, 2));
+  auto d = number<unsigned>(s.substr(8, 2));
+  if (!y || !m || !d) return std::nullopt;
+  std::chrono::year_month_day day{std::chrono::year{*y}, std::chrono::month{*m}, std::chrono::day{*d}};
+  if (!day.ok()) return std::nullopt;
+  return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::sys_days{day}.time_since_epoch()).count();
+}
+
+bool is_group_name(std::string_view s) {
+  return !s.empty() && s.size() <= 64 && std::all_of(s.begin(), s.end(), [](char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_';
+  });
+}
+
+std::once_flag gpgme_ready;
+
+struct Ctx {
+  gpgme_ctx_t ctx = nullptr;
+  ~Ctx() {
+    if (ctx) gpgme_release(ctx);
+  }
+};
+struct Data {
+  gpgme_data_t data = nullptr;
+  ~Data() {
+    if (data) gpgme_data_release(data);
+  }
+};
+
+std::string gpg_error(gpgme_error_t e) { return gpgme_strerror(e); }
+
+struct VerifyFailure {
+  RulesRefusal kind;
+  std::string why;
+};
+
+std::variant<VerifiedText, VerifyFailure> verify(const fs::path& home, std::string_view armored,
+                                                 std::string_view public_keys) {
+  auto internal = [](std::string why) { return VerifyFailure{RulesRefusal::BadSignature, std::move(why)}; };
+  std::call_once(gpgme_ready, [] { gpgme_check_version(nullptr); });
+  std::error_code ec;
+  fs::create_directories(home, ec);
+  ::chmod(home.c_str(), 0700);  // gpg refuses a home others can read
+  Ctx c;
+  if (auto e = gpgme_new(&c.ctx)) return internal("cannot start GPGME: " + gpg_error(e));
+  if (auto e = gpgme_ctx_set_engine_info(c.ctx, GPGME_PROTOCOL_OpenPGP, nullptr, home.c_str()))
+    return internal("cannot use the keyring in " + home.string() + ": " + gpg_error(e));
+  if (!public_keys.empty()) {
+    Data keys;
+    if (gpgme_data_new_from_mem(&keys.data, public_keys.data(), public_keys.size(), 1) == 0)
+      gpgme_op_import(c.ctx, keys.data);  // a bad key block only means its signatures fail below
+  }
+  Data sig, plain;
+  if (gpgme_data_new_from_mem(&sig.data, armored.data(), armored.size(), 1) || gpgme_data_new(&plain.data))
+    return internal("out of memory");
+  auto err = gpgme_op_verify(c.ctx, sig.data, nullptr, plain.data);
+  auto* result = gpgme_op_verify_result(c.ctx);
+  if (gpgme_err_code(err) == GPG_ERR_NO_DATA || !result || !result->signatures)
+    return VerifyFailure{RulesRefusal::Unsigned, "not an OpenPGP clear-signed document"};
+  if (err) return VerifyFailure{RulesRefusal::BadSignature, "cannot check the signature: " + gpg_error(err)};
+  auto* s = result->signatures;
+  if (s->next) return VerifyFailure{RulesRefusal::BadSignature, "more than one signature"};
+  auto code = gpgme_err_code(s->status);
+  if (code == GPG_ERR_NO_PUBKEY)
+    return VerifyFailure{RulesRefusal::NotAnAdmin,
+                         std::string("signed by key ") + (s->fpr ? s->fpr : "?") + ", whose public key did not come with it"};
+  if (code == GPG_ERR_BAD_SIGNATURE)
+    return VerifyFailure{RulesRefusal::BadSignature, "the signature does not match the text (altered after signing?)"};
+  if (code != GPG_ERR_NO_ERROR && code != GPG_ERR_KEY_EXPIRED)
+    return VerifyFailure{RulesRefusal::BadSignature, "bad signature: " + gpg_error(s->status)};
+  if (s->summary & (GPGME_SIGSUM_KEY_REVOKED | GPGME_SIGSUM_KEY_EXPIRED | GPGME_SIGSUM_SIG_EXPIRED))
+    return VerifyFailure{RulesRefusal::BadSignature, "signed by a revoked or expired key, or the signature expired"};
+  // The signer's primary key (a signing subkey has its own fingerprint).
+  std::string fingerprint = s->fpr ? s->fpr : "";
+  gpgme_key_t key = nullptr;
+  if (gpgme_get_key(c.ctx, fingerprint.c_str(), &key, 0) == 0 && key) {
+    if (key->fpr) fingerprint = key->fpr;
+    gpgme_key_unref(key);
+  }
+  std::size_t size = 0;
+  char* bytes = gpgme_data_release_and_get_mem(plain.data, &size);
+  plain.data = nullptr;
+  VerifiedText out{bytes ? std::string(bytes, size) : std::string(), fingerprint};
+  if (bytes) gpgme_free(bytes);
+  return out;
+}
+
+}  // namespace
+
+Result<std::string> normalize_fingerprint(std::string_view text) {
+  std::string out;
+  text = trim_view(text);
+  if (text.starts_with("0x") || text.starts_with("0X")) text.remove_prefix(2);
+  for (char c : text) {
+    if (c == ' ') continue;
+    if (!std::isxdigit(static_cast<unsigned char>(c))) return Error{"not an OpenPGP fingerprint: " + std::string(text)};
+    out += static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  }
+  if (out.size() != 40)
+    return Error{"an OpenPGP fingerprint has 40 hex digits (gpg --fingerprint shows it); got " +
+                 std::to_string(out.size())};
+  return out;
+}
+
+Result<SwarmRules> parse_rules(std::string_view text) {
+  SwarmRules r;
+  std::string errors;
+  auto fail = [&](std::size_t line, const std::string& why) {
+    errors += (errors.empty() ? "" : "\n") + ("line " + std::to_string(line) + ": " + why);
+  };
+  std::set<std::string> seen;  // single-valued names given once
+  std::map<std::string, std::size_t> keep_on_lines;
+  std::size_t line_no = 0;
+  bool version_seen = false;
+  while (!text.empty()) {
+    auto nl = text.find('\n');
+    auto line = text.substr(0, nl);
+    text = nl == std::string_view::npos ? std::string_view{} : text.substr(nl + 1);
+    ++line_no;
+    line = trim_view(line.substr(0, line.find('#')));
+    if (line.empty()) continue;
+    auto eq = line.find('=');
+    if (eq == std::string_view::npos) {
+      fail(line_no, "expected 'name = value', got '" + std::string(line) + "'");
+      continue;
+    }
+    auto name = std::string(trim_view(line.substr(0, eq)));
+    auto value = trim_view(line.substr(eq + 1));
+    if (name != "admin" && !seen.insert(name).second) {
+      fail(line_no, name + " is given twice");
+      continue;
+    }
+    if (name == "version") {
+      auto v = number<std::uint64_t>(value);
+      if (!v || *v == 0) fail(line_no, "version is a whole number from 1");
+      else r.version = *v, version_seen = true;
+    } else if (name == "expires") {
+      auto day = parse_day(value);
+      if (!day) fail(line_no, "expires is a day, YYYY-MM-DD (UTC)");
+      else r.expires = *day;
+    } else if (name == "admin") {
+      auto fpr = normalize_fingerprint(value);
+      if (!fpr) fail(line_no, fpr.error());
+      else if (std::find(r.admins.begin(), r.admins.end(), *fpr) == r.admins.end()) r.admins.push_back(*fpr);
+    } else if (name.starts_with("group.")) {
+      auto group = name.substr(6);
+      if (!is_group_name(group)) {
+        fail(line_no, "a group name is letters, digits, '-' and '_': '" + group + "'");
+        continue;
+      }
+      auto& members = r.groups[group];
+      for (auto w : words(value)) {
+        auto node = NodeId::from_hex(w);
+        if (!node) fail(line_no, "not a node id (40 hex digits, `annex-swarm status` shows it): '" + std::string(w) + "'");
+        else members.push_back(*node);
+      }
+      if (members.empty()) fail(line_no, "group " + group + " names no node");
+    } else if (name.starts_with("store.")) {
+      auto rest = std::string_view(name).substr(6);
+      auto dot = rest.rfind('.');
+      auto uuid = std::string(rest.substr(0, dot == std::string_view::npos ? 0 : dot));
+      auto what = dot == std::string_view::npos ? std::string_view{} : rest.substr(dot + 1);
+      if (!is_annex_uuid(uuid)) {
+        fail(line_no, "expected store.UUID.copies, .keep-on or .grace with a git-annex UUID, got '" + name + "'");
+        continue;
+      }
+      auto& store = r.stores[uuid];
+      if (what == "copies") {
+        auto n = number<unsigned>(value);
+        if (!n || *n == 0 || *n > 100) fail(line_no, "copies is a whole number from 1 to 100");
+        else store.copies = *n;
+      } else if (what == "keep-on") {
+        for (auto w : words(value)) store.keep_on.emplace_back(w);
+        if (store.keep_on.empty()) fail(line_no, "keep-on names no group");
+        keep_on_lines[uuid] = line_no;
+      } else if (what == "grace") {
+        auto d = parse_duration(value);
+        if (!d) fail(line_no, "grace: " + d.error());
+        else store.grace = *d;
+      } else {
+        fail(line_no, "unknown store setting '" + std::string(what) + "' (copies, keep-on, grace)");
+      }
+    } else {
+      fail(line_no, "unknown name '" + name + "' (version, expires, admin, group.NAME, store.UUID.*)");
+    }
+  }
+  for (const auto& [uuid, line] : keep_on_lines)
+    for (const auto& g : r.stores[uuid].keep_on)
+      if (!r.groups.count(g)) fail(line, "keep-on names group '" + g + "', which no group." + g + " line defines");
+  if (!version_seen && errors.empty()) errors = "no version line (version = N)";
+  if (r.admins.empty() && errors.empty())
+    errors = "no admin line: nobody could sign the next version (admin = FINGERPRINT)";
+  if (!errors.empty()) return Error{errors};
+  return r;
+}
+
+std::uint64_t claimed_version(std::string_view armored) {
+  auto end = armored.find("-----BEGIN PGP SIGNATURE-----");
+  armored = armored.substr(0, end);
+  while (!armored.empty()) {
+    auto nl = armored.find('\n');
+    auto line = trim_view(armored.substr(0, nl));
+    armored = nl == std::string_view::npos ? std::string_view{} : armored.substr(nl + 1);
+    auto eq = line.find('=');
+    if (eq == std::string_view::npos || trim_view(line.substr(0, eq)) != "version") continue;
+    auto value = trim_view(line.substr(eq + 1));
+    value = trim_view(value.substr(0, value.find('#')));
+    return number<std::uint64_t>(value).value_or(0);
+  }
+  return 0;
+}
+
+Result<VerifiedText> verify_clearsigned(const fs::path& gnupg_home, std::string_view armored,
+                                        std::string_view public_keys) {
+  auto v = verify(gnupg_home, armored, public_keys);
+  if (auto* f = std::get_if<VerifyFailure>(&v)) return Error{f->why};
+  return std::get<VerifiedText>(std::move(v));
+}
+
+std::string_view to_string(RulesRefusal r) {
+  switch (r) {
+    case RulesRefusal::Unsigned: return "unsigned";
+    case RulesRefusal::BadSignature: return "bad signature";
+    case RulesRefusal::NotAnAdmin: return "not signed by an admin";
+    case RulesRefusal::Rollback: return "not newer than the version held";
+    case RulesRefusal::Expired: return "expired";
+    case RulesRefusal::Malformed: return "malformed";
+  }
+  return "?";
+}
+
+std::uint64_t& RulesRefusals::operator[](RulesRefusal r) {
+  switch (r) {
+    case RulesRefusal::Unsigned: return unsigned_text;
+    case RulesRefusal::BadSignature: return bad_signature;
+    case RulesRefusal::NotAnAdmin: return not_an_admin;
+    case RulesRefusal::Rollback: return rollback;
+    case RulesRefusal::Expired: return expired;
+    case RulesRefusal::Malformed: return malformed;
+  }
+  return malformed;
+}
+
+RulesBook::RulesBook(fs::path state_dir, std::vector<std::string> config_admins)
+    : dir_(std::move(state_dir) / "rules"), config_admins_(std::move(config_admins)) {}
+
+Result<bool> RulesBook::load() {
+  auto armored = read_file(dir_ / "adopted.asc");
+  if (!armored) return false;  // none adopted yet
+  auto keys = read_file(dir_ / "adopted-keys.asc");
+  auto v = verify(dir_ / "gnupg", *armored, keys ? *keys : std::string());
+  if (auto* f = std::get_if<VerifyFailure>(&v))
+    return Error{"the rules adopted before (" + (dir_ / "adopted.asc").string() + ") no longer verify: " + f->why};
+  auto& checked = std::get<VerifiedText>(v);
+  auto rules = parse_rules(checked.text);
+  if (!rules) return Error{"the rules adopted before are malformed: " + rules.error()};
+  current_ = Adopted{std::move(*rules), checked.fingerprint, std::move(*armored), keys ? *keys : std::string()};
+  return true;
+}
+
+RulesBook::Outcome RulesBook::refuse(RulesRefusal why, std::string detail) {
+  ++refusals_[why];
+  auto line = std::string(to_string(why)) + ": " + detail;
+  if (logged_.size() < 256 && logged_.insert(line).second) log::warn("swarm rules refused, {}", line);
+  return Outcome{false, why, std::move(line)};
+}
+
+RulesBook::Outcome RulesBook::offer(std::string_view armored, std::string_view public_keys, std::int64_t now) {
+  if (current_ && armored == current_->armored) return Outcome{false, std::nullopt, "already held"};
+  auto v = verify(dir_ / "gnupg", armored, public_keys);
+  if (auto* f = std::get_if<VerifyFailure>(&v)) return refuse(f->kind, f->why);
+  auto& checked = std::get<VerifiedText>(v);
+  auto rules = parse_rules(checked.text);
+  if (!rules) return refuse(RulesRefusal::Malformed, rules.error());
+  if (current_ && rules->version <= current_->rules.version)
+    return refuse(RulesRefusal::Rollback, "version " + std::to_string(rules->version) + " offered, version " +
+                                              std::to_string(current_->rules.version) + " held");
+  // Who may sign: the admins of the version held, or for the first one the config's.
+  const auto& admins = current_ ? current_->rules.admins : config_admins_;
+  if (std::find(admins.begin(), admins.end(), checked.fingerprint) == admins.end())
+    return refuse(RulesRefusal::NotAnAdmin,
+                  "version " + std::to_string(rules->version) + " signed by " + checked.fingerprint +
+                      ", who is not an admin of " +
+                      (current_ ? "version " + std::to_string(current_->rules.version) : std::string("this node's config")));
+  if (rules->expires && *rules->expires <= now)
+    return refuse(RulesRefusal::Expired, "version " + std::to_string(rules->version) + " expired");
+  std::error_code ec;
+  fs::create_directories(dir_, ec);
+  if (auto w = write_file_atomic(dir_ / "adopted-keys.asc", std::string(public_keys), 0600); !w)
+    return refuse(RulesRefusal::Malformed, "cannot keep it: " + w.error());
+  if (auto w = write_file_atomic(dir_ / "adopted.asc", std::string(armored), 0600); !w)
+    return refuse(RulesRefusal::Malformed, "cannot keep it: " + w.error());
+  log::info("swarm rules version {} adopted (signed by {})", rules->version, checked.fingerprint);
+  current_ = Adopted{std::move(*rules), checked.fingerprint, std::string(armored), std::string(public_keys)};
+  return Outcome{true, std::nullopt, "adopted"};
+}
+
+}  // namespace annexswarm
