@@ -23,6 +23,7 @@
 #include "node/state_files.hpp"
 #include "node/subprocess.hpp"
 #include "node/swarm_rules.hpp"
+#include "protocol/records.hpp"
 #include "protocol/swarm_token.hpp"
 
 namespace fs = std::filesystem;
@@ -280,7 +281,14 @@ int run_rules(int argc, char** argv) {
                   << " with your keyring (is it signed? is the signer's key there?); or give --keys KEYS.asc\n";
         return 1;
       }
-      keys = run_process({"gpg", "--batch", "--armor", "--export", fingerprint}).out;
+      // Minimal: no third-party signatures, so the key fits in the record.
+      keys = run_process({"gpg", "--batch", "--armor", "--export-options", "export-minimal", "--export", fingerprint}).out;
+    }
+    if (text->size() > kMaxRulesDocument || keys.size() > kMaxRulesKeys) {
+      std::cerr << "annex-swarm: too large to spread: the document may have " << kMaxRulesDocument
+                << " bytes (it has " << text->size() << ") and the public keys " << kMaxRulesKeys << " (they have "
+                << keys.size() << ")\n";
+      return 1;
     }
     return cli::rules_push(options, *text, keys);
   }

@@ -79,6 +79,8 @@ Result<double> parse_rate(std::string_view text) {
   if (scale != 1) text.remove_suffix(1);
   auto n = parse_number<std::uint64_t>(text);
   if (!n) return Error{"not a rate in bytes per second (e.g. 0, 500K, 25M)"};
+  // Kept below 2^63 so that callers may hold it in a 64-bit integer.
+  if (static_cast<double>(*n) * scale >= 9e18) return Error{"too large"};
   return static_cast<double>(*n) * scale;
 }
 

@@ -154,8 +154,12 @@ Result<bool> Daemon::start() {
   share_service_ = std::make_unique<ShareService>(
       io_, *timers_, disk_.get_executor(), *directory_, objects_, *pool_, *object_service_,
       ShareService::Settings{self, [this] { return book_->store_offer(); }});
-  rules_ = std::make_unique<RulesService>(io_, disk_, *timers_, *directory_,
-                                          RulesService::Settings{config_.state_dir, config_.rules_admins, config_.rules_check});
+  std::vector<std::string> rule_swarms;
+  for (const auto& t : config_.swarms)
+    if (!t.is_public()) rule_swarms.push_back(t.public_id());
+  rules_ = std::make_unique<RulesService>(
+      io_, disk_, *timers_, *directory_,
+      RulesService::Settings{config_.state_dir, config_.rules_admins, rule_swarms, config_.rules_check});
   build_reachability(dht_port);
 
   RelayManager::Settings relay;

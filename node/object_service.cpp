@@ -311,7 +311,7 @@ void ObjectService::store(const StoreRequest& request, ProgressFn progress, Done
       for (auto it = std::filesystem::recursive_directory_iterator(repo.path.parent_path(), ec);
            !ec && it != std::filesystem::recursive_directory_iterator(); it.increment(ec))
         if (it->is_regular_file(ec)) used += it->file_size(ec);
-      if (used + size.value_or(0) > *limit) {
+      if (used > *limit || size.value_or(0) > *limit - used) {
         auto why = "this node's storage limit is " + std::to_string(*limit) + " bytes (" + limit_from +
                    "); its swarm stores hold " + std::to_string(used) + " and " + request.key.str() + " has " +
                    std::to_string(size.value_or(0));

@@ -9,6 +9,7 @@ namespace annexswarm {
 
 namespace {
 constexpr std::size_t kJudgedMax = 1024;
+constexpr std::size_t kChecksPerRound = 8;
 }  // namespace
 
 RulesService::RulesService(asio::io_context& io, asio::thread_pool& worker, Timers& timers, SwarmDirectory& directory,
@@ -18,7 +19,7 @@ RulesService::RulesService(asio::io_context& io, asio::thread_pool& worker, Time
       timers_(timers),
       directory_(directory),
       settings_(std::move(settings)),
-      book_(settings_.state_dir, settings_.admins),
+      book_(settings_.state_dir, settings_.admins, settings_.swarms),
       check_timer_(timers_.make_timer()),
       publish_timer_(timers_.make_timer()) {
   shown_.config_admins = settings_.admins;
@@ -99,7 +100,14 @@ void RulesService::offer(std::vector<RulesRecord> records, std::function<void(bo
   asio::post(worker_, [this, alive = alive_, records = std::move(records), then = std::move(then)] {
     bool adopted = false;
     auto now = std::chrono::duration_cast<std::chrono::seconds>(timers_.wall_now().time_since_epoch()).count();
-    for (const auto& r : records) {
+    // Oldest claimed version first (v6 before the v7 only v6's admins may sign), and a few
+    // checks per round at most: each runs gpg, and any member can publish something.
+    auto sorted = records;
+    std::stable_sort(sorted.begin(), sorted.end(), [](const RulesRecord& a, const RulesRecord& b) {
+      return claimed_version(a.document) < claimed_version(b.document);
+    });
+    std::size_t checked = 0;
+    for (const auto& r : sorted) {
       if (book_.current() && r.document == book_.current()->armored) continue;
       // A member still publishing an older version is behind, not hostile: skipped, not
       // counted (a document that lies about its version is checked and refused below).
@@ -109,9 +117,14 @@ void RulesService::offer(std::vector<RulesRecord> records, std::function<void(bo
       // Each document is judged once: a refusal is counted (and logged) once, and gpg
       // does not run again every check for what every member keeps publishing.
       auto digest = to_hex(crypto::sha256(as_bytes(r.document + '\0' + r.public_keys)));
-      if (!judged_.insert(digest).second) continue;
-      if (judged_.size() > kJudgedMax) judged_ = {digest};
-      adopted = book_.offer(r.document, r.public_keys, now).adopted || adopted;
+      if (judged_.count(digest)) continue;
+      if (checked++ == kChecksPerRound) break;  // the rest next round
+      if (judged_.size() >= kJudgedMax) judged_.clear();
+      judged_.insert(digest);
+      if (book_.offer(r.document, r.public_keys, now).adopted) {
+        adopted = true;
+        judged_.clear();  // what the new version's admins signed may now be adopted
+      }
     }
     snapshot();
     asio::post(io_, [alive, adopted, then] {
@@ -124,7 +137,8 @@ void RulesService::push(const RulesPushRequest& request, Done<RulesReply> done) 
   asio::post(worker_, [this, alive = alive_, request, done] {
     auto now = std::chrono::duration_cast<std::chrono::seconds>(timers_.wall_now().time_since_epoch()).count();
     auto outcome = book_.offer(request.document, request.public_keys, now);
-    judged_.insert(to_hex(crypto::sha256(as_bytes(request.document + '\0' + request.public_keys))));
+    if (outcome.adopted) judged_.clear();
+    else judged_.insert(to_hex(crypto::sha256(as_bytes(request.document + '\0' + request.public_keys))));
     snapshot();
     asio::post(io_, [this, alive, outcome, done] {
       if (!*alive) return;

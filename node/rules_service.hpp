@@ -28,6 +28,7 @@ public:
   struct Settings {
     std::filesystem::path state_dir;
     std::vector<std::string> admins;  // rules-admin: who may sign the first version
+    std::vector<std::string> swarms;  // public ids of the node's private swarms
     std::chrono::milliseconds check_every{std::chrono::seconds(30)};
     std::chrono::milliseconds publish_every{std::chrono::minutes(20)};  // records live an hour
   };

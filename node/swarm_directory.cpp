@@ -279,10 +279,12 @@ void SwarmDirectory::put_bucket(std::size_t swarm, const std::string& repo_uuid,
 }
 
 void SwarmDirectory::rules(std::chrono::milliseconds timeout, std::function<void(std::vector<RulesRecord>)> done) {
+  // Only private swarms have rules: anyone knows the public swarm's token.
   read<RulesRecord>([this](std::size_t si) { return swarms_[si].rules_location(); }, timeout, decode_rules,
-                    [done = std::move(done)](auto records) {
+                    [this, done = std::move(done)](auto records) {
                       std::vector<RulesRecord> out;
-                      for (auto& [si, rec] : records) out.push_back(std::move(rec));
+                      for (auto& [si, rec] : records)
+                        if (!swarms_[si].is_public()) out.push_back(std::move(rec));
                       done(std::move(out));
                     });
 }

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cctype>
 #include <charconv>
+#include <fstream>
 #include <mutex>
 
 #include "node/config.hpp"
@@ -84,17 +85,40 @@ struct VerifyFailure {
   std::string why;
 };
 
-std::variant<VerifiedText, VerifyFailure> verify(const fs::path& home, std::string_view armored,
+// A keyring made for one verification and removed after it: the keys that came with one
+// document never stay to confuse the check of another (a key binding an admin's subkey
+// under someone else's primary key, say), and nobody can fill the disk with keys.
+struct ScratchHome {
+  fs::path path;
+  explicit ScratchHome(const fs::path& parent) {
+    std::error_code ec;
+    fs::create_directories(parent, ec);
+    auto pattern = (parent / "verify-XXXXXX").string();
+    if (!::mkdtemp(pattern.data())) return;  // mode 0700, as gpg wants
+    path = pattern;
+    // No gpg-agent per keyring (importing public keys would start one): agents would
+    // linger, and in a container where the node is pid 1 end as zombies nobody reaps.
+    // GPGME 1.18 has no context flag for it; gpg reads its home's gpg.conf.
+    std::ofstream(path / "gpg.conf") << "no-autostart\n";
+  }
+  ~ScratchHome() {
+    std::error_code ec;
+    if (!path.empty()) fs::remove_all(path, ec);
+  }
+};
+
+std::variant<VerifiedText, VerifyFailure> verify(const fs::path& scratch_parent, std::string_view armored,
                                                  std::string_view public_keys) {
   auto internal = [](std::string why) { return VerifyFailure{RulesRefusal::BadSignature, std::move(why)}; };
   std::call_once(gpgme_ready, [] { gpgme_check_version(nullptr); });
-  std::error_code ec;
-  fs::create_directories(home, ec);
-  ::chmod(home.c_str(), 0700);  // gpg refuses a home others can read
+  ScratchHome home(scratch_parent);
+  if (home.path.empty()) return internal("cannot make a keyring in " + scratch_parent.string());
   Ctx c;
   if (auto e = gpgme_new(&c.ctx)) return internal("cannot start GPGME: " + gpg_error(e));
-  if (auto e = gpgme_ctx_set_engine_info(c.ctx, GPGME_PROTOCOL_OpenPGP, nullptr, home.c_str()))
-    return internal("cannot use the keyring in " + home.string() + ": " + gpg_error(e));
+  if (auto e = gpgme_ctx_set_engine_info(c.ctx, GPGME_PROTOCOL_OpenPGP, nullptr, home.path.c_str()))
+    return internal("cannot use the keyring in " + home.path.string() + ": " + gpg_error(e));
+  gpgme_set_offline(c.ctx, 1);  // no keyserver or WKD lookups
+
   if (!public_keys.empty()) {
     Data keys;
     if (gpgme_data_new_from_mem(&keys.data, public_keys.data(), public_keys.size(), 1) == 0)
@@ -118,6 +142,7 @@ std::variant<VerifiedText, VerifyFailure> verify(const fs::path& home, std::stri
     return VerifyFailure{RulesRefusal::BadSignature, "the signature does not match the text (altered after signing?)"};
   if (code != GPG_ERR_NO_ERROR && code != GPG_ERR_KEY_EXPIRED)
     return VerifyFailure{RulesRefusal::BadSignature, "bad signature: " + gpg_error(s->status)};
+  if (s->wrong_key_usage) return VerifyFailure{RulesRefusal::BadSignature, "signed with a key not made for signing"};
   if (s->summary & (GPGME_SIGSUM_KEY_REVOKED | GPGME_SIGSUM_KEY_EXPIRED | GPGME_SIGSUM_SIG_EXPIRED))
     return VerifyFailure{RulesRefusal::BadSignature, "signed by a revoked or expired key, or the signature expired"};
   // The signer's primary key (a signing subkey has its own fingerprint).
@@ -146,8 +171,8 @@ Result<std::string> normalize_fingerprint(std::string_view text) {
     if (!std::isxdigit(static_cast<unsigned char>(c))) return Error{"not an OpenPGP fingerprint: " + std::string(text)};
     out += static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
   }
-  if (out.size() != 40)
-    return Error{"an OpenPGP fingerprint has 40 hex digits (gpg --fingerprint shows it); got " +
+  if (out.size() != 40 && out.size() != 64)
+    return Error{"an OpenPGP fingerprint has 40 hex digits (64 for a v5 key; gpg --fingerprint shows it); got " +
                  std::to_string(out.size())};
   return out;
 }
@@ -188,6 +213,12 @@ Result<SwarmRules> parse_rules(std::string_view text) {
       auto day = parse_day(value);
       if (!day) fail(line_no, "expires is a day, YYYY-MM-DD (UTC)");
       else r.expires = *day;
+    } else if (name == "swarm") {
+      auto id = std::string(value);
+      if (id.size() != 32 || !std::all_of(id.begin(), id.end(), [](char c) { return std::isxdigit(static_cast<unsigned char>(c)); }))
+        fail(line_no, "swarm is the swarm's public id (32 hex digits, `annex-swarm status` shows it)");
+      else
+        r.swarm = id;
     } else if (name == "admin") {
       auto fpr = normalize_fingerprint(value);
       if (!fpr) fail(line_no, fpr.error());
@@ -231,7 +262,7 @@ Result<SwarmRules> parse_rules(std::string_view text) {
         fail(line_no, "unknown store setting '" + std::string(what) + "' (copies, keep-on, grace)");
       }
     } else {
-      fail(line_no, "unknown name '" + name + "' (version, expires, admin, group.NAME, store.UUID.*)");
+      fail(line_no, "unknown name '" + name + "' (version, expires, swarm, admin, group.NAME, store.UUID.*)");
     }
   }
   for (const auto& [uuid, line] : keep_on_lines)
@@ -260,9 +291,9 @@ std::uint64_t claimed_version(std::string_view armored) {
   return 0;
 }
 
-Result<VerifiedText> verify_clearsigned(const fs::path& gnupg_home, std::string_view armored,
+Result<VerifiedText> verify_clearsigned(const fs::path& scratch_parent, std::string_view armored,
                                         std::string_view public_keys) {
-  auto v = verify(gnupg_home, armored, public_keys);
+  auto v = verify(scratch_parent, armored, public_keys);
   if (auto* f = std::get_if<VerifyFailure>(&v)) return Error{f->why};
   return std::get<VerifiedText>(std::move(v));
 }
@@ -291,20 +322,26 @@ std::uint64_t& RulesRefusals::operator[](RulesRefusal r) {
   return malformed;
 }
 
-RulesBook::RulesBook(fs::path state_dir, std::vector<std::string> config_admins)
-    : dir_(std::move(state_dir) / "rules"), config_admins_(std::move(config_admins)) {}
+RulesBook::RulesBook(fs::path state_dir, std::vector<std::string> config_admins, std::vector<std::string> swarms)
+    : dir_(std::move(state_dir) / "rules"), config_admins_(std::move(config_admins)), swarms_(std::move(swarms)) {}
 
 Result<bool> RulesBook::load() {
   auto armored = read_file(dir_ / "adopted.asc");
   if (!armored) return false;  // none adopted yet
+  // What was checked at adoption is trusted now (the node's own 0600 files): an admin key
+  // that expired since must not send the node back to trusting its config's admins.
+  auto text = read_file(dir_ / "adopted.txt");
+  auto signer = read_file(dir_ / "adopted.signer");
   auto keys = read_file(dir_ / "adopted-keys.asc");
-  auto v = verify(dir_ / "gnupg", *armored, keys ? *keys : std::string());
-  if (auto* f = std::get_if<VerifyFailure>(&v))
-    return Error{"the rules adopted before (" + (dir_ / "adopted.asc").string() + ") no longer verify: " + f->why};
-  auto& checked = std::get<VerifiedText>(v);
-  auto rules = parse_rules(checked.text);
-  if (!rules) return Error{"the rules adopted before are malformed: " + rules.error()};
-  current_ = Adopted{std::move(*rules), checked.fingerprint, std::move(*armored), keys ? *keys : std::string()};
+  auto rules = text ? parse_rules(*text) : Result<SwarmRules>(Error{text.error()});
+  if (!rules || !signer) {
+    locked_ = true;  // never fall back to the config's admins: that would allow a rollback
+    return Error{"the rules adopted before (" + dir_.string() + ") cannot be read back (" +
+                 (rules ? signer.error() : rules.error()) +
+                 "); refusing every new version until that directory is removed (then the config's rules-admin "
+                 "counts again)"};
+  }
+  current_ = Adopted{std::move(*rules), *signer, std::move(*armored), keys ? *keys : std::string()};
   return true;
 }
 
@@ -317,7 +354,11 @@ RulesBook::Outcome RulesBook::refuse(RulesRefusal why, std::string detail) {
 
 RulesBook::Outcome RulesBook::offer(std::string_view armored, std::string_view public_keys, std::int64_t now) {
   if (current_ && armored == current_->armored) return Outcome{false, std::nullopt, "already held"};
-  auto v = verify(dir_ / "gnupg", armored, public_keys);
+  if (locked_)
+    return refuse(RulesRefusal::Malformed, "the rules adopted before cannot be read back (see the log at start)");
+  // The keys that came with the version held count too (its signer's, at least).
+  auto keys = std::string(public_keys) + (current_ ? "\n" + current_->public_keys : std::string());
+  auto v = verify(dir_, armored, keys);
   if (auto* f = std::get_if<VerifyFailure>(&v)) return refuse(f->kind, f->why);
   auto& checked = std::get<VerifiedText>(v);
   auto rules = parse_rules(checked.text);
@@ -334,12 +375,20 @@ RulesBook::Outcome RulesBook::offer(std::string_view armored, std::string_view p
                       (current_ ? "version " + std::to_string(current_->rules.version) : std::string("this node's config")));
   if (rules->expires && *rules->expires <= now)
     return refuse(RulesRefusal::Expired, "version " + std::to_string(rules->version) + " expired");
+  if (rules->swarm && !swarms_.empty() && std::find(swarms_.begin(), swarms_.end(), *rules->swarm) == swarms_.end())
+    return refuse(RulesRefusal::Malformed, "version " + std::to_string(rules->version) + " is for swarm " +
+                                               *rules->swarm + ", not one of this node's");
   std::error_code ec;
   fs::create_directories(dir_, ec);
   if (auto w = write_file_atomic(dir_ / "adopted-keys.asc", std::string(public_keys), 0600); !w)
     return refuse(RulesRefusal::Malformed, "cannot keep it: " + w.error());
-  if (auto w = write_file_atomic(dir_ / "adopted.asc", std::string(armored), 0600); !w)
-    return refuse(RulesRefusal::Malformed, "cannot keep it: " + w.error());
+  // The text and signer first, the document last: load() reads the document's presence as
+  // "adopted", and the files before it are then whole.
+  for (const auto& [name, content] : {std::pair<const char*, std::string>{"adopted.txt", checked.text},
+                                      {"adopted.signer", checked.fingerprint},
+                                      {"adopted.asc", std::string(armored)}})
+    if (auto w = write_file_atomic(dir_ / name, content, 0600); !w)
+      return refuse(RulesRefusal::Malformed, "cannot keep it: " + w.error());
   log::info("swarm rules version {} adopted (signed by {})", rules->version, checked.fingerprint);
   current_ = Adopted{std::move(*rules), checked.fingerprint, std::string(armored), std::string(public_keys)};
   return Outcome{true, std::nullopt, "adopted"};

@@ -5,6 +5,7 @@
 //
 //   version = 7                      # a later version replaces an earlier one, never back
 //   expires = 2027-06-01             # UTC; from that day on the document is refused
+//   swarm = PUBLIC_ID                # optional: only that swarm's members adopt it
 //   admin = FINGERPRINT              # repeatable: who may sign the next version
 //   group.home = NODEID NODEID       # named groups of node ids
 //   store.UUID.copies = 3            # per swarm store (its annex UUID)
@@ -39,6 +40,7 @@ struct StoreRule {
 struct SwarmRules {
   std::uint64_t version = 0;
   std::optional<std::int64_t> expires;  // unix seconds (00:00 UTC of the day named)
+  std::optional<std::string> swarm;     // the swarm's public id, when the document names it
   std::vector<std::string> admins;      // OpenPGP fingerprints, 40 upper-case hex digits
   std::map<std::string, std::vector<NodeId>> groups;
   std::map<std::string, StoreRule> stores;  // by annex UUID
@@ -54,13 +56,13 @@ Result<std::string> normalize_fingerprint(std::string_view text);
 // member skip, without counting a refusal, the older versions others still publish.
 std::uint64_t claimed_version(std::string_view armored);
 
-// A clear-signed document checked with GPGME in the keyring at `gnupg_home` (made if
-// missing), after importing `public_keys` (armored; may be empty).
+// A clear-signed document checked with GPGME in a keyring made for it under `scratch_parent`
+// (and removed after), holding only `public_keys` (armored; may be empty).
 struct VerifiedText {
   std::string text;         // what was signed
   std::string fingerprint;  // the signer's primary key
 };
-Result<VerifiedText> verify_clearsigned(const std::filesystem::path& gnupg_home, std::string_view armored,
+Result<VerifiedText> verify_clearsigned(const std::filesystem::path& scratch_parent, std::string_view armored,
                                         std::string_view public_keys);
 
 // Why a document was not adopted.
@@ -76,7 +78,9 @@ struct RulesRefusals {
 // and keeps what it adopted in the state directory across restarts.
 class RulesBook {
 public:
-  RulesBook(std::filesystem::path state_dir, std::vector<std::string> config_admins);
+  // `swarms`: the public ids of the node's swarms (a document naming another is refused).
+  RulesBook(std::filesystem::path state_dir, std::vector<std::string> config_admins,
+            std::vector<std::string> swarms = {});
 
   // The version adopted before a restart, if any.
   Result<bool> load();
@@ -104,7 +108,9 @@ private:
 
   std::filesystem::path dir_;
   std::vector<std::string> config_admins_;
+  std::vector<std::string> swarms_;
   std::optional<Adopted> current_;
+  bool locked_ = false;  // what was adopted cannot be read back: nothing is adopted
   RulesRefusals refusals_;
   std::set<std::string> logged_;  // refusals logged once each (bounded)
 };

@@ -2,6 +2,8 @@
 // admin it trusts and refuses the rest, with real OpenPGP keys made by Debian's gpg.
 #include <boost/test/unit_test.hpp>
 
+#include <fstream>
+
 #include "node/swarm_rules.hpp"
 #include "tests/support/gpg_home.hpp"
 
@@ -89,7 +91,7 @@ BOOST_AUTO_TEST_CASE(a_newer_version_signed_by_a_trusted_admin_is_adopted_and_ev
   // Version 1, signed by the config's admin, names Bob as the next admin.
   auto v1 = s.gpg.clearsign(s.alice, document(1, {s.bob}));
   auto adopted = book.offer(v1, s.keys, kNow);
-  BOOST_TEST(adopted.adopted, adopted.why);
+  BOOST_REQUIRE_MESSAGE(adopted.adopted, adopted.why);
   BOOST_TEST(book.current()->rules.version == 1u);
   BOOST_TEST(book.current()->signer == s.alice);
   BOOST_TEST(!book.offer(v1, s.keys, kNow).adopted);  // already held: no refusal either
@@ -102,7 +104,7 @@ BOOST_AUTO_TEST_CASE(a_newer_version_signed_by_a_trusted_admin_is_adopted_and_ev
   BOOST_TEST(!book.offer(s.gpg.clearsign(s.alice, document(2, {s.bob})), s.keys, kNow).adopted);
   BOOST_TEST(book.refusals().not_an_admin == 2u);
   auto v2 = book.offer(s.gpg.clearsign(s.bob, document(2, {s.bob})), s.keys, kNow);
-  BOOST_TEST(v2.adopted, v2.why);
+  BOOST_REQUIRE_MESSAGE(v2.adopted, v2.why);
   BOOST_TEST(book.current()->rules.version == 2u);
 
   // Version 1 again (rollback), an expired version 3, an unsigned one, an altered one.
@@ -123,7 +125,7 @@ BOOST_AUTO_TEST_CASE(a_newer_version_signed_by_a_trusted_admin_is_adopted_and_ev
   BOOST_TEST((tampered.refused == RulesRefusal::BadSignature), tampered.why);
   // Bob's key came with an earlier version: the node's keyring still has it.
   auto keyless = book.offer(signed_v3, "", kNow);
-  BOOST_TEST(keyless.adopted, keyless.why);
+  BOOST_REQUIRE_MESSAGE(keyless.adopted, keyless.why);
   BOOST_TEST(book.current()->rules.version == 3u);
   BOOST_TEST(book.refusals().rollback == 2u);
   BOOST_TEST(book.refusals().expired == 1u);
@@ -158,6 +160,33 @@ BOOST_AUTO_TEST_CASE(the_version_a_document_claims_is_read_without_checking_it) 
   BOOST_TEST(claimed_version(document(3, {s.bob})) == 3u);
   BOOST_TEST(claimed_version("no version here\n") == 0u);
   BOOST_TEST(claimed_version("version = x\n") == 0u);
+}
+
+BOOST_AUTO_TEST_CASE(a_document_naming_another_swarm_is_refused) {
+  Signers s;
+  TempDir state;
+  const std::string ours(32, 'a'), theirs(32, 'b');
+  RulesBook book(state.path(), {s.alice}, {ours});
+  auto elsewhere = book.offer(s.gpg.clearsign(s.alice, "swarm = " + theirs + "\n" + document(1, {s.bob})), s.keys, kNow);
+  BOOST_TEST((elsewhere.refused == RulesRefusal::Malformed), elsewhere.why);
+  BOOST_TEST(elsewhere.why.find("for swarm") != std::string::npos, elsewhere.why);
+  auto here = book.offer(s.gpg.clearsign(s.alice, "swarm = " + ours + "\n" + document(1, {s.bob})), s.keys, kNow);
+  BOOST_TEST(here.adopted, here.why);
+}
+
+BOOST_AUTO_TEST_CASE(rules_kept_that_cannot_be_read_back_lock_the_node_instead_of_trusting_the_config_again) {
+  Signers s;
+  TempDir state;
+  {
+    RulesBook book(state.path(), {s.alice});
+    BOOST_TEST(book.offer(s.gpg.clearsign(s.alice, document(1, {s.bob})), s.keys, kNow).adopted);
+  }
+  std::ofstream(state.path() / "rules" / "adopted.txt") << "version = garbage\n";
+  RulesBook again(state.path(), {s.alice});
+  BOOST_TEST(!again.load());
+  // Even a newer version by the config's admin: refused until the directory is removed.
+  auto v2 = again.offer(s.gpg.clearsign(s.alice, document(2, {s.alice})), s.keys, kNow);
+  BOOST_TEST(!v2.adopted, v2.why);
 }
 
 BOOST_AUTO_TEST_CASE(a_key_nobody_sent_is_refused_as_not_an_admin) {
