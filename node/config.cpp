@@ -12,7 +12,6 @@
 #include "node/swarm_rules.hpp"
 
 namespace annexswarm {
-namespace {
 
 std::string_view trim(std::string_view s) {
   while (!s.empty() && std::isspace(static_cast<unsigned char>(s.front()))) s.remove_prefix(1);
@@ -20,13 +19,26 @@ std::string_view trim(std::string_view s) {
   return s;
 }
 
-template <class T>
-std::optional<T> parse_number(std::string_view s) {
-  T v{};
-  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
-  if (ec != std::errc() || p != s.data() + s.size()) return std::nullopt;
-  return v;
+void for_each_setting_line(std::string_view text, const std::function<void(const SettingLine&)>& fn) {
+  std::size_t number = 0;
+  while (!text.empty()) {
+    auto nl = text.find('\n');
+    auto line = text.substr(0, nl);
+    text = nl == std::string_view::npos ? std::string_view{} : text.substr(nl + 1);
+    ++number;
+    line = trim(line.substr(0, line.find('#')));
+    if (line.empty()) continue;
+    SettingLine out;
+    out.number = number;
+    auto eq = line.find('=');
+    out.has_value = eq != std::string_view::npos;
+    out.name = out.has_value ? trim(line.substr(0, eq)) : line;
+    if (out.has_value) out.value = trim(line.substr(eq + 1));
+    fn(out);
+  }
 }
+
+namespace {
 
 std::optional<bool> parse_bool(std::string_view s) {
   if (s == "on" || s == "true" || s == "yes" || s == "1") return true;
@@ -342,29 +354,19 @@ void apply_cli_settings(DaemonConfig& c, const std::vector<std::pair<std::string
 void apply_config_text(DaemonConfig& c, std::string_view text, std::string_view origin,
                        std::vector<std::string>& errors) {
   bool bootstrap_seen = false;
-  std::size_t line_no = 0;
-  while (!text.empty()) {
-    auto nl = text.find('\n');
-    std::string_view line = text.substr(0, nl);
-    text = nl == std::string_view::npos ? std::string_view{} : text.substr(nl + 1);
-    ++line_no;
-    auto hash = line.find('#');
-    line = trim(line.substr(0, hash));
-    if (line.empty()) continue;
-    auto where = fmt::format("{}:{}", origin, line_no);
-    auto eq = line.find('=');
-    if (eq == std::string_view::npos) {
-      errors.push_back(fmt::format("{}: expected 'name = value', got '{}'", where, line));
-      continue;
+  for_each_setting_line(text, [&](const SettingLine& line) {
+    auto where = fmt::format("{}:{}", origin, line.number);
+    if (!line.has_value) {
+      errors.push_back(fmt::format("{}: expected 'name = value', got '{}'", where, line.name));
+      return;
     }
-    auto name = trim(line.substr(0, eq));
     // A file's bootstrap list replaces the built-in default rather than adding to it.
-    if (name == "bootstrap" && !bootstrap_seen) {
+    if (line.name == "bootstrap" && !bootstrap_seen) {
       c.bootstrap.clear();
       bootstrap_seen = true;
     }
-    apply_setting(c, name, line.substr(eq + 1), errors, where);
-  }
+    apply_setting(c, line.name, line.value, errors, where);
+  });
 }
 
 std::chrono::seconds effective_refresh(const DaemonConfig& c) {

@@ -1,9 +1,11 @@
 #pragma once
 // The daemon's typed configuration. One setting table serves the config file and the
 // command line, so both accept the same names and document the same defaults.
+#include <charconv>
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -96,6 +98,24 @@ void apply_cli_settings(DaemonConfig& config, const std::vector<std::pair<std::s
 // The refresh period used: records live 60 minutes on annex-swarm nodes but 10 minutes on
 // other OpenDHT nodes, so a node that may store on the public network refreshes sooner.
 std::chrono::seconds effective_refresh(const DaemonConfig& config);
+
+// Shared by the 'name = value' files (the config, the swarm rules, the stores' dotfile).
+std::string_view trim(std::string_view s);
+template <class T>
+std::optional<T> parse_number(std::string_view s) {
+  T v{};
+  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+  if (ec != std::errc() || p != s.data() + s.size()) return std::nullopt;
+  return v;
+}
+// Each non-blank line of `text` with its comment ('#' on) cut, trimmed: its number, and
+// its name and value around the first '=' (no '=': has_value is false, name is the line).
+struct SettingLine {
+  std::size_t number = 0;
+  std::string_view name, value;
+  bool has_value = false;
+};
+void for_each_setting_line(std::string_view text, const std::function<void(const SettingLine&)>& fn);
 
 Result<std::chrono::seconds> parse_duration(std::string_view text);
 // "0", "500K", "25M", "1G" (bytes; K = 1000).

@@ -31,9 +31,15 @@ public:
   // Signs the value with the node's key and puts it under our value type.
   virtual void put(const DhtLocation& location, std::uint64_t value_id, std::uint16_t seq, Bytes data,
                    std::function<void(bool ok)> done) = 0;
+  // When a lookup may end. Complete: when the DHT search ends (every version of a value
+  // the closest nodes hold is in; a contact record needs its newest). SoonAfterValues: as
+  // long again as the first values took (at least 500 ms) after they came, for lookups
+  // where some value now beats every value later (a node that just left stays among the
+  // closest for a while, and a complete search waits about a second for it).
+  enum class End { Complete, SoonAfterValues };
   // Calls `done` exactly once: when the lookup ends, or at the deadline with what arrived.
   virtual void get(const DhtLocation& location, std::chrono::milliseconds timeout,
-                   std::function<void(std::vector<DhtValue>)> done) = 0;
+                   std::function<void(std::vector<DhtValue>)> done, End end = End::Complete) = 0;
   virtual bool connected() const = 0;
 };
 

@@ -13,8 +13,10 @@
 namespace annexswarm {
 namespace {
 
-// How long a lookup that has values waits at least for more (DhtNode::get).
-constexpr std::chrono::milliseconds kLookupSettle{150};
+// How long a lookup that may end soon after values (DhtClient::End::SoonAfterValues) waits
+// at least for more: OpenDHT hands the values this node stores itself at once, the other
+// nodes' answers come a round trip later.
+constexpr std::chrono::milliseconds kLookupSettle{500};
 
 dht::InfoHash to_infohash(const DhtLocation& loc) {
   dht::InfoHash h;
@@ -149,7 +151,7 @@ void DhtNode::put(const DhtLocation& location, std::uint64_t value_id, std::uint
 }
 
 void DhtNode::get(const DhtLocation& location, std::chrono::milliseconds timeout,
-                  std::function<void(std::vector<DhtValue>)> done) {
+                  std::function<void(std::vector<DhtValue>)> done, End end) {
   struct Lookup {
     std::mutex mutex;
     std::vector<DhtValue> values;
@@ -180,8 +182,9 @@ void DhtNode::get(const DhtLocation& location, std::chrono::milliseconds timeout
   });
   // OpenDHT ends a search when the nodes closest to the location have answered or timed
   // out. A node that left (a laptop closed) stays among them until it has failed a few
-  // requests, so for a while every lookup would wait about a second for it. Once values
-  // came in, the lookup waits only as long again as they took (at least kSettle) for more.
+  // requests, so for a while every lookup would wait about a second for it. Where the
+  // caller allows (End::SoonAfterValues), once values came in the lookup waits only as long
+  // again as they took (at least kLookupSettle) for more.
   auto settle = [lookup, finish] {
     {
       std::lock_guard lock(lookup->mutex);
@@ -197,10 +200,10 @@ void DhtNode::get(const DhtLocation& location, std::chrono::milliseconds timeout
   };
   runner_.get(
       to_infohash(location),
-      [this, lookup, settle](const std::vector<std::shared_ptr<dht::Value>>& values) {
+      [this, lookup, settle, end](const std::vector<std::shared_ptr<dht::Value>>& values) {
         std::lock_guard lock(lookup->mutex);
         if (lookup->finished) return false;
-        if (!values.empty() && !lookup->answered) {
+        if (end == End::SoonAfterValues && !values.empty() && !lookup->answered) {
           lookup->answered = true;
           asio::post(io_, settle);
         }

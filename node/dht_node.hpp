@@ -61,7 +61,7 @@ public:
   void put(const DhtLocation& location, std::uint64_t value_id, std::uint16_t seq, Bytes data,
            std::function<void(bool ok)> done) override;
   void get(const DhtLocation& location, std::chrono::milliseconds timeout,
-           std::function<void(std::vector<DhtValue>)> done) override;
+           std::function<void(std::vector<DhtValue>)> done, End end = End::Complete) override;
   bool connected() const override { return health_.good_nodes > 0; }
 
   // The last health report. OpenDHT's own getters take the lock its thread holds while

@@ -13,12 +13,6 @@ namespace annexswarm {
 
 namespace {
 
-std::string_view trimmed(std::string_view s) {
-  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.front()))) s.remove_prefix(1);
-  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.back()))) s.remove_suffix(1);
-  return s;
-}
-
 std::optional<int> clock_minutes(std::string_view s) {
   if (s.size() != 5 || s[2] != ':') return std::nullopt;
   int h = 0, m = 0;
@@ -42,10 +36,10 @@ std::string HoursWindow::text() const {
 }
 
 Result<HoursWindow> parse_hours(std::string_view text) {
-  text = trimmed(text);
+  text = trim(text);
   auto dash = text.find('-');
-  auto from = dash == std::string_view::npos ? std::nullopt : clock_minutes(trimmed(text.substr(0, dash)));
-  auto to = dash == std::string_view::npos ? std::nullopt : clock_minutes(trimmed(text.substr(dash + 1)));
+  auto from = dash == std::string_view::npos ? std::nullopt : clock_minutes(trim(text.substr(0, dash)));
+  auto to = dash == std::string_view::npos ? std::nullopt : clock_minutes(trim(text.substr(dash + 1)));
   if (!from || !to) return Error{"hours is a daily window, HH:MM-HH:MM (e.g. 01:00-07:00; 22:00-06:00 wraps midnight)"};
   return HoursWindow{*from % (24 * 60), *to % (24 * 60)};
 }
@@ -54,28 +48,14 @@ Result<NodeLimits> parse_node_limits(std::string_view text, std::string_view ori
   NodeLimits limits;
   std::string errors;
   std::set<std::string> seen;
-  std::size_t line_no = 0;
-  while (!text.empty()) {
-    auto nl = text.find('\n');
-    auto line = text.substr(0, nl);
-    text = nl == std::string_view::npos ? std::string_view{} : text.substr(nl + 1);
-    ++line_no;
-    line = trimmed(line.substr(0, line.find('#')));
-    if (line.empty()) continue;
+  for_each_setting_line(text, [&](const SettingLine& line) {
     auto fail = [&](const std::string& why) {
-      errors += (errors.empty() ? "" : "\n") + fmt::format("{}:{}: {}", origin, line_no, why);
+      errors += (errors.empty() ? "" : "\n") + fmt::format("{}:{}: {}", origin, line.number, why);
     };
-    auto eq = line.find('=');
-    if (eq == std::string_view::npos) {
-      fail("expected 'name = value', got '" + std::string(line) + "'");
-      continue;
-    }
-    auto name = std::string(trimmed(line.substr(0, eq)));
-    auto value = trimmed(line.substr(eq + 1));
-    if (!seen.insert(name).second) {
-      fail(name + " is given twice");
-      continue;
-    }
+    if (!line.has_value) return fail("expected 'name = value', got '" + std::string(line.name) + "'");
+    auto name = std::string(line.name);
+    auto value = line.value;
+    if (!seen.insert(name).second) return fail(name + " is given twice");
     if (name == "storage") {
       auto r = parse_rate(value);
       if (!r) fail("storage: " + r.error());
@@ -91,7 +71,7 @@ Result<NodeLimits> parse_node_limits(std::string_view text, std::string_view ori
     } else {
       fail("unknown limit '" + name + "' (storage, upload-rate, download-rate, hours)");
     }
-  }
+  });
   if (!errors.empty()) return Error{errors};
   return limits;
 }

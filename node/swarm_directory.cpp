@@ -132,15 +132,17 @@ std::vector<Record> SwarmDirectory::open_values(std::size_t swarm, const DhtLoca
 
 template <class Record>
 void SwarmDirectory::read(std::function<DhtLocation(std::size_t)> location, std::chrono::milliseconds timeout,
-                          Decoder<Record> decode, std::function<void(std::vector<std::pair<std::size_t, Record>>)> done) {
+                          Decoder<Record> decode, std::function<void(std::vector<std::pair<std::size_t, Record>>)> done,
+                          DhtClient::End end) {
   using Found = std::vector<Record>;
   gather<Found>(
       timers_, swarms_.size(), timeout + kGatherSlack,
-      [this, location, timeout, decode](std::size_t si, Answer<Found> answer) {
+      [this, location, timeout, decode, end](std::size_t si, Answer<Found> answer) {
         auto loc = location(si);
-        dht_.get(loc, timeout, [this, si, loc, decode, answer](std::vector<DhtValue> values) {
-          answer(open_values<Record>(si, loc, values, decode));
-        });
+        dht_.get(
+            loc, timeout,
+            [this, si, loc, decode, answer](std::vector<DhtValue> values) { answer(open_values<Record>(si, loc, values, decode)); },
+            end);
       },
       [done = std::move(done)](std::vector<std::optional<Found>> per_swarm) {
         std::vector<std::pair<std::size_t, Record>> out;
@@ -166,7 +168,10 @@ void SwarmDirectory::providers(const AnnexKey& key, std::function<void(std::vect
                                  if (rec.holds(index[si].tag)) out.push_back({si, rec.node, rec.repo_uuid});
                                }
                                done(std::move(out));
-                             });
+                             },
+                             // Who holds a key: any member's copy of a bucket record will do
+                             // (the contact records are read in full, afterwards).
+                             DhtClient::End::SoonAfterValues);
 }
 
 void SwarmDirectory::repo_nodes(const std::string& uuid, std::function<void(std::vector<SwarmNode>)> done) {

@@ -97,7 +97,8 @@ private:
   // One get per swarm at `location(swarm)`; the valid records of all swarms, together.
   template <class Record>
   void read(std::function<DhtLocation(std::size_t swarm)> location, std::chrono::milliseconds timeout,
-            Decoder<Record> decode, std::function<void(std::vector<std::pair<std::size_t, Record>>)> done);
+            Decoder<Record> decode, std::function<void(std::vector<std::pair<std::size_t, Record>>)> done,
+            DhtClient::End end = DhtClient::End::Complete);
   template <class Record>
   std::vector<Record> open_values(std::size_t swarm, const DhtLocation& location, const std::vector<DhtValue>& values,
                                   Decoder<Record> decode);

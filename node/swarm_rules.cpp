@@ -19,16 +19,10 @@ namespace fs = std::filesystem;
 
 namespace {
 
-std::string_view trim_view(std::string_view s) {
-  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.front()))) s.remove_prefix(1);
-  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.back()))) s.remove_suffix(1);
-  return s;
-}
-
 std::vector<std::string_view> words(std::string_view s) {
   std::vector<std::string_view> out;
   while (true) {
-    s = trim_view(s);
+    s = trim(s);
     if (s.empty()) return out;
     auto end = s.find_first_of(" \t");
     out.push_back(s.substr(0, end));
@@ -37,20 +31,12 @@ std::vector<std::string_view> words(std::string_view s) {
   }
 }
 
-template <class T>
-std::optional<T> number(std::string_view s) {
-  T v{};
-  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
-  if (ec != std::errc() || p != s.data() + s.size()) return std::nullopt;
-  return v;
-}
-
 // "2027-06-01" -> unix seconds at 00:00 UTC of that day.
 std::optional<std::int64_t> parse_day(std::string_view s) {
   if (s.size() != 10 || s[4] != '-' || s[7] != '-') return std::nullopt;
-  auto y = number<int>(s.substr(0, 4));
-  auto m = number<unsigned>(s.substr(5, 2));
-  auto d = number<unsigned>(s.substr(8, 2));
+  auto y = parse_number<int>(s.substr(0, 4));
+  auto m = parse_number<unsigned>(s.substr(5, 2));
+  auto d = parse_number<unsigned>(s.substr(8, 2));
   if (!y || !m || !d) return std::nullopt;
   std::chrono::year_month_day day{std::chrono::year{*y}, std::chrono::month{*m}, std::chrono::day{*d}};
   if (!day.ok()) return std::nullopt;
@@ -164,7 +150,7 @@ std::variant<VerifiedText, VerifyFailure> verify(const fs::path& scratch_parent,
 
 Result<std::string> normalize_fingerprint(std::string_view text) {
   std::string out;
-  text = trim_view(text);
+  text = trim(text);
   if (text.starts_with("0x") || text.starts_with("0X")) text.remove_prefix(2);
   for (char c : text) {
     if (c == ' ') continue;
@@ -185,28 +171,18 @@ Result<SwarmRules> parse_rules(std::string_view text) {
   };
   std::set<std::string> seen;  // single-valued names given once
   std::map<std::string, std::size_t> keep_on_lines;
-  std::size_t line_no = 0;
   bool version_seen = false;
-  while (!text.empty()) {
-    auto nl = text.find('\n');
-    auto line = text.substr(0, nl);
-    text = nl == std::string_view::npos ? std::string_view{} : text.substr(nl + 1);
-    ++line_no;
-    line = trim_view(line.substr(0, line.find('#')));
-    if (line.empty()) continue;
-    auto eq = line.find('=');
-    if (eq == std::string_view::npos) {
-      fail(line_no, "expected 'name = value', got '" + std::string(line) + "'");
-      continue;
-    }
-    auto name = std::string(trim_view(line.substr(0, eq)));
-    auto value = trim_view(line.substr(eq + 1));
+  for_each_setting_line(text, [&](const SettingLine& line) {
+    auto line_no = line.number;
+    if (!line.has_value) return fail(line_no, "expected 'name = value', got '" + std::string(line.name) + "'");
+    auto name = std::string(line.name);
+    auto value = line.value;
     if (name != "admin" && !seen.insert(name).second) {
       fail(line_no, name + " is given twice");
-      continue;
+      return;
     }
     if (name == "version") {
-      auto v = number<std::uint64_t>(value);
+      auto v = parse_number<std::uint64_t>(value);
       if (!v || *v == 0) fail(line_no, "version is a whole number from 1");
       else r.version = *v, version_seen = true;
     } else if (name == "expires") {
@@ -227,7 +203,7 @@ Result<SwarmRules> parse_rules(std::string_view text) {
       auto group = name.substr(6);
       if (!is_group_name(group)) {
         fail(line_no, "a group name is letters, digits, '-' and '_': '" + group + "'");
-        continue;
+        return;
       }
       auto& members = r.groups[group];
       for (auto w : words(value)) {
@@ -243,11 +219,11 @@ Result<SwarmRules> parse_rules(std::string_view text) {
       auto what = dot == std::string_view::npos ? std::string_view{} : rest.substr(dot + 1);
       if (!is_annex_uuid(uuid)) {
         fail(line_no, "expected store.UUID.copies, .keep-on or .grace with a git-annex UUID, got '" + name + "'");
-        continue;
+        return;
       }
       auto& store = r.stores[uuid];
       if (what == "copies") {
-        auto n = number<unsigned>(value);
+        auto n = parse_number<unsigned>(value);
         if (!n || *n == 0 || *n > 100) fail(line_no, "copies is a whole number from 1 to 100");
         else store.copies = *n;
       } else if (what == "keep-on") {
@@ -264,7 +240,7 @@ Result<SwarmRules> parse_rules(std::string_view text) {
     } else {
       fail(line_no, "unknown name '" + name + "' (version, expires, swarm, admin, group.NAME, store.UUID.*)");
     }
-  }
+  });
   for (const auto& [uuid, line] : keep_on_lines)
     for (const auto& g : r.stores[uuid].keep_on)
       if (!r.groups.count(g)) fail(line, "keep-on names group '" + g + "', which no group." + g + " line defines");
@@ -276,19 +252,11 @@ Result<SwarmRules> parse_rules(std::string_view text) {
 }
 
 std::uint64_t claimed_version(std::string_view armored) {
-  auto end = armored.find("-----BEGIN PGP SIGNATURE-----");
-  armored = armored.substr(0, end);
-  while (!armored.empty()) {
-    auto nl = armored.find('\n');
-    auto line = trim_view(armored.substr(0, nl));
-    armored = nl == std::string_view::npos ? std::string_view{} : armored.substr(nl + 1);
-    auto eq = line.find('=');
-    if (eq == std::string_view::npos || trim_view(line.substr(0, eq)) != "version") continue;
-    auto value = trim_view(line.substr(eq + 1));
-    value = trim_view(value.substr(0, value.find('#')));
-    return number<std::uint64_t>(value).value_or(0);
-  }
-  return 0;
+  std::optional<std::uint64_t> version;
+  for_each_setting_line(armored.substr(0, armored.find("-----BEGIN PGP SIGNATURE-----")), [&](const SettingLine& line) {
+    if (!version && line.has_value && line.name == "version") version = parse_number<std::uint64_t>(line.value).value_or(0);
+  });
+  return version.value_or(0);
 }
 
 Result<VerifiedText> verify_clearsigned(const fs::path& scratch_parent, std::string_view armored,

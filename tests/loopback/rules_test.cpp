@@ -125,6 +125,7 @@ BOOST_AUTO_TEST_CASE(signed_rules_spread_to_every_member_and_only_an_admin_can_r
 
   // A node restarted after version 2 still holds it, and refuses version 1.
   s.nodes[5]->stop();
+  BOOST_TEST(s.nodes[5]->wait_exit() == 0);  // as a restart does: the state dir is locked until then
   s.nodes[5] = s.start(5);
   // (It reads what it kept as it starts, on its worker thread: awaited, not assumed.)
   BOOST_TEST(wait_until([&] { return s.show(*s.nodes[5]).value("version", 0) == 2; }, std::chrono::seconds(30)));

@@ -28,7 +28,8 @@ public:
     plant(location, {true, self_, value_id, seq, std::move(data)});
     done(true);
   }
-  void get(const DhtLocation& location, std::chrono::milliseconds, std::function<void(std::vector<DhtValue>)> done) override {
+  void get(const DhtLocation& location, std::chrono::milliseconds, std::function<void(std::vector<DhtValue>)> done,
+           End = End::Complete) override {
     ++gets;
     if (hold_gets) {
       held.push_back([this, location, done] { done(values_at(location)); });

@@ -206,7 +206,9 @@ std::unique_ptr<DaemonProcess> start_loopback_daemon(const fs::path& dir, const 
                                                      std::vector<std::string> args) {
   args.insert(args.end(), {"--port", "0", "--listen", "127.0.0.1", "--poll-interval", "1s"});
   auto d = std::make_unique<DaemonProcess>(dir / ("state-" + name), args);
-  BOOST_REQUIRE_MESSAGE(d->wait_ready(), "daemon " + name + " did not start (" + d->ended_how() + "):\n" + d->log());
+  // Waited for before the message is made: it says how the daemon ended, and its log.
+  bool ready = d->wait_ready();
+  BOOST_REQUIRE_MESSAGE(ready, "daemon " + name + " did not start (" + d->ended_how() + "):\n" + d->log());
   return d;
 }
 
