@@ -378,11 +378,7 @@ void Daemon::measure_store_offer() {
   // What the stores hold is walked only when a cap is set (auto needs only the free space).
   asio::post(disk_, [this, configured = lower_limit(config_.store_space, storage_limit()), dir = config_.state_dir] {
     std::error_code ec;
-    std::uint64_t used = 0;
-    if (configured)
-      for (auto it = std::filesystem::recursive_directory_iterator(dir / "stores", ec);
-           !ec && it != std::filesystem::recursive_directory_iterator(); it.increment(ec))
-        if (it->is_regular_file(ec)) used += it->file_size(ec);
+    std::uint64_t used = configured ? bytes_below(dir / "stores") : 0;
     auto space = std::filesystem::space(dir, ec);
     auto offer = ec ? 0 : offered_store_space(configured, used, space.available, space.capacity);
     asio::post(io_, [this, offer, used] {

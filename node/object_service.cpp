@@ -307,10 +307,7 @@ void ObjectService::store(const StoreRequest& request, ProgressFn progress, Done
     }
     if (limit && !std::filesystem::exists(store_object_path(repo, request.key), ec)) {
       // What every swarm store here holds (they share the limit), against what the user allows.
-      std::uint64_t used = 0;
-      for (auto it = std::filesystem::recursive_directory_iterator(repo.path.parent_path(), ec);
-           !ec && it != std::filesystem::recursive_directory_iterator(); it.increment(ec))
-        if (it->is_regular_file(ec)) used += it->file_size(ec);
+      auto used = bytes_below(repo.path.parent_path());
       if (used > *limit || size.value_or(0) > *limit - used) {
         auto why = "this node's storage limit is " + std::to_string(*limit) + " bytes (" + limit_from +
                    "); its swarm stores hold " + std::to_string(used) + " and " + request.key.str() + " has " +

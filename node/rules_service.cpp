@@ -10,6 +10,11 @@ namespace annexswarm {
 namespace {
 constexpr std::size_t kJudgedMax = 1024;
 constexpr std::size_t kChecksPerRound = 8;
+
+// What a document is remembered by once judged (with the keys that came with it).
+std::string judged_as(const std::string& document, const std::string& public_keys) {
+  return to_hex(crypto::sha256(as_bytes(document + '\0' + public_keys)));
+}
 }  // namespace
 
 RulesService::RulesService(asio::io_context& io, asio::thread_pool& worker, Timers& timers, SwarmDirectory& directory,
@@ -65,6 +70,10 @@ void RulesService::snapshot() {
 
 RulesReply RulesService::show() const { return shown_; }
 
+std::int64_t RulesService::unix_now() const {
+  return std::chrono::duration_cast<std::chrono::seconds>(timers_.wall_now().time_since_epoch()).count();
+}
+
 void RulesService::publish() {
   publish_timer_->cancel();
   if (stopping_) return;
@@ -99,24 +108,22 @@ void RulesService::check() {
 void RulesService::offer(std::vector<RulesRecord> records, std::function<void(bool)> then) {
   asio::post(worker_, [this, alive = alive_, records = std::move(records), then = std::move(then)] {
     bool adopted = false;
-    auto now = std::chrono::duration_cast<std::chrono::seconds>(timers_.wall_now().time_since_epoch()).count();
+    auto now = unix_now();
     // Oldest claimed version first (v6 before the v7 only v6's admins may sign), and a few
     // checks per round at most: each runs gpg, and any member can publish something.
-    auto sorted = records;
-    std::stable_sort(sorted.begin(), sorted.end(), [](const RulesRecord& a, const RulesRecord& b) {
-      return claimed_version(a.document) < claimed_version(b.document);
-    });
+    std::vector<std::pair<std::uint64_t, const RulesRecord*>> sorted;
+    for (const auto& r : records) sorted.emplace_back(claimed_version(r.document), &r);
+    std::stable_sort(sorted.begin(), sorted.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
     std::size_t checked = 0;
-    for (const auto& r : sorted) {
+    for (const auto& [claimed, record] : sorted) {
+      const auto& r = *record;
       if (book_.current() && r.document == book_.current()->armored) continue;
       // A member still publishing an older version is behind, not hostile: skipped, not
       // counted (a document that lies about its version is checked and refused below).
-      if (book_.current() && claimed_version(r.document) <= book_.current()->rules.version &&
-          claimed_version(r.document) != 0)
-        continue;
+      if (book_.current() && claimed != 0 && claimed <= book_.current()->rules.version) continue;
       // Each document is judged once: a refusal is counted (and logged) once, and gpg
       // does not run again every check for what every member keeps publishing.
-      auto digest = to_hex(crypto::sha256(as_bytes(r.document + '\0' + r.public_keys)));
+      auto digest = judged_as(r.document, r.public_keys);
       if (judged_.count(digest)) continue;
       if (checked++ == kChecksPerRound) break;  // the rest next round
       if (judged_.size() >= kJudgedMax) judged_.clear();
@@ -135,10 +142,9 @@ void RulesService::offer(std::vector<RulesRecord> records, std::function<void(bo
 
 void RulesService::push(const RulesPushRequest& request, Done<RulesReply> done) {
   asio::post(worker_, [this, alive = alive_, request, done] {
-    auto now = std::chrono::duration_cast<std::chrono::seconds>(timers_.wall_now().time_since_epoch()).count();
-    auto outcome = book_.offer(request.document, request.public_keys, now);
+    auto outcome = book_.offer(request.document, request.public_keys, unix_now());
     if (outcome.adopted) judged_.clear();
-    else judged_.insert(to_hex(crypto::sha256(as_bytes(request.document + '\0' + request.public_keys))));
+    else judged_.insert(judged_as(request.document, request.public_keys));
     snapshot();
     asio::post(io_, [this, alive, outcome, done] {
       if (!*alive) return;

@@ -50,6 +50,7 @@ private:
   // On the worker: offers each document not judged before; then, on io, `then(adopted)`.
   void offer(std::vector<RulesRecord> records, std::function<void(bool adopted)> then);
   void snapshot();  // on the worker: copies what show() answers, for the io thread
+  std::int64_t unix_now() const;
 
   asio::io_context& io_;
   asio::thread_pool& worker_;

@@ -26,6 +26,15 @@ AnnexRepo swarm_store(const fs::path& state_dir, const std::string& uuid) {
   return store;
 }
 
+std::uint64_t bytes_below(const fs::path& dir) {
+  std::error_code ec;
+  std::uint64_t bytes = 0;
+  for (auto it = fs::recursive_directory_iterator(dir, ec); !ec && it != fs::recursive_directory_iterator();
+       it.increment(ec))
+    if (it->is_regular_file(ec)) bytes += it->file_size(ec);
+  return bytes;
+}
+
 std::vector<std::string> existing_swarm_stores(const fs::path& state_dir) {
   std::vector<std::string> out;
   std::error_code ec;

@@ -19,6 +19,9 @@ namespace annexswarm {
 AnnexRepo swarm_store(const std::filesystem::path& state_dir, const std::string& uuid);
 // The UUIDs of the stores found in the state dir.
 std::vector<std::string> existing_swarm_stores(const std::filesystem::path& state_dir);
+// The bytes of every regular file below `dir` (what the swarm stores hold, against a
+// storage limit); what cannot be read counts as nothing.
+std::uint64_t bytes_below(const std::filesystem::path& dir);
 
 // Copies `file` to `dest` through `dest`.tmp and a rename, checking it against the key's
 // size and hash on the way (keys without a hash are taken as they are). A crash or a full
