@@ -168,10 +168,7 @@ void SwarmDirectory::providers(const AnnexKey& key, std::function<void(std::vect
                                  if (rec.holds(index[si].tag)) out.push_back({si, rec.node, rec.repo_uuid});
                                }
                                done(std::move(out));
-                             },
-                             // Who holds a key: any member's copy of a bucket record will do
-                             // (the contact records are read in full, afterwards).
-                             DhtClient::End::SoonAfterValues);
+                             });
 }
 
 void SwarmDirectory::repo_nodes(const std::string& uuid, std::function<void(std::vector<SwarmNode>)> done) {
