@@ -708,7 +708,12 @@ void ShareService::present(const PresentRequest& request, Done<PresentReply> don
 void ShareService::share_counts(const AnnexKey& key, std::function<void(std::vector<WhereisReply::Shares>)> done) {
   directory_.providers(ShareMap::map_key(key), [this, alive = alive_, key, done](std::vector<Provider> found) {
     if (!*alive) return;
+    // The stores whose map this node keeps itself first: the uploading node knows them at
+    // once, before the announcements of the map reach the DHT.
     std::vector<std::string> stores;
+    auto map_key = ShareMap::map_key(key);
+    for (const auto& repo : objects_.all())
+      if (repo.store && objects_.locate(map_key, repo.uuid)) stores.push_back(repo.uuid);
     for (const auto& p : found)
       if (std::find(stores.begin(), stores.end(), p.repo_uuid) == stores.end()) stores.push_back(p.repo_uuid);
     if (stores.size() > 8) stores.resize(8);  // a key is in a few stores; a flood of records is not followed
