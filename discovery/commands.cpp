@@ -182,6 +182,19 @@ int status(const LookupOptions& options) {
       std::cout << "\n";
     }
   }
+  if (r.contains("replication") && r["replication"].is_object()) {
+    const auto& rp = r["replication"];
+    for (const auto& st : rp.value("stores", json::array())) {
+      std::cout << "replicas  store " << st.value("store", "") << ", " << st.value("copies", 0) << " copies: "
+                << st.value("held", 0) << " keys held here, " << st.value("below_target", 0) << " below target, "
+                << st.value("fetching", 0) << " being fetched, " << st.value("wanted_missing", 0)
+                << " wanted and missing";
+      auto lost = st.value("lost", json::array());
+      if (!lost.empty()) std::cout << ", " << lost.size() << " keeper(s) lost";
+      std::cout << "\n";
+    }
+    if (!rp.value("in_hours", true)) std::cout << "          outside this node's hours: replication waits\n";
+  }
   if (r.contains("rules") && r["rules"].is_object()) {
     const auto rules = r["rules"];
     const auto refused = rules.value("refused", json::object());

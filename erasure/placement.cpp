@@ -8,20 +8,22 @@
 
 namespace annexswarm::erasure {
 
-namespace {
-// Weighted rendezvous score (Schindelhauer and Schomaker): with h uniform in (0, 1) from
-// a hash of (key, node), -w / ln(h) picks each node with probability proportional to w.
-double score(std::string_view key, const StoreOffer& member) {
+// Schindelhauer and Schomaker's weighted rendezvous hashing.
+double rendezvous_score(std::string_view key, const NodeId& node, double weight) {
   Bytes input(key.begin(), key.end());
   input.push_back(0);
-  input.insert(input.end(), member.node.bytes.begin(), member.node.bytes.end());
+  input.insert(input.end(), node.bytes.begin(), node.bytes.end());
   auto d = crypto::sha256(input);
   std::uint64_t x = 0;
   for (int i = 0; i < 8; ++i) x = x << 8 | d[i];
   double h = (static_cast<double>(x >> 11) + 0.5) / 9007199254740992.0;  // 53 bits, never 0 or 1
-  // Weights in GiB-ish units keep the doubles tame; a node with room weighs at least 1.
-  double w = std::max(1.0, static_cast<double>(member.free_bytes) / 1048576.0);
-  return -w / std::log(h);
+  return -std::max(1.0, weight) / std::log(h);
+}
+
+namespace {
+double score(std::string_view key, const StoreOffer& member) {
+  // Weights in MiB keep the doubles tame; a node with room weighs at least 1.
+  return rendezvous_score(key, member.node, static_cast<double>(member.free_bytes) / 1048576.0);
 }
 }  // namespace
 

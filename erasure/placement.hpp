@@ -19,6 +19,11 @@ struct StoreOffer {
 // Up to `count` distinct members for the shares of `key`, best first: share i goes to the
 // i-th. Members offering less than `share_bytes` are never chosen; fewer than `count`
 // come back when fewer have room (the caller says so, never doubles up).
+// The weighted rendezvous score of `node` for `key` (highest wins): with h uniform in
+// (0, 1) from a hash of both, -weight / ln(h) ranks each node first with probability
+// proportional to its weight (at least 1).
+double rendezvous_score(std::string_view key, const NodeId& node, double weight);
+
 std::vector<NodeId> place_shares(std::string_view key, const std::vector<StoreOffer>& members, std::size_t count,
                                  std::uint64_t share_bytes);
 

@@ -121,10 +121,13 @@ const std::vector<SettingDoc>& daemon_settings() {
       {"upload-rate-per-peer", "BYTES/S", "0 (unlimited)", "most bytes per second served to one peer", false},
       {"download-rate", "BYTES/S", "0 (unlimited)", "most bytes per second fetched, over all downloads", false},
       {"store-space", "BYTES", "auto (free space less 1 GiB and 5%)",
-       "most bytes of erasure-coded shares this node keeps for the swarm, e.g. 200G; 0 offers none", false},
+       "most bytes this node offers the swarm's stores (replicated copies and erasure-coded shares), e.g. 200G; 0 offers none", false},
       {"repair-interval", "DURATION", "6h",
        "how often the erasure-coded keys whose shares this node holds are checked; one below K+M live shares is "
        "rebuilt and placed again by its first live holder (0: never)", false},
+      {"replicate-interval", "DURATION", "5m",
+       "how often the keys this node holds in stores the swarm rules replicate (store.UUID.copies) are checked: "
+       "keepers lacking one are asked to take it, copies beyond the target are trimmed (0: never)", false},
       {"rules-admin", "FINGERPRINT", "none",
        "OpenPGP fingerprint of who may sign the first swarm rules this node adopts (gpg --fingerprint); later "
        "versions must be signed by an admin the version held names", true},
@@ -248,6 +251,14 @@ void apply_setting(DaemonConfig& c, std::string_view name, std::string_view raw,
     auto d = parse_duration(value);
     if (!d) return bad(d.error() + " (or 0)");
     c.repair_interval = *d;
+  } else if (name == "replicate-interval") {
+    if (trim(value) == "0") {
+      c.replicate_interval = std::chrono::seconds(0);
+      return;
+    }
+    auto d = parse_duration(value);
+    if (!d) return bad(d.error() + " (or 0)");
+    c.replicate_interval = *d;
   } else if (name == "trash-grace") {
     auto d = parse_duration(value);
     if (!d) return bad(d.error());

@@ -49,6 +49,7 @@ struct DaemonConfig {
   std::optional<HoursWindow> hours;  // when replication may run
   std::chrono::seconds trash_grace{86400};  // objects removed from swarm stores are kept this long
   std::chrono::seconds repair_interval{6 * 3600};  // erasure-coded shares held here checked; 0: never
+  std::chrono::seconds replicate_interval{300};    // replicated stores' keys held here checked; 0: never
   // OpenPGP fingerprints of who may sign the first version of the swarm rules this node
   // adopts (later versions: the admins the version held names).
   std::vector<std::string> rules_admins;

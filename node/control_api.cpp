@@ -276,6 +276,28 @@ json to_json(const RepairReply& r) {
           {"live_after", r.live_after}, {"placed", r.placed}, {"failed", r.failed}};
 }
 
+json replication_json(const ReplicaStatus& r) {
+  json stores = json::array();
+  for (const auto& st : r.stores)
+    stores.push_back({{"store", st.uuid},
+                      {"copies", st.copies},
+                      {"grace_seconds", st.grace_seconds},
+                      {"held", st.held},
+                      {"below_target", st.below_target},
+                      {"fetching", st.fetching},
+                      {"wanted_missing", st.wanted_missing},
+                      {"lost", st.lost},
+                      {"swept_at", st.swept_at}});
+  return {{"interval_seconds", r.interval_seconds},
+          {"sweeps", r.sweeps},
+          {"asked", r.asked},
+          {"taken", r.taken},
+          {"take_failures", r.take_failures},
+          {"trimmed", r.trimmed},
+          {"in_hours", r.in_hours},
+          {"stores", std::move(stores)}};
+}
+
 // The erasure-coded keys kept here, as their last check found them: the short ones first,
 // at most kStatusKeys of them (the counts cover all).
 json repairs_json(const RepairSweeps& r) {
@@ -501,6 +523,7 @@ json to_json(const StatusReply& s) {
           {"nat", nat_json(s)},
           {"relay", relay_json(s.relay)},
           {"repairs", repairs_json(s.repairs)},
+          {"replication", replication_json(s.replication)},
           {"rules", to_json(s.rules)},
           {"limits", limits_json(s.limits)}};
 }

@@ -253,6 +253,24 @@ struct RepairSweeps {
   };
   std::map<std::string, KeyShares> keys;
 };
+// Replicated swarm stores (node/replica_service.hpp): what the last sweep of each found.
+struct ReplicaStatus {
+  std::int64_t interval_seconds = 0;  // 0: no sweeps
+  std::uint64_t sweeps = 0, asked = 0, taken = 0, take_failures = 0, trimmed = 0;
+  bool in_hours = true;
+  struct Store {
+    std::string uuid;
+    unsigned copies = 0;
+    std::int64_t grace_seconds = 0;
+    std::size_t held = 0;            // keys held here
+    std::size_t below_target = 0;    // of those, held by fewer than `copies` of their keepers
+    std::size_t fetching = 0;        // keys being fetched here
+    std::size_t wanted_missing = 0;  // keys this node was asked to keep and does not hold yet
+    std::vector<std::string> lost;   // candidates unseen for longer than the grace period
+    std::int64_t swept_at = 0;       // unix seconds; 0: not swept yet
+  };
+  std::vector<Store> stores;
+};
 struct StatusReply {
   NodeId node;
   std::string state_dir;
@@ -282,6 +300,7 @@ struct StatusReply {
   std::optional<double> first_confirmed_after;
   RelayManager::Status relay;
   RepairSweeps repairs;
+  ReplicaStatus replication;
   RulesReply rules;
   // The limits in force (the lower of the config's and the stores' dotfile) and use against them.
   struct Limits {

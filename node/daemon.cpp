@@ -154,6 +154,14 @@ Result<bool> Daemon::start() {
   share_service_ = std::make_unique<ShareService>(
       io_, *timers_, disk_.get_executor(), *directory_, objects_, *pool_, *object_service_,
       ShareService::Settings{self, [this] { return book_->store_offer(); }});
+  replicas_ = std::make_unique<ReplicaService>(
+      io_, *timers_, disk_.get_executor(), *directory_, objects_, *pool_,
+      ReplicaService::Settings{self,
+                               [this] { return rules_ ? rules_->show().rules : std::nullopt; },
+                               [this] { return book_->store_offer(); },
+                               [this] { return hours(); },
+                               [this] { return object_service_->download_limit(); },
+                               DownloadLimits{.stall = config_.stall_timeout}});
   std::vector<std::string> rule_swarms;
   for (const auto& t : config_.swarms)
     if (!t.is_public()) rule_swarms.push_back(t.public_id());
@@ -206,7 +214,11 @@ Result<bool> Daemon::start() {
       [this](Done<PeersReply> d) { object_service_->peers(std::move(d)); },
       [this](const StoreRequest& r, ProgressFn p, Done<StoreReply> d) {
         if (r.shares) return share_service_->store(r, std::move(p), std::move(d));
-        object_service_->store(r, std::move(p), std::move(d));
+        // A replicated store starts filling itself from the copy just stored.
+        object_service_->store(r, std::move(p), [this, d](Outcome<StoreReply> out) {
+          if (!stopping_ && std::holds_alternative<StoreReply>(out)) replicas_->sweep_soon();
+          d(std::move(out));
+        });
       },
       [this](const PresentRequest& r, Done<PresentReply> d) {
         if (r.shares) return share_service_->present(r, std::move(d));
@@ -253,6 +265,7 @@ Result<bool> Daemon::start() {
   reach_->start();
   announcer_->start();
   share_service_->start_sweeps(config_.repair_interval);
+  replicas_->start_sweeps(config_.replicate_interval);
   rules_->start();
   return true;
 }
@@ -260,7 +273,12 @@ Result<bool> Daemon::start() {
 Result<bool> Daemon::start_peer_server(std::uint16_t dht_port) {
   peer_server_ = std::make_unique<PeerServer>(
       io_, tls_, config_.swarms,
-      [this](const AnnexKey& key, std::string_view scope) { return objects_.locate(key, scope); },
+      [this](const AnnexKey& key, std::string_view scope) -> std::optional<std::filesystem::path> {
+        // A copy this node is about to trim proves nothing to others: two nodes that each
+        // take the other for a keeper cannot both trim on each other's word.
+        if (replicas_ && replicas_->leaving(key)) return std::nullopt;
+        return objects_.locate(key, scope);
+      },
       PeerServerLimits{config_.max_peers, config_.upload_rate, config_.upload_rate_per_peer});
   // Only a member holding the store's write capability may remove from it, never in the
   // public swarm; every removal asked is logged with who asked, and goes to the trash.
@@ -278,9 +296,17 @@ Result<bool> Daemon::start_peer_server(std::uint16_t dht_port) {
     return *removed;
   });
   peer_server_->on_take([this](const PeerServer::ShareTake& take, ShareService::TakeAnswer answer) {
-    if (stopping_ || !share_service_)
+    if (stopping_ || !share_service_ || !replicas_)
       return answer(PeerServer::Refusal{peer::ErrorCode::Busy, "the node is starting or stopping"});
+    // A share of an erasure-coded store, or a whole copy for a replicated one.
+    auto key = AnnexKey::parse(take.take.key);
+    if (key && !key->is_share()) return replicas_->take(take, std::move(answer));
     share_service_->take(take, std::move(answer));
+  });
+  // A replica being fetched here serves its chunks to the next keeper of its chain.
+  peer_server_->on_partial([this](const AnnexKey& key) -> std::optional<PeerServer::PartialObject> {
+    if (stopping_ || !replicas_) return std::nullopt;
+    return replicas_->partial(key);
   });
   peer_server_->on_dial_back([this](const NodeId& node, std::size_t swarm, const std::string& observed,
                                     const std::string& host, std::uint16_t port, std::function<void(Result<bool>)> done) {
@@ -398,6 +424,7 @@ void Daemon::measure_store_offer() {
 
 double Daemon::upload_limit() const { return lower_rate(config_.upload_rate, file_limits_.upload_rate); }
 double Daemon::download_limit() const { return lower_rate(config_.download_rate, file_limits_.download_rate); }
+std::optional<HoursWindow> Daemon::hours() const { return file_limits_.hours ? file_limits_.hours : config_.hours; }
 std::optional<std::uint64_t> Daemon::storage_limit() const { return lower_limit(config_.storage, file_limits_.storage); }
 
 void Daemon::apply_limits() {
@@ -461,6 +488,7 @@ void Daemon::stop() {
   limits_timer_->cancel();
   announcer_->stop();  // saves the announce state
   share_service_->stop();
+  replicas_->stop();
   rules_->stop();
   book_->stop();
   relays_->stop();     // releases reservations
@@ -539,6 +567,11 @@ void Daemon::reload() {
     share_service_->start_sweeps(config_.repair_interval);
     applied.push_back("repair-interval");
   }
+  if (fresh.replicate_interval != config_.replicate_interval) {
+    config_.replicate_interval = fresh.replicate_interval;
+    replicas_->start_sweeps(config_.replicate_interval);
+    applied.push_back("replicate-interval");
+  }
   if (fresh.reachability_check != config_.reachability_check) {
     config_.reachability_check = fresh.reachability_check;
     reach_->set_check_every(config_.reachability_check);
@@ -585,6 +618,7 @@ StatusReply Daemon::status() const {
   s.first_confirmed_after = book_->first_confirmed_after();
   s.relay = relays_->status();
   s.repairs = share_service_->sweep_status();
+  s.replication = replicas_->status();
   s.rules = rules_->show();
   s.limits.file = limits_file(config_.state_dir).string();
   s.limits.problem = limits_problem_;
@@ -592,7 +626,7 @@ StatusReply Daemon::status() const {
   s.limits.stores_used = stores_used_;
   s.limits.upload_rate = upload_limit();
   s.limits.download_rate = download_limit();
-  s.limits.hours = file_limits_.hours ? file_limits_.hours : config_.hours;
+  s.limits.hours = hours();
   if (s.limits.hours) {
     auto now = std::time(nullptr);
     std::tm local{};

@@ -20,6 +20,7 @@
 #include "node/endpoint_book.hpp"
 #include "node/local_objects.hpp"
 #include "node/object_service.hpp"
+#include "node/replica_service.hpp"
 #include "node/share_service.hpp"
 #include "node/rules_service.hpp"
 #include "node/reachability.hpp"
@@ -68,6 +69,7 @@ private:
   double upload_limit() const;
   double download_limit() const;
   std::optional<std::uint64_t> storage_limit() const;
+  std::optional<HoursWindow> hours() const;  // the dotfile's, else the config's
   bool nat_applies() const;
 
   DaemonConfig config_;
@@ -96,6 +98,7 @@ private:
   std::unique_ptr<RelayManager> relays_;
   std::unique_ptr<ObjectService> object_service_;
   std::unique_ptr<ShareService> share_service_;  // erasure-coded stores, over the object service
+  std::unique_ptr<ReplicaService> replicas_;     // replicated stores, under the rules
   std::unique_ptr<RulesService> rules_;          // the swarm rules, signed, through the DHT
   std::unique_ptr<ControlApi> api_;
   std::unique_ptr<ControlServer> control_;

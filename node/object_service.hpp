@@ -45,6 +45,8 @@ public:
 
   // Downloads under way keep the limit they started with.
   void set_download_rate(double rate);
+  // The node's download limit, shared by every download (null: none).
+  std::shared_ptr<RateLimiter> download_limit() const { return download_limit_; }
   // Most bytes this node's swarm stores may hold (nullopt: no limit), and where it was set:
   // a STORE that would pass it is refused with both.
   void set_storage_limit(std::optional<std::uint64_t> bytes, std::string set_in);

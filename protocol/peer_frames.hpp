@@ -319,6 +319,12 @@ Bytes prove_mac(ByteView nonce, std::string_view key, ByteView range_bytes);
 // manifest root its key names, keeps it with the object's share map, and answers HAVE
 // reply {share size}, or ERROR (NotAllowed: no write capability; Busy: no room now, or too
 // many TAKEs at once).
+// For a whole object of a replicated store (a key that is no share, `map` then names no
+// share map): keep a copy, fetched from the asker, and hand it on to the nodes `map` lists
+// (hex node ids, space-separated: the rest of a chain of keepers), serving them the chunks
+// in so far while it fetches. Answered at once: HAVE reply {0} (accepted: being fetched)
+// or {size + 1} (held already), or ERROR (NotAllowed: no write capability, or not a keeper
+// of that store under the rules held; Busy: no room, out of hours, or fetching enough).
 inline constexpr std::size_t kMaxShareMapText = 16 * 1024;
 struct Take {
   std::uint32_t id = 0;

@@ -40,6 +40,7 @@ public:
   ~ChunkSink();
 
   const std::vector<bool>& done() const { return done_; }
+  const ObjectManifest& manifest() const { return manifest_; }
   std::uint64_t resumed_bytes() const { return resumed_bytes_; }
 
   enum class Verdict { Stored, Duplicate, Corrupt };

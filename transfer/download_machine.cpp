@@ -382,6 +382,9 @@ void DownloadMachine::on(const ChunkChecked& e) {
     case ChunkSink::Verdict::Stored:
       scheduler_->on_done(e.chunk);
       stored_by_[e.chunk] = e.peer;
+      // A peer that delivers is not kept waiting for nothing: its busy time starts over (a
+      // keeper still fetching serves chunks as they come, and is busy between them).
+      peers_[e.peer].busy_waited = {};
       report_[e.peer].bytes += e.bytes;
       bytes_fetched_ += e.bytes;
       last_progress_ = now_;

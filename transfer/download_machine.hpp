@@ -47,7 +47,7 @@ struct DownloadLimits {
   std::chrono::milliseconds stall{30000};          // requests out and no frame this long: stalled
   int max_redials = 2;
   std::chrono::milliseconds redial_backoff{1000};
-  std::chrono::milliseconds max_busy_wait{30 * 60 * 1000};  // per peer, in all
+  std::chrono::milliseconds max_busy_wait{30 * 60 * 1000};  // per peer, since it last delivered a chunk
   std::uint32_t chunk_size = peer::kManifestChunk;         // the protocol's
 };
 

@@ -265,6 +265,7 @@ void Fetcher::open_sink(ObjectManifest manifest) {
       if (self->ended_ || generation != self->sink_generation_) return;
       if (!sink) return self->feed(M::LocalFailure{sink.error()});
       self->sink_ = std::move(*sink);
+      if (self->options_.on_sink) self->options_.on_sink(self->sink_->manifest(), self->sink_->done());
       self->feed(M::SinkOpened{self->sink_->done(), self->sink_->resumed_bytes()});
     });
   });
@@ -305,7 +306,9 @@ void Fetcher::check_object() {
       if (self->ended_ || generation != self->sink_generation_) return;
       if (!digest) return self->feed(M::LocalFailure{digest.error()});
       if (!bad) return self->feed(M::LocalFailure{bad.error()});
-      self->feed(M::ObjectChecked{digest->empty() || *digest == expected, *bad});
+      bool matches = digest->empty() || *digest == expected;
+      if (!matches && !bad->empty() && self->options_.on_chunks_bad) self->options_.on_chunks_bad(*bad);
+      self->feed(M::ObjectChecked{matches, *bad});
     });
   });
 }

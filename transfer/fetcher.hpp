@@ -47,6 +47,12 @@ struct FetchOptions {
   // Told (on the io thread) of each chunk written into the partial file (checked against
   // the manifest first when the key has no digest).
   std::function<void(std::size_t chunk)> on_chunk = {};
+  // Told (on the io thread) when the partial file is open for the chosen copy: its
+  // manifest and the chunks already in it (resumed). Again when another copy is tried.
+  std::function<void(const ObjectManifest& manifest, const std::vector<bool>& done)> on_sink = {};
+  // Told (on the io thread) of the chunks found bad when the object failed its digest:
+  // they are missing again until on_chunk says otherwise.
+  std::function<void(const std::vector<std::size_t>& chunks)> on_chunks_bad = {};
 };
 
 struct FetchProgress {

@@ -339,10 +339,34 @@ private:
     });
   }
 
+  static Frame manifest_page(std::uint32_t id, std::uint32_t page, const FullManifest& full) {
+    if (page >= page_count(full.size, kManifestChunk))
+      return ErrorFrame{id, ErrorCode::BadRange, "no manifest page " + std::to_string(page), 0};
+    ManifestReply out{id, kManifestChunk, full.size, full.root, page, {}};
+    auto chunks = full.hashes.size() / 32;
+    auto first = std::min<std::size_t>(std::size_t{page} * kManifestPageChunks, chunks);
+    auto last = std::min<std::size_t>(first + kManifestPageChunks, chunks);
+    out.hashes.assign(full.hashes.begin() + static_cast<std::ptrdiff_t>(first * 32),
+                      full.hashes.begin() + static_cast<std::ptrdiff_t>(last * 32));
+    return out;
+  }
+
+  // Not held, but being fetched here: what is in already.
+  std::optional<PartialObject> partial(const AnnexKey& key) const {
+    return server_.partial_ ? server_.partial_(key) : std::nullopt;
+  }
+  static constexpr std::uint32_t kPartialRetryMs = 250;
+
   void serve(const Manifest& f) {
     auto key = AnnexKey::parse(f.key).value();
     auto path = server_.locate_(key, "");
-    if (!path) return reply(ErrorFrame{f.id, ErrorCode::NotPresent, "not held here", 0});
+    if (!path) {
+      auto part = partial(key);
+      if (!part) return reply(ErrorFrame{f.id, ErrorCode::NotPresent, "not held here", 0});
+      if (!part->manifest)
+        return reply(ErrorFrame{f.id, ErrorCode::Busy, "fetching it; its manifest is not here yet", kPartialRetryMs});
+      return reply(manifest_page(f.id, f.page, *part->manifest));
+    }
     auto self = shared_from_this();
     auto answered = std::make_shared<bool>(false);
     server_.manifest_of(
@@ -351,16 +375,7 @@ private:
           if (*answered || self->closed_) return;
           *answered = true;
           if (!m) return self->reply(ErrorFrame{id, ErrorCode::Internal, m.error(), 0});
-          const auto& full = **m;
-          ManifestReply out{id, kManifestChunk, full.size, full.root, page, {}};
-          auto chunks = full.hashes.size() / 32;
-          auto first = std::min<std::size_t>(std::size_t{page} * kManifestPageChunks, chunks);
-          auto last = std::min<std::size_t>(first + kManifestPageChunks, chunks);
-          if (page >= page_count(full.size, kManifestChunk))
-            return self->reply(ErrorFrame{id, ErrorCode::BadRange, "no manifest page " + std::to_string(page), 0});
-          out.hashes.assign(full.hashes.begin() + static_cast<std::ptrdiff_t>(first * 32),
-                            full.hashes.begin() + static_cast<std::ptrdiff_t>(last * 32));
-          self->reply(out);
+          self->reply(manifest_page(id, page, **m));
         },
         [self, answered, id = f.id](std::uint64_t hashed, std::uint64_t size) {
           // A large object, still being hashed: come back later, and see how far it got.
@@ -384,20 +399,32 @@ private:
   void serve(const Get& f) {
     auto key = AnnexKey::parse(f.key).value();
     auto path = server_.locate_(key, "");
-    if (!path) return reply(ErrorFrame{f.id, ErrorCode::NotPresent, "not held here", 0});
+    bool partial_file = false;
+    if (!path) {
+      auto part = partial(key);
+      if (!part) return reply(ErrorFrame{f.id, ErrorCode::NotPresent, "not held here", 0});
+      if (!part->manifest || !part->has(f.offset, f.length))
+        return reply(ErrorFrame{f.id, ErrorCode::Busy, "fetching it; that part is not here yet", kPartialRetryMs});
+      path = part->path;
+      partial_file = true;
+    }
     // The file of this session's last GET, still open: a download asks for one chunk after
     // another of the same object, and each need not open it again.
-    if (opened_ && opened_path_ == *path) return start_get(opened_, opened_size_, f);
+    // (Not a partial file: one removed and made again under its name is another file.)
+    if (opened_ && opened_path_ == *path && !partial_file) return start_get(opened_, opened_size_, f);
     // Opening and reading happen on the reader thread; the io thread only encrypts and sends.
     auto self = shared_from_this();
-    asio::post(server_.reader_, [self, path = *path, f, lifetime = lifetime_] {
+    asio::post(server_.reader_, [self, path = *path, f, partial_file, lifetime = lifetime_] {
       auto file = std::make_shared<OpenFile>(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
       struct stat st {};
       bool ok = file->fd >= 0 && ::fstat(file->fd, &st) == 0;
       auto size = static_cast<std::uint64_t>(st.st_size);
       if (lifetime.expired()) return;
-      asio::post(self->server_.io_, [self, file, ok, size, f, path, lifetime] {
+      asio::post(self->server_.io_, [self, file, ok, size, f, path, partial_file, lifetime] {
         if (lifetime.expired() || self->closed_) return;
+        // A partial file just finished moves into the store: ask again in a moment.
+        if (!ok && partial_file)
+          return self->reply(ErrorFrame{f.id, ErrorCode::Busy, "just finished fetching it", kPartialRetryMs});
         if (!ok) return self->reply(ErrorFrame{f.id, ErrorCode::NotPresent, "cannot open the object", 0});
         self->opened_ = file;
         self->opened_path_ = path;

@@ -119,6 +119,16 @@ public:
   };
   using ShareTaker = std::function<void(const ShareTake&, std::function<void(std::variant<std::uint64_t, Refusal>)>)>;
   void on_take(ShareTaker taker) { take_ = std::move(taker); }
+  // An object being fetched here (a replica filling a chain of keepers): the chunks that
+  // are in may be served before the whole object is. MANIFEST and GET of a key not held
+  // fall back to it; what is not in yet is answered Busy, to be asked again shortly.
+  struct PartialObject {
+    std::filesystem::path path;                    // the partial file, sized to the object
+    std::shared_ptr<const FullManifest> manifest;  // null: not known yet
+    std::function<bool(std::uint64_t offset, std::uint64_t length)> has;
+  };
+  using PartialLocator = std::function<std::optional<PartialObject>(const AnnexKey&)>;
+  void on_partial(PartialLocator fn) { partial_ = std::move(fn); }
   // Dials `host`:`port` and checks that member `node` of swarm number `swarm` answers
   // there (DIAL_BACK); `done` gets whether it did, or why not. Without one, DIAL_BACK is
   // answered with a refusal.
@@ -185,6 +195,7 @@ private:
   ObjectLocator locate_;
   StoreRemover remove_;
   ShareTaker take_;
+  PartialLocator partial_;
   DialBackFn dial_back_;
   RelayHooks relay_;
   PeerServerLimits limits_;
