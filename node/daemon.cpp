@@ -161,7 +161,8 @@ Result<bool> Daemon::start() {
                                [this] { return book_->store_offer(); },
                                [this] { return hours(); },
                                [this] { return object_service_->download_limit(); },
-                               DownloadLimits{.stall = config_.stall_timeout}});
+                               DownloadLimits{.stall = config_.stall_timeout},
+                               std::chrono::milliseconds(2 * config_.rules_check)});
   std::vector<std::string> rule_swarms;
   for (const auto& t : config_.swarms)
     if (!t.is_public()) rule_swarms.push_back(t.public_id());

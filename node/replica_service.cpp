@@ -23,9 +23,6 @@ constexpr auto kSweepSoon = std::chrono::milliseconds(200);
 constexpr std::size_t kMaxWanted = 10000;  // keys remembered per store as asked of us
 constexpr std::size_t kMaxChain = 16;      // keepers a TAKE may ask to hand the key on to
 constexpr auto kPushedQuiet = std::chrono::seconds(30);  // a chain asked is not asked again sooner
-// A copy younger than the store's grace (and than this) is not trimmed: new rules take a
-// few seconds to reach every member, and a copy taken under them is not churned meanwhile.
-constexpr auto kMinTrimAge = std::chrono::milliseconds(10000);
 
 std::string replica_node_short(const NodeId& n) { return n.hex().substr(0, 8); }
 
@@ -277,7 +274,11 @@ void ReplicaService::sweep_store(std::shared_ptr<std::vector<StoreSweep>> jobs, 
           std::set<NodeId> holders{self};
           for (auto& c : live) {
             c.holds = c.node == self || (holds.count(c.node) && (*holds[c.node])[k]);
-            if (c.holds) holders.insert(c.node);
+            if (!c.holds) continue;
+            holders.insert(c.node);
+            // Asked lately and holding it now: done. Should it drop the key later (a
+            // trim), it may be asked again at once.
+            quiet_until_.erase({held.key.str(), c.node});
           }
           auto keepers = choose_keepers(held.key.str(), held.size, live, job.copies);
           std::set<NodeId> refused;
@@ -297,7 +298,7 @@ void ReplicaService::sweep_store(std::shared_ptr<std::vector<StoreSweep>> jobs, 
             }
           }
           if (plan.trim_after_proofs && trims->size() < kMaxTrimsPerSweep) {
-            Trim t{job.index, job.uuid, held, job.copies, std::max<std::chrono::milliseconds>(job.grace, kMinTrimAge), {}};
+            Trim t{job.index, job.uuid, held, job.copies, std::max(job.grace, settings_.min_trim_age), {}};
             for (const auto& node : plan.prove) t.keepers.push_back(contacts.at(node));
             trims->push_back(std::move(t));
           }

@@ -60,6 +60,10 @@ public:
     std::function<std::optional<HoursWindow>()> hours;          // when replication may run
     std::function<std::shared_ptr<RateLimiter>()> download_limit;  // the node's, shared
     DownloadLimits limits;
+    // A copy younger than this (and than the store's grace) is not trimmed: new rules take
+    // up to a rules check to reach every member, and a copy taken under them is not
+    // churned meanwhile. The daemon makes it twice its rules-check.
+    std::chrono::milliseconds min_trim_age{std::chrono::seconds(60)};
   };
   ReplicaService(asio::io_context& io, Timers& timers, asio::any_io_executor disk, SwarmDirectory& directory,
                  LocalObjects& objects, PeerPool& pool, Settings settings);

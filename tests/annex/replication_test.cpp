@@ -143,7 +143,9 @@ BOOST_AUTO_TEST_SUITE(replicated_store)
 
 BOOST_AUTO_TEST_CASE(one_copy_up_and_the_keepers_fill_the_store_to_the_rules_target_and_keep_it_there) {
   ReplicatedStore s;
+  BOOST_TEST_MESSAGE("nodes up");
   s.push_rules(1, 3);
+  BOOST_TEST_MESSAGE("rules 1 held");
 
   // One copy goes up; three keepers end up with verified copies, the laptop's store
   // copy goes once they proved theirs, and the laptop sent about one copy.
@@ -175,6 +177,7 @@ BOOST_AUTO_TEST_CASE(one_copy_up_and_the_keepers_fill_the_store_to_the_rules_tar
   auto drop = s.annex("git annex drop big.bin");
   BOOST_REQUIRE_MESSAGE(drop.exit_code == 0, drop.out);
 
+  BOOST_TEST_MESSAGE("three copies, laptop's dropped");
   // Version 2 asks for five copies: two more appear.
   s.push_rules(2, 5);
   BOOST_REQUIRE_MESSAGE(wait_until([&] { return s.keeper_copies() == 5; }, std::chrono::seconds(120)),
@@ -183,12 +186,14 @@ BOOST_AUTO_TEST_CASE(one_copy_up_and_the_keepers_fill_the_store_to_the_rules_tar
 
   // A keeper crashes: after the grace period another keeper takes its place. When it comes
   // back (with its copy), the copy beyond five goes, and there are never fewer than five.
+  BOOST_TEST_MESSAGE("five copies");
   int lost = s.a_keeper_holding();
   s.keepers[lost]->kill_hard();
   s.keepers[lost]->wait_exit();
   BOOST_REQUIRE_MESSAGE(wait_until([&] { return s.keeper_copies(lost) == 5; }, std::chrono::seconds(120)),
                         s.keeper_copies(lost) << " live keepers hold it\n" << s.logs());
   BOOST_TEST(!s.copy_on(*s.limited));
+  BOOST_TEST_MESSAGE("replaced the lost keeper");
   s.keepers[lost] = s.start_keeper(lost);
   std::size_t fewest = 6;
   BOOST_REQUIRE_MESSAGE(wait_until(
@@ -206,6 +211,7 @@ BOOST_AUTO_TEST_CASE(one_copy_up_and_the_keepers_fill_the_store_to_the_rules_tar
 
   // Version 3 takes a holder out of the group: it keeps its copy until a replacement
   // holds one, so five remain.
+  BOOST_TEST_MESSAGE("back to five");
   int out = s.a_keeper_holding();
   s.push_rules(3, 5, out);
   bool early = false;
@@ -222,6 +228,7 @@ BOOST_AUTO_TEST_CASE(one_copy_up_and_the_keepers_fill_the_store_to_the_rules_tar
   BOOST_TEST(s.keepers_trimmed() == 2u);
   BOOST_TEST(!s.copy_on(*s.limited));
 
+  BOOST_TEST_MESSAGE("left-out node trimmed");
   // And the object comes back whole.
   auto get = s.annex("git annex get big.bin");
   BOOST_REQUIRE_MESSAGE(get.exit_code == 0, get.out);
