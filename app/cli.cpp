@@ -107,6 +107,7 @@ int run_daemon(int argc, char** argv, const TestHooks& hooks) {
   config.config_file = config_file;
   if (config.state_dir.empty()) config.state_dir = default_state_dir();
   config.state_dir = fs::absolute(config.state_dir);
+  if (!config.store_dir.empty()) config.store_dir = fs::absolute(config.store_dir);
   if (!errors.empty()) {
     for (const auto& e : errors) std::cerr << "annex-swarm: " << e << "\n";
     std::cerr << "annex-swarm: see 'annex-swarm daemon --help'\n";

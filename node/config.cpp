@@ -100,6 +100,9 @@ const std::vector<SettingDoc>& daemon_settings() {
   static const std::vector<SettingDoc> docs{
       {"state-dir", "DIR", "$XDG_STATE_HOME/annex-swarm (root: /var/lib/annex-swarm)",
        "identity, control socket and announce state live here", false},
+      {"store-dir", "DIR", "STATE-DIR/stores",
+       "where the swarm stores keep their objects (a disk of their own, say), with the limits dotfile "
+       ".annex-swarm at its root", false},
       {"port", "N", "4224", "UDP port of the DHT; 0 picks a free one", false},
       {"peer-port", "N", "the DHT's port number", "TCP port serving peers; 0 picks a free one", false},
       {"listen", "ADDR", "all interfaces", "address to bind, e.g. 127.0.0.1", false},
@@ -168,6 +171,9 @@ void apply_setting(DaemonConfig& c, std::string_view name, std::string_view raw,
   if (name == "state-dir") {
     if (value.empty()) return bad("needs a directory");
     c.state_dir = std::filesystem::path(std::string(value));
+  } else if (name == "store-dir") {
+    if (value.empty()) return bad("needs a directory");
+    c.store_dir = std::filesystem::path(std::string(value));
   } else if (name == "port") {
     auto p = parse_number<std::uint32_t>(value);
     if (!p || *p > 65535) return bad("not a port number (0-65535)");

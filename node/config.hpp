@@ -23,6 +23,9 @@ inline constexpr std::string_view kPublicBootstrap = "bootstrap.jami.net:4222";
 
 struct DaemonConfig {
   std::filesystem::path state_dir;
+  // Where the swarm stores live (and their dotfile, .annex-swarm); empty: <state_dir>/stores.
+  std::filesystem::path store_dir;
+  std::filesystem::path stores() const { return store_dir.empty() ? state_dir / "stores" : store_dir; }
   std::uint16_t port = kDefaultPort;
   std::string listen;  // bind address; empty = all interfaces
   std::vector<std::string> bootstrap{std::string(kPublicBootstrap)};

@@ -34,7 +34,7 @@ std::string join(const std::vector<std::string>& v) {
 }  // namespace
 
 Daemon::Daemon(DaemonConfig config, TestHooks hooks)
-    : config_(std::move(config)), hooks_(std::move(hooks)), objects_(config_.state_dir) {}
+    : config_(std::move(config)), hooks_(std::move(hooks)), objects_(config_.state_dir, config_.stores()) {}
 
 Daemon::~Daemon() {
   disk_.join();
@@ -403,9 +403,11 @@ void Daemon::purge_trash() {
 
 void Daemon::measure_store_offer() {
   // What the stores hold is walked only when a cap is set (auto needs only the free space).
-  asio::post(disk_, [this, configured = lower_limit(config_.store_space, storage_limit()), dir = config_.state_dir] {
+  asio::post(disk_, [this, configured = lower_limit(config_.store_space, storage_limit()), dir = config_.stores()] {
     std::error_code ec;
-    std::uint64_t used = configured ? bytes_below(dir / "stores") : 0;
+    std::error_code made;
+    std::filesystem::create_directories(dir, made);  // its file system's free space is what counts
+    std::uint64_t used = configured ? bytes_below(dir) : 0;
     auto space = std::filesystem::space(dir, ec);
     auto offer = ec ? 0 : offered_store_space(configured, used, space.available, space.capacity);
     asio::post(io_, [this, offer, used] {
@@ -438,14 +440,14 @@ void Daemon::apply_limits() {
     if (limit && (!storage || *limit < *storage)) storage = limit, from = std::move(where);
   };
   consider(config_.storage, "storage in the config");
-  consider(file_limits_.storage, "storage in " + limits_file(config_.state_dir).string());
+  consider(file_limits_.storage, "storage in " + limits_file(config_.stores()).string());
   object_service_->set_storage_limit(storage, from);
   offer_timer_->cancel();
   measure_store_offer();
 }
 
 void Daemon::read_limits_file(bool force) {
-  auto path = limits_file(config_.state_dir);
+  auto path = limits_file(config_.stores());
   struct stat st {};
   std::string seen;
   if (::stat(path.c_str(), &st) == 0)
@@ -621,7 +623,7 @@ StatusReply Daemon::status() const {
   s.repairs = share_service_->sweep_status();
   s.replication = replicas_->status();
   s.rules = rules_->show();
-  s.limits.file = limits_file(config_.state_dir).string();
+  s.limits.file = limits_file(config_.stores()).string();
   s.limits.problem = limits_problem_;
   s.limits.storage = storage_limit();
   s.limits.stores_used = stores_used_;

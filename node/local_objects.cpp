@@ -47,8 +47,8 @@ Result<bool> LocalObjects::open(const std::vector<fs::path>& repos, const std::v
     repos_.push_back(std::move(*repo));
   }
   if (!problems.empty()) return Error{problems};
-  for (const auto& uuid : existing_swarm_stores(state_dir_)) {
-    repos_.push_back(swarm_store(state_dir_, uuid));
+  for (const auto& uuid : existing_swarm_stores(stores_dir_)) {
+    repos_.push_back(swarm_store(stores_dir_, uuid));
     resolve_root(repos_.back());
   }
   return true;
@@ -94,7 +94,7 @@ Result<std::size_t> LocalObjects::store(const std::string& uuid) {
       return Error{uuid + " is an annex repository this node serves, not a swarm store"};
     return *found;
   }
-  repos_.push_back(swarm_store(state_dir_, uuid));
+  repos_.push_back(swarm_store(stores_dir_, uuid));
   auto index = repos_.size() - 1;
   log::info("new swarm store {} in {}", uuid, repos_[index].path.string());
   if (on_added_) on_added_(index);

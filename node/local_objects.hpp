@@ -17,7 +17,14 @@ namespace annexswarm {
 
 class LocalObjects {
 public:
-  explicit LocalObjects(std::filesystem::path state_dir) : state_dir_(std::move(state_dir)) {}
+  // `stores_dir`: where the swarm stores live (empty: <state_dir>/stores).
+  // The trash is on the stores' file system: <state_dir>/trash, or <stores_dir>/.trash when
+  // the stores live elsewhere (a move to the trash is a rename, and emptying it frees room
+  // where the stores write).
+  explicit LocalObjects(std::filesystem::path state_dir, std::filesystem::path stores_dir = {})
+      : state_dir_(std::move(state_dir)),
+        stores_dir_(stores_dir.empty() ? state_dir_ / "stores" : stores_dir),
+        trash_dir_(stores_dir.empty() ? state_dir_ / "trash" : stores_dir / ".trash") {}
 
   // The repositories given, then the swarm stores found in the state dir. Every
   // repository that cannot be served is listed in the error, one per line.
@@ -36,7 +43,7 @@ public:
   Result<bool> remove_from_store(const AnnexKey& key, std::string_view store);
   // Takes a trashed key back into its store.
   Result<bool> restore(const AnnexKey& key, std::string_view store);
-  std::filesystem::path trash_dir() const { return state_dir_ / "trash"; }
+  std::filesystem::path trash_dir() const { return trash_dir_; }
   std::filesystem::path audit_dir() const { return state_dir_ / "audits"; }  // see AuditBook
   // A key came into a store (or left it) through us: whoever lists keys hears of it.
   void changed(std::size_t index, const AnnexKey& key, bool present);
@@ -48,6 +55,8 @@ public:
 
 private:
   std::filesystem::path state_dir_;
+  std::filesystem::path stores_dir_;
+  std::filesystem::path trash_dir_;
   std::vector<AnnexRepo> repos_;
   std::function<void(std::size_t)> on_added_;
   std::function<void(std::size_t, const AnnexKey&, bool)> on_changed_;

@@ -76,7 +76,7 @@ Result<NodeLimits> parse_node_limits(std::string_view text, std::string_view ori
   return limits;
 }
 
-std::filesystem::path limits_file(const std::filesystem::path& state_dir) { return state_dir / "stores" / ".annex-swarm"; }
+std::filesystem::path limits_file(const std::filesystem::path& stores_dir) { return stores_dir / ".annex-swarm"; }
 
 double lower_rate(double a, std::optional<double> b) {
   if (!b || *b <= 0) return a;

@@ -1,6 +1,7 @@
 #pragma once
 // Per-node limits a home-server user sets in a dotfile at the root of the node's store
-// directory (`<state-dir>/stores/.annex-swarm`), 'name = value' lines like the config:
+// directory (`<store-dir>/.annex-swarm`; store-dir is <state-dir>/stores unless set),
+// 'name = value' lines like the config:
 //
 //   storage = 50G          # most bytes the swarm stores here may hold (with store-space: the lower wins)
 //   upload-rate = 2M       # bytes/s served (with the config's upload-rate: the lower wins)
@@ -36,8 +37,8 @@ struct NodeLimits {
 // Every problem, "origin:line: ...", one per line.
 Result<NodeLimits> parse_node_limits(std::string_view text, std::string_view origin);
 
-// The dotfile's place for a node whose state directory is `state_dir`.
-std::filesystem::path limits_file(const std::filesystem::path& state_dir);
+// The dotfile's place: the root of the node's stores directory (store-dir).
+std::filesystem::path limits_file(const std::filesystem::path& stores_dir);
 
 // The lower of two rates where 0 means none.
 double lower_rate(double a, std::optional<double> b);

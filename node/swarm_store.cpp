@@ -15,9 +15,9 @@
 namespace annexswarm {
 namespace fs = std::filesystem;
 
-AnnexRepo swarm_store(const fs::path& state_dir, const std::string& uuid) {
+AnnexRepo swarm_store(const fs::path& stores_dir, const std::string& uuid) {
   AnnexRepo store;
-  store.path = state_dir / "stores" / uuid;
+  store.path = stores_dir / uuid;
   store.git_dir = store.path;
   store.objects_dir = store.path / "annex" / "objects";
   store.uuid = uuid;
@@ -30,15 +30,20 @@ std::uint64_t bytes_below(const fs::path& dir) {
   std::error_code ec;
   std::uint64_t bytes = 0;
   for (auto it = fs::recursive_directory_iterator(dir, ec); !ec && it != fs::recursive_directory_iterator();
-       it.increment(ec))
+       it.increment(ec)) {
+    if (it.depth() == 0 && it->path().filename() == ".trash") {
+      it.disable_recursion_pending();
+      continue;
+    }
     if (it->is_regular_file(ec)) bytes += it->file_size(ec);
+  }
   return bytes;
 }
 
-std::vector<std::string> existing_swarm_stores(const fs::path& state_dir) {
+std::vector<std::string> existing_swarm_stores(const fs::path& stores_dir) {
   std::vector<std::string> out;
   std::error_code ec;
-  for (const auto& entry : fs::directory_iterator(state_dir / "stores", ec)) {
+  for (const auto& entry : fs::directory_iterator(stores_dir, ec)) {
     auto name = entry.path().filename().string();
     if (entry.is_directory(ec) && is_annex_uuid(name)) out.push_back(name);
   }

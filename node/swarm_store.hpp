@@ -3,7 +3,7 @@
 // by this node in its state dir and served and announced like a repository's, under the
 // special remote's annex UUID. It is never a git repository, so it has no repo record:
 // `discover` finds repositories, not stores. Layout as in a bare annex repository:
-//   <state-dir>/stores/<uuid>/annex/objects/<hashdirlower>/KEY/KEY
+//   <store-dir>/<uuid>/annex/objects/<hashdirlower>/KEY/KEY   (store-dir: <state-dir>/stores)
 #include <cstdint>
 #include <filesystem>
 #include <functional>
@@ -16,11 +16,12 @@
 
 namespace annexswarm {
 
-AnnexRepo swarm_store(const std::filesystem::path& state_dir, const std::string& uuid);
-// The UUIDs of the stores found in the state dir.
-std::vector<std::string> existing_swarm_stores(const std::filesystem::path& state_dir);
+// The store `uuid` in the stores directory (the node's store-dir).
+AnnexRepo swarm_store(const std::filesystem::path& stores_dir, const std::string& uuid);
+// The UUIDs of the stores found in the stores directory.
+std::vector<std::string> existing_swarm_stores(const std::filesystem::path& stores_dir);
 // The bytes of every regular file below `dir` (what the swarm stores hold, against a
-// storage limit); what cannot be read counts as nothing.
+// storage limit), a trash at its root (.trash) left out; what cannot be read counts as nothing.
 std::uint64_t bytes_below(const std::filesystem::path& dir);
 
 // Copies `file` to `dest` through `dest`.tmp and a rename, checking it against the key's

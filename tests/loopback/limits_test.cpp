@@ -1,6 +1,8 @@
-// Per-node limits in the stores' dotfile (<state-dir>/stores/.annex-swarm), with real
-// daemons: a storage limit refuses a STORE that would pass it, with a clear error; an
-// upload-rate holds while the node serves; an edit takes effect without a restart.
+// Per-node limits in the stores' dotfile (<store-dir>/.annex-swarm, store-dir being
+// <state-dir>/stores unless set), with real daemons: a storage limit refuses a STORE that
+// would pass it, with a clear error; the stores, their dotfile and their trash follow
+// store-dir; an upload-rate holds while the node serves; an edit takes effect without a
+// restart.
 #include <boost/test/unit_test.hpp>
 
 #include <chrono>
@@ -66,6 +68,55 @@ BOOST_AUTO_TEST_CASE(a_storage_limit_in_the_dotfile_refuses_a_store_that_would_p
   BOOST_REQUIRE(wait_until([&] { return node->status()["limits"].contains("problem"); }, std::chrono::seconds(30)));
   BOOST_TEST(node->status()["limits"]["problem"].get<std::string>().find(":1: storage") != std::string::npos);
   BOOST_TEST(node->status()["limits"]["storage"] == 10000000);
+}
+
+BOOST_AUTO_TEST_CASE(the_stores_their_dotfile_and_their_trash_live_in_the_store_dir) {
+  TempDir dir;
+  auto disk = dir.path() / "big-disk";  // say, another file system mounted for the stores
+  fs::create_directories(disk);
+  std::ofstream(disk / ".annex-swarm") << "storage = 10M\n";
+  auto node = start_loopback_daemon(dir.path(), "home", {"--bootstrap", "none", "--swarm", SwarmToken::generate().str(),
+                                                         "--store-dir", disk.string()});
+  BOOST_REQUIRE(wait_until([&] { return node->status()["limits"]["storage"] == 10000000; }, std::chrono::seconds(30)));
+  BOOST_TEST(node->status()["limits"]["file"] == (disk / ".annex-swarm").string());
+  auto small = std::string(1000, 'd');
+  auto file = dir.path() / "small.bin";
+  std::ofstream(file) << small;
+  auto key = "SHA256E-s1000--" + to_hex(crypto::sha256(as_bytes(small))) + ".bin";
+  const std::string store = "6f1a2b3c-0000-4000-8000-00000000abce";
+  auto client = ControlClient::connect(node->state_dir());
+  BOOST_REQUIRE(client);
+  auto stored = client->request({{"op", "store"}, {"key", key}, {"store", store}, {"file", file.string()}});
+  BOOST_REQUIRE(stored);
+  BOOST_TEST(stored->value("ok", false), stored->dump());
+  auto found_under = [&](const fs::path& root) {
+    std::error_code ec;
+    for (auto it = fs::recursive_directory_iterator(root, ec); !ec && it != fs::recursive_directory_iterator(); it.increment(ec))
+      if (it->path().filename() == key && it->is_regular_file()) return true;
+    return false;
+  };
+  BOOST_TEST(found_under(disk / store / "annex" / "objects"));
+  BOOST_TEST(!found_under(node->state_dir() / "stores"));
+  // Removed, it goes to the trash on the same disk, and comes back from there.
+  auto removed = client->request({{"op", "remove"}, {"key", key}, {"store", store}});
+  BOOST_REQUIRE(removed);
+  BOOST_TEST(removed->value("ok", false), removed->dump());
+  BOOST_TEST(fs::exists(disk / ".trash" / store / key));
+  BOOST_TEST(!found_under(disk / store));
+  auto restored = client->request({{"op", "restore"}, {"key", key}, {"store", store}});
+  BOOST_REQUIRE(restored);
+  BOOST_TEST(restored->value("ok", false), restored->dump());
+  BOOST_TEST(found_under(disk / store / "annex" / "objects"));
+  // A restart finds the store there again.
+  node->stop();
+  BOOST_TEST(node->wait_exit() == 0);
+  node = start_loopback_daemon(dir.path(), "home", {"--bootstrap", "none", "--swarm", SwarmToken::generate().str(),
+                                                    "--store-dir", disk.string()});
+  auto again = ControlClient::connect(node->state_dir());
+  BOOST_REQUIRE(again);
+  auto present = again->request({{"op", "present"}, {"key", key}, {"repo", store}});
+  BOOST_REQUIRE(present);
+  BOOST_TEST(present->value("present", false), present->dump());
 }
 
 BOOST_AUTO_TEST_CASE(an_upload_rate_in_the_dotfile_holds_and_an_edit_applies_without_a_restart) {

@@ -57,7 +57,7 @@ BOOST_AUTO_TEST_CASE(a_read_only_temp_file_left_by_a_killed_store_does_not_block
   std::string content = "bytes\n";
   auto key = AnnexKey::parse("SHA256E-s6--" + to_hex(crypto::sha256(as_bytes(content)))).value();
   std::ofstream(dir.path() / "f") << content;
-  auto store = swarm_store(dir.path(), kStore);
+  auto store = swarm_store(dir.path() / "stores", kStore);
   auto object = store.objects_dir / key.hash_dir_lower() / key.str() / key.str();
   std::filesystem::create_directories(object.parent_path());
   auto tmp = object.string() + ".tmp";
@@ -123,7 +123,7 @@ BOOST_AUTO_TEST_CASE(a_link_anywhere_below_the_objects_folder_is_followed_only_i
   // Taken up again at start, with its objects folder there: lookups use the folder as
   // resolved then, and check only the parts below it.
   LocalObjects objects(dir.path());
-  std::filesystem::create_directories(swarm_store(dir.path(), kStore).objects_dir);
+  std::filesystem::create_directories(swarm_store(dir.path() / "stores", kStore).objects_dir);
   BOOST_REQUIRE(objects.open({}));
   auto index = objects.index_of(kStore).value();
   const auto& objects_dir = objects.at(index).objects_dir;

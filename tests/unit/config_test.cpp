@@ -80,6 +80,22 @@ BOOST_AUTO_TEST_CASE(transfer_limits_and_the_peer_port_are_settings) {
   BOOST_TEST(errors.size() == 3u);
 }
 
+BOOST_AUTO_TEST_CASE(replicate_interval_and_store_dir_are_read_and_have_defaults) {
+  DaemonConfig c;
+  c.state_dir = "/var/lib/annex-swarm";
+  BOOST_TEST(c.replicate_interval.count() == 300);
+  BOOST_TEST(c.stores() == std::filesystem::path("/var/lib/annex-swarm/stores"));
+  std::vector<std::string> errors;
+  apply_config_text(c, "replicate-interval = 1m\nstore-dir = /mnt/big/swarm\n", "r.conf", errors);
+  BOOST_TEST(errors.empty());
+  BOOST_TEST(c.replicate_interval.count() == 60);
+  BOOST_TEST(c.stores() == std::filesystem::path("/mnt/big/swarm"));
+  apply_config_text(c, "replicate-interval = 0\n", "r.conf", errors);
+  BOOST_TEST(c.replicate_interval.count() == 0);
+  apply_config_text(c, "replicate-interval = soon\nstore-dir =\n", "bad.conf", errors);
+  BOOST_TEST(errors.size() == 2u);
+}
+
 BOOST_AUTO_TEST_CASE(repair_interval_is_a_duration_or_0_for_never) {
   DaemonConfig c;
   BOOST_TEST(c.repair_interval.count() == 6 * 3600);
