@@ -64,6 +64,8 @@ void print_usage(std::ostream& out) {
          "  annex-swarm trash [--json]                      what this node's swarm stores removed (kept trash-grace)\n"
          "  annex-swarm restore KEY --store UUID            take a removed key back into its swarm store\n"
          "  annex-swarm repair KEY|--all --store UUID       rebuild lost shares of a key (or of every key) of an erasure-coded store\n"
+         "  annex-swarm connect TARGET [SERVICE]            stdin/stdout to SERVICE (default ssh) a node exposes;\n"
+         "                                                  TARGET: repository UUID, node id or alias (ssh ProxyCommand)\n"
          "  annex-swarm rules sign FILE [--key FPR] [--output FILE.asc]\n"
          "                                                  check the swarm rules in FILE, then clear-sign them with gpg\n"
          "  annex-swarm rules push FILE.asc [--keys KEYS.asc] hand signed rules to this node, which adopts and spreads them\n"

@@ -54,7 +54,7 @@ ParsedArgs parse_args(int argc, char** argv, int first, const std::vector<std::s
 
 bool is_client_command(const std::string& command) {
   return command == "whereis" || command == "discover" || command == "status" || command == "peers" ||
-         command == "get" || command == "trash" || command == "restore" || command == "repair";
+         command == "get" || command == "trash" || command == "restore" || command == "repair" || command == "connect";
 }
 
 int run_lookup(const std::string& command, int argc, char** argv) {
@@ -82,6 +82,13 @@ int run_lookup(const std::string& command, int argc, char** argv) {
   for (const auto& e : args.errors) {
     std::cerr << "annex-swarm: " << e << "\n";
     return kUsageError;
+  }
+  if (command == "connect") {
+    if (args.positional.empty() || args.positional.size() > 2) {
+      std::cerr << "annex-swarm: connect takes TARGET [SERVICE] (see 'annex-swarm help')\n";
+      return kUsageError;
+    }
+    return cli::connect(options, args.positional[0], args.positional.size() > 1 ? args.positional[1] : "ssh");
   }
   std::size_t want =
       (command == "whereis" || command == "discover" || command == "get" || command == "restore" || command == "repair") ? 1 : 0;

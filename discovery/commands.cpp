@@ -1,9 +1,13 @@
 #include "discovery/commands.hpp"
 
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <chrono>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <iostream>
 #include <optional>
@@ -471,6 +475,84 @@ int rules_show(const LookupOptions& options) {
   if (options.json) std::cout << reply->dump() << "\n";
   else print_rules(*reply);
   return kFound;
+}
+
+namespace {
+// Copies stdin to the socket and the socket to stdout until the far side is done: end of
+// file on stdin becomes a half-close of the socket (ssh relies on it); end of file on the
+// socket (the far side closed its half) ends the copy once stdout has it all, as a proxy
+// for ssh should. Every descriptor is polled only when there is something to do with it.
+int pump(int sock, std::string to_out) {
+  ::fcntl(sock, F_SETFL, ::fcntl(sock, F_GETFL) | O_NONBLOCK);
+  std::string to_sock;
+  bool stdin_open = true, sock_open = true, sent_eof = false;
+  char buf[65536];
+  auto broke = [](const char* what) {
+    std::cerr << "annex-swarm: connect: the tunnel broke: " << what << ": " << std::strerror(errno) << "\n";
+    return 1;
+  };
+  while (sock_open || !to_out.empty()) {
+    bool read_stdin = stdin_open && to_sock.empty();
+    bool read_sock = sock_open && to_out.empty();
+    pollfd fds[3] = {{read_stdin ? 0 : -1, POLLIN, 0},
+                     {(read_sock || !to_sock.empty()) ? sock : -1,
+                      static_cast<short>((read_sock ? POLLIN : 0) | (!to_sock.empty() ? POLLOUT : 0)), 0},
+                     {!to_out.empty() ? 1 : -1, POLLOUT, 0}};
+    if (::poll(fds, 3, -1) < 0) {
+      if (errno == EINTR) continue;
+      return broke("poll");
+    }
+    if (read_stdin && fds[0].revents) {
+      auto n = ::read(0, buf, sizeof buf);
+      if (n > 0) to_sock.assign(buf, static_cast<std::size_t>(n));
+      else if (n == 0 || (errno != EINTR && errno != EAGAIN)) stdin_open = false;
+    }
+    if (!to_sock.empty() && (fds[1].revents & (POLLOUT | POLLERR | POLLHUP))) {
+      auto n = ::send(sock, to_sock.data(), to_sock.size(), MSG_NOSIGNAL);
+      if (n < 0 && errno != EINTR && errno != EAGAIN) return broke("sending");
+      if (n > 0) to_sock.erase(0, static_cast<std::size_t>(n));
+    }
+    if (!stdin_open && to_sock.empty() && !sent_eof) {
+      ::shutdown(sock, SHUT_WR);
+      sent_eof = true;
+    }
+    if (read_sock && (fds[1].revents & (POLLIN | POLLHUP | POLLERR))) {
+      auto n = ::read(sock, buf, sizeof buf);
+      if (n > 0) to_out.assign(buf, static_cast<std::size_t>(n));
+      else if (n == 0) sock_open = false;
+      else if (errno != EINTR && errno != EAGAIN) return broke("receiving");
+    }
+    if (!to_out.empty() && fds[2].revents) {
+      auto n = ::write(1, to_out.data(), to_out.size());
+      if (n < 0 && errno != EINTR && errno != EAGAIN) return 1;  // nobody reads our output any more
+      if (n > 0) to_out.erase(0, static_cast<std::size_t>(n));
+    }
+  }
+  return 0;
+}
+}  // namespace
+
+int connect(const LookupOptions& options, const std::string& target, const std::string& service) {
+  auto client = ControlClient::connect(options.state_dir);
+  if (!client) {
+    std::cerr << "annex-swarm: " << client.error() << "\n";
+    return 1;
+  }
+  client->set_timeout(std::chrono::seconds(90));  // finding the node may take a DHT lookup or two
+  auto reply = client->request({{"op", "connect"}, {"target", target}, {"service", service}});
+  if (!reply) {
+    std::cerr << "annex-swarm: connect: " << reply.error() << "\n";
+    return 1;
+  }
+  if (!reply->value("ok", false)) {
+    std::cerr << "annex-swarm: connect: " << reply->value("error", std::string("failed")) << "\n";
+    return 1;
+  }
+  std::string ahead;
+  int sock = client->release(ahead);
+  int status = pump(sock, std::move(ahead));
+  ::close(sock);
+  return status;
 }
 
 }  // namespace annexswarm::cli

@@ -29,6 +29,11 @@ int repair_all(const LookupOptions& options, const std::string& store);
 int rules_push(const LookupOptions& options, const std::string& document, const std::string& public_keys);
 int rules_show(const LookupOptions& options);
 
+// A byte stream between stdin/stdout and SERVICE on TARGET (an annex repository UUID, a
+// node id, or an alias), through this node: for ssh's ProxyCommand. 0 when the far side
+// closed the stream, 1 when the tunnel could not be opened or broke, 2 on a usage error.
+int connect(const LookupOptions& options, const std::string& target, const std::string& service);
+
 // Downloads KEY into `to` through the daemon: 0 done, 1 no provider, 2 failed.
 int get(const LookupOptions& options, const std::string& key, const std::string& to, bool unverified);
 

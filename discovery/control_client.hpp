@@ -23,6 +23,15 @@ public:
   // Fails when the daemon sends nothing (not even its heartbeat) for the timeout.
   Result<nlohmann::json> request(const nlohmann::json& request, const EventFn& on_event = {});
   void set_timeout(std::chrono::milliseconds timeout) { timeout_ = timeout; }
+  // After a request the node answered by handing the connection over (connect): the
+  // socket, now a byte stream, and what was read past the reply. The client is empty after.
+  int release(std::string& read_ahead) {
+    read_ahead = std::move(buffer_);
+    buffer_.clear();
+    int fd = fd_;
+    fd_ = -1;
+    return fd;
+  }
 
 private:
   explicit ControlClient(int fd) : fd_(fd) {}

@@ -10,6 +10,7 @@
 #include <fmt/format.h>
 
 #include "node/swarm_rules.hpp"
+#include "protocol/ip_address.hpp"
 
 namespace annexswarm {
 
@@ -131,6 +132,10 @@ const std::vector<SettingDoc>& daemon_settings() {
       {"replicate-interval", "DURATION", "5m",
        "how often the keys this node holds in stores the swarm rules replicate (store.UUID.copies) are checked: "
        "keepers lacking one are asked to take it, copies beyond the target are trimmed (0: never)", false},
+      {"expose.NAME", "IP:PORT", "nothing",
+       "a service members may reach through 'annex-swarm connect' (e.g. expose.ssh = 127.0.0.1:22); ssh still "
+       "checks who they are", true},
+      {"alias.NAME", "UUID|NODEID", "none", "a name for a target of 'annex-swarm connect' (e.g. alias.home = UUID)", true},
       {"rules-admin", "FINGERPRINT", "none",
        "OpenPGP fingerprint of who may sign the first swarm rules this node adopts (gpg --fingerprint); later "
        "versions must be signed by an admin the version held names", true},
@@ -344,6 +349,24 @@ void apply_setting(DaemonConfig& c, std::string_view name, std::string_view raw,
     if (!d) return bad(d.error());
     if (d->count() < 1) return bad("must be at least 1s");
     c.relay_circuit_time = *d;
+  } else if (name.starts_with("expose.") || name.starts_with("alias.")) {
+    bool expose = name.starts_with("expose.");
+    auto what = name.substr(name.find('.') + 1);
+    bool name_ok = !what.empty() && what.size() <= 32 &&
+                   std::all_of(what.begin(), what.end(), [](char ch) {
+                     return (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '-' || ch == '_';
+                   });
+    if (!name_ok) return bad("a name is 1-32 of a-z, 0-9, '-' and '_'");
+    if (expose) {
+      auto [host, port] = split_host_port(value);
+      auto p = parse_number<std::uint32_t>(port);
+      if (!is_ip_literal(host) || !p || *p == 0 || *p > 65535)
+        return bad("expected the service's IP:PORT, e.g. 127.0.0.1:22");
+      c.expose[std::string(what)] = std::string(value);
+    } else {
+      if (value.empty()) return bad("expected an annex repository UUID or a node id");
+      c.aliases[std::string(what)] = std::string(value);
+    }
   } else if (name == "log-level") {
     if (!log::parse_level(value, c.log_level)) return bad("expected debug, info, warn or error");
   } else {

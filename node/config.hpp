@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <functional>
+#include <map>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -56,6 +57,11 @@ struct DaemonConfig {
   // OpenPGP fingerprints of who may sign the first version of the swarm rules this node
   // adopts (later versions: the admins the version held names).
   std::vector<std::string> rules_admins;
+  // Services this node's owner lets members reach through `annex-swarm connect`
+  // (expose.NAME = HOST:PORT, e.g. expose.ssh = 127.0.0.1:22); none by default.
+  std::map<std::string, std::string> expose;
+  // Names for targets of `annex-swarm connect` (alias.NAME = UUID or node id).
+  std::map<std::string, std::string> aliases;
   std::chrono::seconds rules_check{30};  // how often the rules members publish are read
   std::chrono::seconds stall_timeout{30};  // a peer asked for data that sends nothing this long is given up
   nat::NatMethod nat = nat::NatMethod::Auto;  // port mapping on the home router

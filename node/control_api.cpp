@@ -158,6 +158,15 @@ std::variant<ControlRequest, ControlError> parse_control_request(const json& req
   if (op == "store" || op == "present" || op == "remove" || op == "restore" || op == "repair")
     return parse_keyed(op, request);
   if (op == "trash") return TrashRequest{};
+  if (op == "connect") {
+    auto target = text(request, "target");
+    if (!target || target->empty()) return bad(ControlErrorCode::BadRequest, "connect needs a \"target\"");
+    ConnectRequest connect{*target, "ssh"};
+    if (auto service = text(request, "service")) connect.service = *service;
+    if (connect.service.empty() || connect.service.size() > peer::kMaxServiceName)
+      return bad(ControlErrorCode::BadRequest, "a service is named by 1-32 characters");
+    return connect;
+  }
   if (op == "rules-show") return RulesShowRequest{};
   if (op == "rules-push") {
     auto document = text(request, "document");
@@ -491,6 +500,8 @@ json to_json(const StatusReply& s) {
                     {"busy_refusals", s.peers_served->busy_refusals},
                     {"accept_errors", s.peers_served->accept_errors},
                     {"manifests_hashed", s.peers_served->manifests_hashed},
+                    {"tunnels_open", s.peers_served->tunnels_open},
+                    {"tunnels_refused", s.peers_served->tunnels_refused},
                     {"bytes_served", s.peers_served->bytes_served},
                     {"frames_paced", s.peers_served->frames_paced}};
   return {{"node", s.node.hex()},
@@ -561,6 +572,14 @@ void ControlApi::handle(const json& request, ControlResponder responder) {
         else if constexpr (std::is_same_v<R, RepairAllRequest>) handlers_.repair_all(r, progress, answer);
         else if constexpr (std::is_same_v<R, RulesPushRequest>) handlers_.rules_push(r, answer);
         else if constexpr (std::is_same_v<R, RulesShowRequest>) responder.reply(to_json(handlers_.rules_show()));
+        else if constexpr (std::is_same_v<R, ConnectRequest>) {
+          if (!handlers_.connect) return responder.fail(to_string(ControlErrorCode::UnknownOp), "this node does not connect");
+          handlers_.connect(r, [responder](Outcome<ConnectReply> out, ControlResponder::Taker take) {
+            if (auto* e = std::get_if<ControlError>(&out)) return responder.fail(to_string(e->code), e->message);
+            const auto& reply = std::get<ConnectReply>(out);
+            responder.hand_over({{"node", reply.node.hex()}, {"via", reply.via}}, std::move(take));
+          });
+        }
       },
       std::get<ControlRequest>(parsed));
 }

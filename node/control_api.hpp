@@ -113,9 +113,16 @@ struct RulesPushRequest {
   std::string public_keys;  // armored, the signer's at least
 };
 struct RulesShowRequest {};
+// A tunnel to a service another node exposes (annex-swarm connect): TARGET is an annex
+// repository UUID, a node id, or an alias.NAME of the config.
+struct ConnectRequest {
+  std::string target;
+  std::string service = "ssh";
+};
 using ControlRequest = std::variant<StatusRequest, WhereisRequest, GetRequest, DiscoverRequest, PeersRequest,
                                     StoreRequest, PresentRequest, RemoveRequest, TrashRequest, RestoreRequest,
-                                    RepairRequest, RepairAllRequest, RulesPushRequest, RulesShowRequest>;
+                                    RepairRequest, RepairAllRequest, RulesPushRequest, RulesShowRequest,
+                                    ConnectRequest>;
 
 std::variant<ControlRequest, ControlError> parse_control_request(const nlohmann::json& request);
 
@@ -314,6 +321,13 @@ struct StatusReply {
   } limits;
 };
 
+// The tunnel is open: this reply goes out, then the control connection carries the stream.
+struct ConnectReply {
+  NodeId node;      // the node reached
+  std::string via;  // how: an endpoint, or a relay
+};
+using ConnectAnswer = std::function<void(Outcome<ConnectReply>, ControlResponder::Taker)>;
+
 struct ControlHandlers {
   std::function<StatusReply()> status;
   std::function<void(const WhereisRequest&, Done<WhereisReply>)> whereis;
@@ -329,6 +343,7 @@ struct ControlHandlers {
   std::function<void(const RepairAllRequest&, ProgressFn, Done<RepairAllReply>)> repair_all;
   std::function<void(const RulesPushRequest&, Done<RulesReply>)> rules_push;
   std::function<RulesReply()> rules_show;
+  std::function<void(const ConnectRequest&, ConnectAnswer)> connect;
 };
 
 class ControlApi {

@@ -40,6 +40,15 @@ public:
     if (closed_) return fn();
     gone_.push_back(std::move(fn));
   }
+  void hand_over(const nlohmann::json& reply, ControlResponder::Taker take) {
+    // The client is gone: the taker still gets the (closed) socket, and ends what it opened.
+    if (closed_) return take(std::move(socket_), {});
+    taker_ = std::move(take);
+    send(reply, false);
+    busy_ = false;
+    heartbeat_.cancel();
+    gone_.clear();
+  }
 
 private:
   // Reading never stops, even while a request is being served: a client that hangs up
@@ -53,6 +62,13 @@ private:
 
   void on_line(const std::error_code& ec, std::size_t n) {
     if (closed_) return;
+    if (taker_) {
+      // The read ended (cancelled, or bytes the client sent ahead): the connection goes once
+      // the reply is out.
+      read_ended_ = true;
+      if (outbox_.empty()) give_away();
+      return;
+    }
     if (ec) {
       if (ec == asio::error::not_found) {
         // The line outgrew the buffer: answer, then hang up.
@@ -119,7 +135,26 @@ private:
                         if (ec) return self->caller_gone();
                         if (!self->outbox_.empty()) return self->write_next();
                         if (self->closed_after_write_) self->close();
+                        // The last reply is out: stop reading lines (the read in flight ends,
+                        // and give_away() runs from its handler).
+                        if (self->taker_) {
+                          if (self->read_ended_) return self->give_away();
+                          std::error_code ignored;
+                          self->socket_.cancel(ignored);
+                        }
                       });
+  }
+
+  // The connection leaves this session: whatever is buffered past the request line goes
+  // with it.
+  void give_away() {
+    auto take = std::move(taker_);
+    taker_ = nullptr;
+    std::string ahead(asio::buffers_begin(buffer_.data()), asio::buffers_end(buffer_.data()));
+    buffer_.consume(buffer_.size());
+    closed_ = true;
+    heartbeat_.cancel();
+    take(std::move(socket_), std::move(ahead));
   }
 
   void close() {
@@ -141,6 +176,8 @@ private:
   bool busy_ = false;
   bool closed_ = false;
   bool closed_after_write_ = false;
+  ControlResponder::Taker taker_;  // set: the connection is being handed over
+  bool read_ended_ = false;        // ... and the read in flight has ended
 };
 
 void ControlResponder::event(nlohmann::json event) const { session_->send(event, false); }
@@ -152,6 +189,10 @@ void ControlResponder::fail(std::string_view code, std::string_view message) con
   session_->send({{"ok", false}, {"code", code}, {"error", message}}, true);
 }
 void ControlResponder::on_gone(std::function<void()> fn) const { session_->on_gone(std::move(fn)); }
+void ControlResponder::hand_over(nlohmann::json reply, Taker take) const {
+  if (!reply.contains("ok")) reply["ok"] = true;
+  session_->hand_over(reply, std::move(take));
+}
 
 ControlServer::ControlServer(asio::io_context& io, ControlHandler handler)
     : io_(io), handler_(std::move(handler)), acceptor_(io) {}

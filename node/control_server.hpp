@@ -31,6 +31,11 @@ public:
   void fail(std::string_view code, std::string_view message) const;
   // Runs `fn` if the client hangs up before the reply (at once if it already has).
   void on_gone(std::function<void()> fn) const;
+  // Ends the request with `reply` and gives the connection away: once the reply is written
+  // it stops being a JSON-lines session, and `take` gets the socket and whatever the client
+  // sent after its request line (a tunnel's first bytes). Nothing else may be asked on it.
+  using Taker = std::function<void(asio::local::stream_protocol::socket socket, std::string sent_ahead)>;
+  void hand_over(nlohmann::json reply, Taker take) const;
 
 private:
   std::shared_ptr<ControlSession> session_;

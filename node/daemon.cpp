@@ -10,11 +10,11 @@
 #include <asio/post.hpp>
 
 #include "node/identity.hpp"
+#include "protocol/ip_address.hpp"
 #include "node/log.hpp"
 #include "node/state_files.hpp"
 #include "node/swarm_store.hpp"
 #include "protocol/crypto.hpp"
-#include "protocol/ip_address.hpp"
 
 namespace annexswarm {
 namespace fs = std::filesystem;
@@ -169,6 +169,8 @@ Result<bool> Daemon::start() {
   rules_ = std::make_unique<RulesService>(
       io_, disk_, *timers_, *directory_,
       RulesService::Settings{config_.state_dir, config_.rules_admins, rule_swarms, config_.rules_check});
+  connect_ = std::make_unique<ConnectService>(io_, *directory_, pool_->dialer(),
+                                              ConnectService::Settings{self, config_.aliases, std::chrono::minutes(10)});
   build_reachability(dht_port);
 
   RelayManager::Settings relay;
@@ -242,7 +244,8 @@ Result<bool> Daemon::start() {
         share_service_->repair_all(r, std::move(p), std::move(d));
       },
       [this](const RulesPushRequest& r, Done<RulesReply> d) { rules_->push(r, std::move(d)); },
-      [this] { return rules_->show(); }});
+      [this] { return rules_->show(); },
+      [this](const ConnectRequest& r, ConnectAnswer a) { connect_->connect(r, std::move(a)); }});
   control_ = std::make_unique<ControlServer>(
       io_, [this](const nlohmann::json& request, ControlResponder responder) { api_->handle(request, responder); });
   if (auto r = control_->listen(config_.state_dir / "control.sock"); !r) return Error{r.error()};
@@ -303,6 +306,33 @@ Result<bool> Daemon::start_peer_server(std::uint16_t dht_port) {
     auto key = AnnexKey::parse(take.take.key);
     if (key && !key->is_share()) return replicas_->take(take, std::move(answer));
     share_service_->take(take, std::move(answer));
+  });
+  // A member's tunnel to a service this node's owner exposes (expose.NAME = IP:PORT).
+  peer_server_->on_open([this](const PeerServer::OpenRequest& r, std::function<void(Result<Tunnel::LocalSocket>)> done) {
+    if (config_.swarms[r.swarm].is_public()) return done(Error{"no tunnels in the public swarm"});
+    auto exposed = config_.expose.find(r.service);
+    if (exposed == config_.expose.end()) {
+      log::warn("refused a tunnel to '{}' for node {}: not exposed (expose.{} = IP:PORT in the config)", r.service,
+                r.asker.hex(), r.service);
+      return done(Error{"nothing named '" + r.service + "' is exposed here"});
+    }
+    auto [host, port] = split_host_port(exposed->second);
+    asio::ip::tcp::endpoint target(asio::ip::make_address(host), static_cast<std::uint16_t>(std::stoul(port)));
+    auto socket = std::make_shared<asio::ip::tcp::socket>(io_);
+    auto deadline = std::make_shared<asio::steady_timer>(io_, std::chrono::seconds(10));
+    deadline->async_wait([socket](const std::error_code& ec) {
+      std::error_code ignored;
+      if (!ec) socket->close(ignored);
+    });
+    socket->async_connect(target, [socket, deadline, done, r, where = exposed->second](const std::error_code& ec) {
+      deadline->cancel();
+      if (ec) {
+        log::warn("a tunnel to '{}' for node {}: cannot reach {}: {}", r.service, r.asker.hex(), where, ec.message());
+        return done(Error{"the service '" + r.service + "' cannot be reached here: " + ec.message()});
+      }
+      log::info("tunnel to '{}' ({}) for node {}", r.service, where, r.asker.hex());
+      done(Tunnel::LocalSocket(std::move(*socket)));
+    });
   });
   // A replica being fetched here serves its chunks to the next keeper of its chain.
   peer_server_->on_partial([this](const AnnexKey& key) -> std::optional<PeerServer::PartialObject> {
@@ -492,6 +522,7 @@ void Daemon::stop() {
   announcer_->stop();  // saves the announce state
   share_service_->stop();
   replicas_->stop();
+  connect_->stop();
   rules_->stop();
   book_->stop();
   relays_->stop();     // releases reservations
@@ -569,6 +600,15 @@ void Daemon::reload() {
     config_.repair_interval = fresh.repair_interval;
     share_service_->start_sweeps(config_.repair_interval);
     applied.push_back("repair-interval");
+  }
+  if (fresh.expose != config_.expose) {
+    config_.expose = fresh.expose;  // tunnels open stay; new OPENs see the new list
+    applied.push_back("expose");
+  }
+  if (fresh.aliases != config_.aliases) {
+    config_.aliases = fresh.aliases;
+    connect_->set_aliases(config_.aliases);
+    applied.push_back("alias");
   }
   if (fresh.replicate_interval != config_.replicate_interval) {
     config_.replicate_interval = fresh.replicate_interval;

@@ -14,6 +14,7 @@
 
 #include "node/announcer.hpp"
 #include "node/config.hpp"
+#include "node/connect_service.hpp"
 #include "node/control_api.hpp"
 #include "node/control_server.hpp"
 #include "node/dht_node.hpp"
@@ -100,6 +101,7 @@ private:
   std::unique_ptr<ShareService> share_service_;  // erasure-coded stores, over the object service
   std::unique_ptr<ReplicaService> replicas_;     // replicated stores, under the rules
   std::unique_ptr<RulesService> rules_;          // the swarm rules, signed, through the DHT
+  std::unique_ptr<ConnectService> connect_;      // tunnels to services other members expose
   std::unique_ptr<ControlApi> api_;
   std::unique_ptr<ControlServer> control_;
   asio::steady_timer stop_timer_{io_};

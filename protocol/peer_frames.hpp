@@ -338,9 +338,39 @@ template <> inline constexpr auto kSpec<Take> =
     spec<Take>(23, "TAKE", field(&Take::id), field(&Take::key, rule::Key{}), field(&Take::store, rule::Uuid{false}),
                field(&Take::capability, rule::Blob{32, 32}), field(&Take::map, rule::Text{kMaxShareMapText}));
 
+// OPEN: a byte stream to a service this node's owner exposes (`expose.NAME = HOST:PORT` in
+// its config, e.g. ssh), carried on this link, which from then on carries only that
+// stream: STREAM frames both ways, each side's last one with fin set (that side's half is
+// closed, as TCP's shutdown), until both sides sent fin; an ERROR ends it early. OPEN_REPLY
+// says whether the stream is open, or why not (not exposed, the node's tunnel caps, the
+// service unreachable).
+inline constexpr std::size_t kMaxServiceName = 32;
+struct Open {
+  std::uint32_t id = 0;
+  std::string service;
+  friend bool operator==(const Open&, const Open&) = default;
+};
+template <> inline constexpr auto kSpec<Open> =
+    spec<Open>(24, "OPEN", field(&Open::id), field(&Open::service, rule::Text{kMaxServiceName}));
+struct OpenReply {
+  std::uint32_t id = 0;
+  bool ok = false;
+  std::string reason;  // why not, when not
+  friend bool operator==(const OpenReply&, const OpenReply&) = default;
+};
+template <> inline constexpr auto kSpec<OpenReply> =
+    spec<OpenReply>(25, "OPEN reply", field(&OpenReply::id), field(&OpenReply::ok),
+                    field(&OpenReply::reason, rule::Text{kMaxReasonText}));
+struct Stream {
+  Bytes bytes;
+  bool fin = false;  // the sender's half of the stream ends after these bytes
+  friend bool operator==(const Stream&, const Stream&) = default;
+};
+template <> inline constexpr auto kSpec<Stream> =
+    spec<Stream>(26, "STREAM", field(&Stream::bytes, rule::Blob{kMaxDataBytes}), field(&Stream::fin));
 using Frame = std::variant<Hello, Proof, Have, HaveReply, Manifest, ManifestReply, Get, Data, Cancel,
                            Ping, Pong, ErrorFrame, Remove, DialBack, DialBackReply, Reserve, ReserveReply,
-                           Connect, ConnectReply, Incoming, Prove, ProveReply, Take>;
+                           Connect, ConnectReply, Incoming, Prove, ProveReply, Take, Open, OpenReply, Stream>;
 
 // Proof of swarm membership bound to one TLS session: HMAC under the swarm secret of
 // the session's RFC 5705 exporter value. The role is mixed in so a peer cannot reflect

@@ -159,10 +159,12 @@ public:
   }
 
   void close() {
-    if (closed_) return;
+    auto tunnel = std::move(tunnel_);
+    bool was_closed = closed_;
     closed_ = true;
     timer_.cancel();
-    link_->close();
+    if (tunnel) tunnel->close("the node is stopping");  // it tells the peer, then closes the link
+    else if (!was_closed) link_->close();
   }
 
 private:
@@ -173,7 +175,8 @@ private:
     timer_.async_wait([weak = weak_from_this()](const std::error_code& ec) {
       auto self = weak.lock();
       if (ec || !self || self->closed_ || self->lifetime_.expired()) return;
-      bool busy = self->current_ || !self->queue_.empty() || self->dialing_back_ || self->takes_ > 0;
+      // (A tunnel keeps its own idle deadline.)
+      bool busy = self->current_ || !self->queue_.empty() || self->dialing_back_ || self->takes_ > 0 || self->tunnelling_;
       if (!busy && Clock::now() - self->last_frame_ >= self->server_.limits_.idle_deadline) return self->close();
       self->watch_idle();
     });
@@ -200,7 +203,7 @@ private:
       }
       self->last_frame_ = Clock::now();
       std::visit([self](auto& f) { self->on_frame(f); }, *frame);
-      if (!self->closed_) self->receive_loop();
+      if (!self->closed_ && !self->tunnelling_) self->receive_loop();
     });
   }
 
@@ -257,6 +260,58 @@ private:
     auto r = server_.relay_.connect(peer_, f.target);
     link_->send(ConnectReply{f.id, r.ok(), r ? *r : Bytes{}, r ? std::string() : r.error()});
   }
+  bool swarms_public(std::size_t swarm) const { return swarm < server_.swarms_.size() && server_.swarms_[swarm].is_public(); }
+
+  // OPEN: from now on the link carries that one stream, or nothing.
+  void on_frame(const Open& f) {
+    tunnelling_ = true;
+    auto self = shared_from_this();
+    auto refuse = [self, id = f.id, service = f.service](const std::string& why) {
+      ++self->server_.stats_.tunnels_refused;
+      if (self->server_.on_refused_)
+        self->server_.on_refused_("member " + self->peer_.hex() + " (" + self->from_ + "): a tunnel to '" + service +
+                                  "': " + why);
+      self->closed_ = true;
+      self->link_->send(OpenReply{id, false, why}, [self](Result<bool>) { self->link_->close(); });
+    };
+    if (!server_.open_) return refuse("this node exposes no services");
+    if (swarms_public(swarm_)) return refuse("no tunnels in the public swarm");
+    if (current_ || !queue_.empty() || takes_ > 0 || dialing_back_)
+      return refuse("an OPEN must be the only request on its link");
+    std::size_t open = 0;
+    for (const auto& [member, n] : server_.tunnels_) open += n;
+    if (open >= server_.limits_.max_tunnels)
+      return refuse("this node carries " + std::to_string(open) + " tunnels, its limit");
+    if (server_.tunnels_[peer_] >= server_.limits_.max_tunnels_per_member)
+      return refuse("you have " + std::to_string(server_.tunnels_[peer_]) + " tunnels open here, the limit");
+    ++server_.tunnels_[peer_];
+    ++server_.stats_.tunnels_open;
+    auto released = std::make_shared<bool>(false);
+    auto release = [self, released, lifetime = lifetime_] {
+      if (*released || lifetime.expired()) return;
+      *released = true;
+      --self->server_.stats_.tunnels_open;
+      if (--self->server_.tunnels_[self->peer_] == 0) self->server_.tunnels_.erase(self->peer_);
+    };
+    server_.open_(OpenRequest{peer_, swarm_, f.service},
+                  [self, id = f.id, refuse, release, lifetime = lifetime_](Result<Tunnel::LocalSocket> socket) {
+                    if (lifetime.expired()) return;
+                    if (self->closed_) return release();
+                    if (!socket) {
+                      release();
+                      return refuse(socket.error());
+                    }
+                    self->link_->send(OpenReply{id, true, ""});
+                    self->tunnel_ = std::make_shared<Tunnel>(
+                        self->server_.io_, self->link_, std::move(*socket), self->server_.limits_.tunnel_idle,
+                        [self, release](std::optional<std::string>) {
+                          release();
+                          self->closed_ = true;
+                        });
+                    self->tunnel_->start();
+                  });
+  }
+
   void on_frame(const Hello&) { link_->send(ErrorFrame{0, ErrorCode::BadFrame, "unexpected HELLO", 0}); }
   void on_frame(const Proof&) { link_->send(ErrorFrame{0, ErrorCode::BadFrame, "unexpected PROOF", 0}); }
   template <class Reply>
@@ -540,6 +595,8 @@ private:
   bool timed_out_ = false;
   bool dialing_back_ = false;
   std::size_t takes_ = 0;  // TAKEs being served
+  bool tunnelling_ = false;  // an OPEN came: the link is a tunnel's (or about to close)
+  std::shared_ptr<Tunnel> tunnel_;
   std::uint64_t served_ = 0;
   asio::steady_timer timer_;  // the handshake deadline, then the idle watch
   asio::steady_timer pacing_;

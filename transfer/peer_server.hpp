@@ -32,6 +32,7 @@
 #include "protocol/annex_key.hpp"
 #include "transfer/peer_link.hpp"
 #include "transfer/rate_limiter.hpp"
+#include "transfer/tunnel.hpp"
 
 namespace annexswarm {
 
@@ -50,6 +51,9 @@ struct PeerServerLimits {
   std::size_t max_unsent_bytes = 4u << 20;             // replies waiting for the socket, per link
   std::chrono::milliseconds busy_retry{2000};          // the hint a member over the cap gets
   std::uint64_t large_object = 64u << 20;               // hashing more than this: answer Busy meanwhile
+  std::size_t max_tunnels = 32;                         // OPENed streams at once, in all
+  std::size_t max_tunnels_per_member = 4;               // ... to one member
+  std::chrono::milliseconds tunnel_idle{600000};        // a tunnel with no byte either way
 };
 
 struct PeerServerStats {
@@ -63,6 +67,8 @@ struct PeerServerStats {
   std::size_t links_open = 0;      // members served now
   std::size_t unauthenticated = 0;  // connections still proving themselves
   std::uint64_t manifests_hashed = 0;
+  std::size_t tunnels_open = 0;       // OPENed streams carried now
+  std::uint64_t tunnels_refused = 0;  // OPENs refused (not exposed, caps, unreachable)
 };
 
 // Every chunk's SHA-256 and the root over them (what MANIFEST pages are cut from).
@@ -129,6 +135,16 @@ public:
   };
   using PartialLocator = std::function<std::optional<PartialObject>(const AnnexKey&)>;
   void on_partial(PartialLocator fn) { partial_ = std::move(fn); }
+  // A member asks for a stream to a service (OPEN): the callee checks that its owner
+  // exposes that service and connects to it; `done` gets the connection, or why not (sent
+  // to the asker). The caps on tunnels are checked here first. Without one, OPEN is refused.
+  struct OpenRequest {
+    NodeId asker;
+    std::size_t swarm = 0;
+    std::string service;
+  };
+  using Opener = std::function<void(const OpenRequest&, std::function<void(Result<Tunnel::LocalSocket>)>)>;
+  void on_open(Opener fn) { open_ = std::move(fn); }
   // Dials `host`:`port` and checks that member `node` of swarm number `swarm` answers
   // there (DIAL_BACK); `done` gets whether it did, or why not. Without one, DIAL_BACK is
   // answered with a refusal.
@@ -196,6 +212,8 @@ private:
   StoreRemover remove_;
   ShareTaker take_;
   PartialLocator partial_;
+  Opener open_;
+  std::map<NodeId, std::size_t> tunnels_;  // open, by member
   DialBackFn dial_back_;
   RelayHooks relay_;
   PeerServerLimits limits_;

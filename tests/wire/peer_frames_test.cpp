@@ -69,7 +69,12 @@ BOOST_AUTO_TEST_CASE(every_frame_type_round_trips) {
                             Prove{12, kKey, "", Bytes(32, 6), {0, 4096}, {1, kMaxProveRange}},
                             ProveReply{12, 4097, Bytes(32, 8)},
                             Take{13, "SWARMSHARE-s4096--" + std::string(64, 'a'), "0b8ae3c6-5b0a-4b2e-9d6c-2f5e4b7a1c3d",
-                                 Bytes(32, 9), "annex-swarm share map 1\n"}};
+                                 Bytes(32, 9), "annex-swarm share map 1\n"},
+                            Open{14, "ssh"},
+                            OpenReply{14, true, ""},
+                            OpenReply{15, false, "nothing named 'web' is exposed here"},
+                            Stream{Bytes{'S', 'S', 'H', '-'}, false},
+                            Stream{{}, true}};
   for (const auto& f : frames) {
     auto whole = encoded(f);
     auto decoded = decode_frame_body(body_of(whole));

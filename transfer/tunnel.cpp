@@ -1,0 +1,134 @@
+#include "transfer/tunnel.hpp"
+
+#include <asio/write.hpp>
+
+namespace annexswarm {
+
+Tunnel::Tunnel(asio::io_context& io, std::shared_ptr<PeerLink> link, LocalSocket local, std::chrono::milliseconds idle,
+               Done done)
+    : io_(io),
+      link_(std::move(link)),
+      local_(std::move(local)),
+      idle_(idle),
+      done_(std::move(done)),
+      idle_timer_(io),
+      last_activity_(Clock::now()) {}
+
+void Tunnel::start() {
+  read_local();
+  read_link();
+  watch_idle();
+}
+
+void Tunnel::close(const std::string& why) { end(why); }
+
+void Tunnel::read_local() {
+  if (ended_ || local_done_) return;
+  auto self = shared_from_this();
+  // The link's queue first: the local side waits while the peer is slow to take bytes.
+  if (link_->unsent_bytes() > kMaxUnsent) {
+    return link_->when_drained([self] {
+      // Told at once when the link is gone: then nothing drains.
+      if (!self->ended_ && self->link_->unsent_bytes() > kMaxUnsent) return self->end("the link to the peer failed");
+      self->read_local();
+    });
+  }
+  local_.async_read_some(asio::buffer(buffer_), [self](const std::error_code& ec, std::size_t n) {
+    if (self->ended_) return;
+    if (ec == asio::error::eof || (!ec && n == 0)) {
+      self->local_done_ = true;
+      self->link_->send(peer::Stream{{}, true}, [self](Result<bool> sent) {
+        if (!sent) return self->end("cannot send to the peer: " + sent.error());
+        self->fin_sent_ = true;  // out, after every byte before it
+        self->half_closed();
+      });
+      return;
+    }
+    if (ec) return self->end("the local side failed: " + ec.message());
+    self->last_activity_ = Clock::now();
+    self->to_peer_ += n;
+    self->link_->send(peer::Stream{Bytes(self->buffer_.begin(), self->buffer_.begin() + static_cast<std::ptrdiff_t>(n)), false},
+                      [self](Result<bool> sent) {
+                        if (!sent) self->end("cannot send to the peer: " + sent.error());
+                      });
+    self->read_local();
+  });
+}
+
+void Tunnel::read_link() {
+  if (ended_ || peer_done_) return;
+  auto self = shared_from_this();
+  link_->receive([self](Result<peer::Frame> frame) {
+    if (self->ended_) return;
+    if (!frame) return self->end("the link to the peer failed: " + frame.error());
+    if (auto* e = std::get_if<peer::ErrorFrame>(&*frame)) return self->end("the peer ended the tunnel: " + e->message);
+    if (auto* ping = std::get_if<peer::Ping>(&*frame)) {
+      self->link_->send(peer::Pong{ping->nonce});
+      return self->read_link();
+    }
+    auto* stream = std::get_if<peer::Stream>(&*frame);
+    if (!stream) return self->end(std::string("the peer sent a ") + peer::frame_name(*frame) + " frame in a tunnel");
+    self->last_activity_ = Clock::now();
+    self->from_peer_ += stream->bytes.size();
+    self->write_local(std::make_shared<Bytes>(std::move(stream->bytes)), stream->fin);
+  });
+}
+
+// The link is read again only once these bytes are written: that is the back-pressure.
+void Tunnel::write_local(std::shared_ptr<Bytes> bytes, bool fin) {
+  auto self = shared_from_this();
+  auto after = [self, fin] {
+    if (self->ended_) return;
+    if (!fin) return self->read_link();
+    std::error_code ignored;
+    self->local_.shutdown(asio::socket_base::shutdown_send, ignored);
+    self->peer_done_ = true;
+    self->half_closed();
+  };
+  if (bytes->empty()) return after();
+  asio::async_write(local_, asio::buffer(*bytes), [self, bytes, after](const std::error_code& ec, std::size_t) {
+    if (self->ended_) return;
+    if (ec) return self->end("the local side failed: " + ec.message());
+    after();
+  });
+}
+
+void Tunnel::half_closed() {
+  if (fin_sent_ && peer_done_) end(std::nullopt);
+}
+
+void Tunnel::end(std::optional<std::string> error) {
+  if (ended_) return;
+  ended_ = true;
+  idle_timer_.cancel();
+  std::error_code ignored;
+  local_.close(ignored);
+  auto self = shared_from_this();
+  if (error) {
+    // Tell the peer why, if the link still carries anything, then hang up.
+    auto why = error->substr(0, 400);
+    link_->send(peer::ErrorFrame{0, peer::ErrorCode::Internal, why, 0}, [self](Result<bool>) { self->link_->close(); });
+  } else {
+    // Whatever is still queued (a Pong) goes out first.
+    link_->when_drained([self] { self->link_->close(); });
+  }
+  if (auto done = std::move(done_)) {
+    done_ = nullptr;
+    done(std::move(error));
+  }
+}
+
+void Tunnel::watch_idle() {
+  if (ended_ || idle_.count() <= 0) return;
+  auto self = shared_from_this();
+  auto due = last_activity_ + idle_;
+  idle_timer_.expires_at(due);
+  idle_timer_.async_wait([self](const std::error_code& ec) {
+    if (ec || self->ended_) return;
+    if (Clock::now() - self->last_activity_ >= self->idle_)
+      return self->end("idle for " + std::to_string(self->idle_.count()) + " ms");
+    self->watch_idle();
+  });
+}
+
+}  // namespace annexswarm
