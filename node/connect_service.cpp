@@ -17,7 +17,7 @@ struct ConnectService::Attempt {
   std::size_t next = 0;
   std::string failures;  // why each source failed, for the final error
   void failed(const NodeId& node, const std::string& why) {
-    failures += (failures.empty() ? "" : "; ") + node.hex().substr(0, 8) + ": " + why;
+    failures += (failures.empty() ? "" : "; ") + node_short(node) + ": " + why;
   }
 };
 

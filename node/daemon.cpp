@@ -670,12 +670,7 @@ StatusReply Daemon::status() const {
   s.limits.upload_rate = upload_limit();
   s.limits.download_rate = download_limit();
   s.limits.hours = hours();
-  if (s.limits.hours) {
-    auto now = std::time(nullptr);
-    std::tm local{};
-    localtime_r(&now, &local);
-    s.limits.in_hours = s.limits.hours->contains(local.tm_hour * 60 + local.tm_min);
-  }
+  s.limits.in_hours = in_hours_now(s.limits.hours);
   return s;
 }
 

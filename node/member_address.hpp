@@ -17,6 +17,9 @@ struct SelfAddress {
   std::uint16_t peer_port = 0;
 };
 
+// A node id as logs and errors name it: its first 8 hex digits.
+inline std::string node_short(const NodeId& n) { return n.hex().substr(0, 8); }
+
 // Members without a usable endpoint are left out.
 std::vector<FetchSource> dialable(const std::vector<Member>& members, const SelfAddress& self);
 

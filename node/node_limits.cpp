@@ -1,5 +1,7 @@
 #include "node/node_limits.hpp"
 
+#include <ctime>
+
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -29,6 +31,14 @@ bool HoursWindow::contains(int minute) const {
   if (from == to) return true;  // all day
   if (from < to) return minute >= from && minute < to;
   return minute >= from || minute < to;  // past midnight
+}
+
+bool in_hours_now(const std::optional<HoursWindow>& hours) {
+  if (!hours) return true;
+  auto now = std::time(nullptr);
+  std::tm local{};
+  localtime_r(&now, &local);
+  return hours->contains(local.tm_hour * 60 + local.tm_min);
 }
 
 std::string HoursWindow::text() const {

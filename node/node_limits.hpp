@@ -26,6 +26,8 @@ struct HoursWindow {
   friend bool operator==(const HoursWindow&, const HoursWindow&) = default;
 };
 Result<HoursWindow> parse_hours(std::string_view text);
+// Whether now (local time) is inside the window; no window: always.
+bool in_hours_now(const std::optional<HoursWindow>& hours);
 
 struct NodeLimits {
   std::optional<std::uint64_t> storage;

@@ -24,7 +24,6 @@ constexpr std::size_t kMaxWanted = 10000;  // keys remembered per store as asked
 constexpr std::size_t kMaxChain = 16;      // keepers a TAKE may ask to hand the key on to
 constexpr auto kPushedQuiet = std::chrono::seconds(30);  // a chain asked is not asked again sooner
 
-std::string replica_node_short(const NodeId& n) { return n.hex().substr(0, 8); }
 
 // Whole objects only: shares and share maps belong to erasure-coded stores.
 bool replicable(const AnnexKey& key) {
@@ -54,7 +53,6 @@ struct ReplicaService::StoreSweep {
 };
 
 struct ReplicaService::Trim {
-  std::size_t index = 0;
   std::string store;
   KeyHeld key;
   unsigned copies = 0;
@@ -102,14 +100,7 @@ void ReplicaService::stop() {
     if (f.fetcher) f.fetcher->cancel("the node is stopping");
 }
 
-bool ReplicaService::in_hours() const {
-  auto hours = settings_.hours ? settings_.hours() : std::nullopt;
-  if (!hours) return true;
-  auto now = std::time(nullptr);
-  std::tm local{};
-  localtime_r(&now, &local);
-  return hours->contains(local.tm_hour * 60 + local.tm_min);
-}
+bool ReplicaService::in_hours() const { return in_hours_now(settings_.hours ? settings_.hours() : std::nullopt); }
 
 std::chrono::milliseconds ReplicaService::grace_of(const StoreRule& rule) const {
   return rule.grace ? std::chrono::milliseconds(*rule.grace) : std::chrono::milliseconds(kDefaultGrace);
@@ -298,7 +289,7 @@ void ReplicaService::sweep_store(std::shared_ptr<std::vector<StoreSweep>> jobs, 
             }
           }
           if (plan.trim_after_proofs && trims->size() < kMaxTrimsPerSweep) {
-            Trim t{job.index, job.uuid, held, job.copies, std::max(job.grace, settings_.min_trim_age), {}};
+            Trim t{job.uuid, held, job.copies, std::max(job.grace, settings_.min_trim_age), {}};
             for (const auto& node : plan.prove) t.keepers.push_back(contacts.at(node));
             trims->push_back(std::move(t));
           }
@@ -377,7 +368,7 @@ void ReplicaService::hand_on(std::size_t swarm, const std::string& store, const 
     // full; the chain goes on past it, and the next sweep's plan skips it meanwhile.
     auto pause = std::max<Timers::Clock::duration>(interval_ * 3, std::chrono::seconds(10));
     quiet_until_[{key, chain.front()}] = timers_.now() + pause;
-    log::info("node {} did not take {} for store {}: {}", replica_node_short(chain.front()), key, store, why);
+    log::info("node {} did not take {} for store {}: {}", node_short(chain.front()), key, store, why);
     hand_on(swarm, store, key, std::vector<NodeId>(chain.begin() + 1, chain.end()));
   };
   directory_.contacts({SwarmNode{swarm, node}}, [this, alive = alive_, swarm, store, key, chain,
@@ -542,7 +533,7 @@ void ReplicaService::fetch(const std::string& key_text) {
     if (!*alive) return;
     fetching_.erase(key);
     ++status_.take_failures;
-    log::warn("could not fetch {} for store {} from node {}: {}", key, store, replica_node_short(from), why);
+    log::warn("could not fetch {} for store {} from node {}: {}", key, store, node_short(from), why);
     start_queued();
   };
   directory_.contacts({SwarmNode{entry.swarm, from}}, [this, alive = alive_, key, repo, index, size, fail,
@@ -603,7 +594,7 @@ void ReplicaService::fetch(const std::string& key_text) {
             fetching_.erase(key.str());
             if (auto w = wanted_.find(repo.uuid); w != wanted_.end()) w->second.erase(key.str());
             ++status_.taken;
-            log::info("replicated {} ({} bytes) into store {} from node {}", key.str(), size, repo.uuid, replica_node_short(from));
+            log::info("replicated {} ({} bytes) into store {} from node {}", key.str(), size, repo.uuid, node_short(from));
             objects_.changed(index, key, true);
             start_queued();
             sweep_soon();  // this node may now hand it on to other keepers

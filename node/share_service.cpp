@@ -64,7 +64,6 @@ Result<bool> keep_map(const AnnexRepo& store, const ShareMap& map, const fs::pat
   return move_into_store(store, key, tmp);
 }
 
-std::string node_short(const NodeId& n) { return n.hex().substr(0, 8); }
 
 }  // namespace
 

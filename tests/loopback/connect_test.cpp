@@ -6,9 +6,7 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
-#include <signal.h>
 #include <sys/socket.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -16,7 +14,6 @@
 #include <thread>
 
 #include "protocol/swarm_token.hpp"
-#include "node/subprocess.hpp"
 #include "tests/support/test_support.hpp"
 
 using namespace annexswarm;
