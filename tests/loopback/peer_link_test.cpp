@@ -111,7 +111,7 @@ BOOST_AUTO_TEST_CASE(a_forged_membership_proof_is_refused) {
   Harness h({swarm});
   // A client that knows the swarm's id but not its secret: right HELLO, wrong PROOF.
   auto stream = std::make_shared<TlsStream>(h.connect(), alice().credentials, TlsStream::Side::Client);
-  bool sent = false;
+  std::optional<bool> sent;
   stream->handshake([&](Result<NodeId> peer) {
     BOOST_REQUIRE(peer);
     auto hello = peer::encode_frame(peer::Hello{peer::kPeerProtocolVersion, 4096, swarm.id(), "forger"}).value();
@@ -119,8 +119,9 @@ BOOST_AUTO_TEST_CASE(a_forged_membership_proof_is_refused) {
     hello.insert(hello.end(), proof.begin(), proof.end());
     stream->write(hello, [&](Result<bool> r) { sent = r.ok(); });
   });
-  h.run_until([&] { return h.listener.done; });
-  BOOST_TEST(sent);
+  // The listener may refuse before the client's write completion has run: wait for both.
+  h.run_until([&] { return h.listener.done && sent.has_value(); });
+  BOOST_TEST(*sent);
   BOOST_REQUIRE(!h.listener.result);
   BOOST_TEST(h.listener.result.error().find("does not verify") != std::string::npos, h.listener.result.error());
 }
