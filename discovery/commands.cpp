@@ -478,29 +478,63 @@ int rules_show(const LookupOptions& options) {
 }
 
 namespace {
-// Copies stdin to the socket and the socket to stdout until the far side is done: end of
-// file on stdin becomes a half-close of the socket (ssh relies on it); end of file on the
-// socket (the far side closed its half) ends the copy once stdout has it all, as a proxy
-// for ssh should. Every descriptor is polled only when there is something to do with it.
-int pump(int sock, std::string to_out) {
+// Copies stdin to the socket and what the far side sends to stdout until the far side is
+// done. Toward us the node sends records (transfer/tunnel.hpp): a 4-byte big-endian length
+// and the bytes; length 0 is the far side's fin, 0xffffffff and a record of the reason a
+// broken tunnel. End of file on stdin becomes a half-close of the socket (ssh relies on
+// it); the far side's fin ends the copy once stdout has it all, as a proxy for ssh should.
+// Returns 0 only when the far side finished cleanly. Every descriptor is polled only when
+// there is something to do with it.
+int pump(int sock, std::string from_sock) {
   ::fcntl(sock, F_SETFL, ::fcntl(sock, F_GETFL) | O_NONBLOCK);
-  std::string to_sock;
-  bool stdin_open = true, sock_open = true, sent_eof = false;
+  constexpr std::uint32_t kBroke = 0xffffffffu;
+  constexpr std::size_t kMaxReason = 4096;
+  std::string to_sock, to_out;
+  bool stdin_open = true, sock_open = true, sent_eof = false, far_done = false;
+  std::optional<std::string> broke;  // the node said the tunnel broke, and why
   char buf[65536];
-  auto broke = [](const char* what) {
+  auto failed = [](const char* what) {
     std::cerr << "annex-swarm: connect: the tunnel broke: " << what << ": " << std::strerror(errno) << "\n";
     return 1;
   };
-  while (sock_open || !to_out.empty()) {
-    bool read_stdin = stdin_open && to_sock.empty();
-    bool read_sock = sock_open && to_out.empty();
+  // Moves whole records out of from_sock; false on a record that cannot be.
+  auto parse = [&] {
+    while (!far_done && !broke && from_sock.size() >= 4 && to_out.size() < sizeof buf) {
+      auto byte = [&](std::size_t i) { return static_cast<std::uint32_t>(static_cast<unsigned char>(from_sock[i])); };
+      std::uint32_t length = byte(0) << 24 | byte(1) << 16 | byte(2) << 8 | byte(3);
+      if (length == 0) {
+        far_done = true;
+        from_sock.erase(0, 4);
+      } else if (length == kBroke) {
+        if (from_sock.size() < 8) return true;
+        std::uint32_t n = byte(4) << 24 | byte(5) << 16 | byte(6) << 8 | byte(7);
+        if (n > kMaxReason) return false;
+        if (from_sock.size() < 8 + n) return true;
+        broke = from_sock.substr(8, n);
+        from_sock.erase(0, 8 + n);
+      } else {
+        if (length > (16u << 20)) return false;
+        if (from_sock.size() < 4 + length) return true;
+        to_out.append(from_sock, 4, length);
+        from_sock.erase(0, 4 + length);
+      }
+    }
+    return true;
+  };
+  if (!parse()) {
+    std::cerr << "annex-swarm: connect: the node sent something that is not a tunnel record\n";
+    return 1;
+  }
+  while (!broke && ((sock_open && !far_done) || !to_out.empty())) {
+    bool read_stdin = stdin_open && to_sock.empty() && !far_done;
+    bool read_sock = sock_open && !far_done && to_out.empty() && from_sock.size() < (16u << 20) + 8;
     pollfd fds[3] = {{read_stdin ? 0 : -1, POLLIN, 0},
                      {(read_sock || !to_sock.empty()) ? sock : -1,
                       static_cast<short>((read_sock ? POLLIN : 0) | (!to_sock.empty() ? POLLOUT : 0)), 0},
                      {!to_out.empty() ? 1 : -1, POLLOUT, 0}};
     if (::poll(fds, 3, -1) < 0) {
       if (errno == EINTR) continue;
-      return broke("poll");
+      return failed("poll");
     }
     if (read_stdin && fds[0].revents) {
       auto n = ::read(0, buf, sizeof buf);
@@ -509,7 +543,7 @@ int pump(int sock, std::string to_out) {
     }
     if (!to_sock.empty() && (fds[1].revents & (POLLOUT | POLLERR | POLLHUP))) {
       auto n = ::send(sock, to_sock.data(), to_sock.size(), MSG_NOSIGNAL);
-      if (n < 0 && errno != EINTR && errno != EAGAIN) return broke("sending");
+      if (n < 0 && errno != EINTR && errno != EAGAIN) return failed("sending");
       if (n > 0) to_sock.erase(0, static_cast<std::size_t>(n));
     }
     if (!stdin_open && to_sock.empty() && !sent_eof) {
@@ -518,15 +552,27 @@ int pump(int sock, std::string to_out) {
     }
     if (read_sock && (fds[1].revents & (POLLIN | POLLHUP | POLLERR))) {
       auto n = ::read(sock, buf, sizeof buf);
-      if (n > 0) to_out.assign(buf, static_cast<std::size_t>(n));
+      if (n > 0) from_sock.append(buf, static_cast<std::size_t>(n));
       else if (n == 0) sock_open = false;
-      else if (errno != EINTR && errno != EAGAIN) return broke("receiving");
+      else if (errno != EINTR && errno != EAGAIN) return failed("receiving");
     }
     if (!to_out.empty() && fds[2].revents) {
       auto n = ::write(1, to_out.data(), to_out.size());
       if (n < 0 && errno != EINTR && errno != EAGAIN) return 1;  // nobody reads our output any more
       if (n > 0) to_out.erase(0, static_cast<std::size_t>(n));
     }
+    if (!parse()) {
+      std::cerr << "annex-swarm: connect: the node sent something that is not a tunnel record\n";
+      return 1;
+    }
+  }
+  if (broke) {
+    std::cerr << "annex-swarm: connect: the tunnel broke: " << *broke << "\n";
+    return 1;
+  }
+  if (!far_done) {
+    std::cerr << "annex-swarm: connect: the node closed the tunnel without an end (did it stop?)\n";
+    return 1;
   }
   return 0;
 }
@@ -546,6 +592,10 @@ int connect(const LookupOptions& options, const std::string& target, const std::
   }
   if (!reply->value("ok", false)) {
     std::cerr << "annex-swarm: connect: " << reply->value("error", std::string("failed")) << "\n";
+    return 1;
+  }
+  if (reply->value("framing", std::string()) != "records") {
+    std::cerr << "annex-swarm: connect: the running node is of another version; restart it\n";
     return 1;
   }
   std::string ahead;

@@ -133,7 +133,8 @@ void ConnectService::opened(std::shared_ptr<Attempt> attempt, std::shared_ptr<Pe
                                            [node, service](std::optional<std::string> error) {
                                              if (error) log::info("tunnel to '{}' on node {} ended: {}", service, node.hex(), *error);
                                              else log::info("tunnel to '{}' on node {} closed", service, node.hex());
-                                           });
+                                           },
+                                           Tunnel::Framing::Records);
     std::erase_if(tunnels_, [](const std::weak_ptr<Tunnel>& t) { return t.expired(); });
     tunnels_.push_back(tunnel);
     tunnel->start();

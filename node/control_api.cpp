@@ -577,7 +577,7 @@ void ControlApi::handle(const json& request, ControlResponder responder) {
           handlers_.connect(r, [responder](Outcome<ConnectReply> out, ControlResponder::Taker take) {
             if (auto* e = std::get_if<ControlError>(&out)) return responder.fail(to_string(e->code), e->message);
             const auto& reply = std::get<ConnectReply>(out);
-            responder.hand_over({{"node", reply.node.hex()}, {"via", reply.via}}, std::move(take));
+            responder.hand_over({{"node", reply.node.hex()}, {"via", reply.via}, {"framing", "records"}}, std::move(take));
           });
         }
       },

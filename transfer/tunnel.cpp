@@ -4,13 +4,21 @@
 
 namespace annexswarm {
 
+namespace {
+std::array<std::uint8_t, 4> record_header(std::uint32_t length) {
+  return {static_cast<std::uint8_t>(length >> 24), static_cast<std::uint8_t>(length >> 16),
+          static_cast<std::uint8_t>(length >> 8), static_cast<std::uint8_t>(length)};
+}
+}  // namespace
+
 Tunnel::Tunnel(asio::io_context& io, std::shared_ptr<PeerLink> link, LocalSocket local, std::chrono::milliseconds idle,
-               Done done)
+               Done done, Framing framing)
     : io_(io),
       link_(std::move(link)),
       local_(std::move(local)),
       idle_(idle),
       done_(std::move(done)),
+      framing_(framing),
       idle_timer_(io),
       last_activity_(Clock::now()) {}
 
@@ -80,17 +88,37 @@ void Tunnel::write_local(std::shared_ptr<Bytes> bytes, bool fin) {
   auto after = [self, fin] {
     if (self->ended_) return;
     if (!fin) return self->read_link();
+    if (self->framing_ == Framing::Records) {
+      // The fin record: the far side finished (a plain end of file would not say so).
+      auto header = std::make_shared<std::array<std::uint8_t, 4>>(record_header(0));
+      self->local_writing_ = true;
+      return asio::async_write(self->local_, asio::buffer(*header), [self, header](const std::error_code& ec, std::size_t) {
+        self->local_writing_ = false;
+        if (self->ended_) return self->close_local();
+        if (ec) return self->end("the local side failed: " + ec.message());
+        std::error_code ignored;
+        self->local_.shutdown(asio::socket_base::shutdown_send, ignored);
+        self->peer_done_ = true;
+        self->half_closed();
+      });
+    }
     std::error_code ignored;
     self->local_.shutdown(asio::socket_base::shutdown_send, ignored);
     self->peer_done_ = true;
     self->half_closed();
   };
   if (bytes->empty()) return after();
-  asio::async_write(local_, asio::buffer(*bytes), [self, bytes, after](const std::error_code& ec, std::size_t) {
-    if (self->ended_) return;
+  local_writing_ = true;
+  auto written = [self, bytes, after](const std::error_code& ec, std::size_t) {
+    self->local_writing_ = false;
+    if (self->ended_) return self->close_local();
     if (ec) return self->end("the local side failed: " + ec.message());
     after();
-  });
+  };
+  if (framing_ == Framing::Plain) return asio::async_write(local_, asio::buffer(*bytes), written);
+  auto header = std::make_shared<std::array<std::uint8_t, 4>>(record_header(static_cast<std::uint32_t>(bytes->size())));
+  std::array<asio::const_buffer, 2> both{asio::buffer(*header), asio::buffer(*bytes)};
+  asio::async_write(local_, both, [header, written](const std::error_code& ec, std::size_t n) { written(ec, n); });
 }
 
 void Tunnel::half_closed() {
@@ -101,9 +129,9 @@ void Tunnel::end(std::optional<std::string> error) {
   if (ended_) return;
   ended_ = true;
   idle_timer_.cancel();
-  std::error_code ignored;
-  local_.close(ignored);
   auto self = shared_from_this();
+  if (error && framing_ == Framing::Records && !peer_done_) broke_ = error->substr(0, 400);
+  close_local();
   if (error) {
     // Tell the peer why, if the link still carries anything, then hang up.
     auto why = error->substr(0, 400);
@@ -116,6 +144,32 @@ void Tunnel::end(std::optional<std::string> error) {
     done_ = nullptr;
     done(std::move(error));
   }
+}
+
+// Once ended: a local side that is `annex-swarm connect` hears why the tunnel broke, after
+// the record being written (if any), so records never interleave; then the socket closes.
+void Tunnel::close_local() {
+  if (!local_.is_open()) return;
+  std::error_code ignored;
+  if (!broke_) return local_.close(ignored);  // a write under way is cancelled
+  // A local side that stopped reading must not keep the socket for ever.
+  auto self = shared_from_this();
+  idle_timer_.expires_after(std::chrono::seconds(5));
+  idle_timer_.async_wait([self](const std::error_code& ec) {
+    std::error_code ignored;
+    if (!ec) self->local_.close(ignored);
+  });
+  if (local_writing_) return;  // its completion comes back here
+  auto record = std::make_shared<Bytes>();
+  for (auto b : record_header(kBrokeRecord)) record->push_back(b);
+  for (auto b : record_header(static_cast<std::uint32_t>(broke_->size()))) record->push_back(b);
+  record->insert(record->end(), broke_->begin(), broke_->end());
+  broke_.reset();
+  local_writing_ = true;
+  asio::async_write(local_, asio::buffer(*record), [self, record](const std::error_code&, std::size_t) {
+    self->local_writing_ = false;
+    self->close_local();
+  });
 }
 
 void Tunnel::watch_idle() {

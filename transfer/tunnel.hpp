@@ -10,6 +10,12 @@
 //  - an idle deadline: no byte either way for that long ends the tunnel;
 //  - it ends cleanly once both halves are closed, and at the first error otherwise (a broken
 //    link, an ERROR from the peer, a local error), closing both sides; `done` hears which.
+//
+// A local side that is `annex-swarm connect` (Framing::Records) must also learn whether the
+// far side finished or the tunnel broke, which end of file alone cannot say. Toward it the
+// bytes go as records, a 4-byte big-endian length and that many bytes; length 0 is the far
+// side's fin, and kBrokeRecord followed by a record of the reason is a broken tunnel. What
+// the local side sends stays plain bytes.
 #include <asio/generic/stream_protocol.hpp>
 #include <asio/io_context.hpp>
 #include <asio/steady_timer.hpp>
@@ -33,9 +39,11 @@ public:
   using LocalSocket = asio::generic::stream_protocol::socket;
   // Empty: both halves closed cleanly; else why the tunnel ended early.
   using Done = std::function<void(std::optional<std::string> error)>;
+  enum class Framing { Plain, Records };
+  static constexpr std::uint32_t kBrokeRecord = 0xffffffffu;
 
   Tunnel(asio::io_context& io, std::shared_ptr<PeerLink> link, LocalSocket local, std::chrono::milliseconds idle,
-         Done done);
+         Done done, Framing framing = Framing::Plain);
   void start();
   // Ends it now (both sides closed), e.g. when the node stops.
   void close(const std::string& why);
@@ -50,6 +58,7 @@ private:
   void write_local(std::shared_ptr<Bytes> bytes, bool fin);
   void half_closed();
   void end(std::optional<std::string> error);
+  void close_local();
   void watch_idle();
 
   asio::io_context& io_;
@@ -57,6 +66,7 @@ private:
   LocalSocket local_;
   std::chrono::milliseconds idle_;
   Done done_;
+  Framing framing_;
   asio::steady_timer idle_timer_;
   Clock::time_point last_activity_;
   std::array<std::uint8_t, kReadSize> buffer_{};
@@ -64,6 +74,8 @@ private:
   bool fin_sent_ = false;    // ... and our fin went out
   bool peer_done_ = false;   // the peer's fin arrived and the local side was shut for sending
   bool ended_ = false;
+  bool local_writing_ = false;       // a write to the local side is under way
+  std::optional<std::string> broke_;  // why, still to be told to the local side (Records)
   std::uint64_t to_peer_ = 0, from_peer_ = 0;
 };
 

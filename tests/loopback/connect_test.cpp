@@ -6,7 +6,9 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <signal.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -114,6 +116,49 @@ BOOST_AUTO_TEST_CASE(a_member_reaches_an_exposed_service_byte_for_byte_and_nothi
   BOOST_TEST(unknown.exit_code == 1);
   BOOST_TEST(unknown.err.find("alias") != std::string::npos, unknown.err);
   BOOST_TEST(home->status()["peers_served"].value("tunnels_refused", 0) >= 1);
+}
+
+// A far node that goes away mid-tunnel is not a clean end: connect says why and exits 1, so
+// a script (or ssh's user) can tell it from a finished session.
+BOOST_AUTO_TEST_CASE(a_tunnel_broken_midway_ends_connect_with_an_error_not_a_clean_exit) {
+  // A service that takes the connection and then neither reads, writes nor closes it.
+  int held = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  BOOST_REQUIRE(::bind(held, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+  BOOST_REQUIRE(::listen(held, 8) == 0);
+  socklen_t len = sizeof addr;
+  ::getsockname(held, reinterpret_cast<sockaddr*>(&addr), &len);
+  TempDir dir;
+  auto token = SwarmToken::generate().str();
+  auto home = start_loopback_daemon(dir.path(), "home", {"--bootstrap", "none", "--swarm", token, "--expose.hold",
+                                                         "127.0.0.1:" + std::to_string(ntohs(addr.sin_port))});
+  auto laptop = start_loopback_daemon(dir.path(), "laptop", {"--bootstrap", "127.0.0.1:" + std::to_string(home->port()),
+                                                             "--swarm", token});
+  auto log = dir.path() / "connect.log";
+  pid_t connect = -1;
+  BOOST_REQUIRE_MESSAGE(wait_until([&] {
+                          if (connect > 0) ::waitpid(connect, nullptr, 0);  // an early try that found no one
+                          connect = spawn_process({ANNEX_SWARM_BIN, "connect", home->node_id(), "hold", "--state-dir",
+                                                   laptop->state_dir().string()},
+                                                  log.string());
+                          bool gone = false;  // an early try gives up at once: try again
+                          return wait_until([&] {
+                                   gone = gone || ::waitpid(connect, nullptr, WNOHANG) == connect;
+                                   return gone || home->status()["peers_served"].value("tunnels_open", 0) == 1;
+                                 }, std::chrono::seconds(10)) && !gone;
+                        }),
+                        "no tunnel opened:\n" << laptop->log());
+  home->kill_hard();
+  int status = 0;
+  BOOST_REQUIRE(::waitpid(connect, &status, 0) == connect);
+  std::ifstream in(log);
+  std::string said((std::istreambuf_iterator<char>(in)), {});
+  BOOST_REQUIRE(WIFEXITED(status));
+  BOOST_TEST(WEXITSTATUS(status) == 1, said);
+  BOOST_TEST(said.find("the tunnel broke") != std::string::npos, said);
+  ::close(held);
 }
 
 BOOST_AUTO_TEST_SUITE_END()
