@@ -4,17 +4,10 @@
 // both sides.
 #include <boost/test/unit_test.hpp>
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <signal.h>
-#include <sys/socket.h>
-#include <sys/wait.h>
-#include <unistd.h>
-
 #include <fstream>
 
-#include "node/subprocess.hpp"
 #include "protocol/swarm_token.hpp"
+#include "tests/support/sshd.hpp"
 #include "tests/support/test_support.hpp"
 
 using namespace annexswarm;
@@ -22,63 +15,13 @@ using namespace annexswarm::test;
 namespace fs = std::filesystem;
 
 namespace {
-
 BOOST_TEST_GLOBAL_FIXTURE(AnnexEnvironment);
-
-// Debian's sshd on 127.0.0.1, as the home server's: a throwaway host key, one user key.
-class Sshd {
-public:
-  explicit Sshd(const fs::path& dir) : dir_(dir) {
-    fs::create_directories(dir_);
-    fs::create_directories("/run/sshd");  // its privilege separation directory
-    for (const auto& key : {"host_key", "user_key"})
-      BOOST_REQUIRE(run_process({"ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", (dir_ / key).string()}).exit_code == 0);
-    fs::copy_file(dir_ / "user_key.pub", dir_ / "authorized_keys");
-    // A free port: bind one, let it go, hand it to sshd.
-    int probe = ::socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    ::bind(probe, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
-    socklen_t len = sizeof addr;
-    ::getsockname(probe, reinterpret_cast<sockaddr*>(&addr), &len);
-    port_ = ntohs(addr.sin_port);
-    ::close(probe);
-    std::ofstream(dir_ / "sshd_config") << "Port " << port_ << "\nListenAddress 127.0.0.1\nHostKey " << (dir_ / "host_key").string()
-                                         << "\nPidFile " << (dir_ / "sshd.pid").string() << "\nAuthorizedKeysFile "
-                                         << (dir_ / "authorized_keys").string()
-                                         << "\nPasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\n"
-                                            "StrictModes no\nPermitRootLogin prohibit-password\n";
-    pid_ = spawn_process({sshd_binary(), "-D", "-e", "-f", (dir_ / "sshd_config").string()}, (dir_ / "sshd.log").string());
-    BOOST_REQUIRE(pid_ > 0);
-    BOOST_REQUIRE_MESSAGE(wait_until([&] {
-                            int s = ::socket(AF_INET, SOCK_STREAM, 0);
-                            bool up = ::connect(s, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
-                            ::close(s);
-                            return up;
-                          }, std::chrono::seconds(20)),
-                          "sshd did not start");
-  }
-  ~Sshd() {
-    ::kill(pid_, SIGTERM);
-    ::waitpid(pid_, nullptr, 0);
-  }
-  static std::string sshd_binary() { return "/usr/sbin/sshd"; }
-  std::uint16_t port() const { return port_; }
-  fs::path user_key() const { return dir_ / "user_key"; }
-
-private:
-  fs::path dir_;
-  std::uint16_t port_ = 0;
-  int pid_ = -1;
-};
-
 }  // namespace
 
 BOOST_AUTO_TEST_SUITE(git_over_the_swarm)
 
 BOOST_AUTO_TEST_CASE(git_annex_clones_and_syncs_over_ssh_through_the_tunnel) {
-  if (!fs::exists(Sshd::sshd_binary()) || ::geteuid() != 0) {
+  if (!Sshd::available()) {
     BOOST_TEST_MESSAGE("skipped: needs root and Debian's openssh-server (scripts/setup test installs it)");
     return;
   }
@@ -91,16 +34,7 @@ BOOST_AUTO_TEST_CASE(git_annex_clones_and_syncs_over_ssh_through_the_tunnel) {
                                                          "127.0.0.1:" + std::to_string(sshd.port())});
   auto laptop = start_loopback_daemon(dir.path(), "laptop", {"--bootstrap", "127.0.0.1:" + std::to_string(home->port()),
                                                              "--swarm", token, "--alias.home", home->node_id()});
-  std::ofstream(dir.path() / "ssh_config") << "Host home.swarm\n  ProxyCommand timeout 120 " << ANNEX_SWARM_BIN
-                                           << " connect home --state-dir " << laptop->state_dir().string()
-                                           << "\n  IdentityFile " << sshd.user_key().string()
-                                           << "\n  StrictHostKeyChecking no\n  UserKnownHostsFile /dev/null\n  LogLevel ERROR\n";
-  // git and git-annex both run `ssh` from PATH, which reads the user's ~/.ssh/config (as the
-  // README's stanza would be): here an ssh ahead on PATH reads the test's config instead.
-  fs::create_directories(dir.path() / "bin");
-  std::ofstream(dir.path() / "bin" / "ssh") << "#!/bin/sh\nexec /usr/bin/ssh -F '" << (dir.path() / "ssh_config").string()
-                                            << "' \"$@\"\n";
-  fs::permissions(dir.path() / "bin" / "ssh", fs::perms::owner_all);
+  sshd.write_client_config(dir.path() / "bin", "home.swarm", "home", laptop->state_dir());
   auto in = [&](const fs::path& where, const std::string& command) {
     return run_process({"sh", "-c", "cd '" + where.string() + "' && PATH='" + (dir.path() / "bin").string() +
                                         "':\"$PATH\" timeout 120 " + command + " 2>&1"});

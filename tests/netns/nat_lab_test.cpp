@@ -8,6 +8,7 @@
 #include <boost/test/unit_test.hpp>
 #include <fstream>
 
+#include "tests/support/sshd.hpp"
 #include "tests/support/test_support.hpp"
 
 using namespace annexswarm;
@@ -18,6 +19,8 @@ using json = nlohmann::json;
 namespace {
 
 constexpr const char* kPrefix = "aslab";
+
+BOOST_TEST_GLOBAL_FIXTURE(AnnexEnvironment);  // git-annex commits, in the tunnel's test
 
 boost::test_tools::assertion_result is_root(boost::unit_test::test_unit_id) {
   boost::test_tools::assertion_result r(::geteuid() == 0);
@@ -479,6 +482,115 @@ BOOST_AUTO_TEST_CASE(one_download_takes_from_a_direct_source_and_a_relayed_one_a
   BOOST_TEST(reply["bytes_from"].value(h1.node_id(), 0) > 0);
   BOOST_TEST(reply["bytes_from"].value(h2.node_id(), 0) > 0);
   }
+}
+
+// Issue 18 across real NAT: the home server (h2, behind plain NAT: no port forward) exposes
+// its sshd; the laptop (h3, behind another plain NAT) clones its git-annex repository over
+// ssh:// with ProxyCommand `annex-swarm connect`, through a relay (the public host or h1).
+// The relay carrying the clone is killed midway: the clone fails cleanly (no hang) and a
+// retry goes through the other relay. Then a file and a commit go each way with
+// `git annex sync --content`, and fsck passes on both sides. A service not exposed is
+// refused; a node of another swarm cannot reach it.
+BOOST_AUTO_TEST_CASE(git_annex_clones_and_syncs_over_ssh_between_two_plain_nats_through_a_relay) {
+  if (!Sshd::available()) {
+    BOOST_TEST_MESSAGE("skipped: needs Debian's openssh-server (scripts/setup test installs it)");
+    return;
+  }
+  Lab lab;
+  lab.start_router(1);
+  auto& pub = lab.node("pub", "pub", {"--bootstrap", "none", "--nat", "none", "--relay", "on"});
+  auto& h1 = lab.home_node(1, {"--nat", "upnp", "--relay", "on"});  // the second relay
+  await_confirmed(h1, "mapped", "11.0.0.1");
+  Sshd sshd(lab.tmp.path() / "sshd", {"ip", "netns", "exec", std::string(kPrefix) + "-h2"}, 2222);
+  auto photo = big_content('p');
+  auto home_repo = make_annex_repo(lab.tmp.path() / "home-repo", {{"photo.bin", photo}});
+  // History large enough that the clone is still running when its relay dies.
+  std::ofstream(home_repo.path / "history.bin") << random_content(12u << 20, 7);
+  auto commit = run_process({"sh", "-c", "cd '" + home_repo.path.string() +
+                                             "' && git -c annex.largefiles=nothing add history.bin && git commit -qm history"});
+  BOOST_REQUIRE_MESSAGE(commit.exit_code == 0, commit.out + commit.err);
+  auto& h2 = lab.home_node(2, {"--nat", "none", "--repo", home_repo.path.string(), "--expose.ssh", "127.0.0.1:2222"});
+  auto& h3 = lab.home_node(3, {"--nat", "none", "--alias.home", h2.node_id()});
+  await_reservations(h2, 2);
+  await_relayed_contact(h3, h2, home_repo.uuid, 2);
+  auto bin = lab.tmp.path() / "bin";
+  sshd.write_client_config(bin, "home.swarm", "home", h3.state_dir());
+  auto in = [&](const fs::path& where, const std::string& command) {
+    return run_process({"sh", "-c", "cd '" + where.string() + "' && PATH='" + bin.string() + "':\"$PATH\" timeout 120 " +
+                                        command + " 2>&1"});
+  };
+  const std::string clone_command = "git clone -q ssh://root@home.swarm" + home_repo.path.string() + " laptop-repo";
+  auto laptop = lab.tmp.path() / "laptop-repo";
+
+  // The clone, slowed to ~2 MB/s on the laptop's line, loses its relay midway.
+  BOOST_REQUIRE(in_ns("r3", {"tc", "qdisc", "add", "dev", "lan", "root", "tbf", "rate", "16mbit", "burst", "64kb",
+                             "latency", "1s"}).exit_code == 0);
+  auto relayed = [](DaemonProcess& relay) { return relay.status()["relay"].value("bytes_relayed", std::uint64_t{0}); };
+  std::map<DaemonProcess*, std::uint64_t> before{{&pub, relayed(pub)}, {&h1, relayed(h1)}};
+  pid_t clone = spawn_process({"sh", "-c", "cd '" + lab.tmp.path().string() + "' && PATH='" + bin.string() +
+                                               "':\"$PATH\" exec timeout 120 " + clone_command},
+                              (lab.tmp.path() / "clone.log").string());
+  BOOST_REQUIRE(clone > 0);
+  DaemonProcess* in_use = nullptr;
+  BOOST_REQUIRE_MESSAGE(wait_until([&] {
+                          for (auto* relay : {&pub, &h1})
+                            if (relayed(*relay) > before[relay] + 2 * 1024 * 1024) in_use = relay;
+                          return in_use != nullptr;
+                        }, std::chrono::seconds(60)),
+                        "no relay carried the clone:\n" << read_text(lab.tmp.path() / "clone.log") << h3.log());
+  in_use->kill_hard();
+  int status = 0;
+  BOOST_REQUIRE(::waitpid(clone, &status, 0) == clone);
+  auto said = read_text(lab.tmp.path() / "clone.log");
+  BOOST_REQUIRE(WIFEXITED(status));
+  BOOST_TEST(WEXITSTATUS(status) != 0, "the clone went on without its relay: " << said);
+  BOOST_TEST(WEXITSTATUS(status) != 124, "the clone hung until its timeout: " << said);
+  BOOST_TEST(said.find("the tunnel broke") != std::string::npos, said);
+  BOOST_REQUIRE(in_ns("r3", {"tc", "qdisc", "del", "dev", "lan", "root"}).exit_code == 0);
+  // A retry goes through the relay that is left.
+  auto* other = in_use == &pub ? &h1 : &pub;
+  auto opened_before = other->status()["relay"].value("circuits_opened", 0);
+  fs::remove_all(laptop);
+  auto retry = in(lab.tmp.path(), clone_command);
+  BOOST_REQUIRE_MESSAGE(retry.exit_code == 0, retry.out << "\nh3 log:\n" << h3.log());
+  BOOST_TEST(other->status()["relay"].value("circuits_opened", 0) > opened_before);
+  BOOST_TEST(read_text(laptop / "history.bin").size() == 12u << 20);
+
+  auto init = in(laptop, "git annex init laptop");
+  BOOST_REQUIRE_MESSAGE(init.exit_code == 0, init.out);
+  BOOST_REQUIRE_MESSAGE(init.out.find("annex-ignore") == std::string::npos, init.out);
+  auto get = in(laptop, "git annex get photo.bin");
+  BOOST_REQUIRE_MESSAGE(get.exit_code == 0, get.out);
+  BOOST_TEST((read_text(laptop / "photo.bin") == photo));
+  // A commit and a file from the laptop, and one from home.
+  std::ofstream(laptop / "notes.bin") << random_content(300000, 42);
+  BOOST_REQUIRE(in(laptop, "git annex add -q notes.bin && git commit -qm notes").exit_code == 0);
+  std::ofstream(home_repo.path / "scan.bin") << random_content(200000, 43);
+  BOOST_REQUIRE(in(home_repo.path, "git annex add -q scan.bin && git commit -qm scan").exit_code == 0);
+  auto sync = in(laptop, "git annex sync -q --content");
+  BOOST_REQUIRE_MESSAGE(sync.exit_code == 0, sync.out);
+  BOOST_TEST((read_text(laptop / "scan.bin") == random_content(200000, 43)));
+  BOOST_REQUIRE(in(home_repo.path, "git merge -q --ff-only synced/master || git merge -q --ff-only synced/main").exit_code == 0);
+  BOOST_TEST(in(home_repo.path, "git annex fsck -q").exit_code == 0);
+  BOOST_TEST(in(laptop, "git annex fsck -q").exit_code == 0);
+  BOOST_TEST((read_text(home_repo.path / "notes.bin") == random_content(300000, 42)));
+
+  // What is not exposed is refused, and the home node says whom it refused.
+  auto refused = annex_swarm({"connect", "home", "web", "--state-dir", h3.state_dir().string()});
+  BOOST_TEST(refused.exit_code == 1);
+  BOOST_TEST(refused.err.find("nothing named 'web' is exposed") != std::string::npos, refused.err);
+  BOOST_TEST(h2.log().find(h3.node_id()) != std::string::npos);
+  // A node of another swarm, on the laptop's network, finds no way in.
+  auto outsider = std::make_unique<DaemonProcess>(
+      lab.tmp.path() / "state-outsider",
+      std::vector<std::string>{"--bootstrap", "11.0.0.10:4224", "--nat", "none", "--port", "4225", "--swarm",
+                               trim(annex_swarm({"swarm", "new"}).out), "--lookup-timeout", "5s"},
+      std::vector<std::string>{"ip", "netns", "exec", std::string(kPrefix) + "-h3"});
+  BOOST_REQUIRE(outsider->wait_ready());
+  auto stranger = annex_swarm({"connect", h2.node_id(), "ssh", "--state-dir", outsider->state_dir().string()});
+  BOOST_TEST(stranger.exit_code == 1);
+  BOOST_TEST(!stranger.err.empty());
+  BOOST_TEST(h2.status()["peers_served"].value("tunnels_open", 0) == 0);
 }
 
 BOOST_AUTO_TEST_SUITE_END()
