@@ -2,7 +2,9 @@
 # git over the swarm (issue 18's figures), in one run on loopback, as root (Debian's sshd):
 #   1. `ssh home cat > /dev/null` of --size-mib MiB (default 256) through `annex-swarm connect`
 #      (ProxyCommand), next to plain ssh to the same sshd: MB/s and the ratio;
-#   2. the latency of `ssh home true` through the tunnel and plain (median of --runs, default 5).
+#   2. the latency of `ssh home true` through the tunnel and plain (median of --runs, default 5);
+#   3. the tunnel alone: the same bytes through `annex-swarm connect` into a sink (no ssh), so
+#      the tunnel's own ceiling shows apart from the CPU ssh and sshd take beside it.
 # Relayed figures need the NAT lab (bench/nat_lab_bench.sh has the lab); not measured here.
 #   bench/connect_bench.sh [--build build] [--size-mib 256] [--runs 5]
 set -euo pipefail
@@ -43,8 +45,19 @@ StrictModes no
 EOF
 /usr/sbin/sshd -D -e -f "$W/sshd/config" 2>"$W/sshd.log" &
 PIDS+=($!)
+SINK_PORT=$((BASE + 8))
+python3 -c '
+import socket, sys
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", int(sys.argv[1]))); s.listen(4)
+while True:
+    c, _ = s.accept()
+    while c.recv(1 << 20): pass
+    c.close()
+' "$SINK_PORT" &
+PIDS+=($!)
 SWARM=$("$BIN" swarm new)
-daemon home $BASE --bootstrap none --expose.ssh "127.0.0.1:$SSH_PORT"
+daemon home $BASE --bootstrap none --expose.ssh "127.0.0.1:$SSH_PORT" --expose.sink "127.0.0.1:$SINK_PORT"
 wait_for 20 "$BIN" status --state-dir "$W/state-home"
 HOME_ID=$("$BIN" status --json --state-dir "$W/state-home" | tr -d ' \n' | grep -o '"node":"[0-9a-f]*"' | head -1 | cut -d'"' -f4)
 daemon laptop $((BASE + 1)) --bootstrap 127.0.0.1:$BASE --alias.home "$HOME_ID"
@@ -69,11 +82,16 @@ wait_for 60 "${SSH[@]}" tunnel true
 head -c $((SIZE_MIB << 20)) /dev/urandom > "$W/data"
 BYTES=$((SIZE_MIB << 20))
 
-echo "== 1. $SIZE_MIB MiB through ssh: cat > /dev/null"
+echo "== 1. $SIZE_MIB MiB through ssh: cat > /dev/null, median of $RUNS (alternating)"
+for i in $(seq 1 "$RUNS"); do
+  for how in plain tunnel; do
+    t0=$(now)
+    "${SSH[@]}" "$how" 'cat > /dev/null' < "$W/data"
+    awk -v a="$t0" -v b="$(now)" 'BEGIN {print b - a}' >> "$W/thr-$how"
+  done
+done
 for how in plain tunnel; do
-  t0=$(now)
-  "${SSH[@]}" "$how" 'cat > /dev/null' < "$W/data"
-  t=$(awk -v a="$t0" -v b="$(now)" 'BEGIN {print b - a}')
+  t=$(median < "$W/thr-$how")
   eval "T_$how=$t"
   printf '   %-6s %.1f MB/s (%.2f s)\n' "$how" "$(rate "$BYTES" "$t")" "$t"
 done
@@ -88,3 +106,12 @@ for how in plain tunnel; do
   done > "$W/lat-$how"
   printf '   %-6s %.3f s\n' "$how" "$(median < "$W/lat-$how")"
 done
+
+echo "== 3. $SIZE_MIB MiB through the tunnel alone (connect into a sink, no ssh), median of $RUNS"
+for i in $(seq 1 "$RUNS"); do
+  t0=$(now)
+  "$BIN" connect home sink --state-dir "$W/state-laptop" < "$W/data"
+  awk -v a="$t0" -v b="$(now)" 'BEGIN {print b - a}'
+done > "$W/thr-alone"
+t=$(median < "$W/thr-alone")
+printf '   tunnel %.1f MB/s (%.2f s)\n' "$(rate "$BYTES" "$t")" "$t"

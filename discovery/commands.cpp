@@ -492,7 +492,7 @@ int pump(int sock, std::string from_sock) {
   std::string to_sock, to_out;
   bool stdin_open = true, sock_open = true, sent_eof = false, far_done = false;
   std::optional<std::string> broke;  // the node said the tunnel broke, and why
-  char buf[65536];
+  static char buf[256 * 1024];
   auto failed = [](const char* what) {
     std::cerr << "annex-swarm: connect: the tunnel broke: " << what << ": " << std::strerror(errno) << "\n";
     return 1;

@@ -24,6 +24,7 @@ void parse_untrusted(const std::uint8_t* data, std::size_t size) {
   if (opened) (void)decode_contact(opened->body);
   (void)peer::decode_frame_body(input);
   (void)peer::decode_frame_body_view(input);
+  (void)peer::decode_tunnel_frame_view(input);
   // The same bytes as a stream, fed in two pieces.
   peer::FrameReader reader;
   reader.feed(input.first(size / 2));

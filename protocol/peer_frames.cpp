@@ -262,6 +262,20 @@ Result<FrameView> decode_frame_body_view(ByteView body) {
   });
 }
 
+Result<TunnelFrameView> decode_tunnel_frame_view(ByteView body) {
+  if (body.size() > kMaxFrame) return Error{"frame is oversized"};
+  return detail::unpack_array<TunnelFrameView>(body, kFrameLimits, "frame", [](const FieldReader& r) -> Result<TunnelFrameView> {
+    if (r.uint(0) == kSpec<StreamView>.type) {
+      auto st = read_frame<StreamView>(r);
+      if (!st) return Error{st.error()};
+      return TunnelFrameView{*st};
+    }
+    auto f = decode_fields(r);
+    if (!f) return Error{f.error()};
+    return TunnelFrameView{std::move(*f)};
+  });
+}
+
 Bytes encode_data_header(std::uint32_t id, std::uint64_t offset, bool fin, std::size_t payload) {
   msgpack::sbuffer buf(kMaxDataHeader);
   Packer pk(buf);
@@ -277,6 +291,21 @@ Bytes encode_data_header(std::uint32_t id, std::uint64_t offset, bool fin, std::
   std::copy_n(reinterpret_cast<const std::uint8_t*>(buf.data()), buf.size(), out.begin() + 4);
   return out;
 }
+
+Bytes encode_stream_header(std::size_t payload) {
+  msgpack::sbuffer buf(kMaxStreamHeader);
+  Packer pk(buf);
+  // Stream's fields as pack_frame writes them: the payload's bin, then fin.
+  pk.pack_array(1 + std::tuple_size_v<decltype(kSpec<Stream>.fields)>);
+  pk.pack(kSpec<Stream>.type);
+  pk.pack_bin(static_cast<std::uint32_t>(payload));
+  Bytes out(4 + buf.size());
+  put_length(out.data(), buf.size() + payload + 1);
+  std::copy_n(reinterpret_cast<const std::uint8_t*>(buf.data()), buf.size(), out.begin() + 4);
+  return out;
+}
+
+std::uint8_t encode_stream_trailer(bool fin) { return fin ? 0xc3 : 0xc2; }  // msgpack true / false
 
 Result<Frame> decode_frame_body(ByteView body) {
   if (body.size() > kMaxFrame) return Error{"frame is oversized"};

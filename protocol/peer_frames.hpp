@@ -368,6 +368,14 @@ struct Stream {
 };
 template <> inline constexpr auto kSpec<Stream> =
     spec<Stream>(26, "STREAM", field(&Stream::bytes, rule::Blob{kMaxDataBytes}), field(&Stream::fin));
+// STREAM as a view, for a tunnel (decode_tunnel_frame_view).
+struct StreamView {
+  ByteView bytes;
+  bool fin = false;
+};
+template <> inline constexpr auto kSpec<StreamView> =
+    spec<StreamView>(kSpec<Stream>.type, "STREAM", field(&StreamView::bytes, rule::Blob{kMaxDataBytes}),
+                     field(&StreamView::fin));
 using Frame = std::variant<Hello, Proof, Have, HaveReply, Manifest, ManifestReply, Get, Data, Cancel,
                            Ping, Pong, ErrorFrame, Remove, DialBack, DialBackReply, Reserve, ReserveReply,
                            Connect, ConnectReply, Incoming, Prove, ProveReply, Take, Open, OpenReply, Stream>;
@@ -392,11 +400,19 @@ const char* frame_name(const Frame& frame);
 // them into a frame. At most kMaxDataHeader bytes.
 inline constexpr std::size_t kMaxDataHeader = 32;
 Bytes encode_data_header(std::uint32_t id, std::uint64_t offset, bool fin, std::size_t payload);
+// STREAM the same way (a tunnel sends what it read where it read it): the header, at most
+// kMaxStreamHeader bytes, then the payload, then the one byte of encode_stream_trailer.
+inline constexpr std::size_t kMaxStreamHeader = 16;
+Bytes encode_stream_header(std::size_t payload);
+std::uint8_t encode_stream_trailer(bool fin);
 // The body only (what follows the length prefix).
 Result<Frame> decode_frame_body(ByteView body);
 // The same, but a DATA frame's payload is not copied: `bytes` points into `body`.
 using FrameView = std::variant<DataView, Frame>;
 Result<FrameView> decode_frame_body_view(ByteView body);
+// For a tunnel: STREAM as a view into the frame, any other frame decoded.
+using TunnelFrameView = std::variant<StreamView, Frame>;
+Result<TunnelFrameView> decode_tunnel_frame_view(ByteView body);
 
 // Splits a byte stream into frame bodies. Either feed it bytes, or let the source write
 // straight into space() and commit() what it wrote (no copy); take the bodies out with

@@ -113,6 +113,10 @@ void PeerLink::receive_view(std::function<void(Result<FrameView>)> done) {
   receive_decoded(&decode_frame_body_view, std::move(done));
 }
 
+void PeerLink::receive_tunnel(std::function<void(Result<TunnelFrameView>)> done) {
+  receive_decoded(&decode_tunnel_frame_view, std::move(done));
+}
+
 void PeerLink::close() { stream_->close(); }
 
 }  // namespace annexswarm

@@ -34,6 +34,8 @@ public:
   void receive(std::function<void(Result<peer::Frame>)> done);
   // The same, but DATA arrives as a view into the link's buffer, valid during the call.
   void receive_view(std::function<void(Result<peer::FrameView>)> done);
+  // For a tunnel: STREAM as a view into the link's buffer, valid until the next receive.
+  void receive_tunnel(std::function<void(Result<peer::TunnelFrameView>)> done);
   void close();
   // The member at the other end (once established).
   const NodeId& peer() const { return peer_; }

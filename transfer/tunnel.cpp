@@ -41,7 +41,8 @@ void Tunnel::read_local() {
       self->read_local();
     });
   }
-  local_.async_read_some(asio::buffer(buffer_), [self](const std::error_code& ec, std::size_t n) {
+  local_.async_read_some(asio::buffer(buffer_.data() + peer::kMaxStreamHeader, kReadSize), [self](const std::error_code& ec,
+                                                                                                   std::size_t n) {
     if (self->ended_) return;
     if (ec == asio::error::eof || (!ec && n == 0)) {
       self->local_done_ = true;
@@ -55,10 +56,15 @@ void Tunnel::read_local() {
     if (ec) return self->end("the local side failed: " + ec.message());
     self->last_activity_ = Clock::now();
     self->to_peer_ += n;
-    self->link_->send(peer::Stream{Bytes(self->buffer_.begin(), self->buffer_.begin() + static_cast<std::ptrdiff_t>(n)), false},
-                      [self](Result<bool> sent) {
-                        if (!sent) self->end("cannot send to the peer: " + sent.error());
-                      });
+    auto* payload = self->buffer_.data() + peer::kMaxStreamHeader;
+    auto header = peer::encode_stream_header(n);
+    auto* start = payload - header.size();
+    std::copy(header.begin(), header.end(), start);
+    payload[n] = peer::encode_stream_trailer(false);
+    // The link encrypts it all now: the buffer is free for the next read at once.
+    self->link_->send_encoded(ByteView(start, header.size() + n + 1), [self](Result<bool> sent) {
+      if (!sent) self->end("cannot send to the peer: " + sent.error());
+    });
     self->read_local();
   });
 }
@@ -66,24 +72,27 @@ void Tunnel::read_local() {
 void Tunnel::read_link() {
   if (ended_ || peer_done_) return;
   auto self = shared_from_this();
-  link_->receive([self](Result<peer::Frame> frame) {
+  link_->receive_tunnel([self](Result<peer::TunnelFrameView> frame) {
     if (self->ended_) return;
     if (!frame) return self->end("the link to the peer failed: " + frame.error());
-    if (auto* e = std::get_if<peer::ErrorFrame>(&*frame)) return self->end("the peer ended the tunnel: " + e->message);
-    if (auto* ping = std::get_if<peer::Ping>(&*frame)) {
+    if (auto* stream = std::get_if<peer::StreamView>(&*frame)) {
+      self->last_activity_ = Clock::now();
+      self->from_peer_ += stream->bytes.size();
+      // Written from the link's buffer, which stays put until the link is read again.
+      return self->write_local(stream->bytes, stream->fin);
+    }
+    const auto& other = std::get<peer::Frame>(*frame);
+    if (auto* e = std::get_if<peer::ErrorFrame>(&other)) return self->end("the peer ended the tunnel: " + e->message);
+    if (auto* ping = std::get_if<peer::Ping>(&other)) {
       self->link_->send(peer::Pong{ping->nonce});
       return self->read_link();
     }
-    auto* stream = std::get_if<peer::Stream>(&*frame);
-    if (!stream) return self->end(std::string("the peer sent a ") + peer::frame_name(*frame) + " frame in a tunnel");
-    self->last_activity_ = Clock::now();
-    self->from_peer_ += stream->bytes.size();
-    self->write_local(std::make_shared<Bytes>(std::move(stream->bytes)), stream->fin);
+    self->end(std::string("the peer sent a ") + peer::frame_name(other) + " frame in a tunnel");
   });
 }
 
 // The link is read again only once these bytes are written: that is the back-pressure.
-void Tunnel::write_local(std::shared_ptr<Bytes> bytes, bool fin) {
+void Tunnel::write_local(ByteView bytes, bool fin) {
   auto self = shared_from_this();
   auto after = [self, fin] {
     if (self->ended_) return;
@@ -107,17 +116,17 @@ void Tunnel::write_local(std::shared_ptr<Bytes> bytes, bool fin) {
     self->peer_done_ = true;
     self->half_closed();
   };
-  if (bytes->empty()) return after();
+  if (bytes.empty()) return after();
   local_writing_ = true;
-  auto written = [self, bytes, after](const std::error_code& ec, std::size_t) {
+  auto written = [self, after](const std::error_code& ec, std::size_t) {
     self->local_writing_ = false;
     if (self->ended_) return self->close_local();
     if (ec) return self->end("the local side failed: " + ec.message());
     after();
   };
-  if (framing_ == Framing::Plain) return asio::async_write(local_, asio::buffer(*bytes), written);
-  auto header = std::make_shared<std::array<std::uint8_t, 4>>(record_header(static_cast<std::uint32_t>(bytes->size())));
-  std::array<asio::const_buffer, 2> both{asio::buffer(*header), asio::buffer(*bytes)};
+  if (framing_ == Framing::Plain) return asio::async_write(local_, asio::buffer(bytes.data(), bytes.size()), written);
+  auto header = std::make_shared<std::array<std::uint8_t, 4>>(record_header(static_cast<std::uint32_t>(bytes.size())));
+  std::array<asio::const_buffer, 2> both{asio::buffer(*header), asio::buffer(bytes.data(), bytes.size())};
   asio::async_write(local_, both, [header, written](const std::error_code& ec, std::size_t n) { written(ec, n); });
 }
 

@@ -34,7 +34,7 @@ namespace annexswarm {
 class Tunnel : public std::enable_shared_from_this<Tunnel> {
 public:
   static constexpr std::size_t kMaxUnsent = 1u << 20;
-  static constexpr std::size_t kReadSize = 64 * 1024;
+  static constexpr std::size_t kReadSize = peer::kMaxDataBytes;  // one STREAM frame's most
   using Clock = std::chrono::steady_clock;
   using LocalSocket = asio::generic::stream_protocol::socket;
   // Empty: both halves closed cleanly; else why the tunnel ended early.
@@ -55,7 +55,7 @@ public:
 private:
   void read_local();
   void read_link();
-  void write_local(std::shared_ptr<Bytes> bytes, bool fin);
+  void write_local(ByteView bytes, bool fin);
   void half_closed();
   void end(std::optional<std::string> error);
   void close_local();
@@ -69,7 +69,9 @@ private:
   Framing framing_;
   asio::steady_timer idle_timer_;
   Clock::time_point last_activity_;
-  std::array<std::uint8_t, kReadSize> buffer_{};
+  // Read into the middle: the STREAM frame's header goes in front and its trailer behind, so
+  // the bytes go out as they were read.
+  std::array<std::uint8_t, peer::kMaxStreamHeader + kReadSize + 1> buffer_{};
   bool local_done_ = false;  // the local side reached end of file (our fin is on its way)
   bool fin_sent_ = false;    // ... and our fin went out
   bool peer_done_ = false;   // the peer's fin arrived and the local side was shut for sending

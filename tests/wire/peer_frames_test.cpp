@@ -146,6 +146,18 @@ BOOST_AUTO_TEST_CASE(data_header_then_payload_is_the_data_frame) {
   }
 }
 
+BOOST_AUTO_TEST_CASE(stream_header_payload_and_trailer_are_the_stream_frame) {
+  for (std::size_t n : {std::size_t{1}, std::size_t{255}, std::size_t{65536}, kMaxDataBytes})
+    for (bool fin : {false, true}) {
+      Stream st{Bytes(n, 0x5c), fin};
+      auto frame = encode_stream_header(n);
+      BOOST_TEST(frame.size() <= kMaxStreamHeader);
+      frame.insert(frame.end(), st.bytes.begin(), st.bytes.end());
+      frame.push_back(encode_stream_trailer(fin));
+      BOOST_TEST((frame == encoded(st)));
+    }
+}
+
 BOOST_AUTO_TEST_CASE(view_decoding_agrees_with_copying_decoding) {
   Data d{9, 1u << 20, true, Bytes{1, 2, 3, 4, 5}};
   auto frame = encoded(d);
