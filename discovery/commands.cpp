@@ -5,12 +5,14 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <iostream>
 #include <optional>
+#include <vector>
 
 #include "discovery/control_client.hpp"
 #include "protocol/annex_key.hpp"
@@ -485,93 +487,111 @@ namespace {
 // it); the far side's fin ends the copy once stdout has it all, as a proxy for ssh should.
 // Returns 0 only when the far side finished cleanly. Every descriptor is polled only when
 // there is something to do with it.
-int pump(int sock, std::string from_sock) {
+int pump(int sock, std::string ahead) {
   ::fcntl(sock, F_SETFL, ::fcntl(sock, F_GETFL) | O_NONBLOCK);
   constexpr std::uint32_t kBroke = 0xffffffffu;
   constexpr std::size_t kMaxReason = 4096;
-  std::string to_sock, to_out;
+  constexpr std::size_t kBuffer = 512 * 1024;
+  // Both directions move through fixed buffers by offsets: no byte is moved twice.
+  std::vector<char> up(kBuffer), down(kBuffer);
+  std::size_t up_begin = 0, up_end = 0;      // read from stdin, not yet sent
+  std::size_t down_begin = 0, down_end = 0;  // from the node, not yet parsed or written
+  std::size_t payload_left = 0;              // of the record being written to stdout
+  if (ahead.size() > kBuffer) return 1;      // cannot be: the reply is read in small pieces
+  std::copy(ahead.begin(), ahead.end(), down.begin());
+  down_end = ahead.size();
   bool stdin_open = true, sock_open = true, sent_eof = false, far_done = false;
   std::optional<std::string> broke;  // the node said the tunnel broke, and why
-  static char buf[256 * 1024];
   auto failed = [](const char* what) {
     std::cerr << "annex-swarm: connect: the tunnel broke: " << what << ": " << std::strerror(errno) << "\n";
     return 1;
   };
-  // Moves whole records out of from_sock; false on a record that cannot be.
+  auto byte = [&](std::size_t i) { return static_cast<std::uint32_t>(static_cast<unsigned char>(down[down_begin + i])); };
+  auto word = [&](std::size_t i) { return byte(i) << 24 | byte(i + 1) << 16 | byte(i + 2) << 8 | byte(i + 3); };
+  // Takes the next record's header when the last record's payload is all written; false
+  // on something that is not a record.
   auto parse = [&] {
-    while (!far_done && !broke && from_sock.size() >= 4 && to_out.size() < sizeof buf) {
-      auto byte = [&](std::size_t i) { return static_cast<std::uint32_t>(static_cast<unsigned char>(from_sock[i])); };
-      std::uint32_t length = byte(0) << 24 | byte(1) << 16 | byte(2) << 8 | byte(3);
-      if (length == 0) {
-        far_done = true;
-        from_sock.erase(0, 4);
-      } else if (length == kBroke) {
-        if (from_sock.size() < 8) return true;
-        std::uint32_t n = byte(4) << 24 | byte(5) << 16 | byte(6) << 8 | byte(7);
-        if (n > kMaxReason) return false;
-        if (from_sock.size() < 8 + n) return true;
-        broke = from_sock.substr(8, n);
-        from_sock.erase(0, 8 + n);
-      } else {
-        if (length > (16u << 20)) return false;
-        if (from_sock.size() < 4 + length) return true;
-        to_out.append(from_sock, 4, length);
-        from_sock.erase(0, 4 + length);
-      }
+    if (payload_left > 0 || far_done || broke || down_end - down_begin < 4) return true;
+    std::uint32_t length = word(0);
+    if (length == 0) {
+      far_done = true;
+      down_begin += 4;
+    } else if (length == kBroke) {
+      if (down_end - down_begin < 8) return true;
+      std::uint32_t n = word(4);
+      if (n > kMaxReason) return false;
+      if (down_end - down_begin < 8 + n) return true;
+      broke = std::string(down.data() + down_begin + 8, n);
+      down_begin += 8 + n;
+    } else {
+      payload_left = length;
+      down_begin += 4;
     }
     return true;
   };
-  if (!parse()) {
-    std::cerr << "annex-swarm: connect: the node sent something that is not a tunnel record\n";
-    return 1;
-  }
-  while (!broke && ((sock_open && !far_done) || !to_out.empty())) {
-    bool read_stdin = stdin_open && to_sock.empty() && !far_done;
-    bool read_sock = sock_open && !far_done && to_out.empty() && from_sock.size() < (16u << 20) + 8;
+  while (!broke && !far_done) {
+    if (!parse()) {
+      std::cerr << "annex-swarm: connect: the node sent something that is not a tunnel record\n";
+      return 1;
+    }
+    if (broke || far_done) break;
+    if (down_begin == down_end) down_begin = down_end = 0;
+    if (down_end == kBuffer && down_begin >= kBuffer / 2) {  // room again, moving at most half
+      std::memmove(down.data(), down.data() + down_begin, down_end - down_begin);
+      down_end -= down_begin;
+      down_begin = 0;
+    }
+    bool writable = payload_left > 0 && down_end > down_begin;
+    if (!sock_open && !writable) {
+      std::cerr << "annex-swarm: connect: the node closed the tunnel without an end (did it stop?)\n";
+      return 1;
+    }
+    bool read_stdin = stdin_open && up_begin == up_end;
+    bool read_sock = sock_open && down_end < kBuffer;
+    bool send_sock = up_begin < up_end;
     pollfd fds[3] = {{read_stdin ? 0 : -1, POLLIN, 0},
-                     {(read_sock || !to_sock.empty()) ? sock : -1,
-                      static_cast<short>((read_sock ? POLLIN : 0) | (!to_sock.empty() ? POLLOUT : 0)), 0},
-                     {!to_out.empty() ? 1 : -1, POLLOUT, 0}};
+                     {(read_sock || send_sock) ? sock : -1,
+                      static_cast<short>((read_sock ? POLLIN : 0) | (send_sock ? POLLOUT : 0)), 0},
+                     {writable ? 1 : -1, POLLOUT, 0}};
     if (::poll(fds, 3, -1) < 0) {
       if (errno == EINTR) continue;
       return failed("poll");
     }
     if (read_stdin && fds[0].revents) {
-      auto n = ::read(0, buf, sizeof buf);
-      if (n > 0) to_sock.assign(buf, static_cast<std::size_t>(n));
-      else if (n == 0 || (errno != EINTR && errno != EAGAIN)) stdin_open = false;
+      auto n = ::read(0, up.data(), up.size());
+      if (n > 0) {
+        up_begin = 0;
+        up_end = static_cast<std::size_t>(n);
+      } else if (n == 0 || (errno != EINTR && errno != EAGAIN)) {
+        stdin_open = false;
+      }
     }
-    if (!to_sock.empty() && (fds[1].revents & (POLLOUT | POLLERR | POLLHUP))) {
-      auto n = ::send(sock, to_sock.data(), to_sock.size(), MSG_NOSIGNAL);
+    if (send_sock && (fds[1].revents & (POLLOUT | POLLERR | POLLHUP))) {
+      auto n = ::send(sock, up.data() + up_begin, up_end - up_begin, MSG_NOSIGNAL);
       if (n < 0 && errno != EINTR && errno != EAGAIN) return failed("sending");
-      if (n > 0) to_sock.erase(0, static_cast<std::size_t>(n));
+      if (n > 0) up_begin += static_cast<std::size_t>(n);
     }
-    if (!stdin_open && to_sock.empty() && !sent_eof) {
+    if (!stdin_open && up_begin == up_end && !sent_eof) {
       ::shutdown(sock, SHUT_WR);
       sent_eof = true;
     }
     if (read_sock && (fds[1].revents & (POLLIN | POLLHUP | POLLERR))) {
-      auto n = ::read(sock, buf, sizeof buf);
-      if (n > 0) from_sock.append(buf, static_cast<std::size_t>(n));
+      auto n = ::read(sock, down.data() + down_end, kBuffer - down_end);
+      if (n > 0) down_end += static_cast<std::size_t>(n);
       else if (n == 0) sock_open = false;
       else if (errno != EINTR && errno != EAGAIN) return failed("receiving");
     }
-    if (!to_out.empty() && fds[2].revents) {
-      auto n = ::write(1, to_out.data(), to_out.size());
+    if (writable && fds[2].revents) {
+      auto n = ::write(1, down.data() + down_begin, std::min(payload_left, down_end - down_begin));
       if (n < 0 && errno != EINTR && errno != EAGAIN) return 1;  // nobody reads our output any more
-      if (n > 0) to_out.erase(0, static_cast<std::size_t>(n));
-    }
-    if (!parse()) {
-      std::cerr << "annex-swarm: connect: the node sent something that is not a tunnel record\n";
-      return 1;
+      if (n > 0) {
+        down_begin += static_cast<std::size_t>(n);
+        payload_left -= static_cast<std::size_t>(n);
+      }
     }
   }
   if (broke) {
     std::cerr << "annex-swarm: connect: the tunnel broke: " << *broke << "\n";
-    return 1;
-  }
-  if (!far_done) {
-    std::cerr << "annex-swarm: connect: the node closed the tunnel without an end (did it stop?)\n";
     return 1;
   }
   return 0;
