@@ -135,6 +135,7 @@ public:
       if (self->server_.closed_) return self->link_->close();
       self->peer_ = r->peer;
       self->swarm_ = r->swarm;
+      if (*self->open_links_ >= self->server_.limits_.max_peers) self->server_.evict_an_idle_member();
       if (*self->open_links_ >= self->server_.limits_.max_peers) {
         // A member, but one too many: say so, and when to come back.
         ++self->server_.stats_.busy_refusals;
@@ -149,13 +150,35 @@ public:
         return;
       }
       self->member_ = true;
+      self->last_request_ = Clock::now();
       ++*self->open_links_;
+      auto& peak = self->server_.stats_.links_open_peak;
+      peak = std::max(peak, *self->open_links_);
       if (self->server_.on_member_ && !self->remote_ip_.empty())
         self->server_.on_member_(self->remote_ip_, self->link_->local_endpoint());
       self->last_frame_ = Clock::now();
       self->watch_idle();
       self->receive_loop();
     });
+  }
+
+  // A member whose link has carried nothing but keep-alives for `quiet` (a download that
+  // finished, a pool keeping its link): it may give its slot to a member waiting for one.
+  Clock::time_point last_request() const { return last_request_; }
+  bool idle_member(Clock::time_point now, Clock::duration quiet) const {
+    bool busy = current_ || !queue_.empty() || dialing_back_ || takes_ > 0 || tunnelling_;
+    return member_ && !closed_ && !busy && now - last_request_ >= quiet;
+  }
+  // Gives the slot up at once (the count drops now, not when the last handler lets go), and
+  // tells the peer why: it dials again when it next needs this node.
+  void evict() {
+    if (member_) --*open_links_;
+    member_ = false;
+    closed_ = true;
+    timer_.cancel();
+    auto self = shared_from_this();
+    link_->send(ErrorFrame{0, ErrorCode::Busy, "closing an idle link to serve another member", 0},
+                [self](Result<bool>) { self->link_->close(); });
   }
 
   void close() {
@@ -202,6 +225,7 @@ private:
         return;
       }
       self->last_frame_ = Clock::now();
+      if (!std::holds_alternative<Ping>(*frame) && !std::holds_alternative<Pong>(*frame)) self->last_request_ = self->last_frame_;
       std::visit([self](auto& f) { self->on_frame(f); }, *frame);
       if (!self->closed_ && !self->tunnelling_) self->receive_loop();
     });
@@ -602,6 +626,7 @@ private:
   asio::steady_timer pacing_;
   RateLimiter peer_upload_;
   Clock::time_point last_frame_{};
+  Clock::time_point last_request_{};  // a frame other than PING and PONG
   // The GET being served.
   std::shared_ptr<OpenFile> file_;
   // The file the last GET opened, kept open for the next GET of the same object.
@@ -693,7 +718,8 @@ PeerServer::PeerServer(asio::io_context& io, std::shared_ptr<TlsCredentials> cre
       limits_(limits),
       acceptor_(io),
       accept_backoff_(io),
-      upload_(limits.upload_rate) {}
+      upload_(limits.upload_rate),
+      park_timer_(io) {}
 
 PeerServer::~PeerServer() {
   close();
@@ -720,6 +746,9 @@ void PeerServer::close() {
   std::error_code ec;
   acceptor_.close(ec);
   accept_backoff_.cancel();
+  park_timer_.cancel();
+  parked_.clear();  // their sockets close
+  parked_by_address_.clear();
   for (auto& weak : sessions_)
     if (auto session = weak.lock()) session->close();
   sessions_.clear();
@@ -729,6 +758,7 @@ PeerServerStats PeerServer::stats() const {
   auto out = stats_;
   out.links_open = *open_links_;
   out.unauthenticated = unauthenticated_total_;
+  out.parked = parked_.size();
   return out;
 }
 
@@ -741,6 +771,66 @@ void PeerServer::leave_unauthenticated(const std::string& address) {
   if (unauthenticated_total_) --unauthenticated_total_;
   auto it = unauthenticated_.find(address);
   if (it != unauthenticated_.end() && --it->second == 0) unauthenticated_.erase(it);
+  if (parked_.empty() || unpark_posted_) return;
+  // Not from inside the session that is leaving: posted.
+  unpark_posted_ = true;
+  asio::post(io_, [this, alive = std::weak_ptr<int>(lifetime_)] {
+    if (alive.expired()) return;
+    unpark_posted_ = false;
+    unpark();
+  });
+}
+
+void PeerServer::evict_an_idle_member() {
+  // The one quiet the longest goes; one that asked for something in the last 2 s stays.
+  auto now = std::chrono::steady_clock::now();
+  std::shared_ptr<Session> quietest;
+  for (auto& weak : sessions_)
+    if (auto s = weak.lock(); s && s->idle_member(now, std::chrono::seconds(2)))
+      if (!quietest || s->last_request() < quietest->last_request()) quietest = s;
+  if (!quietest) return;
+  ++stats_.idle_evictions;
+  quietest->evict();
+}
+
+bool PeerServer::has_slot(const std::string& address) const {
+  if (unauthenticated_total_ >= limits_.max_unauthenticated) return false;
+  auto it = unauthenticated_.find(address);
+  return it == unauthenticated_.end() || it->second < limits_.max_unauthenticated_per_address;
+}
+
+void PeerServer::unpark() {
+  if (closed_) return;
+  auto now = std::chrono::steady_clock::now();
+  for (auto it = parked_.begin(); it != parked_.end() && unauthenticated_total_ < limits_.max_unauthenticated;) {
+    if (it->until <= now || !has_slot(it->address)) {
+      ++it;  // the expired go at expire_parked; one address at its cap lets others pass
+      continue;
+    }
+    auto p = std::move(*it);
+    it = parked_.erase(it);
+    if (--parked_by_address_[p.address] == 0) parked_by_address_.erase(p.address);
+    admit(std::move(p.socket), p.from, p.address);
+  }
+}
+
+void PeerServer::expire_parked() {
+  park_timer_armed_ = false;
+  auto now = std::chrono::steady_clock::now();
+  while (!parked_.empty() && parked_.front().until <= now) {
+    auto& p = parked_.front();
+    ++stats_.parked_timeouts;
+    refused(p.from + ": waited " + std::to_string(limits_.handshake_deadline.count() / 1000) +
+            " s for a handshake slot (too many connections still proving themselves)");
+    if (--parked_by_address_[p.address] == 0) parked_by_address_.erase(p.address);
+    parked_.pop_front();  // closes it
+  }
+  if (parked_.empty()) return;
+  park_timer_armed_ = true;
+  park_timer_.expires_at(parked_.front().until);
+  park_timer_.async_wait([this, alive = std::weak_ptr<int>(lifetime_)](const std::error_code& ec) {
+    if (!ec && !alive.expired() && !closed_) expire_parked();
+  });
 }
 
 void PeerServer::accept_later() {
@@ -770,33 +860,47 @@ void PeerServer::accept() {
     auto remote = socket.remote_endpoint(ignored);
     auto address = unmapped(remote.address()).to_string();
     auto from = host_port(address, remote.port());
-    auto& mine = unauthenticated_[address];
-    if (unauthenticated_total_ >= limits_.max_unauthenticated || mine >= limits_.max_unauthenticated_per_address) {
-      if (mine == 0) unauthenticated_.erase(address);
+    if (has_slot(address)) {
+      admit(std::move(socket), from, address);
+      return accept();
+    }
+    auto& waiting = parked_by_address_[address];
+    if (parked_.size() >= limits_.max_parked || waiting >= limits_.max_parked_per_address) {
+      if (waiting == 0) parked_by_address_.erase(address);
       refused(from + ": too many connections still proving themselves (" + std::to_string(unauthenticated_total_) +
-              " in all)");
+              " in all, " + std::to_string(parked_.size()) + " waiting)");
       socket.close(ignored);
       return accept();
     }
-    ++mine;
-    ++unauthenticated_total_;
-    if (relay_.join) {
-      // A relay looks at the first bytes: a circuit's token, or a TLS handshake.
-      auto deadline = std::make_shared<asio::steady_timer>(io_, limits_.handshake_deadline);
-      auto shared = std::make_shared<asio::ip::tcp::socket>(std::move(socket));
-      deadline->async_wait([this, alive, shared, address](const std::error_code& tec) {
-        std::error_code ignored;
-        if (tec || alive.expired()) return;
-        shared->close(ignored);
-        leave_unauthenticated(address);
-        ++stats_.handshake_timeouts;
-      });
-      classify(shared, from, address, deadline);
-    } else {
-      serve_tls(std::move(socket), from, address);
-    }
+    // Over the handshake caps: it waits its turn (a crowd of downloaders, not an attack,
+    // is the usual cause), unread, until a slot frees or its deadline passes.
+    ++waiting;
+    ++stats_.parked_total;
+    parked_.push_back(Parked{std::move(socket), from, address,
+                             std::chrono::steady_clock::now() + limits_.handshake_deadline});
+    if (!park_timer_armed_) expire_parked();
     accept();
   });
+}
+
+void PeerServer::admit(asio::ip::tcp::socket socket, const std::string& from, const std::string& address) {
+  ++unauthenticated_[address];
+  ++unauthenticated_total_;
+  if (relay_.join) {
+    // A relay looks at the first bytes: a circuit's token, or a TLS handshake.
+    auto deadline = std::make_shared<asio::steady_timer>(io_, limits_.handshake_deadline);
+    auto shared = std::make_shared<asio::ip::tcp::socket>(std::move(socket));
+    deadline->async_wait([this, alive = std::weak_ptr<int>(lifetime_), shared, address](const std::error_code& tec) {
+      std::error_code ignored;
+      if (tec || alive.expired()) return;
+      shared->close(ignored);
+      leave_unauthenticated(address);
+      ++stats_.handshake_timeouts;
+    });
+    classify(shared, from, address, deadline);
+  } else {
+    serve_tls(std::move(socket), from, address);
+  }
 }
 
 void PeerServer::serve_tls(asio::ip::tcp::socket socket, const std::string& from, const std::string& address) {

@@ -47,6 +47,10 @@ struct PeerServerLimits {
   std::chrono::milliseconds handshake_deadline{10000};  // TLS + HELLO + PROOF
   std::size_t max_unauthenticated = 128;               // links still proving themselves, in all
   std::size_t max_unauthenticated_per_address = 8;     // ... from one address
+  // Connections over those two caps wait (unread, an fd each) for a slot, first come first
+  // served, for at most handshake_deadline, instead of being cut off mid-handshake.
+  std::size_t max_parked = 256;
+  std::size_t max_parked_per_address = 64;
   std::chrono::milliseconds idle_deadline{300000};     // a member link with nothing to do
   std::size_t max_unsent_bytes = 4u << 20;             // replies waiting for the socket, per link
   std::chrono::milliseconds busy_retry{2000};          // the hint a member over the cap gets
@@ -61,10 +65,15 @@ struct PeerServerStats {
   std::uint64_t links_refused = 0;  // TLS or membership failures, caps, timeouts
   std::uint64_t handshake_timeouts = 0;
   std::uint64_t busy_refusals = 0;  // members over the cap, told to come back
+  std::uint64_t idle_evictions = 0;  // idle member links closed to let a waiting member in
   std::uint64_t accept_errors = 0;  // e.g. out of file descriptors
   std::uint64_t bytes_served = 0;
   std::uint64_t frames_paced = 0;  // DATA frames held back by an upload limit
   std::size_t links_open = 0;      // members served now
+  std::size_t links_open_peak = 0;  // the most at once since the start
+  std::size_t parked = 0;           // connections waiting for a handshake slot now
+  std::uint64_t parked_total = 0;   // ... since the start
+  std::uint64_t parked_timeouts = 0;  // ... that waited too long and were closed
   std::size_t unauthenticated = 0;  // connections still proving themselves
   std::uint64_t manifests_hashed = 0;
   std::size_t tunnels_open = 0;       // OPENed streams carried now
@@ -198,7 +207,14 @@ private:
                 std::shared_ptr<asio::steady_timer> deadline);
   void serve_tls(asio::ip::tcp::socket socket, const std::string& from, const std::string& address);
   void refused(const std::string& why);
+  // A connection that got a handshake slot (counted in): a relay's first bytes decide, or TLS.
+  void admit(asio::ip::tcp::socket socket, const std::string& from, const std::string& address);
+  bool has_slot(const std::string& address) const;
   void leave_unauthenticated(const std::string& address);
+  void unpark();       // slots came free: admit who waits, in order
+  // At the member cap: closes the member link quiet the longest (2 s at least), if any.
+  void evict_an_idle_member();
+  void expire_parked();
   // The object's manifest: cached, or hashed now. For a large object still being hashed,
   // `progress` hears how far it got at once (the asker comes back); `done` runs when the
   // job ends, for every asker.
@@ -234,6 +250,16 @@ private:
   std::shared_ptr<std::size_t> open_links_ = std::make_shared<std::size_t>(0);
   std::map<std::string, std::size_t> unauthenticated_;  // per address
   std::size_t unauthenticated_total_ = 0;
+  struct Parked {
+    asio::ip::tcp::socket socket;
+    std::string from, address;
+    std::chrono::steady_clock::time_point until;
+  };
+  std::list<Parked> parked_;                     // oldest first
+  std::map<std::string, std::size_t> parked_by_address_;
+  asio::steady_timer park_timer_;
+  bool park_timer_armed_ = false;
+  bool unpark_posted_ = false;
   std::vector<std::weak_ptr<Session>> sessions_;  // closed with the server
   std::list<std::pair<ManifestCacheKey, std::shared_ptr<const FullManifest>>> manifests_;  // most recent first
   std::size_t manifest_bytes_ = 0;

@@ -175,6 +175,39 @@ BOOST_AUTO_TEST_CASE(links_over_the_peer_cap_are_refused_and_one_peers_rate_is_c
   BOOST_TEST(unlimited.server->stats().frames_paced == 0u);
 }
 
+BOOST_AUTO_TEST_CASE(connections_over_the_handshake_caps_wait_their_turn_instead_of_being_cut_off) {
+  PeerServerLimits limits;
+  limits.max_unauthenticated_per_address = 1;
+  limits.max_parked_per_address = 2;
+  Fixture f(limits);
+  // Four connections from one address, accepted before any of them says a word: one gets
+  // the handshake slot, two wait, the fourth is over the waiting cap and closed.
+  std::vector<tcp::socket> sockets;
+  for (int i = 0; i < 4; ++i) sockets.push_back(f.connect());
+  f.run_until([&] { return f.server->stats().links_accepted == 4; });
+  BOOST_TEST(f.server->stats().unauthenticated == 1u);
+  BOOST_TEST(f.server->stats().parked == 2u);
+  int established = 0, failed = 0;
+  std::vector<std::shared_ptr<PeerLink>> links;
+  for (auto& socket : sockets) {
+    auto stream = std::make_shared<TlsStream>(std::move(socket), client_identity().credentials, TlsStream::Side::Client);
+    links.push_back(std::make_shared<PeerLink>(stream, std::vector<SwarmToken>{f.swarm}, Role::Dialer));
+    links.back()->establish(std::nullopt, [&](Result<PeerLink::Established> r) { ++(r ? established : failed); });
+  }
+  f.run_until([&] { return established + failed == 4; });
+  BOOST_TEST(established == 3);
+  BOOST_TEST(failed == 1);
+  auto stats = f.server->stats();
+  BOOST_TEST(stats.parked == 0u);
+  BOOST_TEST(stats.parked_total == 2u);
+  BOOST_TEST(stats.parked_timeouts == 0u);
+  BOOST_TEST(stats.links_open_peak == 3u);
+  // And the ones that waited are served like any other.
+  auto frames = f.ask(*links[2], Get{1, f.key, 0, 1000});
+  BOOST_REQUIRE(!frames.empty());
+  BOOST_TEST(std::holds_alternative<Data>(frames.front()));
+}
+
 BOOST_AUTO_TEST_CASE(have_and_manifest_describe_the_object) {
   Fixture f;
   auto link = f.dial();
