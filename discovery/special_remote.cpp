@@ -446,8 +446,14 @@ private:
     if (auto problem = load_settings()) return failure(*problem);
     auto parsed = AnnexKey::parse(key);
     if (!parsed) return failure("not a valid annex key");
+    // PROGRESS counts what git-annex can use: on RETRIEVE, the bytes in order at the start
+    // of its file (which it hashes as they come), never going back.
+    std::optional<std::uint64_t> told;
     auto progress = [&](const json& event) {
-      if (event.contains("bytes")) ch_.send("PROGRESS " + std::to_string(event.value("bytes", std::uint64_t{0})));
+      auto bytes = event.contains("prefix") ? event.value("prefix", std::uint64_t{0}) : event.value("bytes", std::uint64_t{0});
+      if (!event.contains("bytes") || (told && bytes <= *told)) return;
+      told = bytes;
+      ch_.send("PROGRESS " + std::to_string(bytes));
     };
     if (direction == "STORE") {
       auto repo = stands_for_repo();
@@ -468,7 +474,10 @@ private:
       unverified = unverified || settings_.allow_unverified;
     }
     json get = {{"op", "get"}, {"key", key}, {"to", absolute(file).string()}, {"repo", uuid()}, {"unverified", unverified}};
+    // git-annex hashes its file while it grows: the object goes into it in order, so the
+    // two costs overlap (an object rebuilt from shares still arrives whole at the end).
     if (auto s = shares(); !s.empty()) get["shares"] = s;
+    else get["in_order"] = true;
     auto reply = daemon(get, progress);
     if (!reply) return failure(reply.error());
     ch_.send("TRANSFER-SUCCESS RETRIEVE " + key);

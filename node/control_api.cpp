@@ -83,6 +83,7 @@ Parsed parse_get(const json& request) {
   if (auto* e = std::get_if<ControlError>(&shares)) return *e;
   get.shares = std::get<0>(shares);
   if (get.shares && get.repo.empty()) return bad(ControlErrorCode::BadRequest, "a get from shares needs the store as \"repo\"");
+  get.in_order = request.value("in_order", false) && !get.shares;
   return get;
 }
 
@@ -199,6 +200,7 @@ json to_json(const std::vector<Endpoint>& endpoints) {
 json to_json(const Progress& p) {
   json out = {{"event", "progress"}, {"bytes", p.bytes}};
   if (p.total) out["total"] = *p.total;
+  if (p.prefix) out["prefix"] = *p.prefix;
   if (p.peers) out["peers"] = *p.peers;
   if (p.stalled_seconds >= 5) out["stalled_seconds"] = static_cast<std::int64_t>(p.stalled_seconds);
   if (p.waiting) {

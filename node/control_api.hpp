@@ -55,6 +55,8 @@ struct GetRequest {
   // segments); empty: the whole object.
   std::vector<bool> only_chunks;
   std::function<void(std::size_t)> on_chunk;  // internal: see FetchOptions::on_chunk
+  // git-annex's RETRIEVE: `to` grows in order as chunks are checked (FetchOptions::in_order).
+  bool in_order = false;
 };
 struct DiscoverRequest {
   std::string uuid;
@@ -135,6 +137,7 @@ using Done = std::function<void(Outcome<T>)>;
 struct Progress {
   std::uint64_t bytes = 0;
   std::optional<std::uint64_t> total;
+  std::optional<std::uint64_t> prefix;  // in order: the bytes at the start of `to` already
   std::optional<std::size_t> peers;
   double stalled_seconds = 0;  // since the last verified chunk
   std::size_t waiting = 0;     // busy peers waited for

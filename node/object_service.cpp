@@ -243,11 +243,12 @@ void ObjectService::start_download(const DownloadKey& id, const GetRequest& requ
     download->fetcher = std::make_shared<Fetcher>(
         io_, disk_, pool_, directory_.swarms(), key, std::move(sources),
         FetchOptions{request.to, request.unverified, 4, 16, download_limit_, limits(), request.only_chunks,
-                     request.on_chunk},
-        [weak = std::weak_ptr<Download>(download)](const FetchProgress& p) {
+                     request.on_chunk, {}, {}, request.in_order},
+        [weak = std::weak_ptr<Download>(download), in_order = request.in_order](const FetchProgress& p) {
           auto d = weak.lock();
           if (!d) return;
-          Progress out{p.bytes_done, p.bytes_total, p.peers, p.stalled_seconds, p.waiting, p.waiting_why};
+          Progress out{p.bytes_done, p.bytes_total, std::nullopt, p.peers, p.stalled_seconds, p.waiting, p.waiting_why};
+          if (in_order) out.prefix = p.prefix_bytes;
           for (auto& w : d->watchers)
             if (!w.gone) w.progress(out);
         },

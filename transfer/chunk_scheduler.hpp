@@ -5,7 +5,11 @@
 //  - missing chunks go out lowest first;
 //  - when nothing is missing but chunks are still in flight (the tail), an idle peer
 //    gets a duplicate of one, so one slow peer cannot hold up the end (endgame);
-//  - a peer that leaves or fails gives its chunks back.
+//  - a peer that leaves or fails gives its chunks back;
+//  - in order (head_lag > 0, for a reader following the file as it grows): once head_lag
+//    chunks past the first missing one are done while it is still in flight with a single
+//    peer, the next peer asking gets a duplicate of it, so one slow peer cannot hold the
+//    prefix back while the others run ahead.
 #include <cstddef>
 #include <optional>
 #include <set>
@@ -18,7 +22,7 @@ public:
   using PeerId = std::size_t;
   static constexpr std::size_t kMaxHolders = 2;  // a chunk is asked of at most two peers
 
-  ChunkScheduler(std::size_t chunks, const std::vector<bool>& already_done);
+  ChunkScheduler(std::size_t chunks, const std::vector<bool>& already_done, std::size_t head_lag = 0);
 
   std::optional<std::size_t> next_for(PeerId peer);
   // The chunk arrived (and passed its check); returns false when another peer had
@@ -43,6 +47,8 @@ private:
   std::vector<Chunk> state_;
   std::size_t done_count_ = 0;
   std::size_t first_missing_ = 0;  // no chunk below this is missing and unrequested
+  std::size_t head_ = 0;           // no chunk below this is missing (the finished prefix)
+  std::size_t head_lag_ = 0;
 };
 
 }  // namespace annexswarm

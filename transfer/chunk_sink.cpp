@@ -59,6 +59,7 @@ ChunkSink::ChunkSink(std::filesystem::path part, ObjectManifest manifest, HashAl
 }
 
 ChunkSink::~ChunkSink() {
+  if (mirror_fd_ >= 0) ::close(mirror_fd_);
   if (part_fd_ >= 0) ::close(part_fd_);
   if (list_fd_ >= 0) ::close(list_fd_);
 }
@@ -131,26 +132,74 @@ Result<ChunkSink::Verdict> ChunkSink::accept(std::size_t chunk, ByteView bytes) 
 // The chunk just stored is hashed from memory; others (resumed, or stored ahead of a
 // gap) are read back from the file, which the page cache usually still holds.
 Result<bool> ChunkSink::advance_hash(std::size_t just_stored, ByteView bytes) {
-  if (!hash_) return true;
+  if (!hash_ && mirror_fd_ < 0) return true;
   Bytes buf;
   while (hashed_ < done_.size() && done_[hashed_]) {
-    if (hashed_ == just_stored) {
-      hash_->update(bytes);
-    } else {
+    ByteView data = bytes;
+    if (hashed_ != just_stored) {
       buf.resize(manifest_.chunk_length(hashed_));
       auto offset = static_cast<off_t>(hashed_) * manifest_.chunk;
       if (::pread(part_fd_, buf.data(), buf.size(), offset) != static_cast<ssize_t>(buf.size()))
         return Error{"cannot read back " + part_.string() + ": " + std::strerror(errno)};
-      hash_->update(buf);
+      data = buf;
     }
+    if (hash_) hash_->update(data);
+    if (mirror_fd_ >= 0 && hashed_ == mirrored_)
+      if (auto r = write_mirror(hashed_, data); !r) return r;
     ++hashed_;
   }
   return true;
 }
 
+Result<bool> ChunkSink::write_mirror(std::size_t chunk, ByteView bytes) {
+  auto offset = static_cast<off_t>(chunk) * manifest_.chunk;
+  for (std::size_t at = 0; at < bytes.size();) {
+    auto n = ::pwrite(mirror_fd_, bytes.data() + at, bytes.size() - at, offset + static_cast<off_t>(at));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return Error{"cannot write " + mirror_.string() + ": " + std::strerror(errno) + " (disk full?)"};
+    at += static_cast<std::size_t>(n);
+  }
+  ++mirrored_;
+  return true;
+}
+
+Result<bool> ChunkSink::mirror_to(const std::filesystem::path& file) {
+  mirror_ = file;
+  mirror_fd_ = open_regular(mirror_, O_WRONLY);
+  if (mirror_fd_ < 0) return Error{refusal(mirror_, errno)};
+  if (::ftruncate(mirror_fd_, 0) != 0) return Error{"cannot empty " + mirror_.string() + ": " + std::strerror(errno)};
+  mirrored_ = 0;
+  // The prefix finished before (resumed chunks) goes in now.
+  Bytes buf;
+  for (std::size_t i = 0; i < done_.size() && done_[i]; ++i) {
+    buf.resize(manifest_.chunk_length(i));
+    auto offset = static_cast<off_t>(i) * manifest_.chunk;
+    if (::pread(part_fd_, buf.data(), buf.size(), offset) != static_cast<ssize_t>(buf.size()))
+      return Error{"cannot read back " + part_.string() + ": " + std::strerror(errno)};
+    if (auto r = write_mirror(i, buf); !r) return r;
+  }
+  return advance_hash(done_.size(), {});  // a sink without a digest starts its prefix here
+}
+
+std::uint64_t ChunkSink::prefix_bytes() const {
+  auto chunks = mirror_fd_ >= 0 ? mirrored_ : hashed_;
+  if (chunks == 0) return 0;
+  return std::min<std::uint64_t>(manifest_.size, static_cast<std::uint64_t>(chunks) * manifest_.chunk);
+}
+
+Result<bool> ChunkSink::finish_mirror() {
+  if (mirror_fd_ < 0) return Error{"no mirror to finish"};
+  if (mirrored_ != done_.size()) return Error{"the object is incomplete in " + mirror_.string()};
+  if (::fsync(mirror_fd_) != 0) return Error{"cannot flush " + mirror_.string() + ": " + std::strerror(errno)};
+  discard();
+  return true;
+}
+
 Result<std::string> ChunkSink::finish() {
   if (std::find(done_.begin(), done_.end(), false) != done_.end()) return Error{"the object is incomplete"};
-  if (::fsync(part_fd_) != 0) return Error{"cannot flush " + part_.string() + ": " + std::strerror(errno)};
+  // With a mirror, the partial file is removed once the object checks out: not flushed.
+  if (mirror_fd_ < 0 && ::fsync(part_fd_) != 0)
+    return Error{"cannot flush " + part_.string() + ": " + std::strerror(errno)};
   if (!hash_) return std::string();
   auto hex = hash_->finish_hex();
   hash_.reset();

@@ -59,11 +59,22 @@ public:
   Result<bool> leave_out(const std::vector<bool>& wanted);
   // Removes the partial file and its list.
   void discard();
+  // Also writes the finished prefix, in order, into `file` (truncated first; for git-annex,
+  // which hashes the RETRIEVE file while it grows and fails bytes written out of order).
+  // The prefix there so far (resumed chunks) goes at once. Every chunk should be checked
+  // (open with check_chunks), so only bytes that match the manifest go there.
+  Result<bool> mirror_to(const std::filesystem::path& file);
+  std::uint64_t prefix_bytes() const;  // in order from the start: in the mirror, or hashed
+  // With a mirror: flushes it; the partial file and its list are then removed (the mirror
+  // holds the object).
+  Result<bool> finish_mirror();
 
 private:
   ChunkSink(std::filesystem::path part, ObjectManifest manifest, HashAlgorithm hash, bool check_chunks);
   bool matches(std::size_t chunk, ByteView bytes) const;
+  // Moves the finished prefix on: into the digest, and into the mirror.
   Result<bool> advance_hash(std::size_t just_stored, ByteView bytes);
+  Result<bool> write_mirror(std::size_t chunk, ByteView bytes);
 
   std::filesystem::path part_;
   std::filesystem::path list_;
@@ -77,6 +88,9 @@ private:
   std::uint64_t resumed_bytes_ = 0;
   int part_fd_ = -1;
   int list_fd_ = -1;
+  std::filesystem::path mirror_;
+  int mirror_fd_ = -1;
+  std::size_t mirrored_ = 0;  // chunks [0, mirrored_) are in the mirror
 };
 
 }  // namespace annexswarm

@@ -305,7 +305,7 @@ void DownloadMachine::on(const SinkOpened& e) {
   if (!chosen_) return;
   sink_open_ = true;
   bytes_resumed_ = e.resumed_bytes;
-  scheduler_.emplace(e.done.size(), e.done);
+  scheduler_.emplace(e.done.size(), e.done, limits_.head_lag);
   stored_by_.assign(e.done.size(), std::nullopt);
   last_progress_ = now_;
   pump();

@@ -49,6 +49,8 @@ struct DownloadLimits {
   std::chrono::milliseconds redial_backoff{1000};
   std::chrono::milliseconds max_busy_wait{30 * 60 * 1000};  // per peer, since it last delivered a chunk
   std::uint32_t chunk_size = peer::kManifestChunk;         // the protocol's
+  // In order (a reader follows the file as it grows): see ChunkScheduler's head_lag; 0: off.
+  std::size_t head_lag = 0;
 };
 
 class DownloadMachine {

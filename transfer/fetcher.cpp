@@ -36,6 +36,9 @@ void Fetcher::start() {
   for (const auto& s : sources_) names.push_back(s.address.node.hex().substr(0, 8));
   auto limits = options_.limits;
   limits.window = options_.window;
+  // Out of order, chunks wait in the partial file: at most this many ahead of the prefix
+  // before the one holding it back is asked of another peer too.
+  if (options_.in_order && limits.head_lag == 0) limits.head_lag = 8;
   std::uint64_t seed = 1;
   for (auto b : key_.str()) seed = seed * 131 + static_cast<unsigned char>(b);
   machine_.emplace(std::move(names), key_.str(), key_.content_size(), limits, seed);
@@ -254,12 +257,17 @@ void Fetcher::open_sink(ObjectManifest manifest) {
   // Chunks are checked against the manifest only when the object's digest fails (see
   // ChunkSink::open): hashing every byte twice would make a fast download CPU-bound.
   asio::post(worker_, [self = shared_from_this(), old = std::move(old), generation, part = part_path_,
-                       manifest = std::move(manifest), only = options_.only_chunks,
+                       manifest = std::move(manifest), only = options_.only_chunks, in_order = options_.in_order,
+                       destination = options_.destination,
                        hash = key_.verifiable() ? key_.hash() : HashAlgorithm::None]() mutable {
     old.reset();
-    auto sink = ChunkSink::open(part, std::move(manifest), hash, false);
+    // In order, every chunk is checked before it goes into the destination, which its
+    // reader (git-annex) hashes as it grows.
+    auto sink = ChunkSink::open(part, std::move(manifest), hash, in_order);
     if (sink && !only.empty())
       if (auto left = (*sink)->leave_out(only); !left) sink = Error{left.error()};
+    if (sink && in_order)
+      if (auto m = (*sink)->mirror_to(destination); !m) sink = Error{m.error()};
     auto& io = self->io_;
     asio::post(io, [self = std::move(self), generation, sink = std::move(sink)]() mutable {
       if (self->ended_ || generation != self->sink_generation_) return;
@@ -278,11 +286,13 @@ void Fetcher::check_chunk(M::PeerId peer, std::shared_ptr<Bytes> buffer, std::si
                        buffer = std::move(buffer)]() mutable {
     auto verdict = sink->accept(chunk, *buffer);
     auto bytes = buffer->size();
+    auto prefix = sink->prefix_bytes();
     buffer.reset();
     auto& io = self->io_;
-    asio::post(io, [self = std::move(self), generation, peer, chunk, verdict = std::move(verdict), bytes] {
+    asio::post(io, [self = std::move(self), generation, peer, chunk, verdict = std::move(verdict), bytes, prefix] {
       if (generation != self->sink_generation_) return;
       if (!verdict) return self->feed(M::LocalFailure{verdict.error()});
+      self->prefix_bytes_ = std::max(self->prefix_bytes_, prefix);
       // Written (and, for a key without a digest, checked against the manifest): whoever
       // reads the partial file may take it now. Told before the machine hears of it, which
       // may end the download.
@@ -296,11 +306,14 @@ void Fetcher::check_chunk(M::PeerId peer, std::shared_ptr<Bytes> buffer, std::si
 
 void Fetcher::check_object() {
   asio::post(worker_, [self = shared_from_this(), sink = sink_, generation = sink_generation_,
-                       expected = key_.digest_hex()]() mutable {
+                       expected = key_.digest_hex(), in_order = options_.in_order]() mutable {
     auto digest = sink->finish();
     // A digest that does not match: which chunks are bad, if any (none: the manifest is).
     Result<std::vector<std::size_t>> bad = std::vector<std::size_t>{};
     if (digest && !digest->empty() && *digest != expected) bad = sink->recheck();
+    // In order: the destination holds the object now; the partial file goes.
+    if (digest && (digest->empty() || *digest == expected) && in_order)
+      if (auto m = sink->finish_mirror(); !m) digest = Error{m.error()};
     auto& io = self->io_;
     asio::post(io, [self = std::move(self), generation, digest = std::move(digest), expected, bad = std::move(bad)] {
       if (self->ended_ || generation != self->sink_generation_) return;
@@ -314,9 +327,12 @@ void Fetcher::check_object() {
 }
 
 void Fetcher::finish() {
-  if (::rename(part_path_.c_str(), options_.destination.c_str()) != 0)
-    return end("cannot move the object into " + options_.destination.string() + ": " + std::strerror(errno));
-  ::unlink((part_path_.string() + ".chunks").c_str());
+  if (!options_.in_order) {
+    if (::rename(part_path_.c_str(), options_.destination.c_str()) != 0)
+      return end("cannot move the object into " + options_.destination.string() + ": " + std::strerror(errno));
+    ::unlink((part_path_.string() + ".chunks").c_str());
+  }
+  if (machine_) prefix_bytes_ = machine_->progress(M::Clock::now()).bytes_total;
   report_progress(true);
   end(std::nullopt);
 }
@@ -327,7 +343,7 @@ void Fetcher::report_progress(bool force) {
   if (!force && now - last_progress_ < 200ms) return;
   last_progress_ = now;
   auto p = machine_->progress(now);
-  progress_({p.bytes_done, p.bytes_total, p.peers, p.waiting, p.waiting_why,
+  progress_({p.bytes_done, p.bytes_total, prefix_bytes_, p.peers, p.waiting, p.waiting_why,
              std::chrono::duration<double>(p.stalled).count()});
 }
 

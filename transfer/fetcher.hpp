@@ -53,11 +53,16 @@ struct FetchOptions {
   // Told (on the io thread) of the chunks found bad when the object failed its digest:
   // they are missing again until on_chunk says otherwise.
   std::function<void(const std::vector<std::size_t>& chunks)> on_chunks_bad = {};
+  // In order (git-annex's RETRIEVE): the destination grows as the checked prefix does
+  // (ChunkSink::mirror_to), the next chunks in order come first and a slow peer's chunk at
+  // the front is asked again of another; the partial file holds what arrives early.
+  bool in_order = false;
 };
 
 struct FetchProgress {
   std::uint64_t bytes_done = 0;
   std::uint64_t bytes_total = 0;
+  std::uint64_t prefix_bytes = 0;  // written in order at the start of the destination (in_order)
   std::size_t peers = 0;
   std::size_t waiting = 0;         // busy peers waited for
   std::string waiting_why;
@@ -114,6 +119,7 @@ private:
   void arm_timer();
   void report_progress(bool force);
   FetchReport report() const;
+  std::uint64_t prefix_bytes_ = 0;  // in order mode: how far the destination has grown
 
   asio::io_context& io_;
   asio::any_io_executor worker_;

@@ -3,10 +3,14 @@
 // and CHECKPRESENT that never counts another repository's annex as a swarm-store copy.
 #include <boost/test/unit_test.hpp>
 
+#include <sys/wait.h>
+
+#include <chrono>
 #include <cstdlib>
 #include <fstream>
 #include <random>
 #include <regex>
+#include <thread>
 
 #include "protocol/swarm_token.hpp"
 #include "tests/support/test_support.hpp"
@@ -110,6 +114,65 @@ BOOST_AUTO_TEST_CASE(a_repository_behind_an_unreachable_url_is_reached_through_t
   auto refused = run_process({"sh", "-c", "cd '" + b_path.string() + "' && git annex copy --to home-swarm new.txt 2>&1"});
   BOOST_TEST(refused.exit_code != 0);
   BOOST_TEST(refused.out.find("stands for repository") != std::string::npos, refused.out);
+}
+
+// Issue 19: git-annex hashes its RETRIEVE file while the remote writes it, if the bytes come
+// in order. Three nodes hold a 64 MiB object, one of them slow (so chunks arrive out of
+// order); the file grows in order during the transfer (seen growing from outside), and
+// git-annex's own verification and fsck pass.
+BOOST_AUTO_TEST_CASE(retrieve_writes_the_object_in_order_while_it_downloads_from_three_nodes) {
+  Swarm swarm;
+  auto content = random_content(64u << 20, 19);
+  auto a = make_annex_repo(swarm.dir.path() / "a", {{"big.bin", content}});
+  auto key = a.key_of("big.bin");
+  for (const char* copy : {"c", "d"})
+    sh(swarm.dir.path(), std::string("git clone -q a ") + copy + " && cd " + copy + " && git annex init -q " + copy +
+                             " && git annex get -q big.bin");
+  auto b_path = swarm.dir.path() / "b";
+  sh(swarm.dir.path(), "git clone -q a b && cd b && git annex init -q b");
+  sh(b_path, "git config remote.origin.annex-uuid " + a.uuid);
+  sh(b_path, "git remote set-url origin " + (swarm.dir.path() / "moved-away").string());
+  auto home = swarm.node("home", {"--repo", a.path.string(), "--upload-rate", "6M"});  // the slow one
+  auto c = swarm.node("c", {"--repo", (swarm.dir.path() / "c").string()});
+  auto d = swarm.node("d", {"--repo", (swarm.dir.path() / "d").string()});
+  auto mine = swarm.node("mine");
+  BOOST_REQUIRE(wait_until([&] {
+    auto out = annex_swarm({"whereis", key, "--json", "--state-dir", mine->state_dir().string()});
+    return out.exit_code == 0 && json::parse(out.out)["providers"].size() == 3;
+  }));
+  swarm.initremote(b_path, "home-swarm", *mine, "--sameas=origin");
+  auto log = swarm.dir.path() / "get.log";
+  pid_t get = spawn_process({"sh", "-c", "cd '" + b_path.string() + "' && exec git annex get --debug big.bin"}, log.string());
+  BOOST_REQUIRE(get > 0);
+  // git-annex's file for the transfer, watched from outside while it grows.
+  auto file = b_path / ".git" / "annex" / "tmp" / key;
+  std::vector<std::uintmax_t> sizes;
+  int status = 0;
+  while (::waitpid(get, &status, WNOHANG) == 0) {
+    std::error_code ec;
+    auto size = fs::file_size(file, ec);
+    if (!ec && (sizes.empty() || sizes.back() != size)) sizes.push_back(size);
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));  // sampling a file's size, not awaiting a condition
+  }
+  std::ifstream in(log);
+  std::string said((std::istreambuf_iterator<char>(in)), {});
+  BOOST_REQUIRE_MESSAGE(WIFEXITED(status) && WEXITSTATUS(status) == 0, said.substr(said.size() > 6000 ? said.size() - 6000 : 0) + mine->log());
+  sh(b_path, "git annex fsck big.bin");
+  std::ifstream got(b_path / "big.bin", std::ios::binary);
+  BOOST_TEST((std::string((std::istreambuf_iterator<char>(got)), {}) == content));
+  // It grew, never shrank, and was seen part-way more than once.
+  std::size_t partway = 0;
+  for (std::size_t i = 0; i < sizes.size(); ++i) {
+    if (i > 0) BOOST_TEST(sizes[i] >= sizes[i - 1]);
+    partway += sizes[i] > 0 && sizes[i] < content.size();
+  }
+  BOOST_TEST_MESSAGE("git-annex's file seen at " << partway << " sizes part-way, " << sizes.size() << " in all");
+  BOOST_TEST(partway >= 3u, "sizes seen: " << sizes.size());
+  // git-annex heard PROGRESS climbing, and every node served some of it.
+  BOOST_TEST(said.find("PROGRESS") != std::string::npos);
+  BOOST_TEST(bytes_served(*home) > 0u);
+  BOOST_TEST(bytes_served(*c) > 0u);
+  BOOST_TEST(bytes_served(*d) > 0u);
 }
 
 BOOST_AUTO_TEST_CASE(a_member_claiming_copies_it_does_not_hold_cannot_make_a_drop_lose_data) {

@@ -34,6 +34,28 @@ BOOST_AUTO_TEST_CASE(the_tail_is_duplicated_to_idle_peers_at_most_twice) {
   BOOST_TEST(!s.on_done(0));  // the duplicate arriving later is not counted again
 }
 
+BOOST_AUTO_TEST_CASE(in_order_a_slow_head_chunk_is_asked_of_another_peer_once_others_run_ahead) {
+  ChunkScheduler s(20, {}, 3);
+  BOOST_TEST(*s.next_for(1) == 0u);  // peer 1 is slow with chunk 0
+  BOOST_TEST(*s.next_for(2) == 1u);
+  BOOST_TEST(s.on_done(1));
+  BOOST_TEST(*s.next_for(2) == 2u);
+  BOOST_TEST(s.on_done(2));
+  BOOST_TEST(*s.next_for(2) == 3u);  // two done past the head: not yet
+  BOOST_TEST(s.on_done(3));
+  BOOST_TEST(*s.next_for(2) == 0u);  // three: the head is duplicated
+  BOOST_TEST(*s.next_for(3) == 4u);  // and only once
+  BOOST_TEST(s.on_done(0));
+  BOOST_TEST(!s.on_done(0));
+  // Without head_lag the same pattern never duplicates before the tail.
+  ChunkScheduler plain(20, {});
+  plain.next_for(1);
+  for (std::size_t i = 1; i <= 5; ++i) {
+    BOOST_TEST(*plain.next_for(2) == i);
+    plain.on_done(i);
+  }
+}
+
 BOOST_AUTO_TEST_CASE(a_failed_or_departed_peer_gives_its_chunks_back) {
   ChunkScheduler s(3, {});
   s.next_for(1);  // 0

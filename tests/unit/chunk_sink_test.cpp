@@ -151,6 +151,33 @@ BOOST_AUTO_TEST_CASE(a_part_of_an_object_without_a_digest_is_complete_with_its_w
   BOOST_TEST(!(*other)->leave_out(std::vector<bool>(3, true)));
 }
 
+BOOST_AUTO_TEST_CASE(a_mirror_grows_in_order_whatever_order_chunks_come_in_and_holds_the_object_at_the_end) {
+  Object o;
+  {
+    auto sink = o.open();
+    for (std::size_t i : {0u, 1u, 5u}) BOOST_REQUIRE(sink->accept(i, o.chunk(i)));
+  }  // a crash: chunks 0, 1 and 5 stay in the partial file
+  auto file = o.dir / "retrieve";
+  std::ofstream(file) << "left over from an earlier try";
+  auto sink = o.open();
+  BOOST_REQUIRE(sink->mirror_to(file));
+  auto mirrored = [&] { return fs::file_size(file); };
+  BOOST_TEST(mirrored() == 2000u);  // the resumed prefix, and nothing of what was there
+  BOOST_TEST(sink->prefix_bytes() == 2000u);
+  BOOST_REQUIRE(sink->accept(3, o.chunk(3)));
+  BOOST_TEST(mirrored() == 2000u);  // chunk 2 is still missing: 3 waits in the partial file
+  BOOST_REQUIRE(sink->accept(2, o.chunk(2)));
+  BOOST_TEST(mirrored() == 4000u);
+  for (std::size_t i : {10u, 4u, 9u, 6u, 8u, 7u}) BOOST_REQUIRE(sink->accept(i, o.chunk(i)));
+  BOOST_TEST(sink->prefix_bytes() == o.content.size());
+  BOOST_TEST(sink->finish().value() == o.digest());
+  BOOST_REQUIRE(sink->finish_mirror());
+  std::ifstream in(file, std::ios::binary);
+  BOOST_TEST((std::string((std::istreambuf_iterator<char>(in)), {}) == o.content));
+  BOOST_TEST(!fs::exists(o.part));  // the mirror holds the object now
+  BOOST_TEST(!fs::exists(o.part.string() + ".chunks"));
+}
+
 BOOST_AUTO_TEST_CASE(discard_removes_the_partial_file_and_its_list) {
   Object o;
   auto sink = o.open();
