@@ -30,10 +30,10 @@ echo "== a $SIZE_MIB MiB object in repository a, copies in c and d, a directory 
 mkdir -p "$W/a"
 (cd "$W/a" && git init -q && git annex init -q a && head -c "$BYTES" /dev/urandom > big.bin &&
   git annex add -q big.bin && git commit -qm big &&
-  git annex initremote -q dir type=directory directory="$W/dir" encryption=none >/dev/null &&
+  mkdir -p "$W/dir" "$W/dir2" && git annex initremote -q dir type=directory directory="$W/dir" encryption=none >/dev/null &&
   git annex copy -q --to dir big.bin)
 for r in c d; do (cd "$W" && git clone -q a "$r" && cd "$r" && git annex init -q "$r" && git annex get -q big.bin); done
-(cd "$W" && git clone -q a b && cd b && git annex init -q b && git annex enableremote -q dir >/dev/null &&
+(cd "$W" && git clone -q a b && cd b && git annex init -q b && git annex enableremote -q dir directory="$W/dir" >/dev/null &&
   git annex initremote -q dir2 type=directory directory="$W/dir2" encryption=none >/dev/null)
 
 echo "== four nodes: a's, c's and d's, and b's own"
