@@ -75,7 +75,7 @@ void AnnounceTable::update_bucket(std::uint32_t bucket, std::vector<std::uint64_
   if (!inserted) ++e.seq;
   e.failures = 0;
   set_tags(e, std::move(tags));
-  schedule(bucket, e, now);
+  schedule(bucket, e, now + settle_);
 }
 
 AnnounceTable::Delta AnnounceTable::apply_scan(std::vector<KeyIndex> keys, WallTime now) {
@@ -120,11 +120,20 @@ std::vector<AnnounceJob> AnnounceTable::take_due(WallTime now, std::size_t max) 
     if (it == buckets_.end()) continue;
     Entry& e = it->second;
     if (e.in_flight || e.due != item.at) continue;  // stale queue entry
-    if (e.tags.empty() && e.confirmed) {
-      // The empty record has outlived every record it could contradict.
+    if (e.tags.empty() && (e.confirmed || !e.on_dht)) {
+      // The empty record has outlived every record it could contradict (or there never
+      // was one: a bucket whose keys came and went before its first put).
       buckets_.erase(it);
       continue;
     }
+    if (e.put_known && e.digest == e.put_digest && now < e.last_ok + refresh_for(item.bucket)) {
+      // Changed and changed back: the record out there says this already.
+      set_confirmed(e, true);
+      schedule(item.bucket, e, e.last_ok + refresh_for(item.bucket));
+      continue;
+    }
+    e.on_dht = true;
+    e.sent_digest = e.digest;
     e.in_flight = true;
     ++in_flight_;
     jobs.push_back({item.bucket, e.seq, e.tags});
@@ -139,6 +148,11 @@ void AnnounceTable::on_result(const AnnounceJob& job, bool ok, WallTime now) {
   if (e.in_flight) {
     e.in_flight = false;
     --in_flight_;
+  }
+  if (ok) {
+    e.put_known = true;
+    e.put_digest = e.sent_digest;
+    e.last_ok = now;
   }
   if (job.seq != e.seq) {
     // Changed while in flight: the newer state is owed now.
@@ -231,6 +245,9 @@ Result<AnnounceTable> AnnounceTable::load(std::string_view text, std::chrono::se
     e.last_ok = WallTime(std::chrono::seconds(ok_unix));
     // Tags are unknown until the first scan; confirmed is restored then, when they match.
     e.confirmed = ok_unix > 0;
+    e.on_dht = true;
+    e.put_known = e.confirmed;
+    e.put_digest = digest;
     table.schedule(bucket, e, e.confirmed ? std::max(now, e.last_ok + table.refresh_for(bucket)) : now);
   }
   return table;

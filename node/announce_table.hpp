@@ -53,6 +53,11 @@ public:
   std::optional<WallTime> next_due();
   // After the DHT reconnects: retry failed puts now instead of after their backoff.
   void retry_failed(WallTime now);
+  // A changed bucket is put this long after the change, not at once, so changes close
+  // together go out as one put, and a key that comes and goes again (git annex testremote,
+  // a failed copy) costs no put at all: a bucket back to what its last put said is not put
+  // again, and a new bucket emptied again before its first put is forgotten. 0: at once.
+  void set_settle(WallClock::duration settle) { settle_ = settle; }
 
   std::size_t key_count() const { return keys_; }
   std::size_t confirmed_keys() const { return confirmed_keys_; }  // in records on the DHT
@@ -76,6 +81,10 @@ private:
     std::uint32_t failures = 0;
     WallTime due{};
     WallTime last_ok{};
+    bool on_dht = false;           // a put of it was issued (or it was loaded): a record may exist
+    bool put_known = false;        // put_digest is what the last successful put said
+    std::uint64_t put_digest = 0;
+    std::uint64_t sent_digest = 0;  // of the put in flight
   };
   struct Due {
     WallTime at;
@@ -96,6 +105,7 @@ private:
   std::size_t keys_ = 0;
   std::size_t confirmed_keys_ = 0;
   std::size_t in_flight_ = 0;
+  WallClock::duration settle_{};
 };
 
 }  // namespace annexswarm

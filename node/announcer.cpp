@@ -13,6 +13,8 @@ constexpr auto kFullRescanEvery = 1h;
 constexpr auto kSaveEvery = 60s;
 constexpr auto kBusyTick = 20ms;
 constexpr auto kIdleTick = 500ms;
+// A changed bucket goes out this long after the change (AnnounceTable::set_settle).
+constexpr auto kChangeSettle = 1s;
 constexpr auto kOfflineRecordRetry = 10s;
 }  // namespace
 
@@ -58,15 +60,19 @@ fs::path Announcer::table_path(std::size_t swarm, const AnnexRepo& repo) const {
 AnnounceTable Announcer::load_table(std::size_t swarm, const AnnexRepo& repo) const {
   auto ttl = std::chrono::duration_cast<std::chrono::seconds>(kRecordLifetime + 5min);
   auto path = table_path(swarm, repo);
+  auto settled = [](AnnounceTable table) {
+    table.set_settle(kChangeSettle);
+    return table;
+  };
   std::error_code ec;
   if (fs::exists(path, ec)) {
     if (auto text = read_file(path)) {
       auto loaded = AnnounceTable::load(*text, settings_.refresh, ttl, timers_.wall_now());
-      if (loaded) return std::move(*loaded);
+      if (loaded) return settled(std::move(*loaded));
       log::warn("{}: {}; announcing from scratch", path.string(), loaded.error());
     }
   }
-  return AnnounceTable(settings_.refresh, ttl);
+  return settled(AnnounceTable(settings_.refresh, ttl));
 }
 
 void Announcer::repo_added(std::size_t index) {

@@ -176,4 +176,33 @@ BOOST_AUTO_TEST_CASE(corrupt_saved_state_is_refused) {
   BOOST_TEST(AnnounceTable::load("B 1 3 1700000000 00ff\n\n", 600s, 3900s, kT0));
 }
 
+BOOST_AUTO_TEST_CASE(with_a_settle_time_changes_close_together_cost_one_put_and_a_change_undone_costs_none) {
+  auto t = table();
+  t.set_settle(1s);
+  // A new bucket whose key comes and goes before its first put: forgotten, no put.
+  t.apply_change(kC, true, kT0);
+  BOOST_TEST(t.take_due(kT0, 10).empty());  // not before the settle time
+  t.apply_change(kC, false, kT0 + 500ms);
+  BOOST_TEST(t.take_due(kT0 + 2s, 10).empty());
+  // Two keys into one bucket within the settle time: one put with both.
+  t.apply_change(kA, true, kT0 + 3s);
+  t.apply_change(kB, true, kT0 + 3s + 200ms);
+  auto jobs = t.take_due(kT0 + 5s, 10);
+  BOOST_REQUIRE_EQUAL(jobs.size(), 1u);
+  BOOST_TEST((jobs[0].tags == std::vector<std::uint64_t>{100, 200}));
+  t.on_result(jobs[0], true, kT0 + 5s);
+  BOOST_TEST(t.confirmed_keys() == 2u);
+  // A key removed and put back before the settle time: the record says so already.
+  t.apply_change(kB, false, kT0 + 6s);
+  t.apply_change(kB, true, kT0 + 6s + 300ms);
+  BOOST_TEST(t.take_due(kT0 + 8s, 10).empty());
+  BOOST_TEST(t.confirmed_keys() == 2u);
+  // A real change still goes out, after the settle time.
+  t.apply_change(kA, false, kT0 + 9s);
+  BOOST_TEST(t.take_due(kT0 + 9s, 10).empty());
+  jobs = t.take_due(kT0 + 10s, 10);
+  BOOST_REQUIRE_EQUAL(jobs.size(), 1u);
+  BOOST_TEST((jobs[0].tags == std::vector<std::uint64_t>{200}));
+}
+
 BOOST_AUTO_TEST_SUITE_END()
