@@ -58,14 +58,14 @@ BOOST_AUTO_TEST_CASE(a_stored_key_is_announced_and_a_removed_one_withdrawn) {
   World w;
   w.start();
   auto key = w.store("hello swarm\n");
-  w.timers.advance(1s);
+  w.timers.advance(2s);  // a change goes out 1 s after it (changes close together: one put)
   BOOST_TEST(w.announced(key));
   auto st = w.announcer->status();
   BOOST_REQUIRE(st.repos.size() == 1u);
   BOOST_TEST(st.repos[0].keys == 1u);
   BOOST_TEST(st.repos[0].per_swarm[0].first == 1u);  // confirmed on the DHT
   BOOST_TEST(w.objects.remove_from_store(key, kStore).value());
-  w.timers.advance(1s);
+  w.timers.advance(2s);
   BOOST_TEST(!w.announced(key));
 }
 
