@@ -166,7 +166,7 @@ public:
   // finished, a pool keeping its link): it may give its slot to a member waiting for one.
   Clock::time_point last_request() const { return last_request_; }
   bool idle_member(Clock::time_point now, Clock::duration quiet) const {
-    bool busy = current_ || !queue_.empty() || dialing_back_ || takes_ > 0 || tunnelling_;
+    bool busy = current_ || !queue_.empty() || dialing_back_ || takes_ > 0 || tunnelling_ || reserved_;
     return member_ && !closed_ && !busy && now - last_request_ >= quiet;
   }
   // Gives the slot up at once (the count drops now, not when the last handler lets go), and
@@ -179,15 +179,19 @@ public:
     auto self = shared_from_this();
     link_->send(ErrorFrame{0, ErrorCode::Busy, "closing an idle link to serve another member", 0},
                 [self](Result<bool>) { self->link_->close(); });
+    // A peer that never reads would keep that write, and the link, for ever.
+    timer_.expires_after(std::chrono::seconds(5));
+    timer_.async_wait([self](const std::error_code& ec) {
+      if (!ec) self->link_->close();
+    });
   }
 
   void close() {
     auto tunnel = std::move(tunnel_);
-    bool was_closed = closed_;
     closed_ = true;
     timer_.cancel();
     if (tunnel) tunnel->close("the node is stopping");  // it tells the peer, then closes the link
-    else if (!was_closed) link_->close();
+    else link_->close();  // also one closed_ already, whose last write may never finish
   }
 
 private:
@@ -277,6 +281,7 @@ private:
       if (auto self = weak.lock(); self && !self->closed_) self->link_->send(frame);
     };
     auto r = server_.relay_.reserve(peer_, notify, std::weak_ptr<void>(shared_from_this()));
+    if (r) reserved_ = true;  // the link is how circuits reach that node: never idle
     link_->send(ReserveReply{f.id, r.ok(), r ? *r : 0u, r ? std::string() : r.error()});
   }
   void on_frame(const Connect& f) {
@@ -627,6 +632,7 @@ private:
   RateLimiter peer_upload_;
   Clock::time_point last_frame_{};
   Clock::time_point last_request_{};  // a frame other than PING and PONG
+  bool reserved_ = false;             // holds a relay reservation
   // The GET being served.
   std::shared_ptr<OpenFile> file_;
   // The file the last GET opened, kept open for the next GET of the same object.
@@ -782,11 +788,12 @@ void PeerServer::leave_unauthenticated(const std::string& address) {
 }
 
 void PeerServer::evict_an_idle_member() {
-  // The one quiet the longest goes; one that asked for something in the last 2 s stays.
+  // The one quiet the longest goes; one that asked for something in the last 5 s stays (a
+  // downloader polling a large object's hashing comes back within 2 s and a round trip).
   auto now = std::chrono::steady_clock::now();
   std::shared_ptr<Session> quietest;
   for (auto& weak : sessions_)
-    if (auto s = weak.lock(); s && s->idle_member(now, std::chrono::seconds(2)))
+    if (auto s = weak.lock(); s && s->idle_member(now, std::chrono::seconds(5)))
       if (!quietest || s->last_request() < quietest->last_request()) quietest = s;
   if (!quietest) return;
   ++stats_.idle_evictions;
@@ -860,11 +867,18 @@ void PeerServer::accept() {
     auto remote = socket.remote_endpoint(ignored);
     auto address = unmapped(remote.address()).to_string();
     auto from = host_port(address, remote.port());
-    if (has_slot(address)) {
+    // Straight in only when nobody waits; else behind those waiting (unpark below takes
+    // them in order, this one too if a slot is free).
+    if (has_slot(address) && parked_.empty()) {
       admit(std::move(socket), from, address);
       return accept();
     }
     auto& waiting = parked_by_address_[address];
+    if ((parked_.size() >= limits_.max_parked || waiting >= limits_.max_parked_per_address) && has_slot(address)) {
+      if (waiting == 0) parked_by_address_.erase(address);
+      admit(std::move(socket), from, address);
+      return accept();
+    }
     if (parked_.size() >= limits_.max_parked || waiting >= limits_.max_parked_per_address) {
       if (waiting == 0) parked_by_address_.erase(address);
       refused(from + ": too many connections still proving themselves (" + std::to_string(unauthenticated_total_) +
@@ -879,6 +893,7 @@ void PeerServer::accept() {
     parked_.push_back(Parked{std::move(socket), from, address,
                              std::chrono::steady_clock::now() + limits_.handshake_deadline});
     if (!park_timer_armed_) expire_parked();
+    unpark();
     accept();
   });
 }
@@ -931,8 +946,13 @@ void PeerServer::classify(std::shared_ptr<asio::ip::tcp::socket> socket, std::st
   std::weak_ptr<int> alive = lifetime_;
   socket->async_wait(asio::ip::tcp::socket::wait_read, [this, alive, socket, from, address, deadline](
                                                            const std::error_code& ec) {
-    if (alive.expired()) return;
-    if (ec || closed_) return;  // closed by the deadline (which counted it out), or gone
+    if (alive.expired() || closed_) return;
+    if (ec) {
+      // Closed by the deadline (which counted it out), or failed: count it out here unless
+      // the deadline did (the timer may die with this handler, never firing).
+      if (deadline->cancel() > 0) leave_unauthenticated(address);
+      return;
+    }
     std::array<std::uint8_t, 4> head{};
     std::error_code pec;
     auto n = socket->receive(asio::buffer(head), asio::socket_base::message_peek, pec);
@@ -958,9 +978,10 @@ void PeerServer::classify(std::shared_ptr<asio::ip::tcp::socket> socket, std::st
     auto preamble = std::make_shared<Bytes>(kCircuitMagic.size() + kCircuitToken);
     asio::async_read(*socket, asio::buffer(*preamble), [this, alive, socket, preamble, deadline, address](
                                                            const std::error_code& rec, std::size_t) {
-      if (alive.expired() || closed_ || rec) return;
-      if (deadline->cancel() == 0) return;
-      leave_unauthenticated(address);  // the relay's own limits take over
+      if (alive.expired() || closed_) return;
+      if (deadline->cancel() == 0) return;  // the deadline fired and counted it out
+      leave_unauthenticated(address);  // a failed read, or the relay's own limits take over
+      if (rec) return;
       relay_.join(std::move(*socket), Bytes(preamble->begin() + kCircuitMagic.size(), preamble->end()));
     });
   });

@@ -212,7 +212,7 @@ private:
   bool has_slot(const std::string& address) const;
   void leave_unauthenticated(const std::string& address);
   void unpark();       // slots came free: admit who waits, in order
-  // At the member cap: closes the member link quiet the longest (2 s at least), if any.
+  // At the member cap: closes the member link quiet the longest (5 s at least; never one holding a relay reservation), if any.
   void evict_an_idle_member();
   void expire_parked();
   // The object's manifest: cached, or hashed now. For a large object still being hashed,
