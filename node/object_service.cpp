@@ -97,8 +97,9 @@ void ObjectService::peers(Done<PeersReply> done) {
 }
 
 void ObjectService::find_sources(const AnnexKey& key, const std::string& only_repo, const std::string& plus_nodes_of,
-                                 std::function<void(std::vector<FetchSource>)> done, const std::vector<NodeId>& hints) {
-  directory_.providers(key, [this, key, only_repo, plus_nodes_of, hints, done = std::move(done)](std::vector<Provider> found) {
+                                 std::function<void(std::vector<FetchSource>)> done, const std::vector<NodeId>& hints,
+                                 std::shared_ptr<std::size_t> asked) {
+  directory_.providers(key, [this, key, only_repo, plus_nodes_of, hints, asked, done = std::move(done)](std::vector<Provider> found) {
     auto add = [this](std::vector<SwarmNode>& nodes, std::size_t si, const NodeId& node) {
       SwarmNode n{si, node};
       if (node != directory_.self() && std::find(nodes.begin(), nodes.end(), n) == nodes.end()) nodes.push_back(n);
@@ -111,7 +112,8 @@ void ObjectService::find_sources(const AnnexKey& key, const std::string& only_re
     for (const auto& h : hints)
       for (std::size_t si = 0; si < directory_.swarms().size(); ++si)
         if (!directory_.swarms()[si].is_public()) add(nodes, si, h);
-    auto finish = [this, key, done](std::vector<SwarmNode> nodes) {
+    auto finish = [this, key, done, asked](std::vector<SwarmNode> nodes) {
+      if (asked) *asked = nodes.size();
       directory_.contacts(nodes, [this, key, count = nodes.size(), done](std::vector<Member> contacts) {
         auto sources = dialable(contacts, settings_.self);
         log::info("{}: {} node(s) to ask, {} with a usable contact record", key.str(), count, sources.size());
@@ -215,22 +217,23 @@ void ObjectService::start_download(const DownloadKey& id, const GetRequest& requ
   // sameas remote), its node serves it, without waiting for the key's providers.
   auto size = request.key.content_size();
   bool small = size && *size <= peer::kManifestChunk && !request.repo.empty();
-  auto lookup = [this, small, alive = alive_, hints = request.hints](const AnnexKey& key, const std::string& repo,
-                                                                      std::function<void(std::vector<FetchSource>)> then) {
-    if (!small) return find_sources(key, "", repo, std::move(then), hints);
-    directory_.repo_nodes(repo, [this, alive, key, repo, then, hints](std::vector<SwarmNode> nodes) {
+  auto asked = std::make_shared<std::size_t>(0);  // nodes found to hold it
+  auto lookup = [this, small, alive = alive_, hints = request.hints, asked](const AnnexKey& key, const std::string& repo,
+                                                                             std::function<void(std::vector<FetchSource>)> then) {
+    if (!small) return find_sources(key, "", repo, std::move(then), hints, asked);
+    directory_.repo_nodes(repo, [this, alive, key, repo, then, hints, asked](std::vector<SwarmNode> nodes) {
       if (!*alive) return;
       std::erase_if(nodes, [this](const SwarmNode& n) { return n.node == directory_.self(); });
-      if (nodes.empty()) return find_sources(key, "", repo, then, hints);
-      directory_.contacts(nodes, [this, alive, key, repo, then, hints](std::vector<Member> contacts) {
+      if (nodes.empty()) return find_sources(key, "", repo, then, hints, asked);
+      directory_.contacts(nodes, [this, alive, key, repo, then, hints, asked](std::vector<Member> contacts) {
         if (!*alive) return;
         auto sources = dialable(contacts, settings_.self);
-        if (sources.empty()) return find_sources(key, "", repo, then, hints);
+        if (sources.empty()) return find_sources(key, "", repo, then, hints, asked);
         then(std::move(sources));
       });
     });
   };
-  lookup(request.key, request.repo, [this, alive = alive_, id, request, finish, second_try](std::vector<FetchSource> sources) {
+  lookup(request.key, request.repo, [this, alive = alive_, id, request, finish, second_try, asked](std::vector<FetchSource> sources) {
     if (!*alive) return;
     auto it = downloads_.find(id);
     if (it == downloads_.end()) return;
@@ -238,7 +241,23 @@ void ObjectService::start_download(const DownloadKey& id, const GetRequest& requ
     const auto& key = request.key;
     if (std::all_of(download->watchers.begin(), download->watchers.end(), [](const Watcher& w) { return w.gone; }))
       return finish(ControlError{ControlErrorCode::Failed, "cancelled: every caller has gone"});
-    if (sources.empty()) return finish(ControlError{ControlErrorCode::NotFound, "no reachable node has " + key.str()});
+    if (sources.empty()) {
+      // Holders found, but none with a usable contact record: one that just started, or
+      // lookups slowed by a busy machine (its contact record may be a moment behind its
+      // provider record). Look again (1 s, then 2 s) before giving up. Nobody holding it
+      // at all fails at once.
+      if (*asked > 0 && download->empty_lookups < 2) {
+        auto wait = std::chrono::seconds(1 << download->empty_lookups);
+        ++download->empty_lookups;
+        log::info("get {}: no reachable node has it yet; looking again in {} s", key.str(), wait.count());
+        download->lookup_again = timers_.make_timer();
+        download->lookup_again->schedule(wait, [this, alive, id, request, second_try] {
+          if (*alive && downloads_.count(id)) start_download(id, request, second_try);
+        });
+        return;
+      }
+      return finish(ControlError{ControlErrorCode::NotFound, "no reachable node has " + key.str()});
+    }
     auto started = download->started;
     download->fetcher = std::make_shared<Fetcher>(
         io_, disk_, pool_, directory_.swarms(), key, std::move(sources),

@@ -59,8 +59,10 @@ private:
   // The key's providers (only those in repository/store `only_repo`, when given), plus
   // the nodes serving repository `plus_nodes_of` and the `hints`, as dialable sources;
   // this node excluded.
+  // `asked`, if given, hears how many nodes were found to hold it (usable contact or not).
   void find_sources(const AnnexKey& key, const std::string& only_repo, const std::string& plus_nodes_of,
-                    std::function<void(std::vector<FetchSource>)> done, const std::vector<NodeId>& hints = {});
+                    std::function<void(std::vector<FetchSource>)> done, const std::vector<NodeId>& hints = {},
+                    std::shared_ptr<std::size_t> asked = nullptr);
   // Sends `request` to every source at once; each node's answer, or why there is none.
   void ask_all(const std::vector<FetchSource>& sources, const peer::Frame& request,
                std::function<void(std::vector<std::pair<std::string, Result<peer::Frame>>>)> done);
@@ -80,6 +82,8 @@ private:
     std::shared_ptr<Fetcher> fetcher;  // null while its sources are looked up
     std::vector<Watcher> watchers;
     std::chrono::steady_clock::time_point started;
+    int empty_lookups = 0;                 // lookups that found no reachable source yet
+    std::unique_ptr<Timer> lookup_again;  // the next one, after one came back empty
   };
   using DownloadKey = std::pair<std::string, std::string>;  // key, destination
   // `second_try`: the first try failed on peers whose addresses came from the contact

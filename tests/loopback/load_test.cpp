@@ -8,6 +8,7 @@
 #include <sys/wait.h>
 
 #include <fstream>
+#include <sstream>
 
 #include "protocol/swarm_token.hpp"
 #include "tests/support/test_support.hpp"
@@ -55,7 +56,14 @@ BOOST_AUTO_TEST_CASE(twelve_downloaders_at_once_of_a_seeder_that_serves_four_all
     BOOST_REQUIRE(::waitpid(gets[i], &status, 0) == gets[i]);
     std::ifstream log(dir.path() / ("get" + std::to_string(i) + ".log"));
     std::string said((std::istreambuf_iterator<char>(log)), {});
-    BOOST_TEST_CONTEXT("downloader " << i << ": " << said) {
+    auto node_said = [&] {  // what the downloader's node said about this key
+      std::string lines, all = downloaders[i]->log();
+      std::istringstream in(all);
+      for (std::string line; std::getline(in, line);)
+        if (line.find(key) != std::string::npos || line.find("get ") != std::string::npos) lines += line + "\n";
+      return lines;
+    };
+    BOOST_TEST_CONTEXT("downloader " << i << ": " << said << "its node:\n" << node_said()) {
       BOOST_TEST((WIFEXITED(status) && WEXITSTATUS(status) == 0));
       std::ifstream got(dir.path() / ("got" + std::to_string(i)), std::ios::binary);
       BOOST_TEST((std::string((std::istreambuf_iterator<char>(got)), {}) == content));
