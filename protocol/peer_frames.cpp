@@ -248,33 +248,29 @@ Bytes membership_mac(const SwarmToken& swarm, ByteView exporter, Role role) {
   return Bytes(mac.begin(), mac.end());
 }
 
-Result<FrameView> decode_frame_body_view(ByteView body) {
+namespace {
+// A frame body with one frame type (`View`, whose payload points into the body) decoded as
+// a view, and every other frame decoded in full.
+template <class View>
+Result<std::variant<View, Frame>> decode_with_view(ByteView body) {
+  using Out = std::variant<View, Frame>;
   if (body.size() > kMaxFrame) return Error{"frame is oversized"};
-  return detail::unpack_array<FrameView>(body, kFrameLimits, "frame", [](const FieldReader& r) -> Result<FrameView> {
-    if (r.uint(0) == kSpec<DataView>.type) {
-      auto d = read_frame<DataView>(r);
-      if (!d) return Error{d.error()};
-      return FrameView{*d};
+  return detail::unpack_array<Out>(body, kFrameLimits, "frame", [](const FieldReader& r) -> Result<Out> {
+    if (r.uint(0) == kSpec<View>.type) {
+      auto v = read_frame<View>(r);
+      if (!v) return Error{v.error()};
+      return Out{*v};
     }
     auto f = decode_fields(r);
     if (!f) return Error{f.error()};
-    return FrameView{std::move(*f)};
+    return Out{std::move(*f)};
   });
 }
+}  // namespace
 
-Result<TunnelFrameView> decode_tunnel_frame_view(ByteView body) {
-  if (body.size() > kMaxFrame) return Error{"frame is oversized"};
-  return detail::unpack_array<TunnelFrameView>(body, kFrameLimits, "frame", [](const FieldReader& r) -> Result<TunnelFrameView> {
-    if (r.uint(0) == kSpec<StreamView>.type) {
-      auto st = read_frame<StreamView>(r);
-      if (!st) return Error{st.error()};
-      return TunnelFrameView{*st};
-    }
-    auto f = decode_fields(r);
-    if (!f) return Error{f.error()};
-    return TunnelFrameView{std::move(*f)};
-  });
-}
+Result<FrameView> decode_frame_body_view(ByteView body) { return decode_with_view<DataView>(body); }
+
+Result<TunnelFrameView> decode_tunnel_frame_view(ByteView body) { return decode_with_view<StreamView>(body); }
 
 Bytes encode_data_header(std::uint32_t id, std::uint64_t offset, bool fin, std::size_t payload) {
   msgpack::sbuffer buf(kMaxDataHeader);
