@@ -24,19 +24,25 @@ namespace fs = std::filesystem;
 
 namespace {
 
+// A TCP socket listening on 127.0.0.1 at a free port; returns it, and the port in `port`.
+int listen_on_loopback(std::uint16_t& port) {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  BOOST_REQUIRE(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+  BOOST_REQUIRE(::listen(fd, 8) == 0);
+  socklen_t len = sizeof addr;
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  port = ntohs(addr.sin_port);
+  return fd;
+}
+
 // Reads each connection to its end, then sends it all back reversed and closes.
 class ReverseServer {
 public:
   ReverseServer() {
-    fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    BOOST_REQUIRE(::bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
-    BOOST_REQUIRE(::listen(fd_, 8) == 0);
-    socklen_t len = sizeof addr;
-    ::getsockname(fd_, reinterpret_cast<sockaddr*>(&addr), &len);
-    port_ = ntohs(addr.sin_port);
+    fd_ = listen_on_loopback(port_);
     thread_ = std::thread([this] {
       while (true) {
         int c = ::accept(fd_, nullptr, nullptr);
@@ -122,18 +128,12 @@ BOOST_AUTO_TEST_CASE(a_member_reaches_an_exposed_service_byte_for_byte_and_nothi
 // a script (or ssh's user) can tell it from a finished session.
 BOOST_AUTO_TEST_CASE(a_tunnel_broken_midway_ends_connect_with_an_error_not_a_clean_exit) {
   // A service that takes the connection and then neither reads, writes nor closes it.
-  int held = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  BOOST_REQUIRE(::bind(held, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
-  BOOST_REQUIRE(::listen(held, 8) == 0);
-  socklen_t len = sizeof addr;
-  ::getsockname(held, reinterpret_cast<sockaddr*>(&addr), &len);
+  std::uint16_t held_port = 0;
+  int held = listen_on_loopback(held_port);
   TempDir dir;
   auto token = SwarmToken::generate().str();
   auto home = start_loopback_daemon(dir.path(), "home", {"--bootstrap", "none", "--swarm", token, "--expose.hold",
-                                                         "127.0.0.1:" + std::to_string(ntohs(addr.sin_port))});
+                                                         "127.0.0.1:" + std::to_string(held_port)});
   auto laptop = start_loopback_daemon(dir.path(), "laptop", {"--bootstrap", "127.0.0.1:" + std::to_string(home->port()),
                                                              "--swarm", token});
   auto log = dir.path() / "connect.log";
