@@ -5,6 +5,7 @@
 #include <map>
 
 #include "node/gather.hpp"
+#include "node/log.hpp"
 #include "node/state_files.hpp"
 
 namespace annexswarm {
@@ -213,21 +214,42 @@ void SwarmDirectory::contacts(const std::vector<SwarmNode>& nodes, std::function
           for (auto& rec : open_values<ContactRecord>(si, loc, values, decode_contact))
             if (rec.node == node) found.push_back({si, std::move(rec)});
           from_cache_.erase(node);
-          auto settled = std::none_of(found.begin(), found.end(), [](const Member& m) {
-            return std::any_of(m.contact.endpoints.begin(), m.contact.endpoints.end(),
-                               [](const Endpoint& e) { return e.kind == EndpointKind::Candidate; });
-          });
-          if (!found.empty() && settled) contact_cache_[key] = {found, timers_.now()};
+          remember_contacts(key, found);
           answer(std::move(found));
         });
       },
-      [done = std::move(done)](std::vector<std::optional<Found>> answers) {
+      [this, nodes, done = std::move(done)](std::vector<std::optional<Found>> answers) {
         Found out;
-        for (auto& a : answers)
-          if (a)
-            for (auto& m : *a) out.push_back(std::move(m));
-        done(std::move(out));
+        std::vector<SwarmNode> missing;
+        for (std::size_t i = 0; i < answers.size(); ++i) {
+          if (!answers[i] || answers[i]->empty()) missing.push_back(nodes[i]);
+          else
+            for (auto& m : *answers[i]) out.push_back(std::move(m));
+        }
+        if (missing.empty()) return done(std::move(out));
+        // Not found where the node keeps it: a record put while the DHT was still forming
+        // (or while this machine was busy) may not have reached the nodes now closest to
+        // that location yet. The swarm's member list carries the same signed record, put
+        // at the same time to another location: look there before saying "no contact".
+        members(lookup_timeout_, [this, missing, out = std::move(out), done](std::vector<Member> all) mutable {
+          for (auto& m : all) {
+            SwarmNode n{m.swarm, m.contact.node};
+            if (std::find(missing.begin(), missing.end(), n) == missing.end()) continue;
+            log::info("contact record of {} found in the member list, not yet at its own location", n.node.hex());
+            remember_contacts({n.swarm, n.node}, {m});
+            out.push_back(std::move(m));
+          }
+          done(std::move(out));
+        });
       });
+}
+
+void SwarmDirectory::remember_contacts(const std::pair<std::size_t, NodeId>& key, const std::vector<Member>& found) {
+  auto settled = std::none_of(found.begin(), found.end(), [](const Member& m) {
+    return std::any_of(m.contact.endpoints.begin(), m.contact.endpoints.end(),
+                       [](const Endpoint& e) { return e.kind == EndpointKind::Candidate; });
+  });
+  if (!found.empty() && settled) contact_cache_[key] = {found, timers_.now()};
 }
 
 void SwarmDirectory::members(std::chrono::milliseconds timeout, std::function<void(std::vector<Member>)> done) {

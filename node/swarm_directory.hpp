@@ -66,7 +66,8 @@ public:
   // Nodes whose repo record says they serve annex repository `uuid` (read again after
   // kContactCacheAge; a repository rarely moves).
   void repo_nodes(const std::string& uuid, std::function<void(std::vector<SwarmNode>)> done);
-  // The contact records of these nodes (those found). A record read in the last
+  // The contact records of these nodes (those found: at each node's own location, or, for
+  // one not found there, in the swarm's member list). A record read in the last
   // kContactCacheAge is used again without a lookup, unless it lists an unconfirmed
   // candidate (that node is checking its addresses and will publish again soon);
   // forget_contact drops one (say, when dialling its endpoints failed).
@@ -144,6 +145,7 @@ private:
   };
   std::map<std::pair<std::size_t, NodeId>, CachedContact> contact_cache_;
   std::set<NodeId> from_cache_;
+  void remember_contacts(const std::pair<std::size_t, NodeId>& key, const std::vector<Member>& found);
   struct CachedRepo {
     std::vector<SwarmNode> nodes;
     Timers::Clock::time_point at;

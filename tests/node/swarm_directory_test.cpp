@@ -231,4 +231,16 @@ BOOST_AUTO_TEST_CASE(contacts_come_back_for_the_nodes_asked_only) {
   BOOST_TEST(relays.size() == 2u);
 }
 
+BOOST_AUTO_TEST_CASE(a_contact_missing_from_its_own_location_is_found_in_the_member_list) {
+  Net n;
+  n.dir.put_contact({n.self, kProtocolVersion, 0, {{EndpointKind::Lan, "192.168.1.2", 4224}}}, false);
+  n.dht.forget(n.a.node_location(n.self));
+  std::vector<Member> found;
+  n.dir.contacts({{0, n.self}, {0, node(5)}}, [&](std::vector<Member> m) { found = std::move(m); });
+  BOOST_REQUIRE(found.size() == 1u);  // node 5 has no record anywhere
+  BOOST_TEST(found[0].swarm == 0u);
+  BOOST_TEST((found[0].contact.node == n.self));
+  BOOST_TEST(found[0].contact.endpoints.size() == 1u);
+}
+
 BOOST_AUTO_TEST_SUITE_END()

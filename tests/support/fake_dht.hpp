@@ -49,6 +49,9 @@ public:
     auto it = store_.find(location.hex());
     return it == store_.end() ? std::vector<DhtValue>{} : it->second;
   }
+  // A location whose values never reached the nodes a get asks (a put made while the
+  // DHT was still forming).
+  void forget(const DhtLocation& location) { store_.erase(location.hex()); }
   // Answers the held gets, in order.
   void release_gets() {
     auto pending = std::move(held);
