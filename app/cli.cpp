@@ -17,6 +17,7 @@
 
 #include "discovery/commands.hpp"
 #include "discovery/special_remote.hpp"
+#include "node/annex_repo.hpp"
 #include "node/config.hpp"
 #include "node/daemon.hpp"
 #include "node/first_run.hpp"
@@ -53,12 +54,14 @@ void print_usage(std::ostream& out) {
          "usage:\n"
          "  annex-swarm init [--repo PATH|--no-repo] [--swarm-file FILE] [--bootstrap HOST:PORT] [--config FILE] [--force]\n"
          "                                                  first run: write a config serving this repository\n"
-         "  annex-swarm daemon [--config FILE] [settings]   run a node (SIGHUP reloads the config file)\n"
+         "  annex-swarm daemon [--config FILE] [settings]   run a node (SIGHUP reloads the config file);\n"
+         "                                                  --check only checks the settings, state dir and repositories\n"
          "  annex-swarm swarm new                           print a new private swarm token\n"
          "  annex-swarm swarm public                        print the public swarm's token\n"
          "  annex-swarm whereis KEY [--json]                nodes and repositories announcing KEY\n"
          "  annex-swarm discover UUID [--json] [--format F] nodes serving annex repository UUID\n"
          "  annex-swarm status [--json]                     this node's state\n"
+         "  annex-swarm health [--window 5m]                exit 0 if the node answers and had a DHT peer within the window\n"
          "  annex-swarm peers [--json]                      swarm members this node can see\n"
          "  annex-swarm get KEY --to PATH [--unverified]    download KEY from every peer that has it\n"
          "  annex-swarm trash [--json]                      what this node's swarm stores removed (kept trash-grace)\n"
@@ -72,7 +75,7 @@ void print_usage(std::ostream& out) {
          "  annex-swarm rules show [--json]                 the swarm rules in force and what they ask of this node\n"
          "  git-annex-remote-swarm                          git-annex's special remote (annex-swarm-node under that name)\n\n"
          "Every command takes --state-dir DIR to pick the node (default: " << default_state_dir().string()
-      << ").\n"
+      << "; ANNEX_SWARM_STATE_DIR sets it for every command).\n"
          "whereis/discover/peers/get exit 0 when found, 1 when not found, 2 on error.\n\n"
          "daemon settings (also 'name = value' lines in the config file):\n";
   for (const auto& s : daemon_settings())
@@ -81,8 +84,9 @@ void print_usage(std::ostream& out) {
 }
 
 int run_daemon(int argc, char** argv, const TestHooks& hooks) {
-  auto args = parse_args(argc, argv, 2, {"help"});
+  auto args = parse_args(argc, argv, 2, {"help", "check"});
   DaemonConfig config;
+  bool check_only = false;
   std::vector<std::string> errors = args.errors;
   // A config file is read when named (--config), or the default one when the command
   // line gives no setting at all: settings given there are the whole configuration.
@@ -93,7 +97,8 @@ int run_daemon(int argc, char** argv, const TestHooks& hooks) {
       print_usage(std::cout);
       return 0;
     }
-    if (name == "config") config_file = fs::path(value);
+    if (name == "check") check_only = true;
+    else if (name == "config") config_file = fs::path(value);
     else settings_given = true;
   }
   if (!config_file && !settings_given) config_file = default_config_file();
@@ -104,7 +109,7 @@ int run_daemon(int argc, char** argv, const TestHooks& hooks) {
     else apply_config_text(config, *text, config_file->string(), errors);
   }
   for (const auto& [name, value] : args.options)
-    if (name != "config") config.cli_settings.emplace_back(name, value);  // kept over the file on SIGHUP
+    if (name != "config" && name != "check") config.cli_settings.emplace_back(name, value);  // kept over the file on SIGHUP
   apply_cli_settings(config, config.cli_settings, errors);
   config.config_file = config_file;
   if (config.state_dir.empty()) config.state_dir = default_state_dir();
@@ -114,6 +119,23 @@ int run_daemon(int argc, char** argv, const TestHooks& hooks) {
     for (const auto& e : errors) std::cerr << "annex-swarm: " << e << "\n";
     std::cerr << "annex-swarm: see 'annex-swarm daemon --help'\n";
     return kUsageError;
+  }
+  if (check_only) {
+    // What would stop the node at start and not go away by itself: the settings, the
+    // state dir, the repositories. Nothing is started; the container's entrypoint asks
+    // this first, so such a mistake does not become a restart loop.
+    std::vector<std::string> problems;
+    if (auto r = prepare_state_dir(config.state_dir); !r) problems.push_back(r.error());
+    for (std::size_t i = 0; i < config.repos.size(); ++i)
+      if (auto repo = open_annex_repo(fs::absolute(config.repos[i])); !repo)
+        problems.push_back(repo.error() + (i < config.repo_origins.size() && !config.repo_origins[i].empty()
+                                               ? " (set at " + config.repo_origins[i] + ")"
+                                               : ""));
+    for (const auto& p : problems) std::cerr << "annex-swarm: " << p << "\n";
+    if (!problems.empty()) return kUsageError;
+    std::cout << "configuration ok: state dir " << config.state_dir.string() << ", " << config.repos.size()
+              << " repositor" << (config.repos.size() == 1 ? "y" : "ies") << ", " << config.swarms.size() << " swarm(s)\n";
+    return 0;
   }
   log::set_level(config.log_level);
   Daemon daemon(std::move(config), hooks);

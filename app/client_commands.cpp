@@ -10,6 +10,7 @@
 #include <iostream>
 
 #include "discovery/commands.hpp"
+#include "node/config.hpp"
 
 namespace annexswarm::app {
 namespace fs = std::filesystem;
@@ -19,6 +20,9 @@ constexpr int kUsageError = 2;
 }  // namespace
 
 fs::path default_state_dir() {
+  // Set where one node serves a whole machine or container (the image sets /state), so
+  // every client there finds it without --state-dir.
+  if (const char* set = std::getenv("ANNEX_SWARM_STATE_DIR"); set && *set) return fs::path(set);
   if (::geteuid() == 0) return "/var/lib/annex-swarm";
   if (const char* xdg = std::getenv("XDG_STATE_HOME"); xdg && *xdg) return fs::path(xdg) / "annex-swarm";
   if (const char* home = std::getenv("HOME"); home && *home)
@@ -53,7 +57,7 @@ ParsedArgs parse_args(int argc, char** argv, int first, const std::vector<std::s
 }
 
 bool is_client_command(const std::string& command) {
-  return command == "whereis" || command == "discover" || command == "status" || command == "peers" ||
+  return command == "whereis" || command == "discover" || command == "status" || command == "health" || command == "peers" ||
          command == "get" || command == "trash" || command == "restore" || command == "repair" || command == "connect";
 }
 
@@ -62,6 +66,7 @@ int run_lookup(const std::string& command, int argc, char** argv) {
   cli::LookupOptions options;
   std::string to, store;
   bool unverified = false, all = false;
+  std::chrono::seconds window{300};
   options.state_dir = default_state_dir();
   for (const auto& [name, value] : args.options) {
     if (name == "state-dir") options.state_dir = value;
@@ -71,6 +76,14 @@ int run_lookup(const std::string& command, int argc, char** argv) {
     else if (name == "unverified" && command == "get") unverified = true;
     else if (name == "store" && (command == "restore" || command == "repair")) store = value;
     else if (name == "all" && command == "repair") all = true;
+    else if (name == "window" && command == "health") {
+      auto d = parse_duration(value);
+      if (!d) {
+        std::cerr << "annex-swarm: --window " << value << ": " << d.error() << "\n";
+        return kUsageError;
+      }
+      window = *d;
+    }
     else if (name == "help") {
       std::cout << "see 'annex-swarm help'\n";
       return 0;
@@ -108,6 +121,7 @@ int run_lookup(const std::string& command, int argc, char** argv) {
   if (command == "whereis") return cli::whereis(options, args.positional[0]);
   if (command == "discover") return cli::discover(options, args.positional[0]);
   if (command == "status") return cli::status(options);
+  if (command == "health") return cli::health(options, window);
   if (command == "trash") return cli::trash(options);
   if (command == "restore") {
     if (store.empty()) {

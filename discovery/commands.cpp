@@ -134,6 +134,22 @@ int discover(const LookupOptions& options, const std::string& uuid) {
   return nodes.empty() ? kNotFound : kFound;
 }
 
+int health(const LookupOptions& options, std::chrono::seconds window) {
+  auto reply = ask(options, {{"op", "status"}});
+  if (!reply) return kNotFound;  // not running, or not answering: said on stderr
+  const auto& d = (*reply)["dht"];
+  auto alone = d.value("disconnected_for", std::int64_t{0});
+  if (d.value("status", "") == "connected" || alone <= window.count() || d.value("first_node", false)) {
+    std::cout << "healthy: DHT " << d.value("status", "") << ", " << d.value("good_nodes", 0) << " good nodes"
+              << (d.value("status", "") != "connected" && d.value("first_node", false) ? " (first node: alone until others join)" : "")
+              << "\n";
+    return kFound;
+  }
+  std::cout << "unhealthy: no DHT peer for " << alone << " s (more than " << window.count()
+            << " s); is the bootstrap node reachable from here?\n";
+  return kNotFound;
+}
+
 int status(const LookupOptions& options) {
   auto reply = ask(options, {{"op", "status"}});
   if (!reply) return kError;

@@ -1,5 +1,6 @@
 #pragma once
 // CLI subcommands that ask a running node. Exit status: 0 found, 1 not found, 2 error.
+#include <chrono>
 #include <filesystem>
 #include <string>
 #include <vector>
@@ -15,6 +16,10 @@ struct LookupOptions {
 int whereis(const LookupOptions& options, const std::string& key);
 int discover(const LookupOptions& options, const std::string& uuid);
 int status(const LookupOptions& options);
+// For a container's HEALTHCHECK or a monitor: exit 0 when the node answers and has had a
+// DHT peer within `window` (a first node, with no bootstrap, may be alone), else 1; one
+// line says which.
+int health(const LookupOptions& options, std::chrono::seconds window);
 int peers(const LookupOptions& options);
 // What this node's swarm stores moved to the trash; taking one key back into its store.
 int trash(const LookupOptions& options);

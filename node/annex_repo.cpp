@@ -7,6 +7,7 @@
 
 #include <algorithm>
 
+#include "node/state_files.hpp"
 #include "node/subprocess.hpp"
 #include "protocol/annex_key.hpp"
 #include "protocol/records.hpp"
@@ -39,13 +40,19 @@ void for_each_entry(int parent, const char* name, Fn&& fn) {
 
 Result<AnnexRepo> open_annex_repo(const fs::path& path) {
   std::error_code ec;
+  if (auto why = read_permission_problem(path); !why.empty())
+    return Error{"repository " + path.string() + " cannot be served: " + why};
   if (!fs::is_directory(path, ec))
     return Error{"repository " + path.string() + " does not exist or is not a directory"};
   auto git = run_process({"git", "-C", path.string(), "rev-parse", "--absolute-git-dir",
                           "--is-bare-repository"});
   if (git.exit_code == -1) return Error{"cannot run git; install it (apt-get install git)"};
-  if (git.exit_code != 0)
-    return Error{"repository " + path.string() + " is not a git repository"};
+  if (git.exit_code != 0) {
+    // git's own words: "not a git repository", or "detected dubious ownership" (owned by
+    // another user: git config --global --add safe.directory PATH).
+    auto said = first_line(git.err);
+    return Error{"repository " + path.string() + " is not a git repository" + (said.empty() ? "" : " (git: " + said + ")")};
+  }
   AnnexRepo repo;
   repo.path = path;
   auto nl = git.out.find('\n');

@@ -9,16 +9,12 @@
 #include <fstream>
 #include <fmt/format.h>
 
+#include "node/state_files.hpp"
 #include "node/swarm_rules.hpp"
 #include "protocol/ip_address.hpp"
 
 namespace annexswarm {
 
-std::string_view trim(std::string_view s) {
-  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.front()))) s.remove_prefix(1);
-  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.back()))) s.remove_suffix(1);
-  return s;
-}
 
 void for_each_setting_line(std::string_view text, const std::function<void(const SettingLine&)>& fn) {
   std::size_t number = 0;
@@ -65,19 +61,6 @@ bool is_private_or_loopback(std::string_view hostport) {
 
 }  // namespace
 
-Result<std::chrono::seconds> parse_duration(std::string_view text) {
-  text = trim(text);
-  if (text.empty()) return Error{"empty duration"};
-  std::int64_t scale = 1;
-  char unit = text.back();
-  if (unit == 's' || unit == 'm' || unit == 'h' || unit == 'd') {
-    scale = unit == 's' ? 1 : unit == 'm' ? 60 : unit == 'h' ? 3600 : 86400;
-    text.remove_suffix(1);
-  }
-  auto n = parse_number<std::int64_t>(text);
-  if (!n || *n <= 0) return Error{"not a positive duration (e.g. 30s, 8m, 1h)"};
-  return std::chrono::seconds(*n * scale);
-}
 
 Result<double> parse_rate(std::string_view text) {
   text = trim(text);
@@ -99,7 +82,7 @@ Result<double> parse_rate(std::string_view text) {
 
 const std::vector<SettingDoc>& daemon_settings() {
   static const std::vector<SettingDoc> docs{
-      {"state-dir", "DIR", "$XDG_STATE_HOME/annex-swarm (root: /var/lib/annex-swarm)",
+      {"state-dir", "DIR", "$ANNEX_SWARM_STATE_DIR, else $XDG_STATE_HOME/annex-swarm (root: /var/lib/annex-swarm)",
        "identity, control socket and announce state live here", false},
       {"store-dir", "DIR", "STATE-DIR/stores",
        "where the swarm stores keep their objects (a disk of their own, say), with the limits dotfile "
@@ -107,6 +90,10 @@ const std::vector<SettingDoc>& daemon_settings() {
       {"port", "N", "4224", "UDP port of the DHT; 0 picks a free one", false},
       {"peer-port", "N", "the DHT's port number", "TCP port serving peers; 0 picks a free one", false},
       {"listen", "ADDR", "all interfaces", "address to bind, e.g. 127.0.0.1", false},
+      {"advertise", "[HOST]:PORT", "none (the interfaces' addresses, the peer port)",
+       "where others dial this node when a port forward or a container's published port leads to it "
+       "(e.g. 192.168.1.10:5000, or :5000 for the address dial-back finds); LAN and loopback addresses are "
+       "published as given, public ones once a dial-back reaches them", true},
       {"bootstrap", "HOST:PORT", std::string_view(kPublicBootstrap),
        "DHT node to join through; 'none' starts a first node", true},
       {"swarm", "TOKEN", "none", "swarm to join ('annex-swarm swarm new' makes a token); prefer swarm-file", true},
@@ -199,6 +186,17 @@ void apply_setting(DaemonConfig& c, std::string_view name, std::string_view raw,
         !parse_number<std::uint16_t>(value.substr(colon + 1)))
       return bad("expected HOST:PORT or 'none'");
     c.bootstrap.emplace_back(value);
+  } else if (name == "advertise") {
+    auto [host, port_text] = split_host_port(value);
+    auto port = parse_number<std::uint16_t>(port_text);
+    if (value.find(':') == std::string_view::npos || !port || *port == 0)
+      return bad("expected HOST:PORT or :PORT (a port from 1 to 65535)");
+    auto scope = host.empty() ? AddressScope::Global : address_scope(host);
+    if (scope == AddressScope::Invalid) return bad("'" + host + "' is not an IP address");
+    if (scope != AddressScope::Global && scope != AddressScope::Private && scope != AddressScope::Loopback)
+      return bad("'" + host + "' is not an address other nodes can dial");
+    if (c.advertise.size() >= 4) return bad("at most 4 advertised endpoints");
+    c.advertise.push_back({host, *port});
   } else if (name == "swarm") {
     auto token = SwarmToken::parse(value);
     if (!token) return bad(token.error());
@@ -208,7 +206,10 @@ void apply_setting(DaemonConfig& c, std::string_view name, std::string_view raw,
   } else if (name == "swarm-file") {
     // Tokens kept out of the command line and the config: one per line, # comments.
     std::ifstream in{std::string(value)};
-    if (!in) return bad("cannot read " + std::string(value) + ": " + std::strerror(errno));
+    if (!in) {
+      auto why = errno == EACCES ? read_permission_problem(std::string(value)) : std::string(std::strerror(errno));
+      return bad("cannot read " + std::string(value) + ": " + why);
+    }
     std::string line;
     int number = 0, found = 0;
     while (std::getline(in, line)) {
@@ -385,6 +386,7 @@ void apply_cli_settings(DaemonConfig& c, const std::vector<std::pair<std::string
       if (list == "swarm") c.swarms.clear();
       if (list == "repo") c.repos.clear(), c.repo_origins.clear();
       if (list == "rules-admin") c.rules_admins.clear();
+      if (list == "advertise") c.advertise.clear();
       replaced.push_back(list);
     }
     apply_setting(c, name, value, errors, "--" + name);

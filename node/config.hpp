@@ -1,6 +1,7 @@
 #pragma once
 // The daemon's typed configuration. One setting table serves the config file and the
 // command line, so both accept the same names and document the same defaults.
+#include <cctype>
 #include <charconv>
 #include <chrono>
 #include <cstdint>
@@ -40,6 +41,16 @@ struct DaemonConfig {
   std::chrono::seconds poll_interval{5};
   std::chrono::seconds lookup_timeout{20};
   std::optional<std::uint16_t> peer_port;  // TCP port for peers; unset: the DHT's port number
+  // Where other nodes dial this one when that is not where it listens (a port forwarded by
+  // hand, a container published on another host port): "HOST:PORT", or ":PORT" for the
+  // address a dial-back helper sees this node at (host empty). None: the interfaces'
+  // addresses and the peer port.
+  struct Advertised {
+    std::string host;
+    std::uint16_t port = 0;
+    friend bool operator==(const Advertised&, const Advertised&) = default;
+  };
+  std::vector<Advertised> advertise;
   std::size_t max_peers = 64;              // peer links served at once
   double upload_rate = 0;                  // bytes per second served to peers; 0 = unlimited
   double upload_rate_per_peer = 0;         // the same, for one peer
@@ -110,7 +121,11 @@ void apply_cli_settings(DaemonConfig& config, const std::vector<std::pair<std::s
 std::chrono::seconds effective_refresh(const DaemonConfig& config);
 
 // Shared by the 'name = value' files (the config, the swarm rules, the stores' dotfile).
-std::string_view trim(std::string_view s);
+inline std::string_view trim(std::string_view s) {
+  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.front()))) s.remove_prefix(1);
+  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.back()))) s.remove_suffix(1);
+  return s;
+}
 template <class T>
 std::optional<T> parse_number(std::string_view s) {
   T v{};
@@ -127,7 +142,20 @@ struct SettingLine {
 };
 void for_each_setting_line(std::string_view text, const std::function<void(const SettingLine&)>& fn);
 
-Result<std::chrono::seconds> parse_duration(std::string_view text);
+// "30s", "8m", "1h", "2d" or a count of seconds.
+inline Result<std::chrono::seconds> parse_duration(std::string_view text) {
+  text = trim(text);
+  if (text.empty()) return Error{"empty duration"};
+  std::int64_t scale = 1;
+  char unit = text.back();
+  if (unit == 's' || unit == 'm' || unit == 'h' || unit == 'd') {
+    scale = unit == 's' ? 1 : unit == 'm' ? 60 : unit == 'h' ? 3600 : 86400;
+    text.remove_suffix(1);
+  }
+  auto n = parse_number<std::int64_t>(text);
+  if (!n || *n <= 0) return Error{"not a positive duration (e.g. 30s, 8m, 1h)"};
+  return std::chrono::seconds(*n * scale);
+}
 // "0", "500K", "25M", "1G" (bytes; K = 1000).
 Result<double> parse_rate(std::string_view text);
 

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 
 #include "protocol/ip_address.hpp"
 #include "protocol/peer_frames.hpp"
@@ -522,7 +523,9 @@ json to_json(const StatusReply& s) {
                    {"searches", s.dht.searches},
                    {"public_addresses", s.dht.public_addresses},
                    {"stored_values", s.dht.stored_values},
-                   {"stored_bytes", s.dht.stored_bytes}}},
+                   {"stored_bytes", s.dht.stored_bytes},
+                   {"disconnected_for", std::llround(s.dht.disconnected_for)},
+                   {"first_node", s.dht.first_node}}},
           {"announce", {{"rate", s.announce.rate},
                         {"refresh_seconds", s.announce.refresh_seconds},
                         {"in_flight", s.announce.in_flight},

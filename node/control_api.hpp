@@ -296,6 +296,8 @@ struct StatusReply {
     unsigned good_nodes = 0, dubious_nodes = 0, searches = 0;
     std::vector<std::string> public_addresses;
     std::size_t stored_values = 0, stored_bytes = 0;
+    double disconnected_for = 0;  // seconds without a good DHT peer
+    bool first_node = false;      // bootstrap none: alone until others join, as it should be
   } dht;
   Announcer::Status announce;
   RefusedValues refused;

@@ -138,7 +138,16 @@ Result<bool> Daemon::start() {
   book_ = std::make_unique<EndpointBook>(
       *timers_, EndpointBook::Settings{node_id_, effective_refresh(config_), hooks_.relay_only},
       EndpointBook::Mediator{
-          [this] { return local_endpoints(config_.listen, peer_port_, interface_addresses()); },
+          [this] {
+            if (config_.advertise.empty()) return local_endpoints(config_.listen, peer_port_, interface_addresses());
+            // Where the owner says others dial: LAN and loopback ones as they are, public
+            // ones as candidates until a dial-back reaches them.
+            std::vector<Endpoint> out;
+            for (const auto& a : config_.advertise)
+              if (!a.host.empty())
+                for (auto& e : local_endpoints(a.host, a.port, {})) out.push_back(std::move(e));
+            return out;
+          },
           [this](const ContactRecord& c, bool relay) { directory_->put_contact(c, relay); },
           [this] { return dht_->connected(); }});
   announcer_ = std::make_unique<Announcer>(
@@ -389,6 +398,11 @@ void Daemon::build_reachability(std::uint16_t dht_port) {
     mapper = std::make_unique<nat::PortMapper>(io_, ms);
   }
   settings.in_swarm = !config_.swarms.empty();
+  for (const auto& a : config_.advertise) {
+    if (!a.host.empty()) settings.advertised.push_back({EndpointKind::Public, a.host, a.port});
+    else if (!settings.observed_port) settings.observed_port = a.port;
+  }
+  if (!config_.advertise.empty() && !settings.observed_port) settings.observed_port = config_.advertise.front().port;
   std::vector<std::string> bootstrap;
   for (const auto& e : config_.bootstrap)
     if (e != kPublicBootstrap) bootstrap.push_back(e);  // the public OpenDHT bootstrap is no swarm member
@@ -647,7 +661,8 @@ StatusReply Daemon::status() const {
   s.port = health.bound_port;
   for (const auto& t : config_.swarms) s.swarms.push_back({t.id(), t.public_id(), t.is_public()});
   s.dht = {health.status,        health.good_nodes,    health.dubious_nodes, health.searches,
-           health.public_addresses, health.stored_values, health.stored_bytes};
+           health.public_addresses, health.stored_values, health.stored_bytes,
+           health.disconnected_for, config_.bootstrap.empty()};
   s.announce = announcer_->status();
   s.refused = directory_->refused();
   if (peer_server_) s.peers_served = peer_server_->stats();

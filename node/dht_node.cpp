@@ -79,6 +79,7 @@ Result<bool> DhtNode::start(const Options& options) {
   health_.bound_port = runner_.getBoundPort(AF_INET);
   if (health_.bound_port == 0) health_.bound_port = runner_.getBoundPort(AF_INET6);
   health_.status = "disconnected";
+  last_connected_ = std::chrono::steady_clock::now();
   health_timer_ = std::make_unique<asio::steady_timer>(io_);
   refresh_health();
   return true;
@@ -238,6 +239,9 @@ void DhtNode::refresh_health() {
                                                    : "disconnected";
       health_.stored_values = info->storage_values;
       health_.stored_bytes = info->storage_size;
+      auto now = std::chrono::steady_clock::now();
+      if (health_.good_nodes > 0) last_connected_ = now;
+      health_.disconnected_for = std::chrono::duration<double>(now - last_connected_).count();
       watch_connection();
     });
   });

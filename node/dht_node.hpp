@@ -35,6 +35,9 @@ struct DhtHealth {
   std::vector<std::string> public_addresses;
   std::size_t stored_values = 0;
   std::size_t stored_bytes = 0;
+  // Seconds since the node last had a good DHT peer (since it started, if never); 0 while
+  // it has one.
+  double disconnected_for = 0;
 };
 
 class DhtNode final : public DhtClient {
@@ -81,6 +84,7 @@ private:
 
   asio::io_context& io_;
   DhtHealth health_;
+  std::chrono::steady_clock::time_point last_connected_;  // or the start
   std::unique_ptr<asio::steady_timer> health_timer_;
   dht::DhtRunner runner_;
   dht::crypto::Identity identity_;

@@ -154,6 +154,9 @@ std::vector<Endpoint> Reachability::candidates() const {
           address_scope(nat.external_address) == AddressScope::Global)
         add({EndpointKind::Mapped, nat.external_address, m.external_port});
   }
+  for (const auto& e : settings_.advertised)
+    if (address_scope(e.host) == AddressScope::Global) add({EndpointKind::Public, e.host, e.port});
+  if (!settings_.advertised.empty() || settings_.observed_port != 0) return out;
   bool wildcard = settings_.listen.empty() || address_scope(settings_.listen) == AddressScope::Unspecified;
   for (const auto& host : wildcard ? mediator_.interfaces() : std::vector<std::string>{settings_.listen})
     if (address_scope(host) == AddressScope::Global) add({EndpointKind::Public, host, settings_.peer_port});
@@ -192,7 +195,8 @@ void Reachability::ask_helpers(bool from_dht, std::string earlier_errors) {
       std::set<std::size_t> answered;
     };
     auto r = std::make_shared<Round>();
-    r->round.probes.push_back({{EndpointKind::Public, "", settings_.peer_port}, false, {}});
+    auto observed_port = settings_.observed_port ? settings_.observed_port : settings_.peer_port;
+    r->round.probes.push_back({{EndpointKind::Public, "", observed_port}, false, {}});
     for (auto& e : candidates()) r->round.probes.push_back({std::move(e), false, {}});
     r->pending = r->round.probes.size() * helpers.size();
     r->round.helper_errors = earlier_errors;

@@ -76,6 +76,10 @@ public:
     bool enabled = true;  // false: loopback-only node, or a test that wants relays only
     std::string disabled_why;
     bool in_swarm = true;  // no swarm, no helper to ask
+    // Set by `advertise`: the public endpoints to check instead of the interfaces' (at the
+    // peer port), and the port to check where a helper sees this node (0: the peer port).
+    std::vector<Endpoint> advertised;
+    std::uint16_t observed_port = 0;
   };
   struct Mediator {
     // Members to ask: the bootstrap nodes (from_dht false), or members found on the DHT.

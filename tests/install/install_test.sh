@@ -123,4 +123,32 @@ done
 for a in $args; do [ "$a" != tok ] || fail "the entrypoint put the token on the command line: '$args'"; done
 [ "$(cat "$tmp/cstate/swarm-tokens.from-env")" = tok ] || fail "the entrypoint did not keep the token in its file"
 [ "$(stat -c %a "$tmp/cstate/swarm-tokens.from-env")" = 600 ] || fail "the token file is readable by others"
+# Any other subcommand runs as given, and finds the node through ANNEX_SWARM_STATE_DIR
+# (docker run IMAGE swarm new; docker exec C annex-swarm status).
+entry() { env -i PATH="$prefix/bin:/usr/bin:/bin" HOME="$tmp" ANNEX_SWARM_STATE_DIR="$tmp/cstate2" "$@"; }
+entry sh "$prefix/share/annex-swarm/docker-entrypoint.sh" swarm new | grep -q '^swarm1-' || fail "entrypoint: swarm new"
+said=$(entry sh "$prefix/share/annex-swarm/docker-entrypoint.sh" annex-swarm status 2>&1) && fail "status without a node"
+grep -q "$tmp/cstate2" <<<"$said" || fail "status did not look for the node in ANNEX_SWARM_STATE_DIR: $said"
+# A mistake restarting cannot fix: said once, then the container waits for docker stop
+# (exit 78) instead of exiting into a restart loop.
+env -i PATH="$prefix/bin:/usr/bin:/bin" HOME="$tmp" ANNEX_SWARM_STATE_DIR="$tmp/cstate2" ANNEX_SWARM_REPO="$tmp/not-a-repo" \
+  ANNEX_SWARM_BOOTSTRAP=none sh "$prefix/share/annex-swarm/docker-entrypoint.sh" 2>"$tmp/held.err" &
+held=$!
+await "the entrypoint did not say it waits: $(cat "$tmp/held.err")" grep -q "waits instead of restarting" "$tmp/held.err"
+grep -q "repository $tmp/not-a-repo does not exist" "$tmp/held.err" || fail "the cause was not named: $(cat "$tmp/held.err")"
+kill -0 "$held" || fail "the entrypoint exited on a configuration error"
+kill -TERM "$held"
+rc=0
+wait "$held" || rc=$?
+[ "$rc" = 78 ] || fail "the held entrypoint exited $rc on SIGTERM, not 78"
+# A repository the node's user may not read is named with the uid (as root: run as nobody).
+if [ "$(id -u)" = 0 ]; then
+  chmod 711 "$tmp"
+  mkdir -p "$tmp/nobody-state" "$tmp/private-repo" && chown 65534 "$tmp/nobody-state" && chmod 700 "$tmp/private-repo"
+  said=$(setpriv --reuid=65534 --regid=65534 --clear-groups "$bin" daemon --check --state-dir "$tmp/nobody-state" \
+         --bootstrap none --repo "$tmp/private-repo" 2>&1) && fail "--check passed an unreadable repository"
+  grep -q "uid 65534 may not read $tmp/private-repo (owner uid 0" <<<"$said" || fail "unreadable repository: $said"
+else
+  echo "not root: the unreadable-repository check (run as another uid) is skipped"
+fi
 echo "install test passed"

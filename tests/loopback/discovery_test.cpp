@@ -182,6 +182,36 @@ BOOST_AUTO_TEST_CASE(peers_lists_the_swarm_members) {
   BOOST_TEST(seen == want, boost::test_tools::per_element());
 }
 
+BOOST_AUTO_TEST_CASE(health_fails_once_the_dht_has_been_out_of_reach_longer_than_the_window) {
+  // What a container's HEALTHCHECK runs: healthy while the node has DHT peers (or is a
+  // first node, alone by design); unhealthy once none answered for longer than --window.
+  auto& net = network();
+  auto health = [](DaemonProcess& at, const std::string& window) {
+    return annex_swarm({"health", "--window", window, "--state-dir", at.state_dir().string()});
+  };
+  std::string last;
+  BOOST_TEST(wait_until([&] {
+    auto out = health(*net.asker, "1s");
+    last = out.out + out.err;
+    return out.exit_code == 0;
+  }), last);
+  BOOST_TEST(health(*net.first, "1s").exit_code == 0);
+  TempDir dir;
+  auto stranded = start_loopback_daemon(dir.path(), "stranded", {"--bootstrap", "127.0.0.1:9", "--swarm", net.swarm});
+  BOOST_TEST(health(*stranded, "1h").exit_code == 0);  // not for long enough yet
+  BOOST_TEST(wait_until([&] {
+    auto out = health(*stranded, "1s");
+    last = out.out + out.err;
+    return out.exit_code == 1;
+  }), last);
+  BOOST_TEST(last.find("unhealthy: no DHT peer for") != std::string::npos, last);
+  stranded->stop();
+  BOOST_TEST(stranded->wait_exit() == 0);
+  auto gone = health(*stranded, "1h");  // no node answering is unhealthy too
+  BOOST_TEST(gone.exit_code == 1);
+  BOOST_TEST(gone.err.find("no annex-swarm daemon is running") != std::string::npos, gone.err);
+}
+
 BOOST_AUTO_TEST_CASE(bad_input_gets_one_clear_line_and_a_nonzero_exit) {
   auto& net = network();
   auto state = net.asker->state_dir().string();

@@ -10,6 +10,7 @@
 #include <sstream>
 
 #include "protocol/swarm_token.hpp"
+#include "tests/support/tcp_forwarder.hpp"
 #include "tests/support/test_support.hpp"
 
 using namespace annexswarm;
@@ -267,6 +268,47 @@ BOOST_AUTO_TEST_CASE(a_seeder_that_moved_is_reached_at_its_new_address) {
   BOOST_REQUIRE_MESSAGE(second.exit_code == 0, second.err << "\n" << net.downloader->log());
   BOOST_TEST(net.read("moved-two.txt") == "second object of the mover\n");
   BOOST_TEST(net.downloader->log().find("reading their contact records afresh") != std::string::npos);
+}
+
+BOOST_AUTO_TEST_CASE(a_node_behind_a_port_forward_is_reached_at_the_port_it_advertises) {
+  // A container published on another host port (`docker run -p Q:4224`), or a router's
+  // port forwarded by hand: other nodes must dial Q, not the port the node listens on.
+  auto& net = network();
+  TcpForwarder forward;
+  auto repo_path = net.dir.path() / "repo-forwarded";
+  auto repo = make_annex_repo(repo_path, {{"behind.txt", "served through a port forward\n"}});
+  auto advertised = "127.0.0.1:" + std::to_string(forward.port());
+  auto hidden = net.start("forwarded", {"--bootstrap", net.bootstrap, "--swarm", net.swarm, "--repo",
+                                        repo_path.string(), "--advertise", advertised});
+  forward.forward_to(hidden->port());
+  // Its contact record names the forwarded port only.
+  std::string last;
+  BOOST_REQUIRE_MESSAGE(wait_until([&] {
+    auto out = annex_swarm({"discover", repo.uuid, "--json", "--state-dir", net.downloader->state_dir().string()});
+    last = out.out + out.err;
+    if (out.exit_code != 0) return false;
+    auto nodes = json::parse(out.out)["nodes"];
+    if (nodes.size() != 1) return false;
+    std::size_t direct = 0;
+    for (const auto& e : nodes[0]["endpoints"])
+      if (e.value("kind", "") != "relay" && (++direct, e.value("port", 0) != forward.port())) return false;
+    return direct == 1;
+  }), "the advertised endpoint " << advertised << " never showed alone: " << last);
+  auto key = repo.key_of("behind.txt");
+  BOOST_REQUIRE(wait_until([&] {
+    return annex_swarm({"whereis", key, "--state-dir", net.downloader->state_dir().string()}).exit_code == 0;
+  }));
+  auto got = annex_swarm({"get", key, "--to", (net.dir.path() / "forwarded.txt").string(), "--state-dir",
+                          net.downloader->state_dir().string()});
+  BOOST_REQUIRE_MESSAGE(got.exit_code == 0, got.err << "\n" << net.downloader->log());
+  BOOST_TEST(net.read("forwarded.txt") == "served through a port forward\n");
+  BOOST_TEST(forward.connections() >= 1u);
+  BOOST_TEST(forward.bytes() > 0u);
+  // A bad value is refused at start, naming the setting.
+  auto bad = annex_swarm({"daemon", "--state-dir", (net.dir.path() / "state-bad").string(), "--bootstrap", "none",
+                          "--advertise", "example.org:5000"});
+  BOOST_TEST(bad.exit_code != 0);
+  BOOST_TEST(bad.err.find("--advertise") != std::string::npos, bad.err);
 }
 
 BOOST_AUTO_TEST_SUITE_END()

@@ -123,9 +123,9 @@ struct Driver {
   int verdicts = 0;
   std::unique_ptr<Reachability> reach;
 
-  Driver() {
+  explicit Driver(Reachability::Settings settings = {"", 4224, nat::NatMethod::None, 1800s, true, "", true}) {
     reach = std::make_unique<Reachability>(
-        timers, book, nullptr, Reachability::Settings{"", 4224, nat::NatMethod::None, 1800s, true, "", true},
+        timers, book, nullptr, settings,
         Reachability::Mediator{[this](bool from_dht, std::function<void(std::vector<FetchSource>)> done) {
                                  done(from_dht ? members : bootstrap);
                                },
@@ -179,6 +179,26 @@ BOOST_AUTO_TEST_CASE(a_helper_that_reaches_us_confirms_each_candidate_and_the_bo
   BOOST_TEST(d.asked.empty());
   d.timers.advance(1s);
   BOOST_TEST(d.asked.size() == 2u);
+}
+
+BOOST_AUTO_TEST_CASE(an_advertised_port_is_checked_instead_of_the_peer_port) {
+  // A container published on host port 5000 (its peer port 4224 inside): the helper is
+  // asked to dial 5000 where it sees us, and the advertised public address at its port;
+  // the interfaces' addresses at 4224 are not asked about.
+  Reachability::Settings settings{"", 4224, nat::NatMethod::None, 1800s, true, "", true};
+  settings.advertised = {{EndpointKind::Public, "11.0.0.9", 6000}};
+  settings.observed_port = 5000;
+  Driver d(settings);
+  d.bootstrap.push_back(Driver::helper());
+  d.reach->start();
+  BOOST_REQUIRE(d.asked.size() == 2u);
+  BOOST_TEST(d.asked[0].first.host == "");
+  BOOST_TEST(d.asked[0].first.port == 5000u);
+  BOOST_TEST(d.asked[1].first.host == "11.0.0.9");
+  BOOST_TEST(d.asked[1].first.port == 6000u);
+  d.answer_all(true, "11.0.0.8");
+  BOOST_REQUIRE(d.book.confirmed().size() == 2u);
+  BOOST_TEST(d.reach->status().summary == "reachable at 11.0.0.8:5000 (public), 11.0.0.9:6000 (public)");
 }
 
 BOOST_AUTO_TEST_CASE(a_check_asked_for_while_one_runs_runs_right_after_it) {

@@ -189,6 +189,25 @@ BOOST_AUTO_TEST_CASE(bootstrap_none_makes_a_first_node_with_long_refresh) {
   BOOST_TEST(effective_refresh(c).count() == 50 * 60);
 }
 
+BOOST_AUTO_TEST_CASE(advertise_takes_an_address_and_port_or_a_port_alone) {
+  DaemonConfig c;
+  std::vector<std::string> errors;
+  apply_config_text(c, "advertise = 192.168.1.10:5000\nadvertise = :5000\nadvertise = [2001:db8::7]:6000\n", "node.conf",
+                    errors);
+  BOOST_TEST(errors.empty());
+  BOOST_REQUIRE(c.advertise.size() == 3u);
+  BOOST_TEST((c.advertise[0] == DaemonConfig::Advertised{"192.168.1.10", 5000}));
+  BOOST_TEST((c.advertise[1] == DaemonConfig::Advertised{"", 5000}));
+  BOOST_TEST((c.advertise[2] == DaemonConfig::Advertised{"2001:db8::7", 6000}));
+  apply_cli_settings(c, {{"advertise", "127.0.0.1:7000"}}, errors);
+  BOOST_TEST(errors.empty());
+  BOOST_TEST(c.advertise.size() == 1u);  // the command line's list replaces the file's
+  for (const char* bad : {"5000", "host.example:5000", "1.2.3.4:0", "1.2.3.4:70000", "0.0.0.0:5000", "224.0.0.1:5000", ":"})
+    apply_setting(c, "advertise", bad, errors, "--advertise");
+  BOOST_TEST(errors.size() == 7u);
+  BOOST_TEST(c.advertise.size() == 1u);
+}
+
 BOOST_AUTO_TEST_CASE(command_line_lists_replace_the_files_lists) {
   DaemonConfig c;
   std::vector<std::string> errors;
