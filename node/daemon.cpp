@@ -159,7 +159,8 @@ Result<bool> Daemon::start() {
   objects_.on_added([this](std::size_t i) { announcer_->repo_added(i); });
   objects_.on_changed([this](std::size_t i, const AnnexKey& key, bool present) { announcer_->key_changed(i, key, present); });
   object_service_ = std::make_unique<ObjectService>(io_, *timers_, disk_.get_executor(), *directory_, objects_, *pool_,
-                                                    ObjectService::Settings{self, config_.download_rate, config_.stall_timeout});
+                                                    ObjectService::Settings{self, config_.download_rate, config_.stall_timeout,
+                                                                            config_.state_dir / "spot-checks"});
   share_service_ = std::make_unique<ShareService>(
       io_, *timers_, disk_.get_executor(), *directory_, objects_, *pool_, *object_service_,
       ShareService::Settings{self, [this] { return book_->store_offer(); }});

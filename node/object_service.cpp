@@ -55,6 +55,9 @@ void ObjectService::stop() {
   downloads_.clear();
   for (auto& [id, d] : downloads)
     if (d->fetcher) d->fetcher->cancel("the node is stopping");
+  auto checks = std::move(spot_checks_);
+  spot_checks_.clear();
+  for (auto& [dir, fetcher] : checks) fetcher->cancel("the node is stopping");
 }
 
 void ObjectService::whereis(const WhereisRequest& request, Done<WhereisReply> done) {
@@ -245,8 +248,9 @@ void ObjectService::start_download(const DownloadKey& id, const GetRequest& requ
       // Holders found, but none with a usable contact record: one that just started, or
       // lookups slowed by a busy machine (its contact record may be a moment behind its
       // provider record). Look again (1 s, then 2 s) before giving up. Nobody holding it
-      // at all fails at once.
-      if (*asked > 0 && download->empty_lookups < 2) {
+      // at all: once more after 1 s (a lookup can miss a record for a moment, say while
+      // the node that put it restarts), then fail.
+      if ((*asked > 0 && download->empty_lookups < 2) || (*asked == 0 && download->empty_lookups < 1)) {
         auto wait = std::chrono::seconds(1 << download->empty_lookups);
         ++download->empty_lookups;
         log::info("get {}: no reachable node has it yet; looking again in {} s", key.str(), wait.count());
@@ -390,6 +394,11 @@ void ObjectService::present(const PresentRequest& request, Done<PresentReply> do
       if (!request.challenges.empty()) challenges[i] = request.challenges[i % request.challenges.size()];
       else if (!request.repo.empty() && request.spend_audits) challenges[i] = audits_.take(request.repo, request.key);
     }
+    // A share with nothing to challenge its holders with (asked from another clone than
+    // the uploader's, or the uploader's audits spent): each holder shows a random chunk.
+    if (request.key.is_share() && std::none_of(challenges.begin(), challenges.end(), [](const auto& c) { return c.has_value(); }) &&
+        request.pinned.empty())
+      return spot_check(request.key, std::move(sources), done);
     auto ask = [request, challenges](std::size_t i) -> peer::Frame {
       if (!challenges[i]) return peer::Have{1, {request.key.str()}, request.repo};
       const auto& c = *challenges[i];
@@ -428,6 +437,55 @@ void ObjectService::present(const PresentRequest& request, Done<PresentReply> do
       done(std::move(reply));
     });
   }, request.hints);
+}
+
+void ObjectService::spot_check(const AnnexKey& key, std::vector<FetchSource> sources, Done<PresentReply> done) {
+  if (sources.empty()) return done(PresentReply{});
+  auto chunks = std::max<std::uint64_t>(1, peer::chunk_count(key.content_size().value_or(0), peer::kManifestChunk));
+  auto reply = std::make_shared<PresentReply>();
+  auto pending = std::make_shared<std::size_t>(sources.size());
+  auto base = settings_.scratch.empty() ? fs::temp_directory_path() / "annex-swarm-spot-checks" : settings_.scratch;
+  for (auto& source : sources) {
+    auto node = source.address.node.hex();
+    std::uint64_t pick = 0;
+    crypto::random_fill(MutableByteView(reinterpret_cast<std::uint8_t*>(&pick), sizeof pick));
+    std::vector<bool> only(chunks, false);
+    only[pick % chunks] = true;
+    Bytes name(8);
+    crypto::random_fill(name);
+    auto dir = base / to_hex(name);
+    std::error_code ec;
+    fs::create_directories(dir, ec);
+    FetchOptions options{dir / "share", false, 1, 1, download_limit_, limits(), std::move(only)};
+    auto fetcher = std::make_shared<Fetcher>(
+        io_, disk_, pool_, directory_.swarms(), key, std::vector<FetchSource>{std::move(source)}, std::move(options),
+        [](const FetchProgress&) {},
+        [this, alive = alive_, dir, node, key, reply, pending, done](std::optional<std::string> error, FetchReport report) {
+          if (!*alive) return;
+          std::error_code ec;
+          fs::remove_all(dir, ec);
+          asio::post(io_, [this, alive, dir] {  // not from inside the fetcher's own callback
+            if (*alive) spot_checks_.erase(dir.string());
+          });
+          auto why = report.dropped.count(node) ? report.dropped[node] : error.value_or("");
+          if (!error) {
+            reply->confirmed_by.push_back(node);
+          } else if (report.absent.count(node)) {
+            // It does not hold it: absent, not unknown.
+          } else if (report.bad_data.count(node)) {
+            reply->unproven[node] = "its share does not match the key: " + why;
+            log::warn("node {} says it holds {} but sent data that fails its check: not counted", node, key.str());
+          } else {
+            reply->unreachable[node] = why;
+          }
+          if (--*pending != 0) return;
+          reply->present = !reply->confirmed_by.empty();
+          reply->unknown = !reply->present && (!reply->unreachable.empty() || !reply->unproven.empty());
+          done(std::move(*reply));
+        });
+    spot_checks_[dir.string()] = fetcher;
+    fetcher->start();
+  }
 }
 
 void ObjectService::remove(const RemoveRequest& request, Done<RemoveReply> done) {

@@ -30,6 +30,9 @@ public:
     SelfAddress self;
     double download_rate = 0;  // bytes per second over all downloads; 0: unlimited
     std::chrono::seconds stall_timeout{30};
+    // Where spot checks of shares write their one chunk (removed after); empty: the
+    // system's temporary directory.
+    std::filesystem::path scratch;
   };
   ObjectService(asio::io_context& io, Timers& timers, asio::any_io_executor disk, SwarmDirectory& directory,
                 LocalObjects& objects, PeerPool& pool, Settings settings);
@@ -72,6 +75,10 @@ private:
   void copy_local(const AnnexKey& key, const std::filesystem::path& from, const std::filesystem::path& to,
                   Done<GetReply> done);
   bool no_swarm() const { return directory_.swarms().empty(); }
+  // A share's holders each send one chunk picked at random, checked against the manifest
+  // the share's key pins: a holder that sends it holds the share (as far as any asker
+  // can tell without a copy of its own).
+  void spot_check(const AnnexKey& key, std::vector<FetchSource> sources, Done<PresentReply> done);
   DownloadLimits limits() const;
   struct Watcher {
     ProgressFn progress;
@@ -103,6 +110,7 @@ private:
   std::string storage_limit_from_;
   std::shared_ptr<RateLimiter> download_limit_;
   std::map<DownloadKey, std::shared_ptr<Download>> downloads_;
+  std::map<std::string, std::shared_ptr<Fetcher>> spot_checks_;  // by scratch directory
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 };
 

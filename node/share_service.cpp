@@ -673,6 +673,9 @@ void ShareService::present(const PresentRequest& request, Done<PresentReply> don
     present_each(**map, request.repo, request.pinned, true, [k, done](std::vector<std::optional<Outcome<PresentReply>>> answers) {
       PresentReply reply;
       std::size_t live = 0, unknown = 0;
+      // A node counts for one share at most: placement never puts two on one node, and a
+      // node that shows several (a liar serving what it fetches from others) adds nothing.
+      std::set<std::string> counted;
       for (std::size_t i = 0; i < answers.size(); ++i) {
         auto tag = "share " + std::to_string(i);
         if (!answers[i]) {
@@ -683,9 +686,14 @@ void ShareService::present(const PresentRequest& request, Done<PresentReply> don
           reply.unreachable[tag] = e->message;
         } else {
           const auto& r = std::get<PresentReply>(*answers[i]);
-          if (r.present) {
+          auto fresh = std::find_if(r.confirmed_by.begin(), r.confirmed_by.end(),
+                                    [&](const std::string& n) { return !counted.count(n); });
+          if (r.present && fresh != r.confirmed_by.end()) {
             ++live;
-            for (const auto& n : r.confirmed_by) reply.confirmed_by.push_back(n);
+            counted.insert(*fresh);
+            reply.confirmed_by.push_back(*fresh);
+          } else if (r.present) {
+            reply.unproven[tag] = "shown only by a node already counted for another share";
           } else if (r.unknown) {
             ++unknown;
             std::string why;

@@ -133,6 +133,7 @@ void DownloadMachine::gone(PeerId peer, const std::string& why, bool bad_data) {
   release_requests(peer);
   p.state = State::Gone;
   report_[peer].dropped = why;
+  report_[peer].bad_data = bad_data;
   report_[peer].redialled.clear();
   out_.push_back(Drop{peer, why, bad_data});
   if (chosen_ && !manifest_ready()) fetch_pages();
@@ -484,7 +485,10 @@ void DownloadMachine::on(const Refused& e) {
     maybe_choose();
     return pump();
   }
-  if (e.code == peer::ErrorCode::NotPresent) return gone(e.peer, "does not hold the object: " + e.message, false);
+  if (e.code == peer::ErrorCode::NotPresent) {
+    report_[e.peer].absent = true;
+    return gone(e.peer, "does not hold the object: " + e.message, false);
+  }
   gone(e.peer, "refused: " + e.message, false);
 }
 

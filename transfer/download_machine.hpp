@@ -166,6 +166,8 @@ public:
     std::uint64_t bytes = 0;  // verified bytes it sent
     std::string dropped;      // why it was dropped (empty: not dropped)
     std::string redialled;    // why its link was dialled again
+    bool bad_data = false;    // dropped for data that failed a check (a liar, or a bad disk)
+    bool absent = false;      // dropped because it said it does not hold the object
   };
 
   // `names` name the peers in messages (short node ids); `what` names the object (the key).

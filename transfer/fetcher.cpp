@@ -356,6 +356,8 @@ FetchReport Fetcher::report() const {
     if (r[p].bytes) out.bytes_from[node] = r[p].bytes;
     if (!r[p].dropped.empty()) out.dropped[node] = r[p].dropped;
     if (!r[p].redialled.empty()) out.redialled[node] = r[p].redialled;
+    if (r[p].bad_data) out.bad_data.insert(node);
+    if (r[p].absent) out.absent.insert(node);
     if (!paths_[p].empty()) out.paths[node] = paths_[p];
   }
   out.bytes_fetched = machine_->bytes_fetched();

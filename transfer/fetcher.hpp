@@ -19,6 +19,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 
 #include "protocol/annex_key.hpp"
 #include "transfer/chunk_sink.hpp"
@@ -74,6 +75,8 @@ struct FetchReport {
   std::map<std::string, std::string> dropped;        // node id hex -> why
   std::map<std::string, std::string> paths;          // node id hex -> the address dialled
   std::map<std::string, std::string> redialled;      // node id hex -> why its link was dialled again
+  std::set<std::string> bad_data;                    // dropped for data that failed a check
+  std::set<std::string> absent;                      // dropped for saying they do not hold it
   std::uint64_t bytes_fetched = 0;                   // this run (not counting resumed chunks)
   std::uint64_t bytes_resumed = 0;
 };

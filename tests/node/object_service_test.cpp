@@ -123,6 +123,8 @@ BOOST_AUTO_TEST_CASE(requests_that_cannot_be_served_say_why_by_code) {
   got.reset();
   s.service->get({key_of("nobody has it\n"), "/tmp/out", false, ""}, [](const Progress&) {},
                  [&](Outcome<GetReply> o) { got = std::move(o); });
+  BOOST_TEST(!got);  // nobody announces it: one more look, a second later
+  s.timers.advance(1s);
   BOOST_TEST((error_code(got) == ControlErrorCode::NotFound));
   Service outside(false);
   std::optional<Outcome<WhereisReply>> where;

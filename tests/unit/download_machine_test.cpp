@@ -435,6 +435,10 @@ BOOST_AUTO_TEST_CASE(a_peer_that_does_not_hold_the_object_is_dropped_and_nobody_
   BOOST_TEST(run.failure()->find("no provider could serve KEY") != std::string::npos, *run.failure());
   BOOST_TEST(run.failure()->find("not held here") != std::string::npos);
   BOOST_TEST(run.failure()->find("no answer within 5 s") != std::string::npos);
+  // The report tells one that does not hold it from one that could not be reached.
+  BOOST_TEST(run.machine.report()[0].absent);
+  BOOST_TEST(!run.machine.report()[1].absent);
+  BOOST_TEST(!run.machine.report()[0].bad_data);
 }
 
 BOOST_AUTO_TEST_CASE(a_corrupt_chunk_costs_its_sender_and_goes_to_another_peer) {
@@ -445,6 +449,8 @@ BOOST_AUTO_TEST_CASE(a_corrupt_chunk_costs_its_sender_and_goes_to_another_peer) 
   serve_until_check(run, {true, false});  // peer 1 sends garbage
   BOOST_REQUIRE_EQUAL(run.taken<M::CheckObject>().size(), 1u);
   BOOST_TEST(run.machine.report()[1].dropped == "sent a chunk that fails verification");
+  BOOST_TEST(run.machine.report()[1].bad_data);
+  BOOST_TEST(!run.machine.report()[1].absent);
   auto drops = run.taken<M::Drop>();
   BOOST_REQUIRE_EQUAL(drops.size(), 1u);
   BOOST_TEST(drops[0].bad_data);
