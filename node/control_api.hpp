@@ -57,6 +57,9 @@ struct GetRequest {
   std::function<void(std::size_t)> on_chunk;  // internal: see FetchOptions::on_chunk
   // git-annex's RETRIEVE: `to` grows in order as chunks are checked (FetchOptions::in_order).
   bool in_order = false;
+  // Internal: nobody announcing the key is the answer at once, without the second look a
+  // second later (a lookup of what may well not exist: a share map, for CHECKPRESENT).
+  bool absent_is_final = false;
 };
 struct DiscoverRequest {
   std::string uuid;

@@ -250,7 +250,7 @@ void ObjectService::start_download(const DownloadKey& id, const GetRequest& requ
       // provider record). Look again (1 s, then 2 s) before giving up. Nobody holding it
       // at all: once more after 1 s (a lookup can miss a record for a moment, say while
       // the node that put it restarts), then fail.
-      if ((*asked > 0 && download->empty_lookups < 2) || (*asked == 0 && download->empty_lookups < 1)) {
+      if ((*asked > 0 && download->empty_lookups < 2) || (*asked == 0 && !request.absent_is_final && download->empty_lookups < 1)) {
         auto wait = std::chrono::seconds(1 << download->empty_lookups);
         ++download->empty_lookups;
         log::info("get {}: no reachable node has it yet; looking again in {} s", key.str(), wait.count());

@@ -380,6 +380,7 @@ void ShareService::find_map(const AnnexKey& key, const std::string& store,
   std::error_code ec;
   fs::create_directories(dest.parent_path(), ec);
   GetRequest get{map_key, dest, true, store, std::nullopt, {}};
+  get.absent_is_final = true;
   object_service_.get(get, [](const Progress&) {}, [key, dest, done](Outcome<GetReply> outcome) {
     std::error_code ec;
     auto* error = std::get_if<ControlError>(&outcome);
