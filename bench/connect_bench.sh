@@ -4,8 +4,9 @@
 #      (ProxyCommand), next to plain ssh to the same sshd: MB/s and the ratio;
 #   2. the latency of `ssh home true` through the tunnel and plain (median of --runs, default 5);
 #   3. the tunnel alone: the same bytes through `annex-swarm connect` into a sink (no ssh), so
-#      the tunnel's own ceiling shows apart from the CPU ssh and sshd take beside it.
-# Relayed figures need the NAT lab (bench/nat_lab_bench.sh has the lab); not measured here.
+#      the tunnel's own ceiling shows apart from the CPU ssh and sshd take beside it;
+#   4. relayed: the same as 1 and 3 to a second home node that advertises only a relay
+#      (the test node's --test-relay-only; a third node relays), so every byte crosses it.
 #   bench/connect_bench.sh [--build build] [--size-mib 256] [--runs 5]
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
@@ -107,6 +108,20 @@ for how in plain tunnel; do
   printf '   %-6s %.3f s\n' "$how" "$(median < "$W/lat-$how")"
 done
 
+# A second home node reached only through a relay (its contact record lists the relay's
+# circuit, nothing direct): it holds a reservation on the relay node.
+TESTBIN=$(realpath "$BUILD/tests/annex-swarm-test-node")
+daemon relay $((BASE + 2)) --bootstrap 127.0.0.1:$BASE --relay on
+"$TESTBIN" --test-relay-only on daemon --state-dir "$W/state-far" --port $((BASE + 3)) --listen 127.0.0.1 \
+  --swarm "$SWARM" --poll-interval 1s --lan-discovery off --bootstrap 127.0.0.1:$BASE \
+  --expose.ssh "127.0.0.1:$SSH_PORT" --expose.sink "127.0.0.1:$SINK_PORT" 2>"$W/far.log" &
+PIDS+=($!)
+wait_for 60 grep -q "reachable through relay" "$W/far.log"
+FAR_ID=$("$BIN" status --json --state-dir "$W/state-far" | tr -d ' \n' | grep -o '"node":"[0-9a-f]*"' | head -1 | cut -d'"' -f4)
+printf 'Host relayed\n  HostName far.swarm\n  ProxyCommand %s connect %s --state-dir %s\n' \
+  "$BIN" "$FAR_ID" "$W/state-laptop" >> "$W/ssh_config"
+wait_for 60 "${SSH[@]}" relayed true
+
 echo "== 3. $SIZE_MIB MiB through the tunnel alone (connect into a sink, no ssh), median of $RUNS"
 for i in $(seq 1 "$RUNS"); do
   t0=$(now)
@@ -115,3 +130,18 @@ for i in $(seq 1 "$RUNS"); do
 done > "$W/thr-alone"
 t=$(median < "$W/thr-alone")
 printf '   tunnel %.1f MB/s (%.2f s)\n' "$(rate "$BYTES" "$t")" "$t"
+
+echo "== 4. relayed: $SIZE_MIB MiB through ssh and through the tunnel alone, median of $RUNS"
+for i in $(seq 1 "$RUNS"); do
+  t0=$(now)
+  "${SSH[@]}" relayed 'cat > /dev/null' < "$W/data"
+  awk -v a="$t0" -v b="$(now)" 'BEGIN {print b - a}' >> "$W/thr-relayed"
+  t0=$(now)
+  "$BIN" connect "$FAR_ID" sink --state-dir "$W/state-laptop" < "$W/data"
+  awk -v a="$t0" -v b="$(now)" 'BEGIN {print b - a}' >> "$W/thr-relayed-alone"
+done
+t=$(median < "$W/thr-relayed")
+printf '   ssh relayed    %.1f MB/s (%.2f s), %.2fx plain ssh\n' "$(rate "$BYTES" "$t")" "$t" \
+  "$(awk -v a="$T_plain" -v b="$t" 'BEGIN {print a / b}')"
+t=$(median < "$W/thr-relayed-alone")
+printf '   tunnel relayed %.1f MB/s (%.2f s)\n' "$(rate "$BYTES" "$t")" "$t"
