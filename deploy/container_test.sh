@@ -31,6 +31,7 @@ cleanup() {
   [ -n "$host_daemon" ] && kill "$host_daemon" 2>/dev/null || true
   "$engine" rm -f "$prefix-seed" "$prefix-get" "$prefix-lonely" "$prefix-held" "$prefix-locked" >/dev/null 2>&1 || true
   "$engine" network rm "$prefix-net" >/dev/null 2>&1 || true
+  chmod -R u+w "$tmp" 2>/dev/null || true  # git-annex's object directories are read-only
   rm -rf "$tmp"
 }
 trap cleanup EXIT
@@ -72,7 +73,8 @@ head -c $((6 << 20)) /dev/urandom >"$repo/photo.bin"
 git -C "$repo" annex add -q photo.bin >/dev/null 2>&1
 git -C "$repo" commit -q -m photo
 key=$(git -C "$repo" annex lookupkey photo.bin)
-chmod -R a+rX "$repo" "$tmp"
+chmod -R a+rX "$repo"
+chmod a+x "$tmp"  # the containers' user reaches the repository and the token, nothing else
 "$engine" network create "$prefix-net" >/dev/null
 "$engine" run -d --name "$prefix-seed" --network "$prefix-net" --restart unless-stopped \
   -v "$repo:/repo:ro" -v "$tmp/token:/run/secrets/annex-swarm-token:ro" \

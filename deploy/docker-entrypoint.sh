@@ -30,6 +30,19 @@ case "${1:-}" in
   *) exec annex-swarm "$@" ;;
 esac
 
+hold() {  # MESSAGE...: said once; then wait for docker stop instead of exiting into a restart loop
+  [ $# -eq 0 ] || echo "annex-swarm: $*" >&2
+  sleeper=""
+  trap '[ -z "$sleeper" ] || kill "$sleeper" 2>/dev/null; exit 78' TERM INT
+  echo "annex-swarm: the node cannot start with this configuration (above); the container waits instead of" \
+       "restarting. Fix it, then: docker restart CONTAINER" >&2
+  while :; do
+    sleep 3600 &
+    sleeper=$!
+    wait "$sleeper" || true
+  done
+}
+
 set -- daemon "$@"
 [ -f /etc/annex-swarm/annex-swarm.conf ] && set -- "$@" --config /etc/annex-swarm/annex-swarm.conf
 if [ -f /run/secrets/annex-swarm-token ] && [ -z "${ANNEX_SWARM_SWARM_FILE:-}" ]; then
@@ -43,24 +56,15 @@ for assignment in $(env | grep '^ANNEX_SWARM_' | cut -d= -f1); do
     remote-trace|remote-async|control-timeout) continue ;;  # the clients' own variables
     swarm)
       echo "annex-swarm: ANNEX_SWARM_SWARM shows in 'docker inspect'; prefer a secret file (see deploy/compose.yaml)" >&2
-      mkdir -p "$state"
       tokens="$state/swarm-tokens.from-env"
-      (umask 077 && printf '%s\n' $values >"$tokens")
+      mkdir -p "$state" 2>/dev/null && (umask 077 && printf '%s\n' $values >"$tokens") 2>/dev/null ||
+        hold "cannot write $tokens: the state directory $state is not writable by uid $(id -u)" \
+             "(owner uid $(stat -c %u "$state" 2>/dev/null || echo '?')); chown it to $(id -u)"
       set -- "$@" --swarm-file "$tokens"
       continue ;;
   esac
   for value in $values; do set -- "$@" "--$name" "$value"; done
 done
 
-if ! annex-swarm "$@" --check >/dev/null; then
-  sleeper=""
-  trap '[ -z "$sleeper" ] || kill "$sleeper" 2>/dev/null; exit 78' TERM INT
-  echo "annex-swarm: the node cannot start with this configuration (above); the container waits instead of" \
-       "restarting. Fix it, then: docker restart CONTAINER" >&2
-  while :; do
-    sleep 3600 &
-    sleeper=$!
-    wait "$sleeper" || true
-  done
-fi
+annex-swarm "$@" --check >/dev/null || hold
 exec annex-swarm "$@"

@@ -139,7 +139,7 @@ int health(const LookupOptions& options, std::chrono::seconds window) {
   if (!reply) return kNotFound;  // not running, or not answering: said on stderr
   const auto& d = (*reply)["dht"];
   auto alone = d.value("disconnected_for", std::int64_t{0});
-  if (d.value("status", "") == "connected" || alone <= window.count() || d.value("first_node", false)) {
+  if (alone <= window.count() || d.value("first_node", false)) {
     std::cout << "healthy: DHT " << d.value("status", "") << ", " << d.value("good_nodes", 0) << " good nodes"
               << (d.value("status", "") != "connected" && d.value("first_node", false) ? " (first node: alone until others join)" : "")
               << "\n";

@@ -643,6 +643,7 @@ void Daemon::reload() {
   if (tokens(fresh.swarms) != tokens(config_.swarms)) need_restart.push_back("swarm");
   if (fresh.repos != config_.repos) need_restart.push_back("repo");
   if (fresh.port != config_.port || fresh.peer_port != config_.peer_port) need_restart.push_back("port");
+  if (fresh.advertise != config_.advertise) need_restart.push_back("advertise");
   if (fresh.listen != config_.listen) need_restart.push_back("listen");
   if (fresh.bootstrap != config_.bootstrap) need_restart.push_back("bootstrap");
   if (fresh.nat != config_.nat || fresh.nat_lease != config_.nat_lease) need_restart.push_back("nat");
@@ -663,7 +664,7 @@ StatusReply Daemon::status() const {
   for (const auto& t : config_.swarms) s.swarms.push_back({t.id(), t.public_id(), t.is_public()});
   s.dht = {health.status,        health.good_nodes,    health.dubious_nodes, health.searches,
            health.public_addresses, health.stored_values, health.stored_bytes,
-           health.disconnected_for, config_.bootstrap.empty()};
+           dht_->disconnected_for(), config_.bootstrap.empty()};
   s.announce = announcer_->status();
   s.refused = directory_->refused();
   if (peer_server_) s.peers_served = peer_server_->stats();

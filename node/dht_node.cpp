@@ -226,6 +226,14 @@ void DhtNode::get(const DhtLocation& location, std::chrono::milliseconds timeout
       [this, finish](bool) { asio::post(io_, finish); });
 }
 
+double DhtNode::disconnected_for() const {
+  // The DHT answers every second (refresh_health); a connection it last reported more
+  // than a few seconds ago is not vouched for any more.
+  auto since = std::chrono::steady_clock::now() - last_connected_;
+  if (since < std::chrono::seconds(5)) return 0;
+  return std::chrono::duration<double>(since).count();
+}
+
 void DhtNode::refresh_health() {
   if (!running_) return;
   runner_.getNodeInfo([this](std::shared_ptr<dht::NodeInfo> info) {
@@ -239,9 +247,7 @@ void DhtNode::refresh_health() {
                                                    : "disconnected";
       health_.stored_values = info->storage_values;
       health_.stored_bytes = info->storage_size;
-      auto now = std::chrono::steady_clock::now();
-      if (health_.good_nodes > 0) last_connected_ = now;
-      health_.disconnected_for = std::chrono::duration<double>(now - last_connected_).count();
+      if (health_.good_nodes > 0) last_connected_ = std::chrono::steady_clock::now();
       watch_connection();
     });
   });

@@ -35,9 +35,6 @@ struct DhtHealth {
   std::vector<std::string> public_addresses;
   std::size_t stored_values = 0;
   std::size_t stored_bytes = 0;
-  // Seconds since the node last had a good DHT peer (since it started, if never); 0 while
-  // it has one.
-  double disconnected_for = 0;
 };
 
 class DhtNode final : public DhtClient {
@@ -70,6 +67,9 @@ public:
   // The last health report. OpenDHT's own getters take the lock its thread holds while
   // it works, so the report is refreshed asynchronously (every second) and cached here.
   const DhtHealth& health() const { return health_; }
+  // Seconds since the DHT last said it had a good peer (since the start, if never); 0
+  // while it does. Counted at the call, so a DHT thread that stopped answering shows.
+  double disconnected_for() const;
 
 private:
   void refresh_health();

@@ -226,11 +226,13 @@ void SwarmDirectory::contacts(const std::vector<SwarmNode>& nodes, std::function
           else
             for (auto& m : *answers[i]) out.push_back(std::move(m));
         }
-        if (missing.empty()) return done(std::move(out));
-        // Not found where the node keeps it: a record put while the DHT was still forming
+        if (missing.empty() || !out.empty()) return done(std::move(out));
+        // None found where the nodes keep them: a record put while the DHT was still forming
         // (or while this machine was busy) may not have reached the nodes now closest to
         // that location yet. The swarm's member list carries the same signed record, put
         // at the same time to another location: look there before saying "no contact".
+        // (With some found, their callers go ahead: the list is one more lookup, and
+        // provider records outlive nodes that left.)
         members(lookup_timeout_, [this, missing, out = std::move(out), done](std::vector<Member> all) mutable {
           for (auto& m : all) {
             SwarmNode n{m.swarm, m.contact.node};

@@ -66,8 +66,8 @@ public:
   // Nodes whose repo record says they serve annex repository `uuid` (read again after
   // kContactCacheAge; a repository rarely moves).
   void repo_nodes(const std::string& uuid, std::function<void(std::vector<SwarmNode>)> done);
-  // The contact records of these nodes (those found: at each node's own location, or, for
-  // one not found there, in the swarm's member list). A record read in the last
+  // The contact records of these nodes (those found: at each node's own location, or, when
+  // none is found there, in the swarm's member list). A record read in the last
   // kContactCacheAge is used again without a lookup, unless it lists an unconfirmed
   // candidate (that node is checking its addresses and will publish again soon);
   // forget_contact drops one (say, when dialling its endpoints failed).
