@@ -14,6 +14,13 @@ namespace fs = std::filesystem;
 namespace {
 constexpr auto kAskTimeout = std::chrono::seconds(15);
 
+// A PRESENT verdict from its holders' answers: present when one showed it; unknown when
+// nobody did but a holder could not be asked or checked.
+void settle(PresentReply& reply) {
+  reply.present = !reply.confirmed_by.empty();
+  reply.unknown = !reply.present && (!reply.unreachable.empty() || !reply.unproven.empty());
+}
+
 ControlError no_swarm_error() {
   return {ControlErrorCode::NoSwarm, "this node is in no swarm (start it with --swarm TOKEN)"};
 }
@@ -431,9 +438,7 @@ void ObjectService::present(const PresentRequest& request, Done<PresentReply> do
           reply.unreachable[node] = "unexpected answer";
         }
       }
-      reply.present = !reply.confirmed_by.empty();
-      // Nobody showed it, but a holder could not be asked or checked: we do not know.
-      reply.unknown = !reply.present && (!reply.unreachable.empty() || !reply.unproven.empty());
+      settle(reply);
       done(std::move(reply));
     });
   }, request.hints);
@@ -479,8 +484,7 @@ void ObjectService::spot_check(const AnnexKey& key, std::vector<FetchSource> sou
             reply->unreachable[node] = why;
           }
           if (--*pending != 0) return;
-          reply->present = !reply->confirmed_by.empty();
-          reply->unknown = !reply->present && (!reply->unreachable.empty() || !reply->unproven.empty());
+          settle(*reply);
           done(std::move(*reply));
         });
     spot_checks_[dir.string()] = fetcher;

@@ -233,7 +233,8 @@ void SwarmDirectory::contacts(const std::vector<SwarmNode>& nodes, std::function
         // at the same time to another location: look there before saying "no contact".
         // (With some found, their callers go ahead: the list is one more lookup, and
         // provider records outlive nodes that left.)
-        members(lookup_timeout_, [this, missing, out = std::move(out), done](std::vector<Member> all) mutable {
+        members(lookup_timeout_, [this, missing, done](std::vector<Member> all) {
+          Found out;
           for (auto& m : all) {
             SwarmNode n{m.swarm, m.contact.node};
             if (std::find(missing.begin(), missing.end(), n) == missing.end()) continue;
